@@ -1,0 +1,53 @@
+//! The core of Skiff, an async-first task queue for Tokio.
+//!
+//! This crate has no I/O of its own. It defines what every part of Skiff agrees on:
+//!
+//! * [`Envelope`] — a task as stored: versioned, msgpack-encoded, data only;
+//! * [`TaskId`], [`LeaseToken`], [`RetryPolicy`], [`Clock`];
+//! * the async [`Storage`] trait every backend implements, and its delivery contract;
+//! * typed tasks: [`Task`], [`TaskCall`], [`TaskHandle`], [`TaskError`], [`Registry`];
+//! * [`Queue`], the producer's handle, with an immediate mode for tests;
+//! * [`MemoryStorage`], the contract in process memory;
+//! * with the `testing` feature, `testing`: the conformance suite every backend runs.
+//!
+//! Most users depend on the `skiff` crate, which re-exports all of this.
+
+#![doc(test(attr(deny(warnings))))]
+
+mod call;
+pub mod clock;
+mod envelope;
+mod error;
+mod handle;
+mod id;
+pub mod memory;
+mod queue;
+mod retry;
+pub mod storage;
+pub mod task;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use call::TaskCall;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use envelope::{
+    from_msgpack, msgpack_to_json, to_msgpack, wrap_single_arg, Envelope, FollowUp, FollowUpInput,
+    FollowUpWhen, DEFAULT_QUEUE, DELIVERY_MARGIN, FORMAT_VERSION,
+};
+pub use error::{Error, FailureKind, Result, TaskError, TaskErrorKind, TaskFailure};
+pub use handle::TaskHandle;
+pub use id::{LeaseToken, TaskId};
+pub use memory::MemoryStorage;
+pub use queue::{panic_message, Queue};
+pub use retry::{Backoff, RetryPolicy};
+pub use storage::{
+    AckStatus, Completion, Counts, DeadTask, Delivery, EnqueueOutcome, Lease, Outcome, Page,
+    RateDecision, Revocation, RevokeTarget, Storage, StoredResult, TaskRecord, TaskState,
+};
+pub use task::{run_blocking, ErasedTask, Registry, Task, TaskContext, TaskFn, TaskOptions};
+
+/// Re-exports used by code that `#[task]` generates. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use futures::future::BoxFuture;
+}

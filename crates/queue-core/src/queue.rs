@@ -1,0 +1,233 @@
+//! [`Queue`]: the producer's side of a store.
+
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use serde::de::DeserializeOwned;
+
+use crate::memory::MemoryStorage;
+use crate::task::erase;
+use crate::{
+    Clock, Counts, EnqueueOutcome, Envelope, Error, FailureKind, Result, Storage, StoredResult,
+    Task, TaskCall, TaskContext, TaskErrorKind, TaskFailure, TaskHandle, TaskId,
+};
+
+/// A handle to a store for enqueueing tasks and reading their results. Cheap to clone.
+///
+/// Build one from any [`Storage`] with [`Queue::new`]; the `skiff` crate's `Queue::connect`
+/// opens one from a URL.
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    storage: Arc<dyn Storage>,
+    immediate: Option<Arc<MemoryStorage>>,
+}
+
+impl fmt::Debug for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("backend", &self.inner.storage.backend())
+            .field("immediate", &self.inner.immediate.is_some())
+            .finish()
+    }
+}
+
+impl Queue {
+    /// A queue on `storage`.
+    pub fn new(storage: Arc<dyn Storage>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                storage,
+                immediate: None,
+            }),
+        }
+    }
+
+    /// A queue on a new in-memory store (for tests; lost when the process ends).
+    pub fn memory() -> Self {
+        Self::new(Arc::new(MemoryStorage::new()))
+    }
+
+    /// A queue in immediate mode, as Huey's `immediate=True`: `enqueue` runs the task inline
+    /// before it returns and stores its result in memory, so handles work as usual. Retries run
+    /// at once (delays are not waited for), delays and etas are ignored, and no consumer is
+    /// needed. For tests and local development.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use futures::future::BoxFuture;
+    /// # use queue_core::{Task, TaskContext, TaskError};
+    /// # struct Shout;
+    /// # impl Task for Shout {
+    /// #     const NAME: &'static str = "shout";
+    /// #     type Args = (String,);
+    /// #     type Output = String;
+    /// #     fn run(_: TaskContext, (s,): (String,)) -> BoxFuture<'static, Result<String, TaskError>> {
+    /// #         Box::pin(async move { Ok(s.to_uppercase()) })
+    /// #     }
+    /// # }
+    /// use std::time::Duration;
+    /// use queue_core::Queue;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let queue = Queue::immediate();
+    /// let handle = Shout::call(("hi".into(),)).enqueue(&queue).await?;
+    /// assert!(handle.is_complete().await?);
+    /// assert_eq!(handle.get(Duration::ZERO).await?, "HI");
+    /// # Ok::<(), queue_core::Error>(()) }).unwrap();
+    /// ```
+    pub fn immediate() -> Self {
+        let memory = Arc::new(MemoryStorage::new());
+        Self {
+            inner: Arc::new(Inner {
+                storage: memory.clone(),
+                immediate: Some(memory),
+            }),
+        }
+    }
+
+    /// Whether this queue runs tasks inline ([`Queue::immediate`]).
+    pub fn is_immediate(&self) -> bool {
+        self.inner.immediate.is_some()
+    }
+
+    /// The store.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.inner.storage
+    }
+
+    /// The store's clock.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.inner.storage.clock()
+    }
+
+    /// A typed handle to task `id`'s result.
+    pub fn handle<T: DeserializeOwned>(&self, id: TaskId) -> TaskHandle<T> {
+        TaskHandle::new(id, self.clone())
+    }
+
+    /// Stores one envelope.
+    pub async fn enqueue_envelope(&self, envelope: Envelope) -> Result<EnqueueOutcome> {
+        let mut outcomes = self.enqueue_envelopes(vec![envelope]).await?;
+        outcomes.pop().ok_or_else(|| {
+            Error::storage_msg(self.inner.storage.backend(), "enqueue returned no outcome")
+        })
+    }
+
+    /// Stores a batch of envelopes in one store operation.
+    pub async fn enqueue_envelopes(&self, batch: Vec<Envelope>) -> Result<Vec<EnqueueOutcome>> {
+        for env in &batch {
+            env.validate()?;
+        }
+        let expected = batch.len();
+        let outcomes = self.inner.storage.enqueue(batch).await?;
+        if outcomes.len() != expected {
+            return Err(Error::storage_msg(
+                self.inner.storage.backend(),
+                format!(
+                    "enqueue returned {} outcomes for {expected} envelopes",
+                    outcomes.len()
+                ),
+            ));
+        }
+        Ok(outcomes)
+    }
+
+    /// How many tasks are in each state, over all queues.
+    pub async fn counts(&self) -> Result<Counts> {
+        self.inner.storage.counts(None).await
+    }
+
+    pub(crate) async fn run_immediately<T: Task>(
+        &self,
+        call: TaskCall<T>,
+    ) -> Result<TaskHandle<T::Output>> {
+        let memory = self
+            .inner
+            .immediate
+            .as_ref()
+            .ok_or_else(|| Error::InvalidInput("queue is not in immediate mode".into()))?;
+        let clock = self.clock();
+        let env = call.into_envelope(clock.now())?;
+        let task = erase::<T>();
+        let mut attempt = 0u32;
+        let result = loop {
+            attempt += 1;
+            let ctx = TaskContext {
+                id: env.id,
+                task: T::NAME,
+                queue: env.queue.clone(),
+                attempt,
+                retries_left: env.retry.max_retries.saturating_sub(attempt - 1),
+                deliveries: attempt,
+                enqueued_at: env.enqueued_at,
+            };
+            let fut = match task.start(ctx, &env.args) {
+                Ok(fut) => fut,
+                Err(e) => {
+                    break StoredResult::Failure(TaskFailure::new(
+                        FailureKind::Undecodable,
+                        e.to_string(),
+                        attempt,
+                    ));
+                }
+            };
+            let guarded = AssertUnwindSafe(fut).catch_unwind();
+            let ran = match env.timeout {
+                Some(limit) => tokio::time::timeout(limit, guarded).await.ok(),
+                None => Some(guarded.await),
+            };
+            let failure = match ran {
+                Some(Ok(Ok(bytes))) => break StoredResult::Success(bytes),
+                Some(Ok(Err(err))) => {
+                    let kind = match err.kind() {
+                        TaskErrorKind::Cancel => FailureKind::Canceled,
+                        _ => FailureKind::Error,
+                    };
+                    let retryable = matches!(
+                        err.kind(),
+                        TaskErrorKind::Retry | TaskErrorKind::RetryAfter(_)
+                    );
+                    (TaskFailure::new(kind, err.message(), attempt), retryable)
+                }
+                Some(Err(panic)) => (
+                    TaskFailure::new(FailureKind::Panic, panic_message(&panic), attempt),
+                    true,
+                ),
+                None => (
+                    TaskFailure::new(
+                        FailureKind::Timeout,
+                        format!(
+                            "ran past its timeout of {:?}",
+                            env.timeout.unwrap_or_default()
+                        ),
+                        attempt,
+                    ),
+                    true,
+                ),
+            };
+            if !(failure.1 && env.retry.should_retry(attempt)) {
+                break StoredResult::Failure(failure.0);
+            }
+        };
+        memory.put_result(env.id, result, None);
+        Ok(self.handle(env.id))
+    }
+}
+
+/// The message of a panic payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_owned()
+    }
+}

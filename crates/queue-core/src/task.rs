@@ -1,0 +1,404 @@
+//! Typed tasks: the [`Task`] trait (written by `#[task]`), its options and context, and the
+//! [`Registry`] that lets a consumer run tasks by name.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::envelope::{from_msgpack, to_msgpack, DEFAULT_QUEUE};
+use crate::{Error, RetryPolicy, TaskCall, TaskError, TaskId};
+
+/// A kind of task: a name, typed arguments and output, options, and the code to run.
+///
+/// `#[skiff::task]` writes this for an `async fn` (or a plain `fn`, run on the blocking pool).
+/// Implement it by hand when a macro does not fit.
+///
+/// # Examples
+///
+/// ```
+/// use futures::future::BoxFuture;
+/// use queue_core::{Task, TaskContext, TaskError, TaskOptions};
+///
+/// struct Add;
+///
+/// impl Task for Add {
+///     const NAME: &'static str = "add";
+///     type Args = (i64, i64);
+///     type Output = i64;
+///
+///     fn options() -> TaskOptions {
+///         TaskOptions::new().retries(2)
+///     }
+///
+///     fn run(_ctx: TaskContext, (a, b): (i64, i64)) -> BoxFuture<'static, Result<i64, TaskError>> {
+///         Box::pin(async move { Ok(a + b) })
+///     }
+/// }
+///
+/// let call = Add::call((1, 2));
+/// assert_eq!(call.args(), &(1, 2));
+/// ```
+pub trait Task: Send + Sync + 'static {
+    /// The name the task is stored and registered under. Unique within a consumer.
+    const NAME: &'static str;
+    /// The arguments, as a tuple of the function's parameters.
+    type Args: Serialize + DeserializeOwned + Send + 'static;
+    /// What the task returns on success.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+
+    /// Default options of every call of this task.
+    fn options() -> TaskOptions {
+        TaskOptions::new()
+    }
+
+    /// Runs the task.
+    fn run(
+        ctx: TaskContext,
+        args: Self::Args,
+    ) -> BoxFuture<'static, Result<Self::Output, TaskError>>;
+
+    /// A call of this task with `args`, ready to configure and enqueue.
+    fn call(args: Self::Args) -> TaskCall<Self>
+    where
+        Self: Sized,
+    {
+        TaskCall::new(args)
+    }
+}
+
+/// Options of a task: where it goes, how it is retried, how long it may run.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use queue_core::TaskOptions;
+///
+/// let opts = TaskOptions::new()
+///     .queue("emails")
+///     .priority(100)
+///     .retries(3)
+///     .retry_delay(Duration::from_secs(60))
+///     .retry_backoff(2.0)
+///     .timeout(Duration::from_secs(30));
+/// assert_eq!(opts.retry_policy().delay(2), Duration::from_secs(120));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskOptions {
+    /// Queue name.
+    pub queue: String,
+    /// Priority (higher first).
+    pub priority: i16,
+    /// Retries after a failure.
+    pub retries: u32,
+    /// Delay before the first retry.
+    pub retry_delay: Duration,
+    /// Multiply the delay by this for each further retry (`None` = fixed delay).
+    pub retry_backoff: Option<f64>,
+    /// Upper bound of the delay with backoff.
+    pub retry_max_delay: Duration,
+    /// Fraction of each retry delay to randomise.
+    pub retry_jitter: f64,
+    /// Time limit of one attempt.
+    pub timeout: Option<Duration>,
+    /// Dropped if not started within this long of being enqueued.
+    pub expires: Option<Duration>,
+}
+
+impl Default for TaskOptions {
+    fn default() -> Self {
+        Self {
+            queue: DEFAULT_QUEUE.to_owned(),
+            priority: 0,
+            retries: 0,
+            retry_delay: Duration::ZERO,
+            retry_backoff: None,
+            retry_max_delay: Duration::from_secs(3600),
+            retry_jitter: 0.0,
+            timeout: None,
+            expires: None,
+        }
+    }
+}
+
+impl TaskOptions {
+    /// The defaults: queue `"default"`, priority 0, no retries, no timeout.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the queue.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = queue.into();
+        self
+    }
+
+    /// Sets the priority.
+    pub fn priority(mut self, priority: i16) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Sets the number of retries.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Sets the delay before a retry.
+    pub fn retry_delay(mut self, delay: Duration) -> Self {
+        self.retry_delay = delay;
+        self
+    }
+
+    /// Multiplies the retry delay by `factor` for each further retry.
+    pub fn retry_backoff(mut self, factor: f64) -> Self {
+        self.retry_backoff = Some(factor);
+        self
+    }
+
+    /// Caps the retry delay when backing off.
+    pub fn retry_max_delay(mut self, max: Duration) -> Self {
+        self.retry_max_delay = max;
+        self
+    }
+
+    /// Randomises this fraction of each retry delay.
+    pub fn retry_jitter(mut self, fraction: f64) -> Self {
+        self.retry_jitter = fraction;
+        self
+    }
+
+    /// Sets the time limit of one attempt.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Drops the task if it has not started this long after being enqueued.
+    pub fn expires(mut self, after: Duration) -> Self {
+        self.expires = Some(after);
+        self
+    }
+
+    /// The retry policy these options describe.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        let policy = match self.retry_backoff {
+            Some(factor) => RetryPolicy::exponential(
+                self.retries,
+                self.retry_delay,
+                factor,
+                self.retry_max_delay.max(self.retry_delay),
+            ),
+            None => RetryPolicy::fixed(self.retries, self.retry_delay),
+        };
+        policy.with_jitter(self.retry_jitter)
+    }
+}
+
+/// What a running task knows about itself. Ask for it with `#[task(context)]` and a first
+/// parameter of this type.
+#[derive(Clone, Debug)]
+pub struct TaskContext {
+    /// The task's id.
+    pub id: TaskId,
+    /// The task's name.
+    pub task: &'static str,
+    /// The queue it came from.
+    pub queue: String,
+    /// This attempt, from 1.
+    pub attempt: u32,
+    /// Retries left after this attempt if it fails.
+    pub retries_left: u32,
+    /// How many times the task has been delivered, counting this delivery.
+    pub deliveries: u32,
+    /// When it was first enqueued.
+    pub enqueued_at: DateTime<Utc>,
+}
+
+/// Something that names a task kind: the function `#[task]` writes (`send_email`) implements
+/// it, so `consumer.register(send_email)` works. `Marker` only tells the impls apart.
+pub trait TaskFn<Marker>: Send + Sync + 'static {
+    /// The task kind.
+    type Task: Task;
+}
+
+macro_rules! impl_task_fn {
+    ($($arg:ident),*) => {
+        impl<F, T, $($arg,)*> TaskFn<($($arg,)*)> for F
+        where
+            F: Fn($($arg),*) -> TaskCall<T> + Send + Sync + 'static,
+            T: Task,
+        {
+            type Task = T;
+        }
+    };
+}
+
+impl_task_fn!();
+impl_task_fn!(A1);
+impl_task_fn!(A1, A2);
+impl_task_fn!(A1, A2, A3);
+impl_task_fn!(A1, A2, A3, A4);
+impl_task_fn!(A1, A2, A3, A4, A5);
+impl_task_fn!(A1, A2, A3, A4, A5, A6);
+impl_task_fn!(A1, A2, A3, A4, A5, A6, A7);
+impl_task_fn!(A1, A2, A3, A4, A5, A6, A7, A8);
+impl_task_fn!(A1, A2, A3, A4, A5, A6, A7, A8, A9);
+impl_task_fn!(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10);
+impl_task_fn!(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11);
+impl_task_fn!(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11, A12);
+
+/// Runs a blocking closure on Tokio's blocking pool as a task body. A panic inside it is
+/// resumed in the caller, so the runtime reports it as the task's panic. Used by `#[task]` on a
+/// plain `fn`.
+pub fn run_blocking<F, T>(f: F) -> BoxFuture<'static, Result<T, TaskError>>
+where
+    F: FnOnce() -> Result<T, TaskError> + Send + 'static,
+    T: Send + 'static,
+{
+    Box::pin(async move {
+        match tokio::task::spawn_blocking(f).await {
+            Ok(result) => result,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(err) => Err(TaskError::msg(format!(
+                "blocking task was cancelled: {err}"
+            ))),
+        }
+    })
+}
+
+/// A task kind with its types erased, so tasks can be run by name from stored bytes.
+pub trait ErasedTask: Send + Sync + 'static {
+    /// The task's name.
+    fn name(&self) -> &'static str;
+
+    /// The task's default options.
+    fn options(&self) -> TaskOptions;
+
+    /// Decodes `args` and starts the task; the future yields the msgpack-encoded output.
+    /// Fails with [`Error::Decode`] when the arguments do not decode as the task's `Args`.
+    fn start(
+        &self,
+        ctx: TaskContext,
+        args: &[u8],
+    ) -> Result<BoxFuture<'static, Result<Vec<u8>, TaskError>>, Error>;
+}
+
+struct Erased<T>(PhantomData<fn() -> T>);
+
+impl<T: Task> ErasedTask for Erased<T> {
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+
+    fn options(&self) -> TaskOptions {
+        T::options()
+    }
+
+    fn start(
+        &self,
+        ctx: TaskContext,
+        args: &[u8],
+    ) -> Result<BoxFuture<'static, Result<Vec<u8>, TaskError>>, Error> {
+        let args: T::Args = from_msgpack(args)?;
+        Ok(Box::pin(async move {
+            let output = T::run(ctx, args).await?;
+            to_msgpack(&output)
+                .map_err(|e| TaskError::fatal(format!("could not encode the task's output: {e}")))
+        }))
+    }
+}
+
+/// The erased form of task kind `T`.
+pub fn erase<T: Task>() -> Arc<dyn ErasedTask> {
+    Arc::new(Erased::<T>(PhantomData))
+}
+
+/// Task kinds by name: what a consumer can run.
+///
+/// # Examples
+///
+/// ```
+/// # use futures::future::BoxFuture;
+/// # use queue_core::{Task, TaskContext, TaskError};
+/// # struct Ping;
+/// # impl Task for Ping {
+/// #     const NAME: &'static str = "ping";
+/// #     type Args = ();
+/// #     type Output = String;
+/// #     fn run(_: TaskContext, _: ()) -> BoxFuture<'static, Result<String, TaskError>> {
+/// #         Box::pin(async { Ok("pong".to_owned()) })
+/// #     }
+/// # }
+/// use queue_core::Registry;
+///
+/// let mut registry = Registry::new();
+/// registry.register::<Ping>();
+/// assert!(registry.get("ping").is_some());
+/// ```
+#[derive(Clone, Default)]
+pub struct Registry {
+    tasks: HashMap<&'static str, Arc<dyn ErasedTask>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds task kind `T`. A kind registered twice replaces the first.
+    pub fn register<T: Task>(&mut self) -> &mut Self {
+        self.tasks.insert(T::NAME, erase::<T>());
+        self
+    }
+
+    /// Adds the task kind a `#[task]` function names.
+    pub fn register_fn<M, F: TaskFn<M>>(&mut self, _f: F) -> &mut Self {
+        self.register::<F::Task>()
+    }
+
+    /// Adds an erased task kind.
+    pub fn insert(&mut self, task: Arc<dyn ErasedTask>) -> &mut Self {
+        self.tasks.insert(task.name(), task);
+        self
+    }
+
+    /// The task kind registered under `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn ErasedTask>> {
+        self.tasks.get(name)
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> = self.tasks.keys().copied().collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// How many kinds are registered.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Whether none are.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("tasks", &self.names())
+            .finish()
+    }
+}
