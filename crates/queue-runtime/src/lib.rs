@@ -1,1 +1,2 @@
-//! placeholder
+//! placeholder until the runtime lands
+pub use queue_core::Queue as Consumer;
