@@ -1,0 +1,123 @@
+//! Drives `examples/soak.rs` as separate processes, the way outside scripts do.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The soak example binary, built by `cargo test` next to this test binary.
+pub fn soak_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> -> target/<profile>/examples/soak
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = profile_dir.join("examples").join("soak");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--example", "soak"])
+            .status()
+            .expect("run cargo build --example soak");
+        assert!(status.success(), "building the soak example failed");
+    }
+    assert!(bin.exists(), "no soak binary at {}", bin.display());
+    bin
+}
+
+/// Runs `soak URL args...` to completion and returns its stdout; panics on failure.
+pub fn run(url: &str, args: &[&str]) -> String {
+    let out: Output = Command::new(soak_binary())
+        .arg(url)
+        .args(args)
+        .output()
+        .expect("run soak");
+    assert!(
+        out.status.success(),
+        "soak {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Starts `soak URL work ...` in the background.
+pub fn spawn_worker(url: &str, args: &[&str]) -> Child {
+    Command::new(soak_binary())
+        .arg(url)
+        .arg("work")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn soak worker")
+}
+
+/// Waits for a child to exit successfully within `limit`; kills it and panics otherwise.
+pub fn wait_success(mut child: Child, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for worker") {
+            assert!(status.success(), "worker exited with {status}");
+            return;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("worker did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Kills a child with SIGKILL (`kill -9`) and reaps it.
+pub fn kill9(mut child: Child) {
+    child.kill().expect("kill -9 worker");
+    let _ = child.wait();
+}
+
+/// The store's counts, from `soak URL stats`.
+pub fn stats(url: &str) -> serde_json::Value {
+    let line = run(url, &["stats"]);
+    serde_json::from_str(line.trim()).expect("stats prints one JSON line")
+}
+
+/// How many times each `done <n>` line appears in the record file.
+pub fn done_counts(record: &Path) -> BTreeMap<u64, u32> {
+    let text = std::fs::read_to_string(record).unwrap_or_default();
+    let mut counts = BTreeMap::new();
+    for line in text.lines() {
+        let n = line
+            .strip_prefix("done ")
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("malformed record line {line:?}"));
+        *counts.entry(n).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Asserts every n in `range` was done at least once; returns the number of duplicate runs.
+pub fn assert_all_done(record: &Path, range: std::ops::Range<u64>) -> u64 {
+    let counts = done_counts(record);
+    let missing: Vec<u64> = range.clone().filter(|n| !counts.contains_key(n)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} tasks never ran, e.g. {:?}",
+        missing.len(),
+        range.end - range.start,
+        &missing[..missing.len().min(10)]
+    );
+    counts.values().map(|c| u64::from(c - 1)).sum()
+}
+
+/// Kills and restarts a worker `cycles` times, then lets a last one drain the store.
+pub fn kill_restart_drain(url: &str, record: &Path, cycles: u32, run_for: Duration) {
+    let rec = record.to_str().expect("utf-8 path");
+    let args = ["--concurrency", "16", "--record", rec, "--lease-ms", "2000"];
+    for _ in 0..cycles {
+        let worker = spawn_worker(url, &args);
+        std::thread::sleep(run_for);
+        kill9(worker);
+    }
+    let mut last: Vec<&str> = args.to_vec();
+    last.extend(["--exit-when-idle-ms", "1500"]);
+    wait_success(spawn_worker(url, &last), Duration::from_secs(300));
+}
