@@ -136,20 +136,20 @@ impl<T: Task> TaskCall<T> {
 
     /// The envelope this call stores, as of `now`.
     pub fn into_envelope(self, now: DateTime<Utc>) -> Result<Envelope> {
-        let opts = T::options();
-        let args = to_msgpack(&self.args)?;
-        let mut env = Envelope::new(self.queue.unwrap_or(opts.queue.clone()), T::NAME, args, now);
+        let mut env = task_envelope::<T>(to_msgpack(&self.args)?, now);
+        if let Some(queue) = self.queue {
+            env.queue = queue;
+        }
         if let Some(id) = self.id {
             env.id = id;
         }
-        env.priority = self.priority.unwrap_or(opts.priority);
+        if let Some(priority) = self.priority {
+            env.priority = priority;
+        }
         env.eta = self.when.map(|w| w.resolve(now));
-        env.expires_at = self
-            .expires
-            .map(|w| w.resolve(now))
-            .or_else(|| opts.expires.map(|d| now + to_delta(d)));
-        env.retry = opts.retry_policy();
-        env.timeout = opts.timeout;
+        if let Some(expires) = self.expires {
+            env.expires_at = Some(expires.resolve(now));
+        }
         env.unique_key = self.unique_key;
         env.validate()?;
         Ok(env)
@@ -169,6 +169,17 @@ impl<T: Task> TaskCall<T> {
         let outcome = queue.enqueue_envelope(env).await?;
         Ok(queue.handle(outcome.id()))
     }
+}
+
+/// An envelope of task `T` with encoded `args` and `T`'s default options.
+pub(crate) fn task_envelope<T: Task>(args: Vec<u8>, now: DateTime<Utc>) -> Envelope {
+    let opts = T::options();
+    let mut env = Envelope::new(opts.queue.clone(), T::NAME, args, now);
+    env.priority = opts.priority;
+    env.expires_at = opts.expires.map(|d| now + to_delta(d));
+    env.retry = opts.retry_policy();
+    env.timeout = opts.timeout;
+    env
 }
 
 impl Queue {

@@ -132,7 +132,8 @@ impl Envelope {
             args,
             priority: 0,
             eta: None,
-            enqueued_at: now,
+            // Stores keep milliseconds; so does the envelope, so a round trip is exact.
+            enqueued_at: crate::clock::from_millis(crate::clock::to_millis(now)),
             expires_at: None,
             attempt: 0,
             deliveries: 0,
@@ -204,6 +205,37 @@ impl Envelope {
                 _ => Err(Error::decode("envelope", err)),
             },
         }
+    }
+
+    /// The follow-ups to enqueue when this task ends with `result`, arguments filled in:
+    /// success follow-ups after a success (fed the output when their input is
+    /// [`FollowUpInput::Output`]), failure follow-ups after a failure (fed the
+    /// [`TaskFailure`](crate::TaskFailure) when their input is [`FollowUpInput::Failure`]).
+    pub fn follow_ups_for(
+        &self,
+        result: &crate::StoredResult,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Envelope>> {
+        let (when, payload) = match result {
+            crate::StoredResult::Success(output) => (FollowUpWhen::Success, output.clone()),
+            crate::StoredResult::Failure(failure) => (FollowUpWhen::Failure, to_msgpack(failure)?),
+        };
+        Ok(self
+            .follow_ups
+            .iter()
+            .filter(|f| f.when == when)
+            .map(|f| {
+                let mut env = f.envelope.clone();
+                env.enqueued_at = now;
+                match f.input {
+                    FollowUpInput::Fixed => {}
+                    FollowUpInput::Output | FollowUpInput::Failure => {
+                        env.args = wrap_single_arg(&payload);
+                    }
+                }
+                env
+            })
+            .collect())
     }
 
     /// The envelope as JSON, with its arguments decoded from msgpack, for admin tools.

@@ -21,6 +21,7 @@ mod error;
 mod handle;
 mod id;
 pub mod memory;
+mod pipeline;
 mod queue;
 mod retry;
 pub mod storage;
@@ -38,6 +39,7 @@ pub use error::{Error, FailureKind, Result, TaskError, TaskErrorKind, TaskFailur
 pub use handle::TaskHandle;
 pub use id::{LeaseToken, TaskId};
 pub use memory::MemoryStorage;
+pub use pipeline::{Pipeline, PipelineHandle};
 pub use queue::{panic_message, Queue};
 pub use retry::{Backoff, RetryPolicy};
 pub use storage::{

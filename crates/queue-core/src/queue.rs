@@ -1,5 +1,6 @@
 //! [`Queue`]: the producer's side of a store.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -10,8 +11,8 @@ use serde::de::DeserializeOwned;
 use crate::memory::MemoryStorage;
 use crate::task::erase;
 use crate::{
-    Clock, Counts, EnqueueOutcome, Envelope, Error, FailureKind, Result, Storage, StoredResult,
-    Task, TaskCall, TaskContext, TaskErrorKind, TaskFailure, TaskHandle, TaskId,
+    Clock, Counts, EnqueueOutcome, Envelope, ErasedTask, Error, FailureKind, Result, Storage,
+    StoredResult, Task, TaskCall, TaskContext, TaskErrorKind, TaskFailure, TaskHandle, TaskId,
 };
 
 /// A handle to a store for enqueueing tasks and reading their results. Cheap to clone.
@@ -148,76 +149,106 @@ impl Queue {
         &self,
         call: TaskCall<T>,
     ) -> Result<TaskHandle<T::Output>> {
+        let env = call.into_envelope(self.clock().now())?;
+        let id = env.id;
+        let mut tasks = HashMap::new();
+        tasks.insert(T::NAME, erase::<T>());
+        self.run_inline(env, &tasks).await?;
+        Ok(self.handle(id))
+    }
+
+    /// Immediate mode: runs `env` and then its follow-ups inline, storing each result.
+    pub(crate) async fn run_inline(
+        &self,
+        env: Envelope,
+        tasks: &HashMap<&'static str, Arc<dyn ErasedTask>>,
+    ) -> Result<()> {
         let memory = self
             .inner
             .immediate
             .as_ref()
             .ok_or_else(|| Error::InvalidInput("queue is not in immediate mode".into()))?;
-        let clock = self.clock();
-        let env = call.into_envelope(clock.now())?;
-        let task = erase::<T>();
-        let mut attempt = 0u32;
-        let result = loop {
-            attempt += 1;
-            let ctx = TaskContext {
-                id: env.id,
-                task: T::NAME,
-                queue: env.queue.clone(),
-                attempt,
-                retries_left: env.retry.max_retries.saturating_sub(attempt - 1),
-                deliveries: attempt,
-                enqueued_at: env.enqueued_at,
-            };
-            let fut = match task.start(ctx, &env.args) {
-                Ok(fut) => fut,
-                Err(e) => {
-                    break StoredResult::Failure(TaskFailure::new(
-                        FailureKind::Undecodable,
-                        e.to_string(),
-                        attempt,
-                    ));
-                }
-            };
-            let guarded = AssertUnwindSafe(fut).catch_unwind();
-            let ran = match env.timeout {
-                Some(limit) => tokio::time::timeout(limit, guarded).await.ok(),
-                None => Some(guarded.await),
-            };
-            let failure = match ran {
-                Some(Ok(Ok(bytes))) => break StoredResult::Success(bytes),
-                Some(Ok(Err(err))) => {
-                    let kind = match err.kind() {
-                        TaskErrorKind::Cancel => FailureKind::Canceled,
-                        _ => FailureKind::Error,
-                    };
-                    let retryable = matches!(
-                        err.kind(),
-                        TaskErrorKind::Retry | TaskErrorKind::RetryAfter(_)
-                    );
-                    (TaskFailure::new(kind, err.message(), attempt), retryable)
-                }
-                Some(Err(panic)) => (
-                    TaskFailure::new(FailureKind::Panic, panic_message(&panic), attempt),
-                    true,
-                ),
-                None => (
-                    TaskFailure::new(
-                        FailureKind::Timeout,
-                        format!(
-                            "ran past its timeout of {:?}",
-                            env.timeout.unwrap_or_default()
-                        ),
-                        attempt,
+        let mut work = vec![env];
+        while let Some(env) = work.pop() {
+            let result = match tasks.get(env.task.as_str()) {
+                Some(task) => run_with_retries(&env, task.as_ref()).await,
+                None => StoredResult::Failure(TaskFailure::new(
+                    FailureKind::UnknownTask,
+                    format!(
+                        "no task named `{}` is known to this immediate-mode call",
+                        env.task
                     ),
-                    true,
-                ),
+                    0,
+                )),
             };
-            if !(failure.1 && env.retry.should_retry(attempt)) {
-                break StoredResult::Failure(failure.0);
+            work.extend(env.follow_ups_for(&result, self.clock().now())?);
+            memory.put_result(env.id, result, None);
+        }
+        Ok(())
+    }
+}
+
+/// Runs one task inline, retrying at once (no delays) while its policy allows.
+async fn run_with_retries(env: &Envelope, task: &dyn ErasedTask) -> StoredResult {
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let ctx = TaskContext {
+            id: env.id,
+            task: task.name(),
+            queue: env.queue.clone(),
+            attempt,
+            retries_left: env.retry.max_retries.saturating_sub(attempt - 1),
+            deliveries: attempt,
+            enqueued_at: env.enqueued_at,
+        };
+        let fut = match task.start(ctx, &env.args) {
+            Ok(fut) => fut,
+            Err(e) => {
+                return StoredResult::Failure(TaskFailure::new(
+                    FailureKind::Undecodable,
+                    e.to_string(),
+                    attempt,
+                ))
             }
         };
-        memory.put_result(env.id, result, None);
-        Ok(self.handle(env.id))
+        let guarded = AssertUnwindSafe(fut).catch_unwind();
+        let ran = match env.timeout {
+            Some(limit) => tokio::time::timeout(limit, guarded).await.ok(),
+            None => Some(guarded.await),
+        };
+        let (failure, retryable) = match ran {
+            Some(Ok(Ok(bytes))) => return StoredResult::Success(bytes),
+            Some(Ok(Err(err))) => {
+                let kind = match err.kind() {
+                    TaskErrorKind::Cancel => FailureKind::Canceled,
+                    _ => FailureKind::Error,
+                };
+                let retryable = matches!(
+                    err.kind(),
+                    TaskErrorKind::Retry | TaskErrorKind::RetryAfter(_)
+                );
+                (TaskFailure::new(kind, err.message(), attempt), retryable)
+            }
+            Some(Err(panic)) => (
+                TaskFailure::new(FailureKind::Panic, panic_message(&*panic), attempt),
+                true,
+            ),
+            None => (
+                TaskFailure::new(
+                    FailureKind::Timeout,
+                    format!(
+                        "ran past its timeout of {:?}",
+                        env.timeout.unwrap_or_default()
+                    ),
+                    attempt,
+                ),
+                true,
+            ),
+        };
+        if !(retryable && env.retry.should_retry(attempt)) {
+            return StoredResult::Failure(failure);
+        }
     }
 }
 
