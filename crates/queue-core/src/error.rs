@@ -84,6 +84,9 @@ pub enum Error {
     /// The thing asked for does not exist.
     #[error("not found: {0}")]
     NotFound(String),
+    /// A lock is held by someone else.
+    #[error("lock `{0}` is held by another owner; try again later")]
+    Locked(String),
     /// The consumer or queue was shut down.
     #[error("shut down: {0}")]
     ShutDown(String),

@@ -40,6 +40,11 @@ impl<T: DeserializeOwned> TaskHandle<T> {
         self.id
     }
 
+    /// The queue the task was enqueued on.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
     /// Whether the task has finished (succeeded or failed for good).
     pub async fn is_complete(&self) -> Result<bool> {
         Ok(self.queue.storage().get_result(self.id).await?.is_some())

@@ -16,6 +16,7 @@
 
 mod call;
 pub mod clock;
+mod control;
 mod envelope;
 mod error;
 mod handle;
@@ -31,6 +32,7 @@ pub mod testing;
 
 pub use call::TaskCall;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use control::{LockBuilder, LockGuard};
 pub use envelope::{
     from_msgpack, msgpack_to_json, to_msgpack, wrap_single_arg, Envelope, FollowUp, FollowUpInput,
     FollowUpWhen, DEFAULT_QUEUE, DELIVERY_MARGIN, FORMAT_VERSION,

@@ -1,0 +1,151 @@
+//! Producer-side control: revocation, reschedule, locks, dead-letter wrappers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use queue_core::{
+    Error, ManualClock, MemoryStorage, Page, Queue, RevokeTarget, Storage, Task, TaskContext,
+    TaskError, TaskState,
+};
+
+struct Noop;
+impl Task for Noop {
+    const NAME: &'static str = "noop";
+    type Args = ();
+    type Output = ();
+    fn run(_: TaskContext, (): ()) -> BoxFuture<'static, Result<(), TaskError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[tokio::test]
+async fn handles_revoke_restore_and_reschedule() {
+    let clock = ManualClock::new();
+    let store = Arc::new(MemoryStorage::with_clock(Arc::new(clock.clone())));
+    let queue = Queue::new(store.clone());
+    let h = Noop::call(()).enqueue(&queue).await.unwrap();
+
+    h.revoke().await.unwrap();
+    assert_eq!(
+        store.check_revoked(&[(h.id(), "noop")]).await.unwrap(),
+        vec![true]
+    );
+    assert!(h.restore().await.unwrap());
+    assert_eq!(
+        store.check_revoked(&[(h.id(), "noop")]).await.unwrap(),
+        vec![false]
+    );
+
+    queue.revoke_task::<Noop>().await.unwrap();
+    let other = queue_core::TaskId::new();
+    assert_eq!(
+        store.check_revoked(&[(other, "noop")]).await.unwrap(),
+        vec![true]
+    );
+    assert!(queue.restore_task::<Noop>().await.unwrap());
+
+    assert!(h.reschedule_in(Duration::from_secs(60)).await.unwrap());
+    assert_eq!(
+        store.get_task(h.id()).await.unwrap().unwrap().state,
+        TaskState::Scheduled
+    );
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        store.get_task(h.id()).await.unwrap().unwrap().state,
+        TaskState::Ready
+    );
+    // revoke_once: stops one check, then lapses.
+    queue
+        .revoke_with(RevokeTarget::Id(h.id()), None, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.check_revoked(&[(h.id(), "noop")]).await.unwrap(),
+        vec![true]
+    );
+    assert_eq!(
+        store.check_revoked(&[(h.id(), "noop")]).await.unwrap(),
+        vec![false]
+    );
+}
+
+#[tokio::test]
+async fn lock_guard_renews_while_held_and_releases_on_drop() {
+    let queue = Queue::memory();
+    let guard = queue
+        .lock("nightly")
+        .ttl(Duration::from_millis(150))
+        .try_acquire()
+        .await
+        .unwrap()
+        .expect("free at first");
+    // Well past the TTL, the guard's renewals keep others out.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(queue.lock("nightly").try_acquire().await.unwrap().is_none());
+    }
+    drop(guard);
+    let again = queue
+        .lock("nightly")
+        .acquire(Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(again.name(), "nightly");
+    match queue
+        .lock("nightly")
+        .acquire(Duration::from_millis(50))
+        .await
+    {
+        Err(Error::Locked(name)) => assert_eq!(name, "nightly"),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    assert!(again.release().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_crashed_holder_blocks_only_until_the_ttl() {
+    let clock = ManualClock::new();
+    let store = Arc::new(MemoryStorage::with_clock(Arc::new(clock.clone())));
+    // A holder that never renews (its process died).
+    assert!(store
+        .acquire_lock("l", "dead-process", Duration::from_secs(30))
+        .await
+        .unwrap());
+    let queue = Queue::new(store);
+    assert!(queue.lock("l").try_acquire().await.unwrap().is_none());
+    clock.advance(Duration::from_secs(31));
+    assert!(queue.lock("l").try_acquire().await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn dead_letter_wrappers() {
+    let store = Arc::new(MemoryStorage::new());
+    let queue = Queue::new(store.clone());
+    store.insert_raw(
+        "default",
+        queue_core::TaskId::new(),
+        b"\xc1not msgpack".to_vec(),
+    );
+    assert!(store
+        .fetch("default", 10, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .is_empty());
+    let dead = queue.dead_letters(None, Page::first(10)).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].envelope.is_err());
+    assert_eq!(
+        queue.requeue_dead(&[dead[0].id]).await.unwrap(),
+        0,
+        "garbage cannot be requeued"
+    );
+    assert_eq!(queue.purge_dead(None).await.unwrap(), 1);
+    assert!(queue
+        .dead_letters(None, Page::first(10))
+        .await
+        .unwrap()
+        .is_empty());
+}
