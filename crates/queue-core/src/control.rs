@@ -32,7 +32,6 @@ impl Queue {
     /// # Examples
     ///
     /// ```
-    /// use std::time::Duration;
     /// use queue_core::{Queue, RevokeTarget};
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {

@@ -110,6 +110,62 @@ pub struct TaskOptions {
     pub timeout: Option<Duration>,
     /// Dropped if not started within this long of being enqueued.
     pub expires: Option<Duration>,
+    /// Name of a store-wide lock held while the task runs; a task that finds it taken is
+    /// retried later with a `locked` event.
+    pub lock: Option<String>,
+    /// Store-wide rate limit of the task; over-limit tasks are delayed, not failed.
+    pub rate_limit: Option<RateLimit>,
+    /// Cron expression (seconds field first) on which the consumer enqueues the task by
+    /// itself, once per fire time across the cluster. Only for tasks without arguments.
+    pub periodic: Option<String>,
+}
+
+/// A rate limit: at most `limit` runs per `per`, shared by every process on the store.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use queue_core::task::RateLimit;
+///
+/// let r: RateLimit = "100/s".parse().unwrap();
+/// assert_eq!((r.limit, r.per), (100, Duration::from_secs(1)));
+/// assert_eq!("5/m".parse::<RateLimit>().unwrap().per, Duration::from_secs(60));
+/// assert!("lots/s".parse::<RateLimit>().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Runs allowed per window.
+    pub limit: u32,
+    /// The window.
+    pub per: Duration,
+}
+
+impl std::str::FromStr for RateLimit {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = |why: &str| {
+            Error::InvalidInput(format!(
+                "rate limit `{s}` {why}; write COUNT/UNIT with UNIT s, m or h, e.g. \"100/s\""
+            ))
+        };
+        let (count, unit) = s.trim().split_once('/').ok_or_else(|| bad("has no `/`"))?;
+        let limit: u32 = count
+            .trim()
+            .parse()
+            .map_err(|_| bad("does not start with a whole number"))?;
+        if limit == 0 {
+            return Err(bad("allows nothing"));
+        }
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            _ => return Err(bad("has an unknown unit")),
+        };
+        Ok(Self { limit, per })
+    }
 }
 
 impl Default for TaskOptions {
@@ -124,6 +180,9 @@ impl Default for TaskOptions {
             retry_jitter: 0.0,
             timeout: None,
             expires: None,
+            lock: None,
+            rate_limit: None,
+            periodic: None,
         }
     }
 }
@@ -185,6 +244,24 @@ impl TaskOptions {
     /// Drops the task if it has not started this long after being enqueued.
     pub fn expires(mut self, after: Duration) -> Self {
         self.expires = Some(after);
+        self
+    }
+
+    /// Holds the store-wide lock `name` while the task runs.
+    pub fn lock(mut self, name: impl Into<String>) -> Self {
+        self.lock = Some(name.into());
+        self
+    }
+
+    /// Limits how often the task runs across every process on the store.
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limit = Some(limit);
+        self
+    }
+
+    /// Enqueues the task on this cron schedule (seconds field first, UTC).
+    pub fn periodic(mut self, cron: impl Into<String>) -> Self {
+        self.periodic = Some(cron.into());
         self
     }
 
