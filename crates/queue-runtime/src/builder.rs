@@ -1,0 +1,238 @@
+//! [`ConsumerBuilder`]: how a [`Consumer`] is configured.
+
+use std::fmt;
+use std::time::Duration;
+
+use queue_core::{Error, Queue, Registry, Result, Task, TaskFn, DEFAULT_QUEUE};
+
+use crate::Consumer;
+
+/// The shortest lease a consumer accepts.
+pub const MIN_LEASE: Duration = Duration::from_secs(1);
+
+/// What a consumer was built with. Read-only once built.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) workers: usize,
+    pub(crate) queue: String,
+    pub(crate) lease: Duration,
+    pub(crate) result_ttl: Option<Duration>,
+    pub(crate) ack_batch: usize,
+    pub(crate) ack_delay: Duration,
+    pub(crate) poll_interval: Duration,
+    pub(crate) periodic: bool,
+    pub(crate) shutdown_timeout: Duration,
+}
+
+impl Config {
+    /// How often running tasks' leases are renewed.
+    pub(crate) fn renew_every(&self) -> Duration {
+        self.lease / 3
+    }
+
+    /// How often tasks of crashed workers are requeued.
+    pub(crate) fn requeue_every(&self) -> Duration {
+        self.lease / 2
+    }
+}
+
+/// The default number of concurrent executions: four per available CPU (tasks are mostly
+/// I/O-bound), or 8 when the CPU count is unknown.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().saturating_mul(4))
+        .unwrap_or(8)
+}
+
+/// Configures a [`Consumer`]; start with [`Consumer::builder`].
+///
+/// | setting | default |
+/// |---|---|
+/// | [`workers`](Self::workers) | [`default_workers`]: 4 × CPUs |
+/// | [`queue`](Self::queue) | [`DEFAULT_QUEUE`] |
+/// | [`lease`](Self::lease) | 30 s, renewed every lease/3 |
+/// | [`result_ttl`](Self::result_ttl) | 7 days |
+/// | [`ack_batch`](Self::ack_batch) | 128 outcomes or 5 ms |
+/// | [`poll_interval`](Self::poll_interval) | 1 s |
+/// | [`periodic`](Self::periodic) | `true` |
+/// | [`shutdown_timeout`](Self::shutdown_timeout) | 30 s |
+///
+/// # Examples
+///
+/// ```
+/// # use futures::future::BoxFuture;
+/// # use queue_core::{Task, TaskContext, TaskError};
+/// # struct Ping;
+/// # impl Task for Ping {
+/// #     const NAME: &'static str = "ping";
+/// #     type Args = ();
+/// #     type Output = ();
+/// #     fn run(_: TaskContext, _: ()) -> BoxFuture<'static, Result<(), TaskError>> {
+/// #         Box::pin(async { Ok(()) })
+/// #     }
+/// # }
+/// use std::time::Duration;
+/// use queue_core::Queue;
+/// use queue_runtime::Consumer;
+///
+/// let consumer = Consumer::builder(Queue::memory())
+///     .workers(64)
+///     .queue("emails")
+///     .register_task::<Ping>()
+///     .lease(Duration::from_secs(30))
+///     .ack_batch(256, Duration::from_millis(2))
+///     .build()?;
+/// assert_eq!(consumer.queue_name(), "emails");
+/// # Ok::<(), queue_core::Error>(())
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ConsumerBuilder {
+    queue: Queue,
+    registry: Registry,
+    config: Config,
+}
+
+impl fmt::Debug for ConsumerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsumerBuilder")
+            .field("registry", &self.registry)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl ConsumerBuilder {
+    pub(crate) fn new(queue: Queue) -> Self {
+        Self {
+            queue,
+            registry: Registry::new(),
+            config: Config {
+                workers: default_workers(),
+                queue: DEFAULT_QUEUE.to_owned(),
+                lease: Duration::from_secs(30),
+                result_ttl: Some(Duration::from_secs(7 * 24 * 3600)),
+                ack_batch: 128,
+                ack_delay: Duration::from_millis(5),
+                poll_interval: Duration::from_secs(1),
+                periodic: true,
+                shutdown_timeout: Duration::from_secs(30),
+            },
+        }
+    }
+
+    /// The most tasks run at once (at least 1). The consumer never leases more tasks than it
+    /// has free slots.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.config.workers = workers;
+        self
+    }
+
+    /// The queue to consume.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.config.queue = queue.into();
+        self
+    }
+
+    /// Registers the task kind a `#[task]` function names: `.register(send_email)`.
+    pub fn register<M, F: TaskFn<M>>(mut self, task: F) -> Self {
+        self.registry.register_fn(task);
+        self
+    }
+
+    /// Registers task kind `T`.
+    pub fn register_task<T: Task>(mut self) -> Self {
+        self.registry.register::<T>();
+        self
+    }
+
+    /// Registers every task kind of `registry` (a kind registered twice keeps the last).
+    pub fn registry(mut self, registry: Registry) -> Self {
+        for name in registry.names() {
+            if let Some(task) = registry.get(name) {
+                self.registry.insert(task.clone());
+            }
+        }
+        self
+    }
+
+    /// How long a fetched task is leased (at least 1 s). The consumer renews the leases of
+    /// running tasks about every `lease / 3`; a worker that dies loses its tasks to other
+    /// workers after at most `lease`.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.config.lease = lease;
+        self
+    }
+
+    /// How long results (and failures) are kept; `None` keeps them until deleted.
+    pub fn result_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.config.result_ttl = ttl;
+        self
+    }
+
+    /// Outcomes are written to the store in batches: when `max` are pending, or `max_delay`
+    /// after the first of a batch, whichever comes first.
+    pub fn ack_batch(mut self, max: usize, max_delay: Duration) -> Self {
+        self.config.ack_batch = max;
+        self.config.ack_delay = max_delay;
+        self
+    }
+
+    /// The longest one wait for work lasts while the queue is idle. Stores wake waiting
+    /// consumers when work arrives, so this only bounds how long a missed wake-up costs.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.config.poll_interval = interval;
+        self
+    }
+
+    /// Whether this consumer runs the periodic (cron) scheduler. Stored now; the ticker
+    /// arrives with periodic tasks.
+    pub fn periodic(mut self, enabled: bool) -> Self {
+        self.config.periodic = enabled;
+        self
+    }
+
+    /// How long [`Consumer::run_until`] waits for running tasks after its signal fires, before
+    /// it stops them and hands them back to the queue.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Checks the settings and builds the consumer.
+    ///
+    /// Fails with [`Error::InvalidInput`] when `workers` is 0, the lease is under
+    /// [`MIN_LEASE`], the poll interval or ack batch size is 0, the queue name is not valid, or
+    /// no task is registered (a consumer without tasks would dead-letter everything it
+    /// fetches).
+    pub fn build(self) -> Result<Consumer> {
+        let c = &self.config;
+        let invalid = |msg: String| Err(Error::InvalidInput(msg));
+        if c.workers == 0 {
+            return invalid("workers must be at least 1".into());
+        }
+        if c.lease < MIN_LEASE {
+            return invalid(format!(
+                "lease must be at least {MIN_LEASE:?}, got {:?}",
+                c.lease
+            ));
+        }
+        if c.poll_interval.is_zero() {
+            return invalid("poll_interval must be more than zero".into());
+        }
+        if c.ack_batch == 0 {
+            return invalid("ack_batch max must be at least 1".into());
+        }
+        if c.queue.is_empty() || c.queue.len() > 200 || c.queue.contains(['{', '}']) {
+            return invalid(format!(
+                "queue name `{}` must be 1 to 200 bytes without `{{` or `}}`",
+                c.queue
+            ));
+        }
+        if self.registry.is_empty() {
+            return invalid(
+                "no task is registered; add tasks with .register(my_task) before build()".into(),
+            );
+        }
+        Ok(Consumer::from_parts(self.queue, self.registry, self.config))
+    }
+}

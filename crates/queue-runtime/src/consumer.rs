@@ -1,0 +1,449 @@
+//! [`Consumer`]: the fetch loop and how a consumer is started and stopped.
+//!
+//! # Running workers
+//!
+//! The fetcher holds an `Arc<Semaphore>` with one permit per worker. It waits for at least one
+//! free permit (never for the store while every worker is busy), takes every other free permit,
+//! and asks the store for at most that many tasks: a fetched task is a leased task, and a
+//! leased task nobody runs is a stalled task. Unused permits go back at once. When the store
+//! has nothing, the fetcher waits on [`Storage::wait_for_work`] (at most `poll_interval`)
+//! instead of looping. Store errors are logged and retried after a capped exponential backoff
+//! (50 ms to 5 s).
+//!
+//! Each fetched task runs in its own Tokio task with its permit (see the `executor` module);
+//! the permit is returned when its outcome is handed to the acker, and the lease is renewed
+//! until the outcome is written.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use queue_core::{Delivery, Queue, Registry, Result, Storage, TaskId};
+use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
+
+use crate::acker::Acker;
+use crate::backoff::Backoff;
+use crate::builder::{Config, ConsumerBuilder};
+use crate::events::{Event, Events};
+use crate::executor::Executor;
+use crate::inflight::{Handoff, InFlight, Slot, Stats};
+use crate::outcome::attempt_number;
+use crate::renewer;
+use crate::shutdown::{drain, log_join, RunningConsumer, ShutdownReport, Stop};
+
+/// How long a shutdown waits for the last outcomes to be written before giving up on an
+/// unreachable store (those tasks are delivered again after their leases).
+const FINAL_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs tasks from one queue of a store: fetches them under a lease, runs up to `workers` at
+/// once, writes their outcomes back in batches, and renews their leases while they run.
+///
+/// Build one with [`Consumer::builder`]; run it with [`run`](Self::run),
+/// [`run_until`](Self::run_until) or [`spawn`](Self::spawn). See the [crate docs](crate) for an
+/// example.
+pub struct Consumer {
+    queue: Queue,
+    registry: Arc<Registry>,
+    config: Arc<Config>,
+    events: Events,
+}
+
+impl fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("queue", &self.config.queue)
+            .field("workers", &self.config.workers)
+            .field("tasks", &self.registry.names())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    /// A builder for a consumer of `queue`'s store. See [`ConsumerBuilder`] for the settings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use futures::future::BoxFuture;
+    /// # use queue_core::{Task, TaskContext, TaskError};
+    /// # struct Ping;
+    /// # impl Task for Ping {
+    /// #     const NAME: &'static str = "ping";
+    /// #     type Args = ();
+    /// #     type Output = ();
+    /// #     fn run(_: TaskContext, _: ()) -> BoxFuture<'static, Result<(), TaskError>> {
+    /// #         Box::pin(async { Ok(()) })
+    /// #     }
+    /// # }
+    /// use queue_core::Queue;
+    /// use queue_runtime::Consumer;
+    ///
+    /// let consumer = Consumer::builder(Queue::memory()).workers(4).register_task::<Ping>().build()?;
+    /// assert_eq!(consumer.workers(), 4);
+    /// # Ok::<(), queue_core::Error>(())
+    /// ```
+    pub fn builder(queue: Queue) -> ConsumerBuilder {
+        ConsumerBuilder::new(queue)
+    }
+
+    pub(crate) fn from_parts(queue: Queue, registry: Registry, config: Config) -> Self {
+        Self {
+            queue,
+            registry: Arc::new(registry),
+            config: Arc::new(config),
+            events: Events::new(),
+        }
+    }
+
+    /// Subscribes to this consumer's [`Event`]s. Subscribe before running it to see every
+    /// event; a subscriber that falls behind misses events but never slows the consumer.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// The queue this consumer takes tasks from.
+    pub fn queue_name(&self) -> &str {
+        &self.config.queue
+    }
+
+    /// The most tasks it runs at once.
+    pub fn workers(&self) -> usize {
+        self.config.workers
+    }
+
+    /// The task kinds it can run, sorted.
+    pub fn task_names(&self) -> Vec<&'static str> {
+        self.registry.names()
+    }
+
+    /// Whether it is configured to run the periodic scheduler.
+    pub fn periodic(&self) -> bool {
+        self.config.periodic
+    }
+
+    /// Runs until the future is dropped. Dropping it stops everything at once, like a crash
+    /// (tasks held come back after their lease); use [`run_until`](Self::run_until) or
+    /// [`spawn`](Self::spawn) for a graceful stop.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future loses no task: whatever it held is delivered again when its lease
+    /// runs out.
+    pub async fn run(self) -> Result<ShutdownReport> {
+        self.run_until(std::future::pending::<()>()).await
+    }
+
+    /// Runs until `signal` completes, then shuts down gracefully, waiting up to the builder's
+    /// [`shutdown_timeout`](ConsumerBuilder::shutdown_timeout) for running tasks. The signal's
+    /// output is ignored, so `tokio::signal::ctrl_c()` can be passed as is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use futures::future::BoxFuture;
+    /// # use queue_core::{Task, TaskContext, TaskError};
+    /// # struct Add;
+    /// # impl Task for Add {
+    /// #     const NAME: &'static str = "add";
+    /// #     type Args = (i64, i64);
+    /// #     type Output = i64;
+    /// #     fn run(_: TaskContext, (a, b): (i64, i64)) -> BoxFuture<'static, Result<i64, TaskError>> {
+    /// #         Box::pin(async move { Ok(a + b) })
+    /// #     }
+    /// # }
+    /// use std::time::Duration;
+    /// use queue_core::Queue;
+    /// use queue_runtime::Consumer;
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), queue_core::Error> {
+    /// let queue = Queue::memory();
+    /// let handle = Add::call((2, 3)).enqueue(&queue).await?;
+    /// let consumer = Consumer::builder(queue.clone()).register_task::<Add>().build()?;
+    /// // Stop once the result is in (a service would pass `tokio::signal::ctrl_c()`).
+    /// let report = consumer
+    ///     .run_until(async { assert_eq!(handle.get(Duration::from_secs(5)).await.ok(), Some(5)) })
+    ///     .await?;
+    /// assert_eq!(report.released, 0);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`run`](Self::run).
+    pub async fn run_until<F: Future>(self, signal: F) -> Result<ShutdownReport> {
+        let stop = Stop::new(self.config.shutdown_timeout);
+        let run = self.run_with(stop.clone());
+        tokio::pin!(run);
+        tokio::select! {
+            report = &mut run => return report,
+            _ = signal => stop.trigger(None),
+        }
+        run.await
+    }
+
+    /// Runs the consumer in the background of the current Tokio runtime.
+    ///
+    /// # Examples
+    ///
+    /// See [`RunningConsumer::shutdown`].
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    pub fn spawn(self) -> RunningConsumer {
+        let stop = Stop::new(self.config.shutdown_timeout);
+        let events = self.events.clone();
+        let handle = tokio::spawn(self.run_with(stop.clone()));
+        RunningConsumer::new(handle, stop, events)
+    }
+
+    /// The consumer's whole life: start the helpers, fetch until stopped, shut down.
+    async fn run_with(self, stop: Stop) -> Result<ShutdownReport> {
+        let storage = self.queue.storage().clone();
+        let config = self.config.clone();
+        let inflight = Arc::new(InFlight::default());
+        let stats = Arc::new(Stats::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        tracing::info!(
+            queue = %config.queue, workers = config.workers, backend = storage.backend(),
+            tasks = ?self.registry.names(), "consumer starting"
+        );
+
+        let give_up = CancellationToken::new();
+        let mut acker = AbortOnDropHandle::new(tokio::spawn(
+            Acker {
+                storage: storage.clone(),
+                inflight: inflight.clone(),
+                events: self.events.clone(),
+                max: config.ack_batch,
+                max_delay: config.ack_delay,
+                give_up: give_up.clone(),
+            }
+            .run(rx),
+        ));
+        let background = CancellationToken::new();
+        let _renewer = AbortOnDropHandle::new(tokio::spawn(renewer::renew(
+            storage.clone(),
+            inflight.clone(),
+            self.events.clone(),
+            config.lease,
+            config.renew_every(),
+            background.clone(),
+        )));
+        let _housekeeping = AbortOnDropHandle::new(tokio::spawn(renewer::housekeeping(
+            storage.clone(),
+            config.queue.clone(),
+            config.requeue_every(),
+            background.clone(),
+        )));
+
+        let mut fetcher = Fetcher {
+            storage: storage.clone(),
+            config: config.clone(),
+            permits: Arc::new(Semaphore::new(config.workers)),
+            tasks: JoinSet::new(),
+            executor: Arc::new(Executor {
+                registry: self.registry.clone(),
+                clock: storage.clock(),
+                events: self.events.clone(),
+                result_ttl: config.result_ttl,
+            }),
+            handoff: Handoff {
+                inflight: inflight.clone(),
+                stats: stats.clone(),
+                clock: storage.clock(),
+                tx,
+            },
+            stop: stop.token().clone(),
+        };
+        fetcher.run().await;
+
+        // Graceful shutdown: fetching has stopped.
+        let finished_before = stats.finished.load(Ordering::Relaxed);
+        let released_before = stats.released.load(Ordering::Relaxed);
+        tracing::info!(
+            running = fetcher.tasks.len(),
+            grace = ?stop.grace(),
+            "consumer stopping; waiting for running tasks"
+        );
+        drain(&mut fetcher.tasks, stop.grace()).await;
+        drop(fetcher); // the last sender: the acker flushes what is left and ends
+
+        let unacked = tokio::select! {
+            done = &mut acker => done,
+            () = tokio::time::sleep(FINAL_FLUSH_TIMEOUT) => {
+                give_up.cancel();
+                match tokio::time::timeout(std::time::Duration::from_secs(1), &mut acker).await {
+                    Ok(done) => done,
+                    Err(_) => Ok(inflight.len() as u64),
+                }
+            }
+        }
+        .unwrap_or_else(|err| {
+            tracing::error!(error = %err, "the acker failed");
+            inflight.len() as u64
+        });
+        background.cancel();
+
+        let report = ShutdownReport {
+            completed: stats.finished.load(Ordering::Relaxed) - finished_before,
+            released: stats.released.load(Ordering::Relaxed) - released_before,
+            unacked,
+        };
+        tracing::info!(?report, "consumer stopped");
+        Ok(report)
+    }
+}
+
+/// The fetch loop. See the [module docs](self).
+struct Fetcher {
+    storage: Arc<dyn Storage>,
+    config: Arc<Config>,
+    permits: Arc<Semaphore>,
+    tasks: JoinSet<()>,
+    executor: Arc<Executor>,
+    handoff: Handoff,
+    stop: CancellationToken,
+}
+
+impl Fetcher {
+    /// Fetches and starts tasks until `stop` is cancelled.
+    async fn run(&mut self) {
+        let mut backoff = Backoff::store();
+        loop {
+            while let Some(joined) = self.tasks.try_join_next() {
+                log_join(joined);
+            }
+            // Wait for a free worker, not for the store.
+            let first = tokio::select! {
+                biased;
+                () = self.stop.cancelled() => return,
+                permit = self.permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return, // never closed
+                },
+            };
+            let mut permits = vec![first];
+            while let Ok(permit) = self.permits.clone().try_acquire_owned() {
+                permits.push(permit);
+            }
+
+            let fetched = self
+                .storage
+                .fetch(&self.config.queue, permits.len(), self.config.lease)
+                .await;
+            let deliveries = match fetched {
+                Ok(deliveries) => deliveries,
+                Err(err) => {
+                    drop(permits);
+                    let wait = backoff.next_delay();
+                    tracing::warn!(error = %err, retry_in = ?wait, "could not fetch tasks");
+                    if self.pause(wait).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if deliveries.is_empty() {
+                drop(permits);
+                let waited = tokio::select! {
+                    () = self.stop.cancelled() => return,
+                    waited = self.storage.wait_for_work(&self.config.queue, self.config.poll_interval) => waited,
+                };
+                match waited {
+                    Ok(()) => backoff.reset(),
+                    Err(err) => {
+                        let wait = backoff.next_delay();
+                        tracing::warn!(error = %err, retry_in = ?wait, "could not wait for work");
+                        if self.pause(wait).await {
+                            return;
+                        }
+                    }
+                }
+                continue;
+            }
+            match self.dispatch(deliveries, permits).await {
+                true => backoff.reset(),
+                false => {
+                    if self.pause(backoff.next_delay()).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleeps for `wait`; returns `true` if stopped meanwhile.
+    async fn pause(&self, wait: std::time::Duration) -> bool {
+        tokio::select! {
+            () = self.stop.cancelled() => true,
+            () = tokio::time::sleep(wait) => false,
+        }
+    }
+
+    /// Checks the batch for revocations (one store call) and starts one execution per task.
+    /// Returns `false` if the revocation check failed (the tasks were handed back).
+    async fn dispatch(
+        &mut self,
+        deliveries: Vec<Delivery>,
+        permits: Vec<OwnedSemaphorePermit>,
+    ) -> bool {
+        let mut permits = permits.into_iter();
+        let mut slots: Vec<(Delivery, Slot)> = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            let permit = permits.next();
+            let has_permit = permit.is_some();
+            let slot = Slot::new(d.lease, &d.envelope.task, permit, self.handoff.clone());
+            if has_permit {
+                slots.push((d, slot));
+            } else {
+                // The store returned more than asked: hand the surplus back at once.
+                tracing::warn!(id = %d.lease.id, "the store returned more tasks than asked for");
+                drop(slot);
+            }
+        }
+        drop(permits); // fetched fewer than asked: the rest are free again
+
+        let asked: Vec<(TaskId, &str)> = slots
+            .iter()
+            .map(|(d, _)| (d.envelope.id, d.envelope.task.as_str()))
+            .collect();
+        let revoked = match self.storage.check_revoked(&asked).await {
+            Ok(revoked) if revoked.len() == asked.len() => revoked,
+            Ok(revoked) => {
+                tracing::error!(
+                    asked = asked.len(),
+                    answered = revoked.len(),
+                    "the store answered a revocation check with the wrong number of answers; \
+                     handing the tasks back"
+                );
+                return false; // dropping the slots hands the tasks back
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, tasks = asked.len(),
+                    "could not check revocations; handing the tasks back");
+                return false;
+            }
+        };
+
+        for ((delivery, slot), revoked) in slots.drain(..).zip(revoked) {
+            let env = &delivery.envelope;
+            let span = tracing::info_span!(
+                "task",
+                id = %env.id,
+                task = %env.task,
+                attempt = attempt_number(env),
+                queue = %env.queue,
+            );
+            let executor = self.executor.clone();
+            self.tasks
+                .spawn(executor.execute(delivery, revoked, slot).instrument(span));
+        }
+        true
+    }
+}

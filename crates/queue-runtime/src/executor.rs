@@ -1,0 +1,142 @@
+//! One execution: a fetched task in, an outcome handed to the acker out.
+//!
+//! Each execution runs in its own Tokio task (spawned by the fetcher into a `JoinSet`). Before
+//! running it checks revocation (decided by the fetcher, one store call per batch), expiry, that
+//! the task kind is registered and that the arguments decode. The task body runs under
+//! `catch_unwind` and the envelope's timeout, so a panic or an overrun fails that task only.
+//! Nothing here sleeps for a retry: a retry is an eta written to the store.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use queue_core::{
+    panic_message, Clock, Completion, Delivery, Envelope, FailureKind, Outcome, Registry,
+    TaskContext, TaskError, TaskFailure,
+};
+use tokio::time::Instant;
+
+use crate::events::{Event, Events};
+use crate::inflight::Slot;
+use crate::outcome::{
+    attempt_number, follow_ups, judge_failure, outcome_event, random_unit, Failed,
+};
+
+/// What every execution shares.
+pub(crate) struct Executor {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) events: Events,
+    pub(crate) result_ttl: Option<Duration>,
+}
+
+impl Executor {
+    /// Runs one delivery to its outcome and hands the outcome to the acker through `slot`.
+    pub(crate) async fn execute(self: Arc<Self>, delivery: Delivery, revoked: bool, slot: Slot) {
+        let env = delivery.envelope;
+        let (outcome, duration) = self.run(&env, revoked).await;
+        let follow = follow_ups(&env, &outcome, self.clock.now());
+        let event = outcome_event(&env, &outcome, duration);
+        match &outcome {
+            Outcome::Success { .. } => tracing::debug!(?duration, "task complete"),
+            Outcome::Retry { eta, .. } => tracing::info!(%eta, "task will be retried"),
+            Outcome::Dead { failure } => tracing::warn!(%failure, "task dead-lettered"),
+            Outcome::Drop { failure } => tracing::info!(%failure, "task dropped"),
+            Outcome::Defer { .. } => {}
+        }
+        let mut completion = Completion::new(slot.lease(), outcome, self.result_ttl);
+        completion.follow_ups = follow;
+        slot.finish(completion, event);
+    }
+
+    /// Decides the outcome: the checks before running, then the run itself.
+    async fn run(&self, env: &Envelope, revoked: bool) -> (Outcome, Duration) {
+        let not_run = |kind, message: String| {
+            let failure = TaskFailure::new(kind, message, env.attempt);
+            let outcome = match kind {
+                FailureKind::Revoked | FailureKind::Expired => Outcome::Drop { failure },
+                _ => Outcome::Dead { failure },
+            };
+            (outcome, Duration::ZERO)
+        };
+        if revoked {
+            return not_run(FailureKind::Revoked, "revoked before it ran".into());
+        }
+        let now = self.clock.now();
+        if let Some(expires_at) = env.expires_at.filter(|at| *at < now) {
+            return not_run(
+                FailureKind::Expired,
+                format!("expired at {expires_at} before it started"),
+            );
+        }
+        let Some(kind) = self.registry.get(&env.task) else {
+            return not_run(
+                FailureKind::UnknownTask,
+                format!(
+                    "no task named `{}` is registered with this consumer (registered: {}); \
+                     register it, then requeue the task from the dead-letter queue",
+                    env.task,
+                    self.registry.names().join(", ")
+                ),
+            );
+        };
+        let ctx = TaskContext {
+            id: env.id,
+            task: kind.name(),
+            queue: env.queue.clone(),
+            attempt: attempt_number(env),
+            retries_left: env.retry.max_retries.saturating_sub(env.attempt),
+            deliveries: env.deliveries,
+            enqueued_at: env.enqueued_at,
+        };
+        let body = match kind.start(ctx, &env.args) {
+            Ok(body) => body,
+            Err(e) => return not_run(FailureKind::Undecodable, e.to_string()),
+        };
+        self.events.emit(Event::Executing {
+            id: env.id,
+            task: env.task.clone(),
+            attempt: attempt_number(env),
+        });
+        tracing::debug!("task executing");
+        let started = Instant::now();
+        let ran = guarded(body, env.timeout).await;
+        let duration = started.elapsed();
+        match ran {
+            Ok(result) => (Outcome::Success { result }, duration),
+            Err(failed) => {
+                let (outcome, failure) =
+                    judge_failure(env, failed, self.clock.now(), random_unit());
+                tracing::warn!(%failure, "task attempt failed");
+                self.events.emit(Event::Error {
+                    id: env.id,
+                    task: env.task.clone(),
+                    failure,
+                });
+                (outcome, duration)
+            }
+        }
+    }
+}
+
+/// Runs a task body, turning a panic or a timeout into a failure.
+async fn guarded(
+    body: BoxFuture<'static, Result<Vec<u8>, TaskError>>,
+    timeout: Option<Duration>,
+) -> Result<Vec<u8>, Failed> {
+    let caught = AssertUnwindSafe(body).catch_unwind();
+    let ran = match timeout {
+        Some(limit) => match tokio::time::timeout(limit, caught).await {
+            Ok(ran) => ran,
+            Err(_) => return Err(Failed::TimedOut(limit)),
+        },
+        None => caught.await,
+    };
+    match ran {
+        Ok(Ok(result)) => Ok(result),
+        Ok(Err(err)) => Err(Failed::Err(err)),
+        Err(panic) => Err(Failed::Panicked(panic_message(&*panic))),
+    }
+}

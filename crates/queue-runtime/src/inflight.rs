@@ -1,0 +1,195 @@
+//! The leases a consumer holds, from fetch until the store has their outcome.
+//!
+//! A task is *in flight* from the moment it is fetched until its outcome is acknowledged by
+//! the store: first while it runs, then while its outcome waits in the acker's batch. The
+//! renewer extends every in-flight lease, so a task whose outcome is slow to be written is not
+//! redelivered meanwhile.
+//!
+//! A [`Slot`] is one execution's claim: it holds the concurrency permit and, when the execution
+//! ends, hands the outcome to the acker and gives the permit back. A slot dropped without an
+//! outcome (its execution was aborted by a shutdown, or the runtime itself panicked) hands the
+//! task back to the queue instead (`Outcome::Defer` with `eta = now`), so another worker picks
+//! it up at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use queue_core::{Clock, Completion, Lease, Outcome};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+
+use crate::events::Event;
+
+/// An outcome on its way to the store, with the event to send once it is written.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) completion: Completion,
+    pub(crate) event: Event,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Running, or waiting in the acker's batch.
+    Open,
+    /// Its outcome is being written right now.
+    Acking,
+}
+
+#[derive(Debug)]
+struct Entry {
+    task: String,
+    phase: Phase,
+    /// The store said the lease is gone; reported once, no longer renewed.
+    stale: bool,
+}
+
+/// Every lease this consumer holds.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    map: Mutex<HashMap<Lease, Entry>>,
+}
+
+impl InFlight {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Lease, Entry>> {
+        // The map stays consistent across a panic elsewhere (each call is one short update).
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, lease: Lease, task: &str) {
+        self.lock().insert(
+            lease,
+            Entry {
+                task: task.to_owned(),
+                phase: Phase::Open,
+                stale: false,
+            },
+        );
+    }
+
+    /// How many leases are held.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// The leases to renew: all that the store has not reported stale.
+    pub(crate) fn renewable(&self) -> Vec<Lease> {
+        self.lock()
+            .iter()
+            .filter(|(_, e)| !e.stale)
+            .map(|(l, _)| *l)
+            .collect()
+    }
+
+    /// Marks leases whose outcomes are being written (a renewal racing the write may be told
+    /// the lease is gone; that is not a lost lease).
+    pub(crate) fn set_acking(&self, leases: &[Lease], acking: bool) {
+        let mut map = self.lock();
+        for lease in leases {
+            if let Some(e) = map.get_mut(lease) {
+                e.phase = if acking { Phase::Acking } else { Phase::Open };
+            }
+        }
+    }
+
+    /// Records that the store refused to renew `lease`. Returns the task name if this is news
+    /// worth reporting (not already reported, and not explained by a completion in progress).
+    pub(crate) fn mark_stale(&self, lease: &Lease) -> Option<String> {
+        let mut map = self.lock();
+        let e = map.get_mut(lease)?;
+        if e.stale || e.phase == Phase::Acking {
+            return None;
+        }
+        e.stale = true;
+        Some(e.task.clone())
+    }
+
+    /// Forgets a lease once its outcome is written (or refused). Returns whether it had
+    /// already been reported stale.
+    pub(crate) fn remove(&self, lease: &Lease) -> Option<bool> {
+        self.lock().remove(lease).map(|e| e.stale)
+    }
+}
+
+/// Counters of what the consumer handed to the acker.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    /// Executions that ended with an outcome.
+    pub(crate) finished: AtomicU64,
+    /// Executions stopped without an outcome and handed back to the queue.
+    pub(crate) released: AtomicU64,
+}
+
+/// What a slot needs to hand its outcome over. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Handoff {
+    pub(crate) inflight: Arc<InFlight>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) tx: mpsc::UnboundedSender<Pending>,
+}
+
+/// One execution's claim on a lease and a concurrency permit. See the [module docs](self).
+pub(crate) struct Slot {
+    lease: Lease,
+    task: String,
+    permit: Option<OwnedSemaphorePermit>,
+    handoff: Handoff,
+    armed: bool,
+}
+
+impl Slot {
+    /// Records `lease` as in flight and claims it for one execution holding `permit`.
+    pub(crate) fn new(
+        lease: Lease,
+        task: &str,
+        permit: Option<OwnedSemaphorePermit>,
+        handoff: Handoff,
+    ) -> Self {
+        handoff.inflight.insert(lease, task);
+        Self {
+            lease,
+            task: task.to_owned(),
+            permit,
+            handoff,
+            armed: true,
+        }
+    }
+
+    /// The lease this slot holds.
+    pub(crate) fn lease(&self) -> Lease {
+        self.lease
+    }
+
+    /// Hands the outcome to the acker and frees the permit. The lease stays in flight (and
+    /// renewed) until the acker has written the outcome.
+    pub(crate) fn finish(mut self, completion: Completion, event: Event) {
+        self.armed = false;
+        self.handoff.stats.finished.fetch_add(1, Ordering::Relaxed);
+        if self.handoff.tx.send(Pending { completion, event }).is_err() {
+            // Only when the whole consumer is being torn down: the lease runs out and the task
+            // is delivered again.
+            tracing::debug!(id = %self.lease.id, "acker gone; outcome not written");
+        }
+        drop(self.permit.take());
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if std::thread::panicking() {
+            tracing::error!(id = %self.lease.id, task = %self.task,
+                "the runtime panicked while running a task; handing the task back to the queue");
+        }
+        self.handoff.stats.released.fetch_add(1, Ordering::Relaxed);
+        let eta = self.handoff.clock.now();
+        let completion = Completion::new(self.lease, Outcome::Defer { eta }, None);
+        let event = Event::Released {
+            id: self.lease.id,
+            task: std::mem::take(&mut self.task),
+        };
+        let _ = self.handoff.tx.send(Pending { completion, event });
+    }
+}

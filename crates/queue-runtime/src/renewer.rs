@@ -1,0 +1,110 @@
+//! Background upkeep: lease renewal, and requeueing / purging for the whole store.
+//!
+//! * The **renewer** extends every lease this consumer holds (running tasks and outcomes not
+//!   yet written) in one [`Storage::extend`] call about every `lease / 3`. A lease the store
+//!   reports stale is reported once ([`Event::Stale`](crate::Event::Stale)) and no longer
+//!   renewed: another worker may now own the task.
+//! * **Housekeeping** makes the tasks of crashed workers deliverable again
+//!   ([`Storage::requeue_expired`], every `lease / 2`) and removes expired results, locks and
+//!   counters ([`Storage::purge_expired`], every minute). Backends may do the first in `fetch`
+//!   too; both calls are cheap and bounded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use queue_core::{AckStatus, Storage};
+use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{Event, Events};
+use crate::inflight::InFlight;
+
+/// Most tasks requeued or results purged in one housekeeping call.
+const HOUSEKEEPING_BATCH: usize = 1000;
+
+/// How often expired results are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+fn every(period: Duration) -> tokio::time::Interval {
+    let period = period.max(Duration::from_millis(10));
+    let mut tick = interval_at(Instant::now() + period, period);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tick
+}
+
+/// Renews in-flight leases until `stop` is cancelled.
+pub(crate) async fn renew(
+    storage: Arc<dyn Storage>,
+    inflight: Arc<InFlight>,
+    events: Events,
+    lease: Duration,
+    period: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = every(period);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let leases = inflight.renewable();
+        if leases.is_empty() {
+            continue;
+        }
+        let statuses = match storage.extend(&leases, lease).await {
+            Ok(statuses) => statuses,
+            Err(err) => {
+                tracing::warn!(error = %err, leases = leases.len(),
+                    "could not renew leases; retrying at the next renewal");
+                continue;
+            }
+        };
+        if statuses.len() != leases.len() {
+            tracing::error!(
+                sent = leases.len(),
+                answered = statuses.len(),
+                "the store answered a lease renewal with the wrong number of statuses"
+            );
+        }
+        for (l, status) in leases.iter().zip(statuses) {
+            if status != AckStatus::Stale {
+                continue;
+            }
+            if let Some(task) = inflight.mark_stale(l) {
+                tracing::warn!(id = %l.id, %task,
+                    "lost the lease of a running task; it may be delivered to another worker");
+                events.emit(Event::Stale { id: l.id, task });
+            }
+        }
+    }
+}
+
+/// Requeues expired leases of `queue` and purges expired results until `stop` is cancelled.
+pub(crate) async fn housekeeping(
+    storage: Arc<dyn Storage>,
+    queue: String,
+    requeue_period: Duration,
+    stop: CancellationToken,
+) {
+    let mut requeue = every(requeue_period);
+    let mut purge = every(PURGE_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = requeue.tick() => {
+                match storage.requeue_expired(&queue, HOUSEKEEPING_BATCH).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(queue = %queue, tasks = n,
+                        "requeued tasks whose lease ran out (a worker stopped without finishing them)"),
+                    Err(err) => tracing::warn!(error = %err, "could not requeue expired leases"),
+                }
+            }
+            _ = purge.tick() => {
+                match storage.purge_expired(HOUSEKEEPING_BATCH).await {
+                    Ok(n) => tracing::debug!(purged = n, "purged expired results"),
+                    Err(err) => tracing::warn!(error = %err, "could not purge expired results"),
+                }
+            }
+        }
+    }
+}
