@@ -74,6 +74,11 @@ pub struct Envelope {
     /// Trace context of the span that enqueued the task (W3C `traceparent` and friends).
     #[serde(default)]
     pub trace: BTreeMap<String, String>,
+    /// For a chord callback: the member tasks whose results it waits for. The consumer defers
+    /// the callback until every member has a result, then runs it once with the members'
+    /// outputs, in order, as its one argument.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chord_members: Vec<TaskId>,
 }
 
 /// When a follow-up runs, and what it receives.
@@ -143,6 +148,7 @@ impl Envelope {
             max_deliveries: 0,
             follow_ups: Vec::new(),
             trace: BTreeMap::new(),
+            chord_members: Vec::new(),
         }
     }
 
@@ -276,6 +282,26 @@ pub fn wrap_single_arg(value: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The argument list of a chord callback: a one-element tuple holding the array of the
+/// members' msgpack-encoded outputs, in order.
+pub fn chord_args(outputs: &[Vec<u8>]) -> Vec<u8> {
+    let len = outputs.len();
+    let mut array = Vec::with_capacity(5 + outputs.iter().map(Vec::len).sum::<usize>());
+    if len < 16 {
+        array.push(0x90 | len as u8);
+    } else if let Ok(len) = u16::try_from(len) {
+        array.push(0xdc);
+        array.extend_from_slice(&len.to_be_bytes());
+    } else {
+        array.push(0xdd);
+        array.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+    }
+    for out in outputs {
+        array.extend_from_slice(out);
+    }
+    wrap_single_arg(&array)
+}
+
 mod duration_ms_opt {
     use std::time::Duration;
 
@@ -369,6 +395,15 @@ mod tests {
         let wrapped = wrap_single_arg(&inner);
         let (s,): (String,) = from_msgpack(&wrapped).unwrap();
         assert_eq!(s, "hello");
+    }
+
+    #[test]
+    fn chord_args_decode_as_a_vec() {
+        for n in [0usize, 3, 15, 16, 300, 70_000] {
+            let outputs: Vec<Vec<u8>> = (0..n).map(|i| to_msgpack(&(i as u64)).unwrap()).collect();
+            let (v,): (Vec<u64>,) = from_msgpack(&chord_args(&outputs)).unwrap();
+            assert_eq!(v, (0..n as u64).collect::<Vec<_>>());
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod clock;
 mod control;
 mod envelope;
 mod error;
+mod group;
 mod handle;
 mod id;
 pub mod memory;
@@ -34,15 +35,16 @@ pub use call::TaskCall;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use control::{LockBuilder, LockGuard};
 pub use envelope::{
-    from_msgpack, msgpack_to_json, to_msgpack, wrap_single_arg, Envelope, FollowUp, FollowUpInput,
-    FollowUpWhen, DEFAULT_QUEUE, DELIVERY_MARGIN, FORMAT_VERSION,
+    chord_args, from_msgpack, msgpack_to_json, to_msgpack, wrap_single_arg, Envelope, FollowUp,
+    FollowUpInput, FollowUpWhen, DEFAULT_QUEUE, DELIVERY_MARGIN, FORMAT_VERSION,
 };
 pub use error::{Error, FailureKind, Result, TaskError, TaskErrorKind, TaskFailure};
+pub use group::{Chord, ChordHandle, Group, GroupHandle};
 pub use handle::TaskHandle;
 pub use id::{LeaseToken, TaskId};
 pub use memory::MemoryStorage;
 pub use pipeline::{Pipeline, PipelineHandle};
-pub use queue::{panic_message, Queue};
+pub use queue::{panic_message, ChordInputs, Queue};
 pub use retry::{Backoff, RetryPolicy};
 pub use storage::{
     AckStatus, Completion, Counts, DeadTask, Delivery, EnqueueOutcome, Lease, Outcome, Page,

@@ -169,7 +169,21 @@ impl Queue {
             .as_ref()
             .ok_or_else(|| Error::InvalidInput("queue is not in immediate mode".into()))?;
         let mut work = vec![env];
-        while let Some(env) = work.pop() {
+        while let Some(mut env) = work.pop() {
+            if !env.chord_members.is_empty() {
+                match self.chord_inputs(&env).await? {
+                    ChordInputs::Ready(args) => env.args = args,
+                    ChordInputs::Failed(failure) => {
+                        memory.put_result(env.id, StoredResult::Failure(failure), None);
+                        continue;
+                    }
+                    ChordInputs::Waiting => {
+                        return Err(Error::InvalidInput(
+                            "a chord member has no result in immediate mode".into(),
+                        ))
+                    }
+                }
+            }
             let result = match tasks.get(env.task.as_str()) {
                 Some(task) => run_with_retries(&env, task.as_ref()).await,
                 None => StoredResult::Failure(TaskFailure::new(
@@ -185,6 +199,38 @@ impl Queue {
             memory.put_result(env.id, result, None);
         }
         Ok(())
+    }
+}
+
+/// Where a chord callback stands.
+#[derive(Debug)]
+pub enum ChordInputs {
+    /// Every member succeeded: the callback's arguments.
+    Ready(Vec<u8>),
+    /// A member failed for good: the callback's failure.
+    Failed(TaskFailure),
+    /// Some member has no result yet.
+    Waiting,
+}
+
+impl Queue {
+    /// Reads the results of a chord callback's members.
+    pub async fn chord_inputs(&self, callback: &Envelope) -> Result<ChordInputs> {
+        let mut outputs = Vec::with_capacity(callback.chord_members.len());
+        for id in &callback.chord_members {
+            match self.storage().get_result(*id).await? {
+                Some(StoredResult::Success(bytes)) => outputs.push(bytes),
+                Some(StoredResult::Failure(f)) => {
+                    return Ok(ChordInputs::Failed(TaskFailure::new(
+                        f.kind,
+                        format!("chord member {id} failed: {}", f.message),
+                        0,
+                    )))
+                }
+                None => return Ok(ChordInputs::Waiting),
+            }
+        }
+        Ok(ChordInputs::Ready(crate::envelope::chord_args(&outputs)))
     }
 }
 
