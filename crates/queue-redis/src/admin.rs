@@ -1,0 +1,215 @@
+//! Introspection and flush: counts, listings, one task, queue names.
+
+use queue_core::clock::from_millis;
+use queue_core::storage::{Counts, Page, TaskRecord, TaskState};
+use queue_core::{Envelope, Result, TaskId};
+use redis::Value;
+
+use crate::store::RedisStorage;
+use crate::wire::{self, next};
+
+/// Keys deleted per `UNLINK` by [`RedisStorage::flush_all`].
+const FLUSH_BATCH: usize = 1000;
+
+/// One pending task as the admin script lists it, with its sort key.
+struct Row {
+    record: TaskRecord,
+    key: (i64, i64),
+}
+
+fn parse_row(row: Value, now: i64) -> Result<Row> {
+    let mut row = wire::array(row)?.into_iter();
+    let id = wire::task_id(next(&mut row)?)?;
+    let queue = wire::text(next(&mut row)?)?;
+    let raw = wire::bytes(next(&mut row)?)?;
+    let priority = wire::int(next(&mut row)?)?;
+    let run_at = wire::int(next(&mut row)?)?;
+    let token = wire::bytes(next(&mut row)?)?;
+    let expires = wire::int(next(&mut row)?)?;
+    let deliveries = wire::int(next(&mut row)?)?;
+    let attempts = wire::int(next(&mut row)?)?;
+    let seq = wire::int(next(&mut row)?)?;
+    let state = if !token.is_empty() {
+        TaskState::Leased
+    } else if run_at <= now {
+        TaskState::Ready
+    } else {
+        TaskState::Scheduled
+    };
+    let key = match state {
+        TaskState::Ready => (-priority, seq),
+        TaskState::Scheduled => (run_at, seq),
+        TaskState::Leased => (expires, seq),
+    };
+    let envelope = Envelope::decode(&raw)
+        .map(|mut env| {
+            env.deliveries = wire::count32(deliveries);
+            env.attempt = wire::count32(attempts);
+            env.priority = i16::try_from(priority).unwrap_or(env.priority);
+            env
+        })
+        .map_err(|e| e.to_string());
+    Ok(Row {
+        record: TaskRecord {
+            id,
+            queue,
+            state,
+            run_at: from_millis(run_at),
+            lease_expires_at: (state == TaskState::Leased).then(|| from_millis(expires)),
+            envelope,
+        },
+        key,
+    })
+}
+
+fn state_name(state: TaskState) -> &'static str {
+    match state {
+        TaskState::Ready => "ready",
+        TaskState::Scheduled => "scheduled",
+        TaskState::Leased => "leased",
+    }
+}
+
+impl RedisStorage {
+    pub(crate) async fn count_tasks(&self, queue: Option<&str>) -> Result<Counts> {
+        let mut inv = self.call(&self.scripts.admin, self.now_ms());
+        inv.arg("counts").arg(queue.unwrap_or(""));
+        let c: Vec<i64> = self.run(inv, "count tasks").await?;
+        let get = |i: usize| wire::count64(c.get(i).copied().unwrap_or(0));
+        Ok(Counts {
+            ready: get(0),
+            scheduled: get(1),
+            leased: get(2),
+            dead: get(3),
+            results: get(4),
+        })
+    }
+
+    async fn list_queue(
+        &self,
+        state: TaskState,
+        queue: &str,
+        start: u64,
+        count: u64,
+    ) -> Result<Vec<Row>> {
+        let now = self.now_ms();
+        let mut inv = self.call(&self.scripts.admin, now);
+        inv.arg("list")
+            .arg(state_name(state))
+            .arg(queue)
+            .arg(start)
+            .arg(count);
+        let rows: Vec<Value> = self.run(inv, "list tasks").await?;
+        rows.into_iter().map(|r| parse_row(r, now)).collect()
+    }
+
+    pub(crate) async fn list_tasks(
+        &self,
+        state: TaskState,
+        queue: Option<&str>,
+        page: Page,
+    ) -> Result<Vec<TaskRecord>> {
+        if page.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = u64::from(page.limit);
+        let mut rows = match queue {
+            Some(q) => self.list_queue(state, q, page.offset, limit).await?,
+            None => {
+                // Each queue's first offset + limit rows, merged.
+                let want = page.offset.saturating_add(limit);
+                let mut all = Vec::new();
+                for q in self.registered_queues().await? {
+                    all.extend(self.list_queue(state, &q, 0, want).await?);
+                }
+                all.sort_by(|a, b| (a.key, &a.record.queue).cmp(&(b.key, &b.record.queue)));
+                all.into_iter()
+                    .skip(usize::try_from(page.offset).unwrap_or(usize::MAX))
+                    .collect()
+            }
+        };
+        rows.retain(|r| r.record.state == state);
+        rows.truncate(page.limit as usize);
+        Ok(rows.into_iter().map(|r| r.record).collect())
+    }
+
+    pub(crate) async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>> {
+        let now = self.now_ms();
+        let mut inv = self.call(&self.scripts.admin, now);
+        inv.arg("task").arg(id.to_string());
+        let row: Value = self.run(inv, "read a task").await?;
+        if matches!(row, Value::Nil) {
+            return Ok(None);
+        }
+        parse_row(row, now).map(|r| Some(r.record))
+    }
+
+    async fn registered_queues(&self) -> Result<Vec<String>> {
+        let mut cmd = redis::cmd("SMEMBERS");
+        cmd.arg(self.key("queues"));
+        let mut names: Vec<String> = self.cmd(&cmd, "list queues").await?;
+        names.sort();
+        Ok(names)
+    }
+
+    pub(crate) async fn queue_names(&self) -> Result<Vec<String>> {
+        let mut inv = self.call(&self.scripts.admin, self.now_ms());
+        inv.arg("queues");
+        let mut names: Vec<String> = self.run(inv, "list queues").await?;
+        names.sort();
+        Ok(names)
+    }
+
+    /// Deletes every key under this store's prefix (`SCAN MATCH prefix:*`, `UNLINK` in batches).
+    /// Other prefixes on the same server are not touched.
+    pub(crate) async fn flush_all(&self) -> Result<()> {
+        let pattern = format!("{}:*", glob_escape(&self.prefix));
+        let mut conn = self.conn().await?;
+        let mut cursor: u64 = 0;
+        loop {
+            let (next_cursor, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(FLUSH_BATCH)
+                .query_async(&mut *conn)
+                .await
+                .map_err(|e| self.redactor.error("flush (scan)", e))?;
+            if !keys.is_empty() {
+                redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async::<i64>(&mut *conn)
+                    .await
+                    .map_err(|e| self.redactor.error("flush (unlink)", e))?;
+            }
+            if next_cursor == 0 {
+                return Ok(());
+            }
+            cursor = next_cursor;
+        }
+    }
+}
+
+/// Escapes the glob characters of `SCAN MATCH`.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_escape;
+
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(glob_escape("skiff"), "skiff");
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+}

@@ -1,0 +1,129 @@
+//! Scheduling and control: reschedule, revocations, locks, rate limits.
+//!
+//! Revocations live in one hash `P:revoked` (`i:<id>` or `t:<task name>` →
+//! `"<until ms>|<once>"`); a lock is a hash `P:lock:<name>` with its owner and expiry (and a real
+//! `PEXPIRE` a minute past it, for cleanup), listed in `P:locks`; a rate limit is a hash
+//! `P:rate:<key>` holding the start of the current fixed window and its hit count. Expiries are
+//! compared with the store's clock, never Redis' own.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use queue_core::clock::{duration_millis, to_millis};
+use queue_core::storage::{RateDecision, Revocation, RevokeTarget};
+use queue_core::{Result, TaskId};
+
+use crate::hot::EXPIRY_SLACK_MS;
+use crate::store::RedisStorage;
+
+fn field(target: &RevokeTarget) -> String {
+    match target {
+        RevokeTarget::Id(id) => format!("i:{id}"),
+        RevokeTarget::Task(name) => format!("t:{name}"),
+    }
+}
+
+impl RedisStorage {
+    pub(crate) async fn reschedule_task(&self, id: TaskId, eta: DateTime<Utc>) -> Result<bool> {
+        let mut inv = self.call(&self.scripts.reschedule, self.now_ms());
+        inv.arg(id.to_string()).arg(to_millis(eta));
+        let n: i64 = self.run(inv, "reschedule").await?;
+        Ok(n == 1)
+    }
+
+    pub(crate) async fn store_revocation(&self, revocation: Revocation) -> Result<()> {
+        let value = format!(
+            "{}|{}",
+            revocation
+                .until
+                .map(|u| to_millis(u).max(0).to_string())
+                .unwrap_or_default(),
+            u8::from(revocation.once)
+        );
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(self.key("revoked"))
+            .arg(field(&revocation.target))
+            .arg(value);
+        self.cmd::<i64>(&cmd, "revoke").await?;
+        Ok(())
+    }
+
+    pub(crate) async fn remove_revocation(&self, target: &RevokeTarget) -> Result<bool> {
+        let mut cmd = redis::cmd("HDEL");
+        cmd.arg(self.key("revoked")).arg(field(target));
+        let n: i64 = self.cmd(&cmd, "restore").await?;
+        Ok(n > 0)
+    }
+
+    pub(crate) async fn revoked(&self, tasks: &[(TaskId, &str)]) -> Result<Vec<bool>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = self.call(&self.scripts.check_revoked, self.now_ms());
+        for (id, name) in tasks {
+            inv.arg(id.to_string()).arg(*name);
+        }
+        let flags: Vec<i64> = self.run(inv, "check revocations").await?;
+        Ok(flags.into_iter().map(|f| f == 1).collect())
+    }
+
+    pub(crate) async fn lock_acquire(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let now = self.now_ms();
+        let ttl = duration_millis(ttl);
+        let mut inv = self.call(&self.scripts.lock, now);
+        inv.arg("acquire")
+            .arg(name)
+            .arg(owner)
+            .arg(now.saturating_add(ttl))
+            .arg(ttl.saturating_add(EXPIRY_SLACK_MS));
+        let n: i64 = self.run(inv, "acquire a lock").await?;
+        Ok(n == 1)
+    }
+
+    pub(crate) async fn lock_release(&self, name: &str, owner: &str) -> Result<bool> {
+        let mut inv = self.call(&self.scripts.lock, self.now_ms());
+        inv.arg("release").arg(name).arg(owner);
+        let n: i64 = self.run(inv, "release a lock").await?;
+        Ok(n == 1)
+    }
+
+    pub(crate) async fn lock_flush(&self) -> Result<u64> {
+        let mut inv = self.call(&self.scripts.lock, self.now_ms());
+        inv.arg("flush");
+        let n: i64 = self.run(inv, "flush locks").await?;
+        Ok(crate::wire::count64(n))
+    }
+
+    pub(crate) async fn rate_hit(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<RateDecision> {
+        let now = self.now_ms();
+        let window_ms = duration_millis(window).max(1);
+        let start = now - now.rem_euclid(window_ms);
+        let mut inv = self.call(&self.scripts.rate, now);
+        inv.arg(key)
+            .arg(start)
+            .arg(limit)
+            .arg(window_ms.saturating_add(EXPIRY_SLACK_MS));
+        let allowed: i64 = self.run(inv, "rate limit").await?;
+        if allowed == 1 {
+            return Ok(RateDecision {
+                allowed: true,
+                retry_after: Duration::ZERO,
+            });
+        }
+        let wait = u64::try_from(start.saturating_add(window_ms) - now).unwrap_or(0);
+        Ok(RateDecision {
+            allowed: false,
+            retry_after: Duration::from_millis(wait),
+        })
+    }
+}

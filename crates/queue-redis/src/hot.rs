@@ -1,0 +1,214 @@
+//! The hot path: enqueue, fetch, complete, extend, requeue expired leases. One script call per
+//! batch.
+
+use std::time::Duration;
+
+use queue_core::clock::{duration_millis, from_millis, to_millis};
+use queue_core::storage::{AckStatus, Completion, Delivery, EnqueueOutcome, Lease, Outcome};
+use queue_core::{Envelope, Error, LeaseToken, Result};
+use redis::Value;
+
+use crate::store::RedisStorage;
+use crate::wire::{self, kind_name, next, push_envelope};
+
+/// How much longer than its TTL a result (or lock, or rate window) really lives in Redis.
+/// Reads compare the stored expiry with the store's clock; the real expiry only cleans up.
+pub(crate) const EXPIRY_SLACK_MS: i64 = 60_000;
+
+impl RedisStorage {
+    pub(crate) async fn enqueue_batch(&self, batch: Vec<Envelope>) -> Result<Vec<EnqueueOutcome>> {
+        for env in &batch {
+            env.validate()?;
+        }
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raws = batch
+            .iter()
+            .map(Envelope::encode)
+            .collect::<Result<Vec<_>>>()?;
+        let now = self.now_ms();
+        let mut inv = self.call(&self.scripts.enqueue, now);
+        inv.arg(batch.len());
+        for (env, raw) in batch.iter().zip(raws) {
+            push_envelope(&mut inv, env, raw, now);
+        }
+        let reply: Vec<Value> = self.run(inv, "enqueue").await?;
+        let mut out = Vec::with_capacity(batch.len());
+        let mut it = reply.into_iter();
+        while let (Some(flag), Some(id)) = (it.next(), it.next()) {
+            let id = wire::task_id(id)?;
+            out.push(if wire::int(flag)? == 1 {
+                EnqueueOutcome::Enqueued(id)
+            } else {
+                EnqueueOutcome::Duplicate(id)
+            });
+        }
+        if out.len() != batch.len() {
+            return Err(Error::decode(
+                "redis reply",
+                "enqueue answered the wrong number of outcomes",
+            ));
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn fetch_batch(
+        &self,
+        queue: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Delivery>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let now = self.now_ms();
+        let expires = now.saturating_add(duration_millis(lease));
+        let mut inv = self.call(&self.scripts.fetch, now);
+        inv.arg(queue).arg(max).arg(expires).arg(self.promote_limit);
+        for _ in 0..max {
+            inv.arg(LeaseToken::random().0);
+        }
+        let rows: Vec<Value> = self.run(inv, "fetch").await?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut garbage = Vec::new();
+        for row in rows {
+            let mut row = wire::array(row)?.into_iter();
+            let id = wire::task_id(next(&mut row)?)?;
+            let raw = wire::bytes(next(&mut row)?)?;
+            let token_text = wire::text(next(&mut row)?)?;
+            let token = token_text
+                .parse::<u64>()
+                .map(LeaseToken)
+                .map_err(|e| Error::decode("lease token", e))?;
+            let deliveries = wire::count32(wire::int(next(&mut row)?)?);
+            let attempts = wire::count32(wire::int(next(&mut row)?)?);
+            let priority = wire::int(next(&mut row)?)?;
+            match Envelope::decode(&raw) {
+                Ok(mut envelope) => {
+                    envelope.deliveries = deliveries;
+                    envelope.attempt = attempts;
+                    envelope.priority = i16::try_from(priority).unwrap_or(envelope.priority);
+                    out.push(Delivery {
+                        envelope,
+                        lease: Lease { id, token },
+                        lease_expires_at: from_millis(expires),
+                    });
+                }
+                Err(err) => {
+                    let kind = match err {
+                        Error::NewerFormat { .. } => queue_core::FailureKind::NewerFormat,
+                        _ => queue_core::FailureKind::Undecodable,
+                    };
+                    garbage.push((id, token_text, kind_name(kind), err.to_string()));
+                }
+            }
+        }
+        if !garbage.is_empty() {
+            // Still leased under our tokens: if this call fails, the lease runs out and the next
+            // fetch meets the same garbage again. Nothing is handed out or lost.
+            let mut inv = self.call(&self.scripts.bury, self.now_ms());
+            inv.arg(queue);
+            for (id, token, kind, reason) in garbage {
+                inv.arg(id.to_string()).arg(token).arg(kind).arg(reason);
+            }
+            self.run::<i64>(inv, "dead-lettering undecodable envelopes")
+                .await?;
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn complete_batch(&self, batch: Vec<Completion>) -> Result<Vec<AckStatus>> {
+        for c in &batch {
+            for env in &c.follow_ups {
+                env.validate()?;
+            }
+        }
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now_ms();
+        let mut inv = self.call(&self.scripts.complete, now);
+        inv.arg(batch.len());
+        for c in &batch {
+            let (kind, eta, failure) = match &c.outcome {
+                Outcome::Success { .. } => ("ok", 0, None),
+                Outcome::Retry { eta, .. } => ("retry", to_millis(*eta), None),
+                Outcome::Defer { eta } => ("defer", to_millis(*eta), None),
+                Outcome::Dead { failure } => ("dead", 0, Some(failure)),
+                Outcome::Drop { failure } => ("drop", 0, Some(failure)),
+            };
+            let value: &[u8] = match &c.outcome {
+                Outcome::Success { result } => result,
+                _ => &[],
+            };
+            let ends = !matches!(c.outcome, Outcome::Retry { .. } | Outcome::Defer { .. });
+            let (expires, pexpire) = match c.result_ttl {
+                Some(ttl) => {
+                    let ms = duration_millis(ttl);
+                    (
+                        now.saturating_add(ms).to_string(),
+                        ms.saturating_add(EXPIRY_SLACK_MS),
+                    )
+                }
+                None => (String::new(), 0),
+            };
+            inv.arg(c.lease.id.to_string())
+                .arg(c.lease.token.0)
+                .arg(kind)
+                .arg(eta)
+                .arg(value)
+                .arg(failure.map(|f| kind_name(f.kind)).unwrap_or_default())
+                .arg(failure.map(|f| f.message.as_str()).unwrap_or(""))
+                .arg(failure.map_or(0, |f| f.attempts))
+                .arg(expires)
+                .arg(pexpire);
+            if ends {
+                inv.arg(c.follow_ups.len());
+                for env in &c.follow_ups {
+                    push_envelope(&mut inv, env, env.encode()?, now);
+                }
+            } else {
+                inv.arg(0);
+            }
+        }
+        let reply: Vec<i64> = self.run(inv, "complete").await?;
+        Ok(reply.into_iter().map(status).collect())
+    }
+
+    pub(crate) async fn extend_leases(
+        &self,
+        leases: &[Lease],
+        lease: Duration,
+    ) -> Result<Vec<AckStatus>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now_ms();
+        let mut inv = self.call(&self.scripts.extend, now);
+        inv.arg(now.saturating_add(duration_millis(lease)));
+        for l in leases {
+            inv.arg(l.id.to_string()).arg(l.token.0);
+        }
+        let reply: Vec<i64> = self.run(inv, "extend leases").await?;
+        Ok(reply.into_iter().map(status).collect())
+    }
+
+    pub(crate) async fn requeue_expired_leases(&self, queue: &str, max: usize) -> Result<u64> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let mut inv = self.call(&self.scripts.requeue_expired, self.now_ms());
+        inv.arg(queue).arg(max);
+        let n: i64 = self.run(inv, "requeue expired leases").await?;
+        Ok(wire::count64(n))
+    }
+}
+
+fn status(flag: i64) -> AckStatus {
+    if flag == 1 {
+        AckStatus::Acked
+    } else {
+        AckStatus::Stale
+    }
+}

@@ -1,0 +1,26 @@
+-- check_revoked.lua: whether a revocation applies to each task; uses up `once` revocations and
+-- drops lapsed ones.
+-- KEYS: none (see common.lua)
+-- ARGV[3..]: pairs id task_name
+-- Returns: one flag per task: 1 = revoked.
+local rev = P .. ':revoked'
+local function applies(field)
+  local v = redis.call('HGET', rev, field)
+  if not v then return false end
+  local until_ms, once = string.match(v, '^(%d*)|(%d)$')
+  if until_ms and until_ms ~= '' and tonumber(until_ms) <= NOW then
+    redis.call('HDEL', rev, field)
+    return false
+  end
+  if once == '1' then redis.call('HDEL', rev, field) end
+  return true
+end
+local out = {}
+for i = 3, #ARGV, 2 do
+  if applies('i:' .. ARGV[i]) or applies('t:' .. ARGV[i + 1]) then
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out

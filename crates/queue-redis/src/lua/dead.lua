@@ -1,0 +1,61 @@
+-- dead.lua: the dead-letter queue: list, requeue, purge.
+-- KEYS: none (see common.lua)
+-- ARGV[3]: "list" | "ids" | "requeue" | "purge"
+-- list: ARGV[4] queue or "", ARGV[5] offset, ARGV[6] limit
+--   -> array of {id, queue, task, fail_kind, fail_message, fail_attempts, failed_at, raw}, oldest first
+-- ids: ARGV[4] queue or "", ARGV[5] offset, ARGV[6] limit -> array of ids, oldest first
+-- requeue: ARGV[4..] envelopes of 10 fields (as in enqueue.lua), each re-encoded with fresh
+--   counts -> how many were requeued (a dead task whose id is pending again is skipped)
+-- purge: ARGV[4] queue or "", ARGV[5] limit -> {deleted, seen}; call until seen is 0
+local op = ARGV[3]
+
+local function index(q)
+  if q == '' then return DEAD end
+  return qkey(q, 'dead')
+end
+
+local function forget(id)
+  local dk = dkey(id)
+  local q = redis.call('HGET', dk, 'q')
+  if q then redis.call('ZREM', qkey(q, 'dead'), id) end
+  redis.call('ZREM', DEAD, id)
+  return redis.call('DEL', dk)
+end
+
+if op == 'list' or op == 'ids' then
+  local offset, limit = tonumber(ARGV[5]), tonumber(ARGV[6])
+  local ids = redis.call('ZRANGE', index(ARGV[4]), offset, offset + limit - 1)
+  if op == 'ids' then return ids end
+  local out = {}
+  for _, id in ipairs(ids) do
+    local f = redis.call('HMGET', dkey(id), 'q', 'task', 'fk', 'fm', 'fa', 'at', 'raw')
+    if f[1] then
+      out[#out + 1] = {id, f[1], f[2], f[3], f[4], tonumber(f[5]), tonumber(f[6]), f[7]}
+    end
+  end
+  return out
+end
+
+if op == 'requeue' then
+  local n = 0
+  for i = 4, #ARGV, ENV_FIELDS do
+    local id = ARGV[i]
+    if redis.call('EXISTS', dkey(id)) == 1 and redis.call('HEXISTS', IDS, id) == 0 then
+      forget(id)
+      redis.call('DEL', rkey(id), rwkey(id))
+      redis.call('ZREM', RESULTS, id)
+      local flag = insert_at(i)
+      n = n + flag
+    end
+  end
+  flush_wakes()
+  return n
+end
+
+if op == 'purge' then
+  local ids = redis.call('ZRANGE', index(ARGV[4]), 0, tonumber(ARGV[5]) - 1)
+  local n = 0
+  for _, id in ipairs(ids) do n = n + forget(id) end
+  return {n, #ids}
+end
+return redis.error_reply('unknown dead-letter operation ' .. op)

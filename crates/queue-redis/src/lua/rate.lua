@@ -1,0 +1,13 @@
+-- rate.lua: counts one hit against a fixed-window rate limit.
+-- KEYS: none (see common.lua)
+-- ARGV[3]: key   ARGV[4]: window start ms   ARGV[5]: limit   ARGV[6]: real pexpire ms
+-- Returns: 1 if allowed (and counted), 0 if the window is full.
+local rk = P .. ':rate:' .. ARGV[3]
+local start, limit = ARGV[4], tonumber(ARGV[5])
+local f = redis.call('HMGET', rk, 'w', 'n')
+local n = 0
+if f[1] == start then n = tonumber(f[2]) end
+if n >= limit then return 0 end
+redis.call('HSET', rk, 'w', start, 'n', n + 1)
+redis.call('PEXPIRE', rk, ARGV[6])
+return 1

@@ -1,0 +1,159 @@
+//! [`RedisOptions`]: how to open a [`RedisStorage`](crate::RedisStorage).
+//!
+//! Everything has a default except the URL. Build with [`RedisOptions::new`] and chained
+//! setters, then pass to [`RedisStorage::open`](crate::RedisStorage::open), which validates.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use queue_core::clock::system_clock;
+use queue_core::{Clock, Error, Result};
+
+use crate::redact::redact_url;
+
+/// Options for [`RedisStorage::open`](crate::RedisStorage::open).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use queue_core::ManualClock;
+/// use queue_redis::RedisOptions;
+///
+/// let options = RedisOptions::new("redis://:secret@127.0.0.1:6379/0")
+///     .pool_size(32)
+///     .key_prefix("myapp")
+///     .clock(Arc::new(ManualClock::new()))
+///     .block_timeout(Duration::from_secs(2));
+/// // Debug output never shows the password.
+/// assert!(!format!("{options:?}").contains("secret"));
+/// ```
+#[derive(Clone)]
+pub struct RedisOptions {
+    pub(crate) url: String,
+    pub(crate) pool_size: usize,
+    pub(crate) blocking_pool_size: usize,
+    pub(crate) key_prefix: String,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) block_timeout: Duration,
+    pub(crate) response_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) promote_limit: usize,
+}
+
+impl RedisOptions {
+    /// Options for the server at `url` (`redis://[:password@]host[:port][/db]` or `rediss://…`
+    /// for TLS), with every other setting at its default.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            pool_size: 16,
+            blocking_pool_size: 64,
+            key_prefix: "skiff".into(),
+            clock: system_clock(),
+            block_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(2),
+            promote_limit: 1000,
+        }
+    }
+
+    /// Connections for ordinary commands (default 16). Each is multiplexed, but is held by one
+    /// operation at a time.
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// Connections reserved for blocking waits (`wait_for_work`, `wait_result`; default 64).
+    /// A blocking command holds its connection for the whole wait, so these never share the
+    /// ordinary pool.
+    pub fn blocking_pool_size(mut self, size: usize) -> Self {
+        self.blocking_pool_size = size;
+        self
+    }
+
+    /// The prefix of every key (default `"skiff"`). Stores with different prefixes on one
+    /// server are independent; `flush` deletes only its own prefix's keys.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// The clock every time (eta, lease expiry, result TTL, lock TTL, rate window) is read
+    /// from (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The longest one blocking wait of an idle consumer lasts before it checks again
+    /// (default 5 s). Shorter means more idle traffic; new work wakes a waiter at once either way.
+    pub fn block_timeout(mut self, timeout: Duration) -> Self {
+        self.block_timeout = timeout;
+        self
+    }
+
+    /// How long an ordinary command may take before it fails with a storage error (default
+    /// 10 s).
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// How long connecting may take (default 2 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How many due scheduled tasks (and, separately, expired leases) one fetch moves to ready
+    /// at most (default 1,000). Bounds the work of every fetch however large the backlog.
+    pub fn promote_limit(mut self, limit: usize) -> Self {
+        self.promote_limit = limit;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.pool_size == 0 || self.blocking_pool_size == 0 {
+            return Err(Error::InvalidInput(
+                "Redis pool sizes must be at least 1".into(),
+            ));
+        }
+        if self.key_prefix.is_empty() || self.key_prefix.contains(['{', '}']) {
+            return Err(Error::InvalidInput(format!(
+                "Redis key prefix `{}` must be non-empty and must not contain `{{` or `}}` (they would change the keys' hash tag)",
+                self.key_prefix
+            )));
+        }
+        if self.promote_limit == 0 {
+            return Err(Error::InvalidInput(
+                "Redis promote limit must be at least 1".into(),
+            ));
+        }
+        if self.block_timeout < Duration::from_millis(10) {
+            return Err(Error::InvalidInput(
+                "Redis block timeout must be at least 10 ms".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisOptions")
+            .field("url", &redact_url(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("blocking_pool_size", &self.blocking_pool_size)
+            .field("key_prefix", &self.key_prefix)
+            .field("clock", &self.clock)
+            .field("block_timeout", &self.block_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("promote_limit", &self.promote_limit)
+            .finish()
+    }
+}

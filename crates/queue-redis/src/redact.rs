@@ -1,0 +1,143 @@
+//! Keeping passwords out of messages: [`redact_url`] and the [`Redactor`] every error of this
+//! crate goes through.
+//!
+//! Redis errors rarely echo credentials, but a URL that fails to parse, a TLS error or a future
+//! library version might. So every message this crate builds is scrubbed of the password (as
+//! written in the URL and percent-decoded), and the original Redis error is not kept as the
+//! `source` (its text is, scrubbed).
+
+use std::fmt;
+
+use queue_core::Error;
+
+const BACKEND: &str = "redis";
+
+/// `url` with its password replaced by `***`.
+///
+/// # Examples
+///
+/// ```
+/// use queue_redis::redact_url;
+///
+/// assert_eq!(redact_url("redis://:s3cret@host:6379/0"), "redis://:***@host:6379/0");
+/// assert_eq!(redact_url("rediss://user:pw@host/1"), "rediss://user:***@host/1");
+/// assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    match password_span(url) {
+        Some((start, end)) => format!("{}***{}", &url[..start], &url[end..]),
+        None => url.to_owned(),
+    }
+}
+
+/// The byte range of the password in `scheme://user:password@host…`.
+fn password_span(url: &str) -> Option<(usize, usize)> {
+    let after_scheme = url.find("://")? + 3;
+    let rest = &url[after_scheme..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let at = authority.rfind('@')?;
+    let colon = authority[..at].find(':')?;
+    let start = after_scheme + colon + 1;
+    let end = after_scheme + at;
+    (end > start).then_some((start, end))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Scrubs one store's secrets from messages and turns Redis errors into
+/// [`Error::Storage`].
+#[derive(Clone, Default)]
+pub(crate) struct Redactor {
+    secrets: Vec<String>,
+    url: String,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redactor")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Redactor {
+    pub(crate) fn for_url(url: &str) -> Self {
+        let mut secrets = Vec::new();
+        if let Some((start, end)) = password_span(url) {
+            let raw = &url[start..end];
+            let decoded = percent_decode(raw);
+            if decoded != raw && !decoded.is_empty() {
+                secrets.push(decoded);
+            }
+            secrets.push(raw.to_owned());
+        }
+        // Longest first, so a secret that contains another is replaced whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Self {
+            secrets,
+            url: redact_url(url),
+        }
+    }
+
+    /// The URL with its password hidden, for messages.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub(crate) fn scrub(&self, message: &str) -> String {
+        let mut out = message.to_owned();
+        for secret in &self.secrets {
+            out = out.replace(secret.as_str(), "***");
+        }
+        out
+    }
+
+    /// A storage error for `what` failing with `err`, scrubbed.
+    pub(crate) fn error(&self, what: &str, err: impl fmt::Display) -> Error {
+        let message = self.scrub(&format!("{what} on {}: {err}", self.url));
+        Error::storage_msg(BACKEND, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrubs_raw_and_decoded_passwords() {
+        let r = Redactor::for_url("redis://u:p%40ss@h:1/0");
+        assert_eq!(r.url(), "redis://u:***@h:1/0");
+        assert_eq!(
+            r.scrub("auth p@ss and p%40ss failed"),
+            "auth *** and *** failed"
+        );
+        let e = r.error("connect", "bad password p@ss");
+        assert!(!e.to_string().contains("p@ss"), "{e}");
+    }
+
+    #[test]
+    fn urls_without_passwords_pass_through() {
+        assert_eq!(redact_url("redis://user@h/0"), "redis://user@h/0");
+        assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(redact_url("redis://:@h"), "redis://:@h");
+        assert!(Redactor::for_url("redis://h").secrets.is_empty());
+    }
+}

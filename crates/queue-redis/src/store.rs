@@ -1,0 +1,328 @@
+//! [`RedisStorage`]: opening the store, its connection pools, and the [`Storage`] impl, which
+//! delegates to the inherent methods in `hot.rs`, `wait.rs`, `control.rs`, `dead.rs` and
+//! `admin.rs`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_redis::{Pool, Runtime};
+use queue_core::clock::to_millis;
+use queue_core::storage::{
+    AckStatus, Completion, Counts, DeadTask, Delivery, EnqueueOutcome, Lease, Page, RateDecision,
+    Revocation, RevokeTarget, StoredResult, TaskRecord, TaskState,
+};
+use queue_core::{Clock, Envelope, Result, Storage, TaskId};
+use redis::aio::ConnectionLike;
+use redis::{AsyncConnectionConfig, FromRedisValue, IntoConnectionInfo, Script, ScriptInvocation};
+
+use crate::options::RedisOptions;
+use crate::redact::Redactor;
+use crate::scripts::Scripts;
+
+/// Skiff's Redis store. See the [crate docs](crate) for the key layout and guarantees.
+///
+/// Cheap to share: wrap it in an `Arc` (the facade makes it an `Arc<dyn Storage>`).
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use queue_core::{Queue, Storage};
+/// use queue_redis::RedisStorage;
+///
+/// # async fn demo() -> queue_core::Result<()> {
+/// let store: Arc<dyn Storage> = Arc::new(RedisStorage::connect("redis://127.0.0.1:6379/0").await?);
+/// let queue = Queue::new(store);
+/// # let _ = queue; Ok(()) }
+/// ```
+pub struct RedisStorage {
+    pub(crate) pool: Pool,
+    pub(crate) blocking: Pool,
+    pub(crate) scripts: Scripts,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) prefix: String,
+    pub(crate) redactor: Redactor,
+    pub(crate) block_timeout: Duration,
+    pub(crate) promote_limit: usize,
+}
+
+impl fmt::Debug for RedisStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStorage")
+            .field("url", &self.redactor.url())
+            .field("prefix", &self.prefix)
+            .field("pool", &self.pool.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStorage {
+    /// Connects to the server at `url` with default [`RedisOptions`].
+    ///
+    /// `redis://[:password@]host[:port][/db]`, `redis://user:password@…`, or `rediss://…` for
+    /// TLS (server certificates checked against the Web PKI roots). Fails with
+    /// [`Error::Storage`](queue_core::Error::Storage) if the server cannot be reached or refuses
+    /// the credentials; no message ever contains the password.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> queue_core::Result<()> {
+    /// let store = queue_redis::RedisStorage::connect("redis://:secret@127.0.0.1:6379/0").await?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::open(RedisOptions::new(url)).await
+    }
+
+    /// Opens the store with `options`, and checks that the server answers.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use queue_redis::{RedisOptions, RedisStorage};
+    ///
+    /// # async fn demo() -> queue_core::Result<()> {
+    /// let store = RedisStorage::open(
+    ///     RedisOptions::new("redis://127.0.0.1:6379/2").key_prefix("billing").pool_size(8),
+    /// )
+    /// .await?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    pub async fn open(options: RedisOptions) -> Result<Self> {
+        options.validate()?;
+        let redactor = Redactor::for_url(&options.url);
+        let info = options
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| redactor.error("parsing the Redis URL", e))?;
+        if options.url.starts_with("rediss:") {
+            // Only one provider is compiled in; a second install attempt is harmless.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let build = |size: usize, response: Option<Duration>| -> Result<Pool> {
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(options.connect_timeout))
+                .set_response_timeout(response);
+            let manager = deadpool_redis::Manager::new_with_config(info.clone(), config)
+                .map_err(|e| redactor.error("configuring the Redis client", e))?;
+            Pool::builder(manager)
+                .max_size(size)
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(options.response_timeout))
+                .create_timeout(Some(options.connect_timeout))
+                .recycle_timeout(Some(options.connect_timeout))
+                .build()
+                .map_err(|e| redactor.error("building the connection pool", e))
+        };
+        let pool = build(options.pool_size, Some(options.response_timeout))?;
+        // Blocking commands wait as long as they were told to; the caller bounds them.
+        let blocking = build(options.blocking_pool_size, None)?;
+        let store = Self {
+            pool,
+            blocking,
+            scripts: Scripts::new(),
+            clock: options.clock,
+            prefix: options.key_prefix,
+            redactor,
+            block_timeout: options.block_timeout,
+            promote_limit: options.promote_limit,
+        };
+        let mut conn = store.conn().await?;
+        redis::cmd("PING")
+            .query_async::<()>(&mut *conn)
+            .await
+            .map_err(|e| store.redactor.error("PING", e))?;
+        Ok(store)
+    }
+
+    /// The key prefix of this store.
+    pub fn key_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The current time of the store's clock, in milliseconds.
+    pub(crate) fn now_ms(&self) -> i64 {
+        to_millis(self.clock.now())
+    }
+
+    /// A pooled connection for ordinary commands.
+    pub(crate) async fn conn(&self) -> Result<deadpool_redis::Connection> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| self.redactor.error("getting a connection", e))
+    }
+
+    /// Starts a script call with the arguments every script takes: prefix and now.
+    pub(crate) fn call<'a>(&self, script: &'a Script, now: i64) -> ScriptInvocation<'a> {
+        let mut inv = script.prepare_invoke();
+        inv.arg(self.prefix.as_str()).arg(now);
+        inv
+    }
+
+    /// Runs a prepared script call.
+    pub(crate) async fn run<T: FromRedisValue>(
+        &self,
+        inv: ScriptInvocation<'_>,
+        what: &str,
+    ) -> Result<T> {
+        let mut conn = self.conn().await?;
+        self.run_on(&mut *conn, inv, what).await
+    }
+
+    pub(crate) async fn run_on<T: FromRedisValue>(
+        &self,
+        conn: &mut impl ConnectionLike,
+        inv: ScriptInvocation<'_>,
+        what: &str,
+    ) -> Result<T> {
+        inv.invoke_async(conn)
+            .await
+            .map_err(|e| self.redactor.error(what, e))
+    }
+
+    /// Runs a plain command.
+    pub(crate) async fn cmd<T: FromRedisValue>(&self, cmd: &redis::Cmd, what: &str) -> Result<T> {
+        let mut conn = self.conn().await?;
+        cmd.query_async(&mut *conn)
+            .await
+            .map_err(|e| self.redactor.error(what, e))
+    }
+
+    pub(crate) fn key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.prefix)
+    }
+}
+
+#[async_trait]
+impl Storage for RedisStorage {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    async fn enqueue(&self, batch: Vec<Envelope>) -> Result<Vec<EnqueueOutcome>> {
+        self.enqueue_batch(batch).await
+    }
+
+    async fn fetch(&self, queue: &str, max: usize, lease: Duration) -> Result<Vec<Delivery>> {
+        self.fetch_batch(queue, max, lease).await
+    }
+
+    async fn wait_for_work(&self, queue: &str, timeout: Duration) -> Result<()> {
+        self.wait_work(queue, timeout).await
+    }
+
+    async fn complete(&self, batch: Vec<Completion>) -> Result<Vec<AckStatus>> {
+        self.complete_batch(batch).await
+    }
+
+    async fn extend(&self, leases: &[Lease], lease: Duration) -> Result<Vec<AckStatus>> {
+        self.extend_leases(leases, lease).await
+    }
+
+    async fn requeue_expired(&self, queue: &str, max: usize) -> Result<u64> {
+        self.requeue_expired_leases(queue, max).await
+    }
+
+    async fn get_result(&self, id: TaskId) -> Result<Option<StoredResult>> {
+        self.read_result(id).await
+    }
+
+    async fn wait_result(&self, id: TaskId, timeout: Duration) -> Result<Option<StoredResult>> {
+        self.wait_for_result(id, timeout).await
+    }
+
+    async fn delete_result(&self, id: TaskId) -> Result<bool> {
+        self.remove_result(id).await
+    }
+
+    async fn purge_expired(&self, max: usize) -> Result<u64> {
+        self.purge_expired_entries(max).await
+    }
+
+    async fn reschedule(&self, id: TaskId, eta: DateTime<Utc>) -> Result<bool> {
+        self.reschedule_task(id, eta).await
+    }
+
+    async fn revoke(&self, revocation: Revocation) -> Result<()> {
+        self.store_revocation(revocation).await
+    }
+
+    async fn restore(&self, target: &RevokeTarget) -> Result<bool> {
+        self.remove_revocation(target).await
+    }
+
+    async fn check_revoked(&self, tasks: &[(TaskId, &str)]) -> Result<Vec<bool>> {
+        self.revoked(tasks).await
+    }
+
+    async fn acquire_lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool> {
+        self.lock_acquire(name, owner, ttl).await
+    }
+
+    async fn release_lock(&self, name: &str, owner: &str) -> Result<bool> {
+        self.lock_release(name, owner).await
+    }
+
+    async fn flush_locks(&self) -> Result<u64> {
+        self.lock_flush().await
+    }
+
+    async fn rate_limit(&self, key: &str, limit: u32, window: Duration) -> Result<RateDecision> {
+        self.rate_hit(key, limit, window).await
+    }
+
+    async fn list_dead(&self, queue: Option<&str>, page: Page) -> Result<Vec<DeadTask>> {
+        self.dead_list(queue, page).await
+    }
+
+    async fn get_dead(&self, id: TaskId) -> Result<Option<DeadTask>> {
+        self.dead_get(id).await
+    }
+
+    async fn requeue_dead(&self, ids: &[TaskId]) -> Result<u64> {
+        self.dead_requeue(ids).await
+    }
+
+    async fn requeue_all_dead(&self, queue: Option<&str>) -> Result<u64> {
+        self.dead_requeue_all(queue).await
+    }
+
+    async fn purge_dead(&self, queue: Option<&str>) -> Result<u64> {
+        self.dead_purge(queue).await
+    }
+
+    async fn counts(&self, queue: Option<&str>) -> Result<Counts> {
+        self.count_tasks(queue).await
+    }
+
+    async fn list(
+        &self,
+        state: TaskState,
+        queue: Option<&str>,
+        page: Page,
+    ) -> Result<Vec<TaskRecord>> {
+        self.list_tasks(state, queue, page).await
+    }
+
+    async fn get_task(&self, id: TaskId) -> Result<Option<TaskRecord>> {
+        self.task(id).await
+    }
+
+    async fn queues(&self) -> Result<Vec<String>> {
+        self.queue_names().await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.flush_all().await
+    }
+}

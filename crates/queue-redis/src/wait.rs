@@ -1,0 +1,205 @@
+//! Results, and waiting without polling.
+//!
+//! # Idle consumers
+//!
+//! `wait_for_work` first asks (one read-only script) whether work is due and, if not, how long
+//! until the next scheduled task or lease expiry. It then blocks with `BLPOP` on the queue's
+//! wake-up list `P:{Q}:wake` for `min(timeout, block_timeout, time to next)`. Every script that
+//! makes work available (enqueue, retry, defer, reschedule, requeue) pushes a token there (at
+//! most 16 are kept), so a waiter wakes within a round trip of new work.
+//!
+//! # Result waiters
+//!
+//! `wait_result` reads the result once; if there is none it blocks with
+//! `BLMOVE wake wake LEFT RIGHT` on `P:result-wake:<id>`, a list the completion script pushes one
+//! token to (with a 30 s expiry). `BLMOVE` from a list to itself hands the token back at once, so
+//! every waiter for the same id wakes, not just one.
+//!
+//! # Blocking connections
+//!
+//! A blocking command holds its connection until it returns, so blocking waits use their own
+//! pool (`blocking_pool_size`) without a response timeout; each wait is bounded by the caller's
+//! timeout plus a margin instead. If a wait is cancelled (its future dropped) or fails, its
+//! connection is closed rather than returned to the pool, so nobody inherits a connection with a
+//! `BLPOP` still pending on it.
+
+use std::time::Duration;
+
+use deadpool_redis::PoolError;
+use queue_core::storage::StoredResult;
+use queue_core::{Result, TaskId};
+use redis::Value;
+use tokio::time::Instant;
+
+use crate::store::RedisStorage;
+use crate::wire;
+
+/// Extra time a blocking command is given beyond its own server-side timeout.
+const BLOCK_MARGIN: Duration = Duration::from_secs(2);
+
+/// A connection of the blocking pool that is closed, not recycled, unless the command on it
+/// completed.
+struct Blocking {
+    conn: Option<deadpool_redis::Connection>,
+    done: bool,
+}
+
+impl Drop for Blocking {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Some(conn) = self.conn.take() {
+                drop(deadpool_redis::Connection::take(conn));
+            }
+        }
+    }
+}
+
+impl RedisStorage {
+    /// Runs a blocking command (`BLPOP` / `BLMOVE`) that waits at most `wait` on the server.
+    /// Returns whether it popped a token.
+    async fn block_on(&self, cmd: redis::Cmd, wait: Duration, what: &str) -> Result<bool> {
+        let conn = match self.blocking.get().await {
+            Ok(conn) => conn,
+            Err(PoolError::Timeout(_)) => {
+                // Every blocking connection is busy: wait without one (rare; bounded).
+                tokio::time::sleep(wait.min(Duration::from_millis(50))).await;
+                return Ok(false);
+            }
+            Err(e) => return Err(self.redactor.error(what, e)),
+        };
+        let mut guard = Blocking {
+            conn: Some(conn),
+            done: false,
+        };
+        let Some(conn) = guard.conn.as_mut() else {
+            return Ok(false);
+        };
+        let reply =
+            tokio::time::timeout(wait + BLOCK_MARGIN, cmd.query_async::<Value>(&mut **conn)).await;
+        match reply {
+            Ok(Ok(value)) => {
+                guard.done = true;
+                Ok(!matches!(value, Value::Nil))
+            }
+            Ok(Err(e)) => Err(self.redactor.error(what, e)),
+            Err(_) => Err(self
+                .redactor
+                .error(what, "the server did not answer a blocking wait in time")),
+        }
+    }
+
+    pub(crate) async fn wait_work(&self, queue: &str, timeout: Duration) -> Result<()> {
+        let mut inv = self.call(&self.scripts.peek, self.now_ms());
+        inv.arg(queue);
+        let until: i64 = self.run(inv, "checking for work").await?;
+        if until == 0 {
+            return Ok(());
+        }
+        let mut wait = timeout.min(self.block_timeout);
+        if let Ok(ms) = u64::try_from(until) {
+            wait = wait.min(Duration::from_millis(ms));
+        }
+        if wait < Duration::from_millis(1) {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("BLPOP");
+        cmd.arg(self.key(&format!("{{{queue}}}:wake")))
+            .arg(seconds(wait));
+        self.block_on(cmd, wait, "waiting for work").await?;
+        Ok(())
+    }
+
+    pub(crate) async fn read_result(&self, id: TaskId) -> Result<Option<StoredResult>> {
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(self.key(&format!("result:{id}")))
+            .arg(&["x", "v", "fk", "fm", "fa"]);
+        let now = self.now_ms();
+        let fields: Vec<Option<Vec<u8>>> = self.cmd(&cmd, "reading a result").await?;
+        let mut it = fields.into_iter();
+        let Some(Some(expires)) = it.next() else {
+            return Ok(None);
+        };
+        if let Some(exp) = std::str::from_utf8(&expires)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+        {
+            if exp <= now {
+                return Ok(None);
+            }
+        }
+        let value = it.next().flatten();
+        let kind = it.next().flatten();
+        let message = it.next().flatten();
+        let attempts = it.next().flatten();
+        Ok(Some(match kind {
+            Some(kind) => {
+                let attempts = attempts
+                    .and_then(|a| String::from_utf8(a).ok())
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or(0);
+                StoredResult::Failure(wire::failure(
+                    &String::from_utf8_lossy(&kind),
+                    String::from_utf8_lossy(&message.unwrap_or_default()).into_owned(),
+                    attempts,
+                ))
+            }
+            None => StoredResult::Success(value.unwrap_or_default()),
+        }))
+    }
+
+    pub(crate) async fn wait_for_result(
+        &self,
+        id: TaskId,
+        timeout: Duration,
+    ) -> Result<Option<StoredResult>> {
+        let deadline = Instant::now() + timeout;
+        let wake = self.key(&format!("result-wake:{id}"));
+        let mut stale = false;
+        loop {
+            if let Some(result) = self.read_result(id).await? {
+                return Ok(Some(result));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            let wait = (deadline - now).min(self.block_timeout);
+            if stale {
+                // Woken, yet no (unexpired) result: a token left from an older write. Do not
+                // spin on it; it expires within 30 s.
+                tokio::time::sleep(wait.min(Duration::from_millis(100))).await;
+                stale = false;
+                continue;
+            }
+            if wait < Duration::from_millis(1) {
+                continue;
+            }
+            let mut cmd = redis::cmd("BLMOVE");
+            cmd.arg(&wake)
+                .arg(&wake)
+                .arg("LEFT")
+                .arg("RIGHT")
+                .arg(seconds(wait));
+            stale = self.block_on(cmd, wait, "waiting for a result").await?;
+        }
+    }
+
+    pub(crate) async fn remove_result(&self, id: TaskId) -> Result<bool> {
+        let mut inv = self.call(&self.scripts.delete_result, self.now_ms());
+        inv.arg(id.to_string());
+        let n: i64 = self.run(inv, "deleting a result").await?;
+        Ok(n > 0)
+    }
+
+    pub(crate) async fn purge_expired_entries(&self, max: usize) -> Result<u64> {
+        let mut inv = self.call(&self.scripts.purge_expired, self.now_ms());
+        inv.arg(max);
+        let n: i64 = self.run(inv, "purging expired results").await?;
+        Ok(wire::count64(n))
+    }
+}
+
+/// A blocking command's timeout in seconds, never 0 (which would mean "forever").
+fn seconds(wait: Duration) -> String {
+    format!("{:.3}", wait.as_secs_f64().max(0.001))
+}

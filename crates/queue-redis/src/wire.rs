@@ -1,0 +1,105 @@
+//! Converting between Skiff's types and script arguments and replies.
+
+use queue_core::clock::to_millis;
+use queue_core::{Envelope, Error, FailureKind, Result, TaskFailure, TaskId};
+use redis::{ScriptInvocation, Value};
+
+/// Appends the 10 fields of one envelope, as `insert_at` in `lua/common.lua` reads them.
+pub(crate) fn push_envelope(
+    inv: &mut ScriptInvocation<'_>,
+    env: &Envelope,
+    raw: Vec<u8>,
+    now: i64,
+) {
+    inv.arg(env.id.to_string())
+        .arg(env.queue.as_str())
+        .arg(raw)
+        .arg(env.priority)
+        .arg(env.eta.map(to_millis).unwrap_or(now))
+        .arg(env.delivery_limit())
+        .arg(env.unique_key.as_deref().unwrap_or(""))
+        .arg(env.task.as_str())
+        .arg(env.deliveries)
+        .arg(env.attempt);
+}
+
+fn bad(what: &str, v: &Value) -> Error {
+    Error::decode("redis reply", format!("expected {what}, got {v:?}"))
+}
+
+/// An array reply (nil counts as empty).
+pub(crate) fn array(v: Value) -> Result<Vec<Value>> {
+    match v {
+        Value::Array(items) | Value::Set(items) => Ok(items),
+        Value::Nil => Ok(Vec::new()),
+        other => Err(bad("an array", &other)),
+    }
+}
+
+/// A string reply as bytes.
+pub(crate) fn bytes(v: Value) -> Result<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Ok(b),
+        Value::SimpleString(s) => Ok(s.into_bytes()),
+        Value::Okay => Ok(b"OK".to_vec()),
+        other => Err(bad("a string", &other)),
+    }
+}
+
+/// A string reply as UTF-8 text.
+pub(crate) fn text(v: Value) -> Result<String> {
+    String::from_utf8(bytes(v)?).map_err(|e| Error::decode("redis reply", e))
+}
+
+/// An integer reply (or a string holding one).
+pub(crate) fn int(v: Value) -> Result<i64> {
+    match v {
+        Value::Int(n) => Ok(n),
+        Value::BulkString(ref b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("an integer", &v)),
+        Value::Nil => Ok(0),
+        other => Err(bad("an integer", &other)),
+    }
+}
+
+/// A task id written by this crate.
+pub(crate) fn task_id(v: Value) -> Result<TaskId> {
+    text(v)?.parse()
+}
+
+/// Takes the next field of a row.
+pub(crate) fn next(row: &mut std::vec::IntoIter<Value>) -> Result<Value> {
+    row.next()
+        .ok_or_else(|| Error::decode("redis reply", "a row is shorter than expected"))
+}
+
+/// The stored name of a failure kind.
+pub(crate) fn kind_name(kind: FailureKind) -> String {
+    kind.to_string()
+}
+
+/// Reads back a failure kind stored by [`kind_name`] (or by a script).
+pub(crate) fn parse_kind(name: &str) -> FailureKind {
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).unwrap_or(FailureKind::Error)
+}
+
+/// A failure from its stored fields.
+pub(crate) fn failure(kind: &str, message: String, attempts: i64) -> TaskFailure {
+    TaskFailure::new(
+        parse_kind(kind),
+        message,
+        u32::try_from(attempts.max(0)).unwrap_or(u32::MAX),
+    )
+}
+
+/// Clamps a stored count into `u32`.
+pub(crate) fn count32(n: i64) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
+}
+
+/// Clamps a stored count into `u64`.
+pub(crate) fn count64(n: i64) -> u64 {
+    u64::try_from(n.max(0)).unwrap_or(0)
+}
