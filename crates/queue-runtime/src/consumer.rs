@@ -271,6 +271,7 @@ impl Consumer {
             grace = ?stop.grace(),
             "consumer stopping; waiting for running tasks"
         );
+        stats.releasing.store(true, Ordering::SeqCst);
         drain(&mut fetcher.tasks, stop.grace()).await;
         drop(fetcher); // the last sender: the acker flushes what is left and ends
 
@@ -404,7 +405,7 @@ impl Fetcher {
             } else {
                 // The store returned more than asked: hand the surplus back at once.
                 tracing::warn!(id = %d.lease.id, "the store returned more tasks than asked for");
-                drop(slot);
+                slot.release();
             }
         }
         drop(permits); // fetched fewer than asked: the rest are free again
@@ -422,11 +423,13 @@ impl Fetcher {
                     "the store answered a revocation check with the wrong number of answers; \
                      handing the tasks back"
                 );
-                return false; // dropping the slots hands the tasks back
+                slots.into_iter().for_each(|(_, slot)| slot.release());
+                return false;
             }
             Err(err) => {
                 tracing::warn!(error = %err, tasks = asked.len(),
                     "could not check revocations; handing the tasks back");
+                slots.into_iter().for_each(|(_, slot)| slot.release());
                 return false;
             }
         };

@@ -7,12 +7,13 @@
 //!
 //! A [`Slot`] is one execution's claim: it holds the concurrency permit and, when the execution
 //! ends, hands the outcome to the acker and gives the permit back. A slot dropped without an
-//! outcome (its execution was aborted by a shutdown, or the runtime itself panicked) hands the
-//! task back to the queue instead (`Outcome::Defer` with `eta = now`), so another worker picks
-//! it up at once.
+//! outcome hands the task back to the queue instead (`Outcome::Defer` with `eta = now`), so
+//! another worker picks it up at once — when the execution was aborted by a graceful shutdown
+//! (after [`Stats::releasing`] is set) or the runtime itself panicked. When the whole consumer
+//! is dropped (a crash), nothing more is written: the leases run out.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use queue_core::{Clock, Completion, Lease, Outcome};
@@ -117,6 +118,9 @@ pub(crate) struct Stats {
     pub(crate) finished: AtomicU64,
     /// Executions stopped without an outcome and handed back to the queue.
     pub(crate) released: AtomicU64,
+    /// Set by a graceful shutdown before it aborts running executions: their slots then hand
+    /// their tasks back as they are dropped.
+    pub(crate) releasing: AtomicBool,
 }
 
 /// What a slot needs to hand its outcome over. Cheap to clone.
@@ -174,15 +178,14 @@ impl Slot {
     }
 }
 
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        if std::thread::panicking() {
-            tracing::error!(id = %self.lease.id, task = %self.task,
-                "the runtime panicked while running a task; handing the task back to the queue");
-        }
+impl Slot {
+    /// Hands the task back to the queue without running it (`Defer`, `eta = now`).
+    pub(crate) fn release(mut self) {
+        self.send_release();
+    }
+
+    fn send_release(&mut self) {
+        self.armed = false;
         self.handoff.stats.released.fetch_add(1, Ordering::Relaxed);
         let eta = self.handoff.clock.now();
         let completion = Completion::new(self.lease, Outcome::Defer { eta }, None);
@@ -191,5 +194,21 @@ impl Drop for Slot {
             task: std::mem::take(&mut self.task),
         };
         let _ = self.handoff.tx.send(Pending { completion, event });
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if std::thread::panicking() {
+            tracing::error!(id = %self.lease.id, task = %self.task,
+                "the runtime panicked while running a task; handing the task back to the queue");
+            self.send_release();
+        } else if self.handoff.stats.releasing.load(Ordering::SeqCst) {
+            self.send_release();
+        }
+        // Otherwise the consumer is being dropped (a crash): write nothing; the lease runs out.
     }
 }

@@ -1,0 +1,14 @@
+//! Integration tests of the consumer on the in-memory store.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+#[macro_use]
+mod common;
+
+mod builder;
+mod concurrency;
+mod events;
+mod failures;
+mod follow_ups;
+mod leases;
+mod shutdown;
