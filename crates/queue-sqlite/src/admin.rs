@@ -1,0 +1,305 @@
+//! The dead-letter queue and introspection: listings, counts, single lookups, flush.
+//!
+//! These are admin paths. Reads use the read pool (WAL readers never block the writer);
+//! requeueing and purging go through the writer like every write. Counts and listings scan the
+//! tasks table (SQLite keeps no row counts), which is fine for an admin tool and never on the
+//! hot path.
+
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use queue_core::clock::from_millis;
+use queue_core::{
+    Counts, DeadTask, EnqueueOutcome, Envelope, FailureKind, Page, Result, StoredResult,
+    TaskFailure, TaskId, TaskRecord, TaskState,
+};
+
+use crate::enqueue::{insert_tasks, NewTask};
+use crate::error::Context;
+use crate::writer::{Effects, Work};
+
+const TASK_COLUMNS: &str = "id, queue, state, run_at, wake_at, deliveries, attempts, priority, raw";
+
+/// Builds a [`TaskRecord`] from a row of [`TASK_COLUMNS`].
+fn task_record(row: &SqliteRow, now: i64) -> Result<TaskRecord> {
+    let id: Vec<u8> = row.try_get(0).ctx("read a task")?;
+    let state: i64 = row.try_get(2).ctx("read a task")?;
+    let run_at: i64 = row.try_get(3).ctx("read a task")?;
+    let wake_at: i64 = row.try_get(4).ctx("read a task")?;
+    let deliveries: i64 = row.try_get(5).ctx("read a task")?;
+    let attempts: i64 = row.try_get(6).ctx("read a task")?;
+    let priority: i64 = row.try_get(7).ctx("read a task")?;
+    let raw: Vec<u8> = row.try_get(8).ctx("read a task")?;
+    let state = match state {
+        2 => TaskState::Leased,
+        _ if run_at <= now => TaskState::Ready,
+        _ => TaskState::Scheduled,
+    };
+    let envelope = Envelope::decode(&raw)
+        .map(|mut env| {
+            env.deliveries = u32::try_from(deliveries).unwrap_or(0);
+            env.attempt = u32::try_from(attempts).unwrap_or(0);
+            env.priority = i16::try_from(priority).unwrap_or(env.priority);
+            env
+        })
+        .map_err(|e| e.to_string());
+    Ok(TaskRecord {
+        id: TaskId::from_slice(&id)?,
+        queue: row.try_get(1).ctx("read a task")?,
+        state,
+        run_at: from_millis(run_at),
+        lease_expires_at: (state == TaskState::Leased).then(|| from_millis(wake_at)),
+        envelope,
+    })
+}
+
+fn dead_task(row: &SqliteRow) -> Result<DeadTask> {
+    let id: Vec<u8> = row.try_get(0).ctx("read a dead task")?;
+    let failure: Vec<u8> = row.try_get(3).ctx("read a dead task")?;
+    let failed_at: i64 = row.try_get(4).ctx("read a dead task")?;
+    let raw: Vec<u8> = row.try_get(5).ctx("read a dead task")?;
+    let failure = match StoredResult::decode(&failure) {
+        Ok(StoredResult::Failure(f)) => f,
+        _ => TaskFailure::new(
+            FailureKind::Undecodable,
+            "the stored failure does not decode",
+            0,
+        ),
+    };
+    Ok(DeadTask {
+        id: TaskId::from_slice(&id)?,
+        queue: row.try_get(1).ctx("read a dead task")?,
+        task: row.try_get(2).ctx("read a dead task")?,
+        failure,
+        failed_at: from_millis(failed_at),
+        envelope: Envelope::decode(&raw).map_err(|e| e.to_string()),
+    })
+}
+
+fn page_args(page: Page) -> (i64, i64) {
+    (
+        i64::from(page.limit),
+        i64::try_from(page.offset).unwrap_or(i64::MAX),
+    )
+}
+
+pub(crate) async fn list_dead(
+    pool: &SqlitePool,
+    queue: Option<&str>,
+    page: Page,
+) -> Result<Vec<DeadTask>> {
+    let (limit, offset) = page_args(page);
+    sqlx::query(
+        "SELECT id, queue, task, failure, failed_at, raw FROM dead \
+         WHERE (?1 IS NULL OR queue = ?1) ORDER BY failed_at, seq LIMIT ?2 OFFSET ?3",
+    )
+    .bind(queue)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await
+    .ctx("list dead tasks")?
+    .iter()
+    .map(dead_task)
+    .collect()
+}
+
+pub(crate) async fn get_dead(pool: &SqlitePool, id: TaskId) -> Result<Option<DeadTask>> {
+    sqlx::query("SELECT id, queue, task, failure, failed_at, raw FROM dead WHERE id = ?1")
+        .bind(id.as_bytes().as_slice())
+        .fetch_optional(pool)
+        .await
+        .ctx("read a dead task")?
+        .as_ref()
+        .map(dead_task)
+        .transpose()
+}
+
+pub(crate) async fn counts(pool: &SqlitePool, queue: Option<&str>, now: i64) -> Result<Counts> {
+    let (ready, scheduled, leased): (i64, i64, i64) = sqlx::query_as(
+        "SELECT coalesce(sum(state <> 2 AND run_at <= ?1), 0), \
+                coalesce(sum(state <> 2 AND run_at > ?1), 0), coalesce(sum(state = 2), 0) \
+         FROM tasks WHERE (?2 IS NULL OR queue = ?2)",
+    )
+    .bind(now)
+    .bind(queue)
+    .fetch_one(pool)
+    .await
+    .ctx("count tasks")?;
+    let dead: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dead WHERE (?1 IS NULL OR queue = ?1)")
+            .bind(queue)
+            .fetch_one(pool)
+            .await
+            .ctx("count dead tasks")?;
+    let results: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM results WHERE expires_at IS NULL OR expires_at > ?1",
+    )
+    .bind(now)
+    .fetch_one(pool)
+    .await
+    .ctx("count results")?;
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    Ok(Counts {
+        ready: n(ready),
+        scheduled: n(scheduled),
+        leased: n(leased),
+        dead: n(dead),
+        results: n(results),
+    })
+}
+
+pub(crate) async fn list(
+    pool: &SqlitePool,
+    state: TaskState,
+    queue: Option<&str>,
+    page: Page,
+    now: i64,
+) -> Result<Vec<TaskRecord>> {
+    let sql: &'static str = match state {
+        TaskState::Ready => {
+            "SELECT id, queue, state, run_at, wake_at, deliveries, attempts, priority, raw \
+             FROM tasks WHERE state <> 2 AND run_at <= ?1 AND (?2 IS NULL OR queue = ?2) \
+             ORDER BY priority DESC, seq LIMIT ?3 OFFSET ?4"
+        }
+        TaskState::Scheduled => {
+            "SELECT id, queue, state, run_at, wake_at, deliveries, attempts, priority, raw \
+             FROM tasks WHERE state <> 2 AND run_at > ?1 AND (?2 IS NULL OR queue = ?2) \
+             ORDER BY run_at, seq LIMIT ?3 OFFSET ?4"
+        }
+        TaskState::Leased => {
+            "SELECT id, queue, state, run_at, wake_at, deliveries, attempts, priority, raw \
+             FROM tasks WHERE state = 2 AND ?1 = ?1 AND (?2 IS NULL OR queue = ?2) \
+             ORDER BY wake_at, seq LIMIT ?3 OFFSET ?4"
+        }
+    };
+    debug_assert!(sql.contains(TASK_COLUMNS));
+    let (limit, offset) = page_args(page);
+    sqlx::query(sql)
+        .bind(now)
+        .bind(queue)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(pool)
+        .await
+        .ctx("list tasks")?
+        .iter()
+        .map(|r| task_record(r, now))
+        .collect()
+}
+
+pub(crate) async fn get_task(
+    pool: &SqlitePool,
+    id: TaskId,
+    now: i64,
+) -> Result<Option<TaskRecord>> {
+    sqlx::query("SELECT id, queue, state, run_at, wake_at, deliveries, attempts, priority, raw FROM tasks WHERE id = ?1")
+        .bind(id.as_bytes().as_slice())
+        .fetch_optional(pool)
+        .await
+        .ctx("read a task")?
+        .as_ref()
+        .map(|r| task_record(r, now))
+        .transpose()
+}
+
+pub(crate) async fn queues(pool: &SqlitePool) -> Result<Vec<String>> {
+    sqlx::query_scalar("SELECT queue FROM tasks UNION SELECT queue FROM dead ORDER BY 1")
+        .fetch_all(pool)
+        .await
+        .ctx("list queues")
+}
+
+/// `requeue_dead(ids)` or, with `ids: None`, `requeue_all_dead(queue)`.
+pub(crate) struct RequeueDead {
+    pub(crate) ids: Option<Vec<TaskId>>,
+    pub(crate) queue: Option<String>,
+}
+
+#[async_trait]
+impl Work for RequeueDead {
+    type Output = u64;
+
+    async fn run(
+        &mut self,
+        conn: &mut SqliteConnection,
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<u64> {
+        let ids = match &self.ids {
+            Some(ids) => ids.clone(),
+            None => sqlx::query_scalar::<_, Vec<u8>>(
+                "SELECT id FROM dead WHERE (?1 IS NULL OR queue = ?1) ORDER BY seq",
+            )
+            .bind(self.queue.as_deref())
+            .fetch_all(&mut *conn)
+            .await
+            .ctx("list dead tasks")?
+            .iter()
+            .filter_map(|b| TaskId::from_slice(b).ok())
+            .collect(),
+        };
+        let mut n = 0;
+        for id in ids {
+            let key = id.as_bytes().as_slice();
+            let raw: Option<Vec<u8>> = sqlx::query_scalar("SELECT raw FROM dead WHERE id = ?1")
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await
+                .ctx("read a dead task")?;
+            let Some(Ok(mut env)) = raw.map(|r| Envelope::decode(&r)) else {
+                continue;
+            };
+            env.attempt = 0;
+            env.deliveries = 0;
+            env.eta = None;
+            let pending: Option<i64> = sqlx::query_scalar("SELECT 1 FROM tasks WHERE id = ?1")
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await
+                .ctx("look up a task")?;
+            if pending.is_some() {
+                continue;
+            }
+            // Insert first: a unique-key duplicate leaves the task in the dead-letter queue
+            // instead of losing it. An insert also forgets the old result (the failure).
+            let task = NewTask::from_stored(env)?;
+            if let [EnqueueOutcome::Enqueued(_)] = insert_tasks(conn, &[&task], now, fx).await?[..]
+            {
+                sqlx::query("DELETE FROM dead WHERE id = ?1")
+                    .bind(key)
+                    .execute(&mut *conn)
+                    .await
+                    .ctx("requeue a dead task")?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// `flush()`: deletes everything.
+pub(crate) struct Flush;
+
+#[async_trait]
+impl Work for Flush {
+    type Output = ();
+
+    async fn run(
+        &mut self,
+        conn: &mut SqliteConnection,
+        _now: i64,
+        fx: &mut Effects,
+    ) -> Result<()> {
+        sqlx::raw_sql(
+            "DELETE FROM tasks; DELETE FROM results; DELETE FROM dead; \
+             DELETE FROM locks; DELETE FROM rates; DELETE FROM revocations;",
+        )
+        .execute(&mut *conn)
+        .await
+        .ctx("flush the store")?;
+        fx.results = true;
+        Ok(())
+    }
+}

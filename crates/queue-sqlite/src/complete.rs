@@ -1,0 +1,326 @@
+//! Writing outcomes: `complete` (batched acks, retries, dead letters) and `extend`.
+//!
+//! Every completion is fenced by its lease: a row changes only if its `id` AND `lease_token`
+//! match and it is still leased (`state = 2`). Runs of consecutive successes/drops — the common
+//! case — are applied with one statement per chunk:
+//!
+//! ```sql
+//! DELETE FROM tasks WHERE seq IN (
+//!   SELECT t.seq FROM (VALUES (?1,?2),(?3,?4)…) AS v
+//!   JOIN tasks AS t ON t.id = v.column1 AND t.lease_token = v.column2 AND t.state = 2)
+//! RETURNING id, lease_token
+//! ```
+//!
+//! Plan: `SCAN v` (the batch) then `SEARCH t USING INDEX tasks_id (id=?)` per entry, so the cost
+//! is the batch size, independent of how many tasks the store holds or has ever held. Their
+//! results go in with one multi-row `INSERT OR REPLACE INTO results`. Retries, defers and dead
+//! letters (rarer) are one statement each, by `tasks_id`. `extend` uses the same join.
+//!
+//! All effects of a batch share the writer's transaction, so a completion and its follow-up
+//! envelopes are committed together or not at all.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::{Row, SqliteConnection};
+
+use queue_core::clock::{duration_millis, to_millis};
+use queue_core::{
+    AckStatus, Completion, Envelope, Lease, Outcome, Result, StoredResult, TaskFailure, TaskId,
+};
+
+use crate::enqueue::{insert_tasks, NewTask};
+use crate::error::Context;
+use crate::fetch::{bury, Grave};
+use crate::sql::{bucket, padded, values, Shapes, MAX_CHUNK};
+use crate::writer::{Effects, Work};
+
+/// How a delivery ends, as the writer applies it.
+#[derive(Debug)]
+enum Kind {
+    /// Success or drop: the row goes, the result stays.
+    Finish(Vec<u8>),
+    /// Dead: the row moves to the dead-letter queue.
+    Dead(TaskFailure),
+    /// Retry (counts an attempt) or defer (uncounts the delivery): back to the queue at `eta`.
+    Later { eta: i64, retry: bool },
+}
+
+/// A completion encoded by the caller.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    lease: Lease,
+    kind: Kind,
+    follow_ups: Vec<NewTask>,
+    ttl: Option<Duration>,
+}
+
+impl Prepared {
+    /// Validates follow-ups and encodes the result outside the writer.
+    pub(crate) fn new(c: Completion) -> Result<Self> {
+        let (kind, follow) = match c.outcome {
+            Outcome::Success { result } => {
+                (Kind::Finish(StoredResult::Success(result).encode()?), true)
+            }
+            Outcome::Drop { failure } => {
+                (Kind::Finish(StoredResult::Failure(failure).encode()?), true)
+            }
+            Outcome::Dead { failure } => (Kind::Dead(failure), true),
+            Outcome::Retry { eta, .. } => (
+                Kind::Later {
+                    eta: to_millis(eta),
+                    retry: true,
+                },
+                false,
+            ),
+            Outcome::Defer { eta } => (
+                Kind::Later {
+                    eta: to_millis(eta),
+                    retry: false,
+                },
+                false,
+            ),
+        };
+        let follow_ups = if follow {
+            c.follow_ups
+                .into_iter()
+                .map(NewTask::from_envelope)
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
+            lease: c.lease,
+            kind,
+            follow_ups,
+            ttl: c.result_ttl,
+        })
+    }
+}
+
+pub(crate) static FINISH: Shapes = Shapes::new(|n| {
+    format!(
+        "DELETE FROM tasks WHERE seq IN (SELECT t.seq FROM (VALUES {}) AS v \
+         JOIN tasks AS t ON t.id = v.column1 AND t.lease_token = v.column2 AND t.state = 2) \
+         RETURNING id, lease_token",
+        values(n, 2, 1)
+    )
+});
+
+pub(crate) static RESULTS: Shapes = Shapes::new(|n| {
+    format!(
+        "INSERT OR REPLACE INTO results (id, value, expires_at) VALUES {}",
+        values(n, 3, 1)
+    )
+});
+
+pub(crate) static EXTEND: Shapes = Shapes::new(|n| {
+    format!(
+        "UPDATE tasks SET wake_at = ?1 WHERE seq IN (SELECT t.seq FROM (VALUES {}) AS v \
+         JOIN tasks AS t ON t.id = v.column1 AND t.lease_token = v.column2 AND t.state = 2) \
+         RETURNING id, lease_token",
+        values(n, 2, 2)
+    )
+});
+
+pub(crate) const LATER: &str = "UPDATE tasks SET state = CASE WHEN ?1 <= ?2 THEN 0 ELSE 1 END, \
+     run_at = ?1, wake_at = ?1, lease_token = NULL, attempts = attempts + ?3, \
+     deliveries = max(deliveries - ?4, 0) \
+     WHERE id = ?5 AND lease_token = ?6 AND state = 2";
+
+const TAKE: &str = "DELETE FROM tasks WHERE id = ?1 AND lease_token = ?2 AND state = 2 \
+     RETURNING seq, queue, raw";
+
+fn token(lease: &Lease) -> i64 {
+    i64::try_from(lease.token.0).unwrap_or(-1)
+}
+
+/// `complete(batch)`.
+pub(crate) struct Complete(pub(crate) Vec<Prepared>);
+
+#[async_trait]
+impl Work for Complete {
+    type Output = Vec<AckStatus>;
+
+    async fn run(
+        &mut self,
+        conn: &mut SqliteConnection,
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<Vec<AckStatus>> {
+        let batch = &self.0;
+        let mut status = vec![AckStatus::Stale; batch.len()];
+        let mut i = 0;
+        while i < batch.len() {
+            let end = (i..batch.len())
+                .find(|&j| !matches!(batch[j].kind, Kind::Finish(_)))
+                .unwrap_or(batch.len());
+            if end > i {
+                finish_run(conn, &batch[i..end], &mut status[i..end], now).await?;
+                i = end;
+            } else {
+                status[i] = one(conn, &batch[i], now, fx).await?;
+                i += 1;
+            }
+        }
+        let follow_ups: Vec<&NewTask> = batch
+            .iter()
+            .zip(&status)
+            .filter(|(_, s)| **s == AckStatus::Acked)
+            .flat_map(|(p, _)| p.follow_ups.iter())
+            .collect();
+        if !follow_ups.is_empty() {
+            insert_tasks(conn, &follow_ups, now, fx).await?;
+        }
+        fx.results = true;
+        Ok(status)
+    }
+}
+
+/// Successes and drops: one DELETE and one result INSERT per chunk.
+async fn finish_run(
+    conn: &mut SqliteConnection,
+    run: &[Prepared],
+    status: &mut [AckStatus],
+    now: i64,
+) -> Result<()> {
+    let mut gone: HashSet<(TaskId, i64)> = HashSet::with_capacity(run.len());
+    for chunk in run.chunks(MAX_CHUNK) {
+        let size = bucket(chunk.len());
+        let mut q = sqlx::query(FINISH.get(size));
+        for p in padded(chunk, size) {
+            q = q
+                .bind(p.lease.id.as_bytes().as_slice())
+                .bind(token(&p.lease));
+        }
+        for row in q.fetch_all(&mut *conn).await.ctx("complete tasks")? {
+            let id: &[u8] = row.try_get(0).ctx("read a completed id")?;
+            let tok: i64 = row.try_get(1).ctx("read a completed token")?;
+            gone.insert((TaskId::from_slice(id)?, tok));
+        }
+    }
+    let mut acked = Vec::with_capacity(run.len());
+    for (p, s) in run.iter().zip(status.iter_mut()) {
+        if gone.remove(&(p.lease.id, token(&p.lease))) {
+            *s = AckStatus::Acked;
+            acked.push(p);
+        }
+    }
+    for chunk in acked.chunks(MAX_CHUNK) {
+        let size = bucket(chunk.len());
+        let mut q = sqlx::query(RESULTS.get(size));
+        for p in padded(chunk, size) {
+            let Kind::Finish(value) = &p.kind else {
+                continue;
+            };
+            let expires = p.ttl.map(|t| now.saturating_add(duration_millis(t)));
+            q = q
+                .bind(p.lease.id.as_bytes().as_slice())
+                .bind(value.as_slice())
+                .bind(expires);
+        }
+        q.execute(&mut *conn).await.ctx("store results")?;
+    }
+    Ok(())
+}
+
+/// A retry, defer or dead letter.
+async fn one(
+    conn: &mut SqliteConnection,
+    p: &Prepared,
+    now: i64,
+    fx: &mut Effects,
+) -> Result<AckStatus> {
+    let id = p.lease.id.as_bytes().as_slice();
+    match &p.kind {
+        Kind::Later { eta, retry } => {
+            let done = sqlx::query(LATER)
+                .bind(*eta)
+                .bind(now)
+                .bind(i64::from(*retry))
+                .bind(i64::from(!*retry))
+                .bind(id)
+                .bind(token(&p.lease))
+                .execute(&mut *conn)
+                .await
+                .ctx("requeue a task")?;
+            if done.rows_affected() == 0 {
+                return Ok(AckStatus::Stale);
+            }
+            fx.work = true;
+        }
+        Kind::Dead(failure) => {
+            let row = sqlx::query(TAKE)
+                .bind(id)
+                .bind(token(&p.lease))
+                .fetch_optional(&mut *conn)
+                .await
+                .ctx("take a dead task")?;
+            let Some(row) = row else {
+                return Ok(AckStatus::Stale);
+            };
+            let seq: i64 = row.try_get(0).ctx("read a dead task")?;
+            let queue: String = row.try_get(1).ctx("read a dead task")?;
+            let raw: Vec<u8> = row.try_get(2).ctx("read a dead task")?;
+            let task = Envelope::decode(&raw)
+                .map(|e| e.task)
+                .unwrap_or_else(|_| "?".into());
+            let grave = Grave {
+                seq,
+                id: p.lease.id,
+                queue: &queue,
+                task: &task,
+                raw: &raw,
+            };
+            let expires = p.ttl.map(|t| now.saturating_add(duration_millis(t)));
+            bury(conn, &grave, failure, now, expires, fx).await?;
+        }
+        Kind::Finish(_) => return Ok(AckStatus::Stale),
+    }
+    Ok(AckStatus::Acked)
+}
+
+/// `extend(leases, lease)`.
+pub(crate) struct Extend {
+    pub(crate) leases: Vec<Lease>,
+    pub(crate) lease: Duration,
+}
+
+#[async_trait]
+impl Work for Extend {
+    type Output = Vec<AckStatus>;
+
+    async fn run(
+        &mut self,
+        conn: &mut SqliteConnection,
+        now: i64,
+        _fx: &mut Effects,
+    ) -> Result<Vec<AckStatus>> {
+        let expires = now.saturating_add(duration_millis(self.lease));
+        let mut held: HashSet<(TaskId, i64)> = HashSet::with_capacity(self.leases.len());
+        for chunk in self.leases.chunks(MAX_CHUNK) {
+            let size = bucket(chunk.len());
+            let mut q = sqlx::query(EXTEND.get(size)).bind(expires);
+            for l in padded(chunk, size) {
+                q = q.bind(l.id.as_bytes().as_slice()).bind(token(l));
+            }
+            for row in q.fetch_all(&mut *conn).await.ctx("extend leases")? {
+                let id: &[u8] = row.try_get(0).ctx("read an extended id")?;
+                let tok: i64 = row.try_get(1).ctx("read an extended token")?;
+                held.insert((TaskId::from_slice(id)?, tok));
+            }
+        }
+        Ok(self
+            .leases
+            .iter()
+            .map(|l| {
+                if held.contains(&(l.id, token(l))) {
+                    AckStatus::Acked
+                } else {
+                    AckStatus::Stale
+                }
+            })
+            .collect())
+    }
+}

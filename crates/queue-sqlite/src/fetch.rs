@@ -1,0 +1,256 @@
+//! Leasing due tasks: promote due timers, then claim a batch in one statement.
+//!
+//! A fetch runs in the writer's transaction:
+//!
+//! 1. **Promote** (bounded): scheduled tasks whose eta has come and leased tasks whose lease ran
+//!    out become ready (`state = 0`, lease token cleared). Plan:
+//!    `SEARCH tasks USING INDEX tasks_timer (queue=? AND wake_at<?)` — it visits only rows that
+//!    are due, never the backlog.
+//! 2. **Claim**: `UPDATE tasks SET state = 2, … WHERE seq IN (SELECT seq FROM tasks WHERE
+//!    queue = ? AND state = 0 ORDER BY priority DESC, seq LIMIT ?) RETURNING …`. Plan:
+//!    `SEARCH tasks USING COVERING INDEX tasks_ready (queue=?)` with no temp b-tree: the index
+//!    is already in delivery order, so the cost is the batch size, whatever the backlog.
+//! 3. **Check** each claimed row in Rust: an envelope that does not decode (or is newer than
+//!    this build) or a task past its delivery limit is moved to the dead-letter queue with the
+//!    reason, and the claim is repeated for the shortfall.
+//!
+//! Each row gets its own lease token (`base XOR seq`, with a fresh random base per fetch).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::{Row, SqliteConnection};
+
+use queue_core::clock::{duration_millis, from_millis};
+use queue_core::{
+    Delivery, Envelope, FailureKind, Lease, LeaseToken, Result, StoredResult, TaskFailure, TaskId,
+};
+
+use crate::error::Context;
+use crate::writer::{Effects, Work};
+
+/// The most due timers one fetch promotes.
+const PROMOTE_LIMIT: i64 = 1024;
+
+pub(crate) const PROMOTE: &str = "UPDATE tasks SET state = 0, lease_token = NULL \
+     WHERE seq IN (SELECT seq FROM tasks WHERE queue = ?1 AND state <> 0 AND wake_at <= ?2 \
+     ORDER BY wake_at LIMIT ?3)";
+
+pub(crate) const CLAIM: &str = "UPDATE tasks SET state = 2, \
+     lease_token = (?1 | seq) - (?1 & seq), wake_at = ?2, deliveries = deliveries + 1 \
+     WHERE seq IN (SELECT seq FROM tasks WHERE queue = ?3 AND state = 0 \
+     ORDER BY priority DESC, seq LIMIT ?4) \
+     RETURNING seq, id, priority, deliveries, attempts, max_deliveries, lease_token, raw";
+
+/// `fetch(queue, max, lease)`.
+pub(crate) struct Fetch {
+    pub(crate) queue: String,
+    pub(crate) max: usize,
+    pub(crate) lease: Duration,
+}
+
+struct Claimed {
+    seq: i64,
+    id: Vec<u8>,
+    priority: i64,
+    deliveries: i64,
+    attempts: i64,
+    limit: i64,
+    token: i64,
+    raw: Vec<u8>,
+}
+
+#[async_trait]
+impl Work for Fetch {
+    type Output = Vec<Delivery>;
+
+    async fn run(
+        &mut self,
+        conn: &mut SqliteConnection,
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<Vec<Delivery>> {
+        let mut out = Vec::with_capacity(self.max);
+        if self.max == 0 {
+            return Ok(out);
+        }
+        let expires = now.saturating_add(duration_millis(self.lease));
+        sqlx::query(PROMOTE)
+            .bind(self.queue.as_str())
+            .bind(now)
+            .bind(PROMOTE_LIMIT.max(i64::try_from(self.max).unwrap_or(i64::MAX)))
+            .execute(&mut *conn)
+            .await
+            .ctx("promote due tasks")?;
+        // Rows looked at, garbage included: bounds the work of one call.
+        let mut budget = self.max.saturating_mul(4).saturating_add(64);
+        while out.len() < self.max && budget > 0 {
+            let want = (self.max - out.len()).min(budget);
+            budget -= want;
+            let claimed = claim(conn, &self.queue, want, expires).await?;
+            if claimed.is_empty() {
+                break;
+            }
+            for c in claimed {
+                if let Some(d) = check(conn, c, &self.queue, now, expires, fx).await? {
+                    out.push(d);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+async fn claim(
+    conn: &mut SqliteConnection,
+    queue: &str,
+    n: usize,
+    expires: i64,
+) -> Result<Vec<Claimed>> {
+    // 61 random bits with bit 61 set: XOR with any seq < 2^61 is positive and never zero.
+    let base = i64::try_from(LeaseToken::random().0 >> 2).unwrap_or(0) | (1 << 61);
+    let rows = sqlx::query(CLAIM)
+        .bind(base)
+        .bind(expires)
+        .bind(queue)
+        .bind(i64::try_from(n).unwrap_or(i64::MAX))
+        .fetch_all(&mut *conn)
+        .await
+        .ctx("claim tasks")?;
+    let mut claimed = rows
+        .into_iter()
+        .map(|r| {
+            Ok(Claimed {
+                seq: r.try_get(0)?,
+                id: r.try_get(1)?,
+                priority: r.try_get(2)?,
+                deliveries: r.try_get(3)?,
+                attempts: r.try_get(4)?,
+                limit: r.try_get(5)?,
+                token: r.try_get(6)?,
+                raw: r.try_get(7)?,
+            })
+        })
+        .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+        .ctx("read claimed tasks")?;
+    // RETURNING does not promise the subquery's order.
+    claimed.sort_unstable_by_key(|c| (std::cmp::Reverse(c.priority), c.seq));
+    Ok(claimed)
+}
+
+/// Hands out a claimed row, or dead-letters it (garbage, newer format, poison).
+async fn check(
+    conn: &mut SqliteConnection,
+    c: Claimed,
+    queue: &str,
+    now: i64,
+    expires: i64,
+    fx: &mut Effects,
+) -> Result<Option<Delivery>> {
+    let attempts = u32::try_from(c.attempts).unwrap_or(0);
+    let deliveries = u32::try_from(c.deliveries).unwrap_or(u32::MAX);
+    let id =
+        TaskId::from_slice(&c.id).unwrap_or_else(|_| TaskId::derived(&format!("seq:{}", c.seq)));
+    let env = TaskId::from_slice(&c.id).and_then(|_| Envelope::decode(&c.raw));
+    let mut env = match env {
+        Ok(env) => env,
+        Err(err) => {
+            let kind = if matches!(err, queue_core::Error::NewerFormat { .. }) {
+                FailureKind::NewerFormat
+            } else {
+                FailureKind::Undecodable
+            };
+            tracing::warn!(%id, queue, error = %err, "dead-lettering an undecodable task");
+            let failure = TaskFailure::new(kind, err.to_string(), attempts);
+            let grave = Grave {
+                seq: c.seq,
+                id,
+                queue,
+                task: "?",
+                raw: &c.raw,
+            };
+            bury(conn, &grave, &failure, now, None, fx).await?;
+            return Ok(None);
+        }
+    };
+    let limit = u32::try_from(c.limit).unwrap_or(u32::MAX);
+    if deliveries > limit {
+        let failure = TaskFailure::new(
+            FailureKind::DeliveryLimit,
+            format!(
+                "delivered {} times without completing (limit {limit}); treated as poison",
+                deliveries - 1
+            ),
+            attempts,
+        );
+        let grave = Grave {
+            seq: c.seq,
+            id,
+            queue,
+            task: &env.task,
+            raw: &c.raw,
+        };
+        bury(conn, &grave, &failure, now, None, fx).await?;
+        return Ok(None);
+    }
+    env.deliveries = deliveries;
+    env.attempt = attempts;
+    env.priority = i16::try_from(c.priority).unwrap_or(env.priority);
+    Ok(Some(Delivery {
+        envelope: env,
+        lease: Lease {
+            id,
+            token: LeaseToken(u64::try_from(c.token).unwrap_or(0)),
+        },
+        lease_expires_at: from_millis(expires),
+    }))
+}
+
+/// A task row on its way to the dead-letter queue.
+pub(crate) struct Grave<'a> {
+    pub(crate) seq: i64,
+    pub(crate) id: TaskId,
+    pub(crate) queue: &'a str,
+    pub(crate) task: &'a str,
+    pub(crate) raw: &'a [u8],
+}
+
+/// Moves a task row to the dead-letter queue and stores its failure as its result.
+pub(crate) async fn bury(
+    conn: &mut SqliteConnection,
+    grave: &Grave<'_>,
+    failure: &TaskFailure,
+    now: i64,
+    result_expires: Option<i64>,
+    fx: &mut Effects,
+) -> Result<()> {
+    let encoded = StoredResult::Failure(failure.clone()).encode()?;
+    sqlx::query("DELETE FROM tasks WHERE seq = ?1")
+        .bind(grave.seq)
+        .execute(&mut *conn)
+        .await
+        .ctx("remove a dead task")?;
+    sqlx::query(
+        "INSERT OR REPLACE INTO dead (id, queue, task, kind, failure, failed_at, raw) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .bind(grave.id.as_bytes().as_slice())
+    .bind(grave.queue)
+    .bind(grave.task)
+    .bind(failure.kind.to_string())
+    .bind(encoded.as_slice())
+    .bind(now)
+    .bind(grave.raw)
+    .execute(&mut *conn)
+    .await
+    .ctx("dead-letter a task")?;
+    sqlx::query("INSERT OR REPLACE INTO results (id, value, expires_at) VALUES (?1, ?2, ?3)")
+        .bind(grave.id.as_bytes().as_slice())
+        .bind(encoded.as_slice())
+        .bind(result_expires)
+        .execute(&mut *conn)
+        .await
+        .ctx("store a failure")?;
+    fx.results = true;
+    Ok(())
+}

@@ -1,0 +1,355 @@
+//! Group commit: every write of a store goes through one writer task and one connection.
+//!
+//! Callers send a message (an enqueue batch, or any other write as a [`Work`]) over a bounded
+//! channel and await a oneshot reply. The writer takes the first waiting message, drains
+//! whatever else is queued (up to `max_batch` messages or [`MAX_ROWS`] enqueued rows), and runs
+//! them all in ONE `BEGIN IMMEDIATE` transaction: 100 producers calling `enqueue` at once cost
+//! a handful of commits, not 100. Consecutive enqueue messages are merged into the same
+//! multi-row `INSERT`s. Replies are sent only after the commit, so a caller that got `Ok` knows
+//! its write is durable (per the `synchronous` setting).
+//!
+//! # Failures
+//!
+//! If the batch's transaction fails, it is rolled back and every message is run again in a
+//! transaction of its own, so one failing write cannot fail its neighbours. A busy database
+//! (another process's writer held the lock beyond `busy_timeout`) is retried a few times first.
+//!
+//! # Wake-ups
+//!
+//! Each write reports [`Effects`]; after the commit the writer bumps the store's `work` and
+//! `results` watch channels, which wake in-process `wait_for_work` and `wait_result` callers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use sqlx::{Connection, SqliteConnection};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use queue_core::clock::to_millis;
+use queue_core::{Clock, EnqueueOutcome, Error, Result};
+
+use crate::enqueue::{insert_tasks, NewTask};
+use crate::error::{is_busy, Context};
+
+/// The most enqueued rows one transaction takes (more wait for the next one).
+pub(crate) const MAX_ROWS: usize = 16_384;
+
+/// What the store's parts share with the writer.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Bumped when work may have become available.
+    pub(crate) work: watch::Sender<u64>,
+    /// Bumped when a result was written.
+    pub(crate) results: watch::Sender<u64>,
+    pub(crate) counters: Counters,
+}
+
+impl Shared {
+    pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            clock,
+            work: watch::channel(0).0,
+            results: watch::channel(0).0,
+            counters: Counters::default(),
+        }
+    }
+
+    pub(crate) fn now(&self) -> i64 {
+        to_millis(self.clock.now())
+    }
+
+    fn wake(&self, fx: &Effects) {
+        if fx.work {
+            self.work.send_modify(|v| *v = v.wrapping_add(1));
+        }
+        if fx.results {
+            self.results.send_modify(|v| *v = v.wrapping_add(1));
+        }
+    }
+}
+
+/// Writer statistics, for tests and monitoring.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) transactions: AtomicU64,
+    pub(crate) operations: AtomicU64,
+    pub(crate) busy_retries: AtomicU64,
+}
+
+/// What a write changed, so the writer knows whom to wake after the commit.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Effects {
+    /// Tasks may have become deliverable.
+    pub(crate) work: bool,
+    /// A result was written.
+    pub(crate) results: bool,
+}
+
+/// One write operation, run inside the writer's transaction. `run` may be called more than once
+/// (after a rollback), so it must not consume its inputs.
+#[async_trait]
+pub(crate) trait Work: Send + 'static {
+    /// What the caller gets back.
+    type Output: Send + 'static;
+
+    /// Runs the operation on the writer's connection, inside a transaction, at `now` (ms).
+    async fn run(
+        &mut self,
+        conn: &mut SqliteConnection,
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<Self::Output>;
+}
+
+trait Job: Send {
+    fn run<'a>(
+        &'a mut self,
+        conn: &'a mut SqliteConnection,
+        now: i64,
+        fx: &'a mut Effects,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    fn finish(self: Box<Self>, err: Option<Error>);
+}
+
+struct Pending<W: Work> {
+    work: W,
+    out: Option<W::Output>,
+    reply: oneshot::Sender<Result<W::Output>>,
+}
+
+impl<W: Work> Job for Pending<W> {
+    fn run<'a>(
+        &'a mut self,
+        conn: &'a mut SqliteConnection,
+        now: i64,
+        fx: &'a mut Effects,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.out = Some(self.work.run(conn, now, fx).await?);
+            Ok(())
+        })
+    }
+
+    fn finish(self: Box<Self>, err: Option<Error>) {
+        let result = match (err, self.out) {
+            (Some(e), _) => Err(e),
+            (None, Some(out)) => Ok(out),
+            (None, None) => Err(Error::storage_msg(
+                crate::error::BACKEND,
+                "write produced no output",
+            )),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+enum Msg {
+    Enqueue {
+        rows: Vec<NewTask>,
+        out: Vec<EnqueueOutcome>,
+        reply: oneshot::Sender<Result<Vec<EnqueueOutcome>>>,
+    },
+    Job(Box<dyn Job>),
+}
+
+impl Msg {
+    fn rows(&self) -> usize {
+        match self {
+            Self::Enqueue { rows, .. } => rows.len(),
+            Self::Job(_) => 1,
+        }
+    }
+
+    fn finish(self, err: Option<Error>) {
+        match self {
+            Self::Enqueue { out, reply, .. } => {
+                let _ = reply.send(match err {
+                    Some(e) => Err(e),
+                    None => Ok(out),
+                });
+            }
+            Self::Job(job) => job.finish(err),
+        }
+    }
+}
+
+/// The sending side of the writer, held by the store.
+#[derive(Debug, Clone)]
+pub(crate) struct Writer {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Msg")
+    }
+}
+
+fn stopped() -> Error {
+    Error::ShutDown(
+        "the SQLite store's writer task has stopped (was its Tokio runtime shut down?)".into(),
+    )
+}
+
+impl Writer {
+    /// Starts the writer task on `conn`.
+    pub(crate) fn spawn(conn: SqliteConnection, shared: Arc<Shared>, max_batch: usize) -> Self {
+        let (tx, rx) = mpsc::channel(max_batch.max(64) * 4);
+        tokio::spawn(run(conn, rx, shared, max_batch));
+        Self { tx }
+    }
+
+    /// Enqueues rows through group commit.
+    pub(crate) async fn enqueue(&self, rows: Vec<NewTask>) -> Result<Vec<EnqueueOutcome>> {
+        let (reply, rx) = oneshot::channel();
+        let msg = Msg::Enqueue {
+            rows,
+            out: Vec::new(),
+            reply,
+        };
+        self.tx.send(msg).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Runs `work` in the writer's next transaction.
+    pub(crate) async fn call<W: Work>(&self, work: W) -> Result<W::Output> {
+        let (reply, rx) = oneshot::channel();
+        let job = Pending {
+            work,
+            out: None,
+            reply,
+        };
+        self.tx
+            .send(Msg::Job(Box::new(job)))
+            .await
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+}
+
+async fn run(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Msg>,
+    shared: Arc<Shared>,
+    max_batch: usize,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut rows = first.rows();
+        let mut batch = vec![first];
+        while batch.len() < max_batch && rows < MAX_ROWS {
+            match rx.try_recv() {
+                Ok(msg) => {
+                    rows += msg.rows();
+                    batch.push(msg);
+                }
+                Err(_) => break,
+            }
+        }
+        execute(&mut conn, &shared, batch).await;
+    }
+    let _ = conn.close().await;
+}
+
+async fn execute(conn: &mut SqliteConnection, shared: &Shared, mut batch: Vec<Msg>) {
+    let mut fx = Effects::default();
+    match attempt(conn, shared, &mut batch, &mut fx).await {
+        Ok(()) => {
+            shared.wake(&fx);
+            batch.into_iter().for_each(|m| m.finish(None));
+        }
+        Err(err) if batch.len() == 1 => {
+            if let Some(m) = batch.pop() {
+                m.finish(Some(err));
+            }
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, ops = batch.len(), "SQLite group commit failed; retrying each write alone");
+            for mut msg in batch {
+                let mut fx = Effects::default();
+                let result = attempt(conn, shared, std::slice::from_mut(&mut msg), &mut fx).await;
+                if result.is_ok() {
+                    shared.wake(&fx);
+                }
+                msg.finish(result.err());
+            }
+        }
+    }
+}
+
+/// Runs `msgs` in one transaction, retrying a busy database a few times.
+async fn attempt(
+    conn: &mut SqliteConnection,
+    shared: &Shared,
+    msgs: &mut [Msg],
+    fx: &mut Effects,
+) -> Result<()> {
+    let mut delay = Duration::from_millis(10);
+    for _ in 0..4 {
+        match once(conn, shared, msgs, fx).await {
+            Err(err) if is_busy(&err) => {
+                shared.counters.busy_retries.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %err, "SQLite store busy; retrying the write");
+                *fx = Effects::default();
+                tokio::time::sleep(delay).await;
+                delay *= 4;
+            }
+            other => return other,
+        }
+    }
+    once(conn, shared, msgs, fx).await
+}
+
+async fn once(
+    conn: &mut SqliteConnection,
+    shared: &Shared,
+    msgs: &mut [Msg],
+    fx: &mut Effects,
+) -> Result<()> {
+    let mut tx = conn
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .ctx("begin a write transaction")?;
+    // Taken after the lock: a write that waited for another process still uses the time of
+    // its own commit.
+    let now = shared.now();
+    let mut i = 0;
+    while i < msgs.len() {
+        let end = (i..msgs.len())
+            .find(|&j| !matches!(msgs[j], Msg::Enqueue { .. }))
+            .unwrap_or(msgs.len());
+        if end > i {
+            let outcomes = {
+                let rows: Vec<&NewTask> = msgs[i..end]
+                    .iter()
+                    .flat_map(|m| match m {
+                        Msg::Enqueue { rows, .. } => rows.iter(),
+                        Msg::Job(_) => [].iter(),
+                    })
+                    .collect();
+                insert_tasks(&mut tx, &rows, now, fx).await?
+            };
+            let mut outcomes = outcomes.into_iter();
+            for msg in &mut msgs[i..end] {
+                if let Msg::Enqueue { rows, out, .. } = msg {
+                    *out = outcomes.by_ref().take(rows.len()).collect();
+                }
+            }
+            i = end;
+        } else {
+            if let Msg::Job(job) = &mut msgs[i] {
+                job.run(&mut tx, now, fx).await?;
+            }
+            i += 1;
+        }
+    }
+    tx.commit().await.ctx("commit")?;
+    let c = &shared.counters;
+    c.transactions.fetch_add(1, Ordering::Relaxed);
+    c.operations.fetch_add(msgs.len() as u64, Ordering::Relaxed);
+    Ok(())
+}
