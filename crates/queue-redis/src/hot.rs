@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use queue_core::clock::{duration_millis, from_millis, to_millis};
 use queue_core::storage::{AckStatus, Completion, Delivery, EnqueueOutcome, Lease, Outcome};
-use queue_core::{Envelope, Error, LeaseToken, Result};
+use queue_core::{Envelope, Error, LeaseToken, Result, TaskId};
 use redis::Value;
 
 use crate::store::RedisStorage;
@@ -192,6 +192,39 @@ impl RedisStorage {
         }
         let reply: Vec<i64> = self.run(inv, "extend leases").await?;
         Ok(reply.into_iter().map(status).collect())
+    }
+
+    /// Stores `raw` verbatim as a ready task of `queue` (priority 0, the default delivery
+    /// limit of a task without retries), without decoding it. For tests of how consumers
+    /// deal with garbage in the store, like
+    /// [`MemoryStorage::insert_raw`](queue_core::MemoryStorage::insert_raw).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(store: &queue_redis::RedisStorage) -> queue_core::Result<()> {
+    /// store.insert_raw("default", queue_core::TaskId::new(), b"not msgpack".to_vec()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn insert_raw(&self, queue: &str, id: TaskId, raw: Vec<u8>) -> Result<()> {
+        let name = Envelope::decode(&raw)
+            .map(|e| e.task)
+            .unwrap_or_else(|_| "?".into());
+        let now = self.now_ms();
+        let mut inv = self.call(&self.scripts.enqueue, now);
+        inv.arg(1)
+            .arg(id.to_string())
+            .arg(queue)
+            .arg(raw)
+            .arg(0)
+            .arg(now)
+            .arg(queue_core::DELIVERY_MARGIN + 1)
+            .arg("")
+            .arg(name)
+            .arg(0)
+            .arg(0);
+        self.run::<Vec<Value>>(inv, "insert raw task").await?;
+        Ok(())
     }
 
     pub(crate) async fn requeue_expired_leases(&self, queue: &str, max: usize) -> Result<u64> {

@@ -5,7 +5,8 @@
 --   -> array of {id, queue, task, fail_kind, fail_message, fail_attempts, failed_at, raw}, oldest first
 -- ids: ARGV[4] queue or "", ARGV[5] offset, ARGV[6] limit -> array of ids, oldest first
 -- requeue: ARGV[4..] envelopes of 10 fields (as in enqueue.lua), each re-encoded with fresh
---   counts -> how many were requeued (a dead task whose id is pending again is skipped)
+--   counts -> how many were requeued (a dead task whose id or unique key belongs to a pending
+--   task stays dead)
 -- purge: ARGV[4] queue or "", ARGV[5] limit -> {deleted, seen}; call until seen is 0
 local op = ARGV[3]
 
@@ -39,8 +40,11 @@ end
 if op == 'requeue' then
   local n = 0
   for i = 4, #ARGV, ENV_FIELDS do
-    local id = ARGV[i]
-    if redis.call('EXISTS', dkey(id)) == 1 and redis.call('HEXISTS', IDS, id) == 0 then
+    local id, uk = ARGV[i], ARGV[i + 6]
+    -- Only when it can be stored: its id and unique key must be free, or it stays dead.
+    local free = redis.call('HEXISTS', IDS, id) == 0 and
+      (uk == '' or not redis.call('HGET', UNIQ, uk))
+    if free and redis.call('EXISTS', dkey(id)) == 1 then
       forget(id)
       redis.call('DEL', rkey(id), rwkey(id))
       redis.call('ZREM', RESULTS, id)
