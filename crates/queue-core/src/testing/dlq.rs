@@ -1,0 +1,166 @@
+//! Cases: the dead-letter queue — list, requeue, purge.
+
+use std::collections::BTreeSet;
+
+use super::{failure, ms, open, secs, Backend};
+use crate::{AckStatus, EnqueueOutcome, FailureKind, Outcome, Page, Storage, TaskId};
+
+/// `requeue_dead` puts a dead task back on its queue with fresh attempt and delivery counts;
+/// unknown or no-longer-dead ids are not counted.
+pub async fn requeue_dead_restores_fresh_counts<B: Backend>(b: &B) {
+    let fx = open(b).await;
+    let q = "revive";
+    let mut env = fx.env(q, "t");
+    env.args = crate::to_msgpack(&(42,)).unwrap();
+    let args = env.args.clone();
+    let id = fx.enqueue(env).await;
+    let d = fx.fetch_one(q).await;
+    let retry = Outcome::Retry {
+        eta: fx.now(),
+        failure: failure(FailureKind::Error, "once"),
+    };
+    assert_eq!(fx.complete(d.lease, retry).await, AckStatus::Acked);
+    let d = fx.fetch_one(q).await;
+    assert_eq!((d.envelope.attempt, d.envelope.deliveries), (1, 2));
+    let dead = Outcome::Dead {
+        failure: failure(FailureKind::Error, "twice"),
+    };
+    assert_eq!(fx.complete(d.lease, dead).await, AckStatus::Acked);
+
+    assert_eq!(
+        fx.store.requeue_dead(&[id, TaskId::new()]).await.unwrap(),
+        1
+    );
+    assert!(fx.store.get_dead(id).await.unwrap().is_none());
+    assert!(fx
+        .store
+        .list_dead(None, Page::first(10))
+        .await
+        .unwrap()
+        .is_empty());
+    let d = fx.fetch_one(q).await;
+    assert_eq!(d.lease.id, id);
+    assert_eq!(
+        (d.envelope.attempt, d.envelope.deliveries),
+        (0, 1),
+        "fresh counts"
+    );
+    assert_eq!((d.envelope.task.as_str(), &d.envelope.args), ("t", &args));
+    assert_eq!(
+        fx.store.requeue_dead(&[id]).await.unwrap(),
+        0,
+        "not dead now"
+    );
+}
+
+/// `requeue_all_dead` and `purge_dead` act on one queue or on all.
+pub async fn requeue_all_and_purge_dead_by_queue<B: Backend>(b: &B) {
+    let fx = open(b).await;
+    let a1 = fx.make_dead("qa", "t").await;
+    let a2 = fx.make_dead("qa", "t").await;
+    let b1 = fx.make_dead("qb", "t").await;
+    let c1 = fx.make_dead("qc", "t").await;
+
+    assert_eq!(fx.store.requeue_all_dead(Some("qa")).await.unwrap(), 2);
+    assert_eq!(dead_ids(&fx.store).await, [b1, c1].into());
+    let back: BTreeSet<TaskId> = super::ids(&fx.fetch("qa", 10).await).into_iter().collect();
+    assert_eq!(back, [a1, a2].into());
+
+    assert_eq!(fx.store.purge_dead(Some("qb")).await.unwrap(), 1);
+    assert!(fx.store.get_dead(b1).await.unwrap().is_none());
+    assert_eq!(dead_ids(&fx.store).await, [c1].into());
+
+    let d1 = fx.make_dead("qd", "t").await;
+    assert_eq!(dead_ids(&fx.store).await, [c1, d1].into());
+    assert_eq!(fx.store.purge_dead(None).await.unwrap(), 2);
+    assert_eq!(fx.counts(None).await.dead, 0);
+
+    let e1 = fx.make_dead("qe", "t").await;
+    let f1 = fx.make_dead("qf", "t").await;
+    assert_eq!(fx.store.requeue_all_dead(None).await.unwrap(), 2);
+    assert_eq!(fx.counts(None).await.dead, 0);
+    assert_eq!(fx.fetch_one("qe").await.lease.id, e1);
+    assert_eq!(fx.fetch_one("qf").await.lease.id, f1);
+}
+
+/// Requeueing a dead task whose unique key is now held by another pending task must not lose
+/// it: it is either requeued (and counted) or still in the dead-letter queue.
+pub async fn requeue_dead_never_loses_a_task<B: Backend>(b: &B) {
+    let fx = open(b).await;
+    let q = "revive-unique";
+    let mut first = fx.env(q, "t");
+    first.unique_key = Some("k".into());
+    let first = fx.enqueue(first).await;
+    let d = fx.fetch_one(q).await;
+    let dead = Outcome::Dead {
+        failure: failure(FailureKind::Error, "boom"),
+    };
+    assert_eq!(fx.complete(d.lease, dead).await, AckStatus::Acked);
+    let mut second = fx.env(q, "t");
+    second.unique_key = Some("k".into());
+    let second_id = second.id;
+    let out = fx.store.enqueue(vec![second]).await.unwrap();
+    assert_eq!(out, vec![EnqueueOutcome::Enqueued(second_id)], "key free");
+
+    let n = fx.store.requeue_dead(&[first]).await.unwrap();
+    let pending = fx.store.get_task(first).await.unwrap().is_some();
+    let still_dead = fx.store.get_dead(first).await.unwrap().is_some();
+    assert!(
+        pending || still_dead,
+        "requeue_dead returned {n} and the task is neither pending nor dead: it was lost"
+    );
+    assert_eq!(
+        n == 1,
+        pending,
+        "requeue_dead counted {n}, pending = {pending}"
+    );
+}
+
+/// `list_dead` lists oldest first (by when they died, not by id) with paging.
+pub async fn list_dead_oldest_first_with_paging<B: Backend>(b: &B) {
+    let fx = open(b).await;
+    let q = "graveyard";
+    let envs: Vec<_> = (0..3).map(|_| fx.env(q, "t")).collect();
+    let order = [envs[2].id, envs[0].id, envs[1].id];
+    fx.store.enqueue(envs).await.unwrap();
+    let ds = fx.fetch(q, 10).await;
+    assert_eq!(ds.len(), 3);
+    let t0 = fx.now();
+    for id in order {
+        let d = ds.iter().find(|d| d.lease.id == id).unwrap();
+        let dead = Outcome::Dead {
+            failure: failure(FailureKind::Error, "boom"),
+        };
+        assert_eq!(fx.complete(d.lease, dead).await, AckStatus::Acked);
+        fx.advance(secs(1));
+    }
+
+    let listed = fx.store.list_dead(Some(q), Page::first(10)).await.unwrap();
+    assert_eq!(listed.iter().map(|d| d.id).collect::<Vec<_>>(), order);
+    let times: Vec<i64> = listed.iter().map(|d| ms(d.failed_at)).collect();
+    let expected: Vec<i64> = (0..3).map(|s| ms(t0 + secs(s))).collect();
+    assert_eq!(times, expected, "failed_at");
+    let page = Page {
+        offset: 1,
+        limit: 1,
+    };
+    let listed = fx.store.list_dead(Some(q), page).await.unwrap();
+    assert_eq!(listed.iter().map(|d| d.id).collect::<Vec<_>>(), [order[1]]);
+    let page = Page {
+        offset: 3,
+        limit: 10,
+    };
+    assert!(fx.store.list_dead(Some(q), page).await.unwrap().is_empty());
+    assert!(fx
+        .store
+        .list_dead(Some("graveyard-other"), Page::first(10))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// The ids in the dead-letter queue.
+async fn dead_ids<S: Storage>(s: &S) -> BTreeSet<TaskId> {
+    let dead = s.list_dead(None, Page::first(100)).await.unwrap();
+    dead.into_iter().map(|d| d.id).collect()
+}
