@@ -11,4 +11,5 @@ mod events;
 mod failures;
 mod follow_ups;
 mod leases;
+mod outage;
 mod shutdown;

@@ -1,0 +1,200 @@
+//! A store that goes down: outcomes are kept and retried, fetching backs off, nothing is lost.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use queue_core::storage::*;
+use queue_core::{
+    Clock, Envelope, Error, MemoryStorage, Queue, Result, Task as _, TaskId, TaskOptions,
+};
+use tokio::sync::Semaphore;
+
+use crate::common::{builder, eventually, WAIT};
+
+/// The memory store, except that the hot path fails while `down` is set.
+#[derive(Default)]
+struct Flaky {
+    inner: MemoryStorage,
+    down: AtomicBool,
+    failed_completes: AtomicUsize,
+}
+
+impl Flaky {
+    fn check(&self) -> Result<()> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(Error::storage_msg("flaky", "store is down"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl Storage for Flaky {
+    fn backend(&self) -> &'static str {
+        "flaky"
+    }
+    fn clock(&self) -> Arc<dyn Clock> {
+        self.inner.clock()
+    }
+    async fn enqueue(&self, batch: Vec<Envelope>) -> Result<Vec<EnqueueOutcome>> {
+        self.inner.enqueue(batch).await
+    }
+    async fn fetch(&self, queue: &str, max: usize, lease: Duration) -> Result<Vec<Delivery>> {
+        self.check()?;
+        self.inner.fetch(queue, max, lease).await
+    }
+    async fn wait_for_work(&self, queue: &str, timeout: Duration) -> Result<()> {
+        self.check()?;
+        self.inner.wait_for_work(queue, timeout).await
+    }
+    async fn complete(&self, batch: Vec<Completion>) -> Result<Vec<AckStatus>> {
+        if let Err(e) = self.check() {
+            self.failed_completes.fetch_add(1, Ordering::SeqCst);
+            return Err(e);
+        }
+        self.inner.complete(batch).await
+    }
+    async fn extend(&self, leases: &[Lease], lease: Duration) -> Result<Vec<AckStatus>> {
+        self.check()?;
+        self.inner.extend(leases, lease).await
+    }
+    async fn requeue_expired(&self, queue: &str, max: usize) -> Result<u64> {
+        self.check()?;
+        self.inner.requeue_expired(queue, max).await
+    }
+    async fn get_result(&self, id: TaskId) -> Result<Option<StoredResult>> {
+        self.inner.get_result(id).await
+    }
+    async fn wait_result(&self, id: TaskId, timeout: Duration) -> Result<Option<StoredResult>> {
+        self.inner.wait_result(id, timeout).await
+    }
+    async fn delete_result(&self, id: TaskId) -> Result<bool> {
+        self.inner.delete_result(id).await
+    }
+    async fn purge_expired(&self, max: usize) -> Result<u64> {
+        self.inner.purge_expired(max).await
+    }
+    async fn reschedule(&self, id: TaskId, eta: DateTime<Utc>) -> Result<bool> {
+        self.inner.reschedule(id, eta).await
+    }
+    async fn revoke(&self, revocation: Revocation) -> Result<()> {
+        self.inner.revoke(revocation).await
+    }
+    async fn restore(&self, target: &RevokeTarget) -> Result<bool> {
+        self.inner.restore(target).await
+    }
+    async fn check_revoked(&self, tasks: &[(TaskId, &str)]) -> Result<Vec<bool>> {
+        self.check()?;
+        self.inner.check_revoked(tasks).await
+    }
+    async fn acquire_lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool> {
+        self.inner.acquire_lock(name, owner, ttl).await
+    }
+    async fn release_lock(&self, name: &str, owner: &str) -> Result<bool> {
+        self.inner.release_lock(name, owner).await
+    }
+    async fn flush_locks(&self) -> Result<u64> {
+        self.inner.flush_locks().await
+    }
+    async fn rate_limit(&self, key: &str, limit: u32, window: Duration) -> Result<RateDecision> {
+        self.inner.rate_limit(key, limit, window).await
+    }
+    async fn list_dead(&self, queue: Option<&str>, page: Page) -> Result<Vec<DeadTask>> {
+        self.inner.list_dead(queue, page).await
+    }
+    async fn get_dead(&self, id: TaskId) -> Result<Option<DeadTask>> {
+        self.inner.get_dead(id).await
+    }
+    async fn requeue_dead(&self, ids: &[TaskId]) -> Result<u64> {
+        self.inner.requeue_dead(ids).await
+    }
+    async fn requeue_all_dead(&self, queue: Option<&str>) -> Result<u64> {
+        self.inner.requeue_all_dead(queue).await
+    }
+    async fn purge_dead(&self, queue: Option<&str>) -> Result<u64> {
+        self.inner.purge_dead(queue).await
+    }
+    async fn counts(&self, queue: Option<&str>) -> Result<Counts> {
+        self.inner.counts(queue).await
+    }
+    async fn list(
+        &self,
+        state: TaskState,
+        queue: Option<&str>,
+        page: Page,
+    ) -> Result<Vec<TaskRecord>> {
+        self.inner.list(state, queue, page).await
+    }
+    async fn get_task(&self, id: TaskId) -> Result<Option<TaskRecord>> {
+        self.inner.get_task(id).await
+    }
+    async fn queues(&self) -> Result<Vec<String>> {
+        self.inner.queues().await
+    }
+    async fn flush(&self) -> Result<()> {
+        self.inner.flush().await
+    }
+}
+
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+static GATE: Semaphore = Semaphore::const_new(0);
+
+task!(Held, "held", (n: u32) -> u32, TaskOptions::new(), |ctx| {
+    STARTED.fetch_add(1, Ordering::SeqCst);
+    GATE.acquire().await.unwrap().forget();
+    Ok(n)
+});
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outcomes_survive_a_store_outage() {
+    let store = Arc::new(Flaky::default());
+    let q = Queue::new(store.clone());
+    let handles = q
+        .enqueue_many((0..3).map(|n| Held::call((n,))))
+        .await
+        .unwrap();
+    let running = builder(&q)
+        .workers(3)
+        .register_task::<Held>()
+        .build()
+        .unwrap()
+        .spawn();
+    eventually("3 tasks running", || async {
+        STARTED.load(Ordering::SeqCst) == 3
+    })
+    .await;
+
+    store.down.store(true, Ordering::SeqCst);
+    GATE.add_permits(3);
+    eventually("repeated failed completions", || async {
+        store.failed_completes.load(Ordering::SeqCst) >= 3
+    })
+    .await;
+    for h in &handles {
+        assert!(
+            h.try_get().await.unwrap().is_none(),
+            "not written while down"
+        );
+    }
+
+    store.down.store(false, Ordering::SeqCst);
+    for (n, h) in handles.iter().enumerate() {
+        assert_eq!(
+            h.get(WAIT).await.unwrap(),
+            n as u32,
+            "kept and written once back"
+        );
+    }
+    // Fetching recovered too.
+    GATE.add_permits(1);
+    let later = Held::call((9,)).enqueue(&q).await.unwrap();
+    assert_eq!(later.get(WAIT).await.unwrap(), 9);
+    let report = running.shutdown(WAIT).await.unwrap();
+    assert_eq!(report.unacked, 0);
+    let counts = q.counts().await.unwrap();
+    assert_eq!((counts.ready, counts.leased, counts.dead), (0, 0, 0));
+}
