@@ -46,6 +46,7 @@ pub struct RedisStorage {
     pub(crate) prefix: String,
     pub(crate) redactor: Redactor,
     pub(crate) block_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     pub(crate) promote_limit: usize,
 }
 
@@ -130,6 +131,7 @@ impl RedisStorage {
             prefix: options.key_prefix,
             redactor,
             block_timeout: options.block_timeout,
+            connect_timeout: options.connect_timeout,
             promote_limit: options.promote_limit,
         };
         let mut conn = store.conn().await?;

@@ -25,7 +25,7 @@
 
 use std::time::Duration;
 
-use deadpool_redis::PoolError;
+use deadpool_redis::{PoolError, Timeouts};
 use queue_core::storage::StoredResult;
 use queue_core::{Result, TaskId};
 use redis::Value;
@@ -58,13 +58,16 @@ impl RedisStorage {
     /// Runs a blocking command (`BLPOP` / `BLMOVE`) that waits at most `wait` on the server.
     /// Returns whether it popped a token.
     async fn block_on(&self, cmd: redis::Cmd, wait: Duration, what: &str) -> Result<bool> {
-        let conn = match self.blocking.get().await {
+        let timeouts = Timeouts {
+            wait: Some(wait),
+            create: Some(self.connect_timeout),
+            recycle: Some(self.connect_timeout),
+        };
+        let conn = match self.blocking.timeout_get(&timeouts).await {
             Ok(conn) => conn,
-            Err(PoolError::Timeout(_)) => {
-                // Every blocking connection is busy: wait without one (rare; bounded).
-                tokio::time::sleep(wait.min(Duration::from_millis(50))).await;
-                return Ok(false);
-            }
+            // Every blocking connection stayed busy for the whole wait (raise
+            // `blocking_pool_size`); the caller checks again.
+            Err(PoolError::Timeout(_)) => return Ok(false),
             Err(e) => return Err(self.redactor.error(what, e)),
         };
         let mut guard = Blocking {

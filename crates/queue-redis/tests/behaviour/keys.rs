@@ -1,0 +1,150 @@
+//! Key layout, script reloading, bounded fetches, prefix isolation.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use queue_core::storage::{Completion, Outcome};
+use queue_core::{AckStatus, FailureKind, Storage, TaskFailure};
+
+use crate::support;
+use crate::{arc, env, manual_clock, LEASE};
+
+fn keys(url: &str, prefix: &str) -> BTreeSet<String> {
+    let mut conn = support::raw_client(url).get_connection().unwrap();
+    let found: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query(&mut conn)
+        .unwrap();
+    found.into_iter().collect()
+}
+
+#[tokio::test]
+async fn every_queue_key_carries_the_queue_hash_tag() {
+    let clock = manual_clock();
+    let store = support::shared_store("tags", arc(&clock)).await;
+    let prefix = store.key_prefix().to_owned();
+    let q = "alpha";
+    let mut unique = env(&clock, q, "t");
+    unique.unique_key = Some("u1".into());
+    let mut later = env(&clock, q, "t");
+    later.eta = Some(clock_now(&clock) + chrono::TimeDelta::seconds(60));
+    let dead = env(&clock, q, "t");
+    let dead_id = dead.id;
+    store
+        .enqueue(vec![dead, unique, later, env(&clock, q, "t")])
+        .await
+        .unwrap();
+    let got = store.fetch(q, 2, LEASE).await.unwrap();
+    let first = got.iter().find(|d| d.lease.id == dead_id).unwrap();
+    let failure = TaskFailure::new(FailureKind::Error, "boom", 1);
+    let done = store
+        .complete(vec![Completion::new(
+            first.lease,
+            Outcome::Dead { failure },
+            None,
+        )])
+        .await
+        .unwrap();
+    assert_eq!(done, vec![AckStatus::Acked]);
+
+    let found = keys(&support::shared_url(), &prefix);
+    let tag = format!("{prefix}:{{{q}}}:");
+    for suffix in ["ready", "scheduled", "leased", "seq", "dead", "wake"] {
+        assert!(
+            found.contains(&format!("{tag}{suffix}")),
+            "{suffix} missing in {found:?}"
+        );
+    }
+    let task_keys = found
+        .iter()
+        .filter(|k| k.starts_with(&format!("{tag}task:")))
+        .count();
+    assert_eq!(task_keys, 3, "one task hash per pending task: {found:?}");
+    // Everything that names the queue is under its tag; the rest is the documented global set.
+    let global = ["ids", "unique", "queues", "results", "dead", "dead-seq"];
+    for key in &found {
+        let rest = key.strip_prefix(&format!("{prefix}:")).unwrap();
+        let ok = key.starts_with(&tag)
+            || global.contains(&rest)
+            || rest.starts_with("result:")
+            || rest.starts_with("result-wake:")
+            || rest.starts_with("dead:");
+        assert!(ok, "unexpected key {key}");
+    }
+}
+
+fn clock_now(clock: &queue_core::ManualClock) -> chrono::DateTime<chrono::Utc> {
+    use queue_core::Clock;
+    clock.now()
+}
+
+#[tokio::test]
+async fn scripts_are_reloaded_after_script_flush() {
+    let clock = manual_clock();
+    let store = support::shared_store("noscript", arc(&clock)).await;
+    store.enqueue(vec![env(&clock, "q", "t")]).await.unwrap();
+    let mut conn = support::raw_client(&support::shared_url())
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let got = store.fetch("q", 10, LEASE).await.unwrap();
+    assert_eq!(
+        got.len(),
+        1,
+        "fetch works after SCRIPT FLUSH (NOSCRIPT -> reload)"
+    );
+    store.enqueue(vec![env(&clock, "q", "t")]).await.unwrap();
+    assert_eq!(store.counts(Some("q")).await.unwrap().ready, 1);
+}
+
+#[tokio::test]
+async fn ten_thousand_due_scheduled_tasks_drain_in_bounded_fetches() {
+    let clock = manual_clock();
+    let store = support::shared_store("bounded", arc(&clock)).await;
+    let eta = clock_now(&clock) + chrono::TimeDelta::seconds(10);
+    let batch: Vec<_> = (0..10_000)
+        .map(|i| {
+            let mut e = env(&clock, "big", "t");
+            e.eta = Some(eta);
+            e.priority = (i % 3) as i16;
+            e
+        })
+        .collect();
+    let out = store.enqueue(batch).await.unwrap();
+    assert_eq!(out.len(), 10_000);
+    assert_eq!(store.counts(Some("big")).await.unwrap().scheduled, 10_000);
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(store.counts(Some("big")).await.unwrap().ready, 10_000);
+
+    let mut seen = BTreeSet::new();
+    let mut calls = 0;
+    loop {
+        let got = store.fetch("big", 1_000, LEASE).await.unwrap();
+        if got.is_empty() {
+            break;
+        }
+        calls += 1;
+        assert!(got.len() <= 1_000);
+        seen.extend(got.iter().map(|d| d.lease.id));
+        assert!(calls <= 20, "the backlog drains");
+    }
+    assert_eq!(seen.len(), 10_000, "every task delivered once");
+    assert_eq!(store.counts(Some("big")).await.unwrap().leased, 10_000);
+}
+
+#[tokio::test]
+async fn flush_deletes_only_its_own_prefix() {
+    let clock = manual_clock();
+    let a = support::shared_store("flush-a", arc(&clock)).await;
+    let b = support::shared_store("flush-b", arc(&clock)).await;
+    a.enqueue(vec![env(&clock, "q", "t")]).await.unwrap();
+    b.enqueue(vec![env(&clock, "q", "t")]).await.unwrap();
+    a.flush().await.unwrap();
+    assert!(keys(&support::shared_url(), a.key_prefix()).is_empty());
+    assert_eq!(b.counts(Some("q")).await.unwrap().ready, 1);
+}
