@@ -73,9 +73,10 @@ pub async fn connect(url: &str) -> Result<Queue> {
     let storage: Arc<dyn Storage> = match scheme {
         "memory" => Arc::new(MemoryStorage::new()),
         #[cfg(feature = "sqlite")]
-        "sqlite" => return Err(queue_sqlite::SqliteStorage::connect(url).await.err().unwrap_or_else(|| Error::InvalidInput("wiring pending".into()))),
+        "sqlite" => Arc::new(queue_sqlite::SqliteStorage::connect(url).await?),
         #[cfg(feature = "redis")]
-        "redis" | "rediss" => return Err(queue_redis::RedisStorage::connect(url).await.err().unwrap_or_else(|| Error::InvalidInput("wiring pending".into()))),
+        "redis" | "rediss" => Arc::new(queue_redis::RedisStorage::connect(url).await?),
+        #[allow(unreachable_patterns)]
         "sqlite" | "redis" | "rediss" => {
             return Err(Error::InvalidInput(format!(
                 "`{scheme}://` URLs need skiff's `{}` feature",
