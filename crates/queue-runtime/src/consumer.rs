@@ -1,40 +1,26 @@
 //! [`Consumer`]: the fetch loop and how a consumer is started and stopped.
 //!
-//! # Running workers
-//!
-//! The fetcher holds an `Arc<Semaphore>` with one permit per worker. It waits for at least one
-//! free permit (never for the store while every worker is busy), takes every other free permit,
-//! and asks the store for at most that many tasks: a fetched task is a leased task, and a
-//! leased task nobody runs is a stalled task. Unused permits go back at once. When the store
-//! has nothing, the fetcher waits on [`Storage::wait_for_work`] (at most `poll_interval`)
-//! instead of looping. Store errors are logged and retried after a capped exponential backoff
-//! (50 ms to 5 s).
-//!
-//! Each fetched task runs in its own Tokio task with its permit (see the `executor` module);
-//! the permit is returned when its outcome is handed to the acker, and the lease is renewed
-//! until the outcome is written.
+//! Fetching is done by the `fetcher` module; each task runs in the `executor`.
 
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use queue_core::{Delivery, Queue, Registry, Result, Storage, TaskId};
-use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit, Semaphore};
+use queue_core::{Queue, Registry, Result};
+use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
-use tracing::Instrument;
 
 use crate::acker::Acker;
-use crate::backoff::Backoff;
 use crate::builder::{Config, ConsumerBuilder};
 use crate::events::{Event, Events};
 use crate::executor::Executor;
-use crate::inflight::{Handoff, InFlight, Slot, Stats};
-use crate::outcome::attempt_number;
+use crate::fetcher::Fetcher;
+use crate::inflight::{Handoff, InFlight, Stats};
 use crate::renewer;
-use crate::shutdown::{drain, log_join, RunningConsumer, ShutdownReport, Stop};
+use crate::shutdown::{drain, RunningConsumer, ShutdownReport, Stop};
 
 /// How long a shutdown waits for the last outcomes to be written before giving up on an
 /// unreachable store (those tasks are delivered again after their leases).
@@ -298,155 +284,5 @@ impl Consumer {
         };
         tracing::info!(?report, "consumer stopped");
         Ok(report)
-    }
-}
-
-/// The fetch loop. See the [module docs](self).
-struct Fetcher {
-    storage: Arc<dyn Storage>,
-    config: Arc<Config>,
-    permits: Arc<Semaphore>,
-    tasks: JoinSet<()>,
-    executor: Arc<Executor>,
-    handoff: Handoff,
-    stop: CancellationToken,
-}
-
-impl Fetcher {
-    /// Fetches and starts tasks until `stop` is cancelled.
-    async fn run(&mut self) {
-        let mut backoff = Backoff::store();
-        loop {
-            while let Some(joined) = self.tasks.try_join_next() {
-                log_join(joined);
-            }
-            // Wait for a free worker, not for the store.
-            let first = tokio::select! {
-                biased;
-                () = self.stop.cancelled() => return,
-                permit = self.permits.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => return, // never closed
-                },
-            };
-            let mut permits = vec![first];
-            while let Ok(permit) = self.permits.clone().try_acquire_owned() {
-                permits.push(permit);
-            }
-
-            let fetched = self
-                .storage
-                .fetch(&self.config.queue, permits.len(), self.config.lease)
-                .await;
-            let deliveries = match fetched {
-                Ok(deliveries) => deliveries,
-                Err(err) => {
-                    drop(permits);
-                    let wait = backoff.next_delay();
-                    tracing::warn!(error = %err, retry_in = ?wait, "could not fetch tasks");
-                    if self.pause(wait).await {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            if deliveries.is_empty() {
-                drop(permits);
-                let waited = tokio::select! {
-                    () = self.stop.cancelled() => return,
-                    waited = self.storage.wait_for_work(&self.config.queue, self.config.poll_interval) => waited,
-                };
-                match waited {
-                    Ok(()) => backoff.reset(),
-                    Err(err) => {
-                        let wait = backoff.next_delay();
-                        tracing::warn!(error = %err, retry_in = ?wait, "could not wait for work");
-                        if self.pause(wait).await {
-                            return;
-                        }
-                    }
-                }
-                continue;
-            }
-            match self.dispatch(deliveries, permits).await {
-                true => backoff.reset(),
-                false => {
-                    if self.pause(backoff.next_delay()).await {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Sleeps for `wait`; returns `true` if stopped meanwhile.
-    async fn pause(&self, wait: std::time::Duration) -> bool {
-        tokio::select! {
-            () = self.stop.cancelled() => true,
-            () = tokio::time::sleep(wait) => false,
-        }
-    }
-
-    /// Checks the batch for revocations (one store call) and starts one execution per task.
-    /// Returns `false` if the revocation check failed (the tasks were handed back).
-    async fn dispatch(
-        &mut self,
-        deliveries: Vec<Delivery>,
-        permits: Vec<OwnedSemaphorePermit>,
-    ) -> bool {
-        let mut permits = permits.into_iter();
-        let mut slots: Vec<(Delivery, Slot)> = Vec::with_capacity(deliveries.len());
-        for d in deliveries {
-            let permit = permits.next();
-            let has_permit = permit.is_some();
-            let slot = Slot::new(d.lease, &d.envelope.task, permit, self.handoff.clone());
-            if has_permit {
-                slots.push((d, slot));
-            } else {
-                // The store returned more than asked: hand the surplus back at once.
-                tracing::warn!(id = %d.lease.id, "the store returned more tasks than asked for");
-                slot.release();
-            }
-        }
-        drop(permits); // fetched fewer than asked: the rest are free again
-
-        let asked: Vec<(TaskId, &str)> = slots
-            .iter()
-            .map(|(d, _)| (d.envelope.id, d.envelope.task.as_str()))
-            .collect();
-        let revoked = match self.storage.check_revoked(&asked).await {
-            Ok(revoked) if revoked.len() == asked.len() => revoked,
-            Ok(revoked) => {
-                tracing::error!(
-                    asked = asked.len(),
-                    answered = revoked.len(),
-                    "the store answered a revocation check with the wrong number of answers; \
-                     handing the tasks back"
-                );
-                slots.into_iter().for_each(|(_, slot)| slot.release());
-                return false;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, tasks = asked.len(),
-                    "could not check revocations; handing the tasks back");
-                slots.into_iter().for_each(|(_, slot)| slot.release());
-                return false;
-            }
-        };
-
-        for ((delivery, slot), revoked) in slots.drain(..).zip(revoked) {
-            let env = &delivery.envelope;
-            let span = tracing::info_span!(
-                "task",
-                id = %env.id,
-                task = %env.task,
-                attempt = attempt_number(env),
-                queue = %env.queue,
-            );
-            let executor = self.executor.clone();
-            self.tasks
-                .spawn(executor.execute(delivery, revoked, slot).instrument(span));
-        }
-        true
     }
 }

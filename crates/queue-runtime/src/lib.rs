@@ -44,7 +44,7 @@
 //!
 //! # How it works
 //!
-//! * **Fetching** (`consumer` module): one loop per consumer asks the store for at most as many
+//! * **Fetching** (`fetcher` module): one loop per consumer asks the store for at most as many
 //!   tasks as there are free workers, and waits on the store's wake-up when there is nothing.
 //! * **Executing** (`executor`): revoked and expired tasks are dropped, unknown task names and
 //!   undecodable arguments are dead-lettered, everything else runs under its timeout; the
@@ -65,6 +65,7 @@ mod builder;
 mod consumer;
 pub mod events;
 mod executor;
+mod fetcher;
 mod inflight;
 mod outcome;
 mod renewer;
