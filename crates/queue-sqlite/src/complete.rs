@@ -6,12 +6,14 @@
 //!
 //! ```sql
 //! DELETE FROM tasks WHERE seq IN (
-//!   SELECT t.seq FROM (VALUES (?1,?2),(?3,?4)…) AS v
-//!   JOIN tasks AS t ON t.id = v.column1 AND t.lease_token = v.column2 AND t.state = 2)
+//!   SELECT t.seq FROM (VALUES (?1,?2),(?3,?4)…) AS v CROSS JOIN tasks AS t
+//!   WHERE t.id = v.column1 AND t.lease_token = v.column2 AND t.state = 2)
 //! RETURNING id, lease_token
 //! ```
 //!
-//! Plan: `SCAN v` (the batch) then `SEARCH t USING INDEX tasks_id (id=?)` per entry, so the cost
+//! `CROSS JOIN` pins the join order (SQLite never reorders it): without statistics the planner
+//! would otherwise scan `tasks` and probe the batch. Plan: `SCAN <n>-ROW VALUES CLAUSE` then
+//! `SEARCH t USING INDEX tasks_id (id=?)` per entry, so the cost
 //! is the batch size, independent of how many tasks the store holds or has ever held. Their
 //! results go in with one multi-row `INSERT OR REPLACE INTO results`. Retries, defers and dead
 //! letters (rarer) are one statement each, by `tasks_id`. `extend` uses the same join.
@@ -102,7 +104,8 @@ impl Prepared {
 pub(crate) static FINISH: Shapes = Shapes::new(|n| {
     format!(
         "DELETE FROM tasks WHERE seq IN (SELECT t.seq FROM (VALUES {}) AS v \
-         JOIN tasks AS t ON t.id = v.column1 AND t.lease_token = v.column2 AND t.state = 2) \
+         CROSS JOIN tasks AS t \
+         WHERE t.id = v.column1 AND t.lease_token = v.column2 AND t.state = 2) \
          RETURNING id, lease_token",
         values(n, 2, 1)
     )
@@ -118,7 +121,8 @@ pub(crate) static RESULTS: Shapes = Shapes::new(|n| {
 pub(crate) static EXTEND: Shapes = Shapes::new(|n| {
     format!(
         "UPDATE tasks SET wake_at = ?1 WHERE seq IN (SELECT t.seq FROM (VALUES {}) AS v \
-         JOIN tasks AS t ON t.id = v.column1 AND t.lease_token = v.column2 AND t.state = 2) \
+         CROSS JOIN tasks AS t \
+         WHERE t.id = v.column1 AND t.lease_token = v.column2 AND t.state = 2) \
          RETURNING id, lease_token",
         values(n, 2, 2)
     )

@@ -57,24 +57,36 @@ impl<T> Context<T> for Result<T, sqlx::Error> {
     }
 }
 
-/// An error of opening the store at `path`, with advice for the common causes.
+/// An error of opening the store at `path`, with advice for the common causes. Problems of the
+/// path itself are [`Error::InvalidInput`] (retrying will not help); a busy or failing database
+/// is [`Error::Storage`].
 pub(crate) fn open_error(path: &str, err: sqlx::Error) -> Error {
-    let advice = match sqlite_code(&err) {
+    let fix = match sqlite_code(&err) {
         Some(code::NOTADB) => {
-            return Error::InvalidInput(format!(
-                "`{path}` is not a SQLite database ({err}); point Skiff at a new file or at a Skiff store"
-            ))
+            "it is not a SQLite database: point Skiff at a new file or at a Skiff store"
         }
-        Some(code::CANTOPEN) => "check that its directory exists and that this process may read and write it",
-        Some(code::READONLY) => "the file or its directory is read-only: check their permissions",
+        Some(code::CANTOPEN) => {
+            "check that its directory exists and that this process has permission to create and write files there"
+        }
+        Some(code::READONLY) => {
+            "the file or its directory is read-only: give this process write permission"
+        }
         Some(code::BUSY) | Some(code::LOCKED) => {
-            "another process holds it locked: retry, or raise busy_timeout"
+            return Error::storage(
+                BACKEND,
+                format!("the SQLite store `{path}` is locked by another process ({err}); retry, or raise busy_timeout"),
+                err,
+            )
         }
-        _ => "check the path and its permissions",
+        _ => {
+            return Error::storage(
+                BACKEND,
+                format!("cannot open the SQLite store `{path}`: {err}; check the path and its permissions"),
+                err,
+            )
+        }
     };
-    Error::storage(
-        BACKEND,
-        format!("cannot open the SQLite store `{path}`: {err}; {advice}"),
-        err,
-    )
+    Error::InvalidInput(format!(
+        "cannot open the SQLite store `{path}` ({err}); {fix}"
+    ))
 }

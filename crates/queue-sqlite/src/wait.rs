@@ -25,7 +25,7 @@ use crate::error::Context;
 /// Is anything ready, and when is the next timer? (one round trip, two index seeks)
 pub(crate) const PROBE: &str =
     "SELECT EXISTS (SELECT 1 FROM tasks WHERE queue = ?1 AND state = 0), \
-     (SELECT min(wake_at) FROM tasks WHERE queue = ?1 AND state <> 0)";
+     (SELECT wake_at FROM tasks WHERE queue = ?1 AND state <> 0 ORDER BY wake_at LIMIT 1)";
 
 pub(crate) const GET_RESULT: &str =
     "SELECT value FROM results WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2)";

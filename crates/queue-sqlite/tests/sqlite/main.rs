@@ -1,0 +1,31 @@
+//! SQLite-specific behaviour of [`SqliteStorage`]: opening files, schema versions, WAL, several
+//! stores on one file, group commit, query plans, garbage rows, purges and wake-ups.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod concurrency;
+mod open;
+mod plans;
+mod store;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::Utc;
+use queue_core::clock::{from_millis, to_millis};
+use queue_core::{Envelope, ManualClock};
+use queue_sqlite::{SqliteOptions, SqliteStorage};
+
+/// A new envelope for `queue` with empty-tuple args (msgpack `[]`).
+pub(crate) fn env(queue: &str) -> Envelope {
+    Envelope::new(queue, "t", vec![0x90], Utc::now())
+}
+
+/// Opens the store at `path` on a fresh manual clock.
+pub(crate) async fn open_manual(path: &Path) -> (SqliteStorage, ManualClock) {
+    let clock = ManualClock::starting_at(from_millis(to_millis(Utc::now())));
+    let store = SqliteStorage::open(SqliteOptions::new(path).clock(Arc::new(clock.clone())))
+        .await
+        .unwrap();
+    (store, clock)
+}
