@@ -44,7 +44,7 @@ pub use handle::TaskHandle;
 pub use id::{LeaseToken, TaskId};
 pub use memory::MemoryStorage;
 pub use pipeline::{Pipeline, PipelineHandle};
-pub use queue::{panic_message, ChordInputs, Queue};
+pub use queue::{chord_inputs, panic_message, ChordInputs, Queue};
 pub use retry::{Backoff, RetryPolicy};
 pub use storage::{
     AckStatus, Completion, Counts, DeadTask, Delivery, EnqueueOutcome, Lease, Outcome, Page,

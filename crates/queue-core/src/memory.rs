@@ -264,8 +264,8 @@ impl State {
         );
     }
 
-    /// Moves due scheduled tasks and expired leases of `queue` to ready.
-    fn promote(&mut self, queue: &str, now: i64) {
+    /// Moves due scheduled tasks and up to `max_expired` expired leases of `queue` to ready.
+    fn promote(&mut self, queue: &str, now: i64, max_expired: usize) {
         let Some(idx) = self.queues.get_mut(queue) else {
             return;
         };
@@ -279,6 +279,7 @@ impl State {
             .leased
             .iter()
             .take_while(|(expires, _)| *expires <= now)
+            .take(max_expired)
             .copied()
             .collect();
         for key in due {
@@ -386,7 +387,7 @@ impl Storage for MemoryStorage {
         let now = self.now();
         let expires = now.saturating_add(duration_millis(lease));
         let mut st = self.lock();
-        st.promote(queue, now);
+        st.promote(queue, now, usize::MAX);
         let mut out = Vec::new();
         while out.len() < max {
             let Some(key) = st
@@ -561,11 +562,11 @@ impl Storage for MemoryStorage {
         Ok(out)
     }
 
-    async fn requeue_expired(&self, queue: &str, _max: usize) -> Result<u64> {
+    async fn requeue_expired(&self, queue: &str, max: usize) -> Result<u64> {
         let now = self.now();
         let mut st = self.lock();
         let before = st.queues.get(queue).map_or(0, |i| i.leased.len());
-        st.promote(queue, now);
+        st.promote(queue, now, max);
         let after = st.queues.get(queue).map_or(0, |i| i.leased.len());
         drop(st);
         if before > after {
@@ -756,7 +757,12 @@ impl Storage for MemoryStorage {
             env.attempt = 0;
             env.deliveries = 0;
             env.eta = None;
-            if st.tasks.contains_key(id) {
+            // A pending task with the same id or unique key: leave this one dead, never lose it.
+            let key_taken = env
+                .unique_key
+                .as_ref()
+                .is_some_and(|k| st.unique.contains_key(k));
+            if st.tasks.contains_key(id) || key_taken {
                 continue;
             }
             st.dead.remove(id);

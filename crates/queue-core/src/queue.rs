@@ -216,22 +216,28 @@ pub enum ChordInputs {
 impl Queue {
     /// Reads the results of a chord callback's members.
     pub async fn chord_inputs(&self, callback: &Envelope) -> Result<ChordInputs> {
-        let mut outputs = Vec::with_capacity(callback.chord_members.len());
-        for id in &callback.chord_members {
-            match self.storage().get_result(*id).await? {
-                Some(StoredResult::Success(bytes)) => outputs.push(bytes),
-                Some(StoredResult::Failure(f)) => {
-                    return Ok(ChordInputs::Failed(TaskFailure::new(
-                        f.kind,
-                        format!("chord member {id} failed: {}", f.message),
-                        0,
-                    )))
-                }
-                None => return Ok(ChordInputs::Waiting),
-            }
-        }
-        Ok(ChordInputs::Ready(crate::envelope::chord_args(&outputs)))
+        chord_inputs(self.storage().as_ref(), callback).await
     }
+}
+
+/// Reads the results of a chord callback's members from `storage`: the callback's arguments
+/// once every member succeeded, its failure once one failed, or `Waiting`.
+pub async fn chord_inputs(storage: &dyn Storage, callback: &Envelope) -> Result<ChordInputs> {
+    let mut outputs = Vec::with_capacity(callback.chord_members.len());
+    for id in &callback.chord_members {
+        match storage.get_result(*id).await? {
+            Some(StoredResult::Success(bytes)) => outputs.push(bytes),
+            Some(StoredResult::Failure(f)) => {
+                return Ok(ChordInputs::Failed(TaskFailure::new(
+                    f.kind,
+                    format!("chord member {id} failed: {}", f.message),
+                    0,
+                )))
+            }
+            None => return Ok(ChordInputs::Waiting),
+        }
+    }
+    Ok(ChordInputs::Ready(crate::envelope::chord_args(&outputs)))
 }
 
 /// Runs one task inline, retrying at once (no delays) while its policy allows.

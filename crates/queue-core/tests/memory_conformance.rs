@@ -26,10 +26,4 @@ fn memory() -> Memory {
     Memory
 }
 
-// Known bugs in `MemoryStorage`, kept in the suite so it catches them; un-ignore once fixed.
-queue_core::conformance_tests!(memory, ignore {
-    requeue_expired_respects_max:
-        "MemoryStorage::requeue_expired ignores `max` and requeues every expired lease",
-    requeue_dead_never_loses_a_task:
-        "MemoryStorage::requeue_dead removes the dead task before a unique-key duplicate check, losing it",
-});
+queue_core::conformance_tests!(memory);

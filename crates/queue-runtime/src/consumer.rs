@@ -234,6 +234,7 @@ impl Consumer {
             permits: Arc::new(Semaphore::new(config.workers)),
             tasks: JoinSet::new(),
             executor: Arc::new(Executor {
+                storage: storage.clone(),
                 registry: self.registry.clone(),
                 clock: storage.clock(),
                 events: self.events.clone(),

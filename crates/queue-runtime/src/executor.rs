@@ -13,8 +13,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use queue_core::{
-    panic_message, Clock, Completion, Delivery, Envelope, FailureKind, Outcome, Registry,
-    TaskContext, TaskError, TaskFailure,
+    chord_inputs, panic_message, ChordInputs, Clock, Completion, Delivery, Envelope, FailureKind,
+    Outcome, Registry, Storage, TaskContext, TaskError, TaskFailure,
 };
 use tokio::time::Instant;
 
@@ -26,6 +26,7 @@ use crate::outcome::{
 
 /// What every execution shares.
 pub(crate) struct Executor {
+    pub(crate) storage: Arc<dyn Storage>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) events: Events,
@@ -91,7 +92,29 @@ impl Executor {
             deliveries: env.deliveries,
             enqueued_at: env.enqueued_at,
         };
-        let body = match kind.start(ctx, &env.args) {
+        let chord_args;
+        let mut args = env.args.as_slice();
+        if !env.chord_members.is_empty() {
+            match chord_inputs(self.storage.as_ref(), env).await {
+                Ok(ChordInputs::Ready(ready)) => {
+                    chord_args = ready;
+                    args = &chord_args;
+                }
+                Ok(ChordInputs::Failed(failure)) => {
+                    return (Outcome::Drop { failure }, Duration::ZERO)
+                }
+                Ok(ChordInputs::Waiting) => {
+                    let eta = now + chord_backoff(env, now);
+                    return (Outcome::Defer { eta }, Duration::ZERO);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read a chord's member results; trying again later");
+                    let eta = now + chord_backoff(env, now);
+                    return (Outcome::Defer { eta }, Duration::ZERO);
+                }
+            }
+        }
+        let body = match kind.start(ctx, args) {
             Ok(body) => body,
             Err(e) => return not_run(FailureKind::Undecodable, e.to_string()),
         };
@@ -119,6 +142,13 @@ impl Executor {
             }
         }
     }
+}
+
+/// How long a chord callback waits before it looks at its members again: a tenth of how long it
+/// has waited so far, between 50 ms and 2 s, so short chords finish fast and long ones cost little.
+fn chord_backoff(env: &Envelope, now: chrono::DateTime<chrono::Utc>) -> chrono::TimeDelta {
+    let waited = (now - env.enqueued_at).num_milliseconds().max(0);
+    chrono::TimeDelta::milliseconds((waited / 10).clamp(50, 2_000))
 }
 
 /// Runs a task body, turning a panic or a timeout into a failure.

@@ -8,8 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use queue_core::clock::to_delta;
 use queue_core::{
-    to_msgpack, wrap_single_arg, Envelope, FailureKind, FollowUpInput, FollowUpWhen, Outcome,
-    TaskError, TaskErrorKind, TaskFailure,
+    Envelope, FailureKind, Outcome, StoredResult, TaskError, TaskErrorKind, TaskFailure,
 };
 
 use crate::events::Event;
@@ -92,37 +91,15 @@ pub(crate) fn judge_failure(
 
 /// The follow-up envelopes to enqueue with `outcome`: on success those with
 /// `when = Success`, on a final failure (dead or dropped) those with `when = Failure`; none for
-/// a retry or a deferral. Each is enqueued as of `now`, with its arguments per its input.
+/// a retry or a deferral. Arguments are filled by [`Envelope::follow_ups_for`].
 pub(crate) fn follow_ups(env: &Envelope, outcome: &Outcome, now: DateTime<Utc>) -> Vec<Envelope> {
-    let when = match outcome {
-        Outcome::Success { .. } => FollowUpWhen::Success,
-        Outcome::Dead { .. } | Outcome::Drop { .. } => FollowUpWhen::Failure,
-        Outcome::Retry { .. } | Outcome::Defer { .. } => return Vec::new(),
+    let Some(result) = StoredResult::of(outcome) else {
+        return Vec::new();
     };
-    env.follow_ups
-        .iter()
-        .filter(|f| f.when == when)
-        .map(|f| {
-            let mut next = f.envelope.clone();
-            next.enqueued_at = now;
-            match (f.input, outcome) {
-                (FollowUpInput::Output, Outcome::Success { result }) => {
-                    next.args = wrap_single_arg(result);
-                }
-                (FollowUpInput::Failure, Outcome::Dead { failure } | Outcome::Drop { failure }) => {
-                    match to_msgpack(failure) {
-                        Ok(bytes) => next.args = wrap_single_arg(&bytes),
-                        Err(e) => tracing::error!(
-                            id = %env.id, follow_up = %next.id,
-                            "could not encode the failure for a follow-up; it keeps its own arguments: {e}"
-                        ),
-                    }
-                }
-                _ => {}
-            }
-            next
-        })
-        .collect()
+    env.follow_ups_for(&result, now).unwrap_or_else(|e| {
+        tracing::error!(id = %env.id, "could not build the follow-ups of a task; none are enqueued: {e}");
+        Vec::new()
+    })
 }
 
 /// The event that reports `outcome` once it is written.
@@ -167,7 +144,9 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use queue_core::{from_msgpack, FollowUp, RetryPolicy};
+    use queue_core::{
+        from_msgpack, to_msgpack, FollowUp, FollowUpInput, FollowUpWhen, RetryPolicy,
+    };
 
     fn env(retries: u32, attempt: u32) -> Envelope {
         let mut e = Envelope::new("q", "t", to_msgpack(&()).unwrap(), Utc::now());

@@ -6,6 +6,7 @@
 mod common;
 
 mod builder;
+mod chords;
 mod concurrency;
 mod events;
 mod failures;
