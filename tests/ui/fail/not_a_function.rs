@@ -1,0 +1,4 @@
+#[skiff::task(retries = 1)]
+struct SendEmail;
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[skiff::task]
+async fn greet(name: &str) -> String {
+    format!("hello {name}")
+}
+
+fn main() {}
