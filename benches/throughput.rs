@@ -1,0 +1,3 @@
+//! Throughput harness (being built).
+
+fn main() {}
