@@ -49,6 +49,10 @@
 //!   Return `TaskError::cancel(..)`/`fatal(..)`/`retry_after(..)` to steer retries.
 //! * Any other `T`: `Output = T`, always a success. No return type: `Output = ()`.
 //!
+//! Arguments and output are stored, so they must be owned, `Serialize + DeserializeOwned`,
+//! `Send` and `'static`; the task kind is as visible as the function, so a `pub` task's
+//! argument and output types must be `pub` too.
+//!
 //! # Options
 //!
 //! | option | value | default |
