@@ -202,6 +202,7 @@ impl RedisStorage {
     /// # Examples
     ///
     /// ```no_run
+    /// # #[allow(dead_code)]
     /// # async fn demo(store: &queue_redis::RedisStorage) -> queue_core::Result<()> {
     /// store.insert_raw("default", queue_core::TaskId::new(), b"not msgpack".to_vec()).await?;
     /// # Ok(()) }

@@ -6,9 +6,10 @@
 //! use queue_core::{Queue, Storage};
 //! use queue_redis::{RedisOptions, RedisStorage};
 //!
+//! # #[allow(dead_code)]
 //! # async fn demo() -> queue_core::Result<()> {
 //! // The simple way: defaults, key prefix "skiff".
-//! let store = RedisStorage::connect("redis://127.0.0.1:6379/0").await?;
+//! let _simple = RedisStorage::connect("redis://127.0.0.1:6379/0").await?;
 //! // Or with options.
 //! let store = RedisStorage::open(
 //!     RedisOptions::new("rediss://:secret@redis.internal:6380/0").key_prefix("billing"),

@@ -33,6 +33,7 @@ use crate::scripts::Scripts;
 /// use queue_core::{Queue, Storage};
 /// use queue_redis::RedisStorage;
 ///
+/// # #[allow(dead_code)]
 /// # async fn demo() -> queue_core::Result<()> {
 /// let store: Arc<dyn Storage> = Arc::new(RedisStorage::connect("redis://127.0.0.1:6379/0").await?);
 /// let queue = Queue::new(store);
@@ -71,6 +72,7 @@ impl RedisStorage {
     /// # Examples
     ///
     /// ```no_run
+    /// # #[allow(dead_code)]
     /// # async fn demo() -> queue_core::Result<()> {
     /// let store = queue_redis::RedisStorage::connect("redis://:secret@127.0.0.1:6379/0").await?;
     /// # let _ = store; Ok(()) }
@@ -86,6 +88,7 @@ impl RedisStorage {
     /// ```no_run
     /// use queue_redis::{RedisOptions, RedisStorage};
     ///
+    /// # #[allow(dead_code)]
     /// # async fn demo() -> queue_core::Result<()> {
     /// let store = RedisStorage::open(
     ///     RedisOptions::new("redis://127.0.0.1:6379/2").key_prefix("billing").pool_size(8),

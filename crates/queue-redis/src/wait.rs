@@ -10,10 +10,13 @@
 //!
 //! # Result waiters
 //!
-//! `wait_result` reads the result once; if there is none it blocks with
-//! `BLMOVE wake wake LEFT RIGHT` on `P:result-wake:<id>`, a list the completion script pushes one
-//! token to (with a 30 s expiry). `BLMOVE` from a list to itself hands the token back at once, so
-//! every waiter for the same id wakes, not just one.
+//! `wait_result` reads the result once; if there is none it sets the flag
+//! `P:result-waiting:<id>` (with an expiry) and reads again, then blocks with
+//! `BLMOVE wake wake LEFT RIGHT` on `P:result-wake:<id>`. The completion script pushes one token
+//! there (with a 30 s expiry) only when the flag is set, so results nobody waits for cost no
+//! wake-up writes, and a result written between the read and the block is never missed (the flag
+//! was set before the read). `BLMOVE` from a list to itself hands the token back at once, so every
+//! waiter for the same id wakes, not just one.
 //!
 //! # Blocking connections
 //!
@@ -113,41 +116,31 @@ impl RedisStorage {
     }
 
     pub(crate) async fn read_result(&self, id: TaskId) -> Result<Option<StoredResult>> {
-        let mut cmd = redis::cmd("HMGET");
-        cmd.arg(self.key(&format!("result:{id}")))
-            .arg(&["x", "v", "fk", "fm", "fa"]);
-        let now = self.now_ms();
-        let fields: Vec<Option<Vec<u8>>> = self.cmd(&cmd, "reading a result").await?;
-        let mut it = fields.into_iter();
-        let Some(Some(expires)) = it.next() else {
-            return Ok(None);
-        };
-        if let Some(exp) = std::str::from_utf8(&expires)
-            .ok()
-            .and_then(|s| s.parse::<i64>().ok())
-        {
-            if exp <= now {
-                return Ok(None);
-            }
-        }
-        let value = it.next().flatten();
-        let kind = it.next().flatten();
-        let message = it.next().flatten();
-        let attempts = it.next().flatten();
-        Ok(Some(match kind {
-            Some(kind) => {
-                let attempts = attempts
-                    .and_then(|a| String::from_utf8(a).ok())
-                    .and_then(|a| a.parse().ok())
-                    .unwrap_or(0);
-                StoredResult::Failure(wire::failure(
-                    &String::from_utf8_lossy(&kind),
-                    String::from_utf8_lossy(&message.unwrap_or_default()).into_owned(),
-                    attempts,
-                ))
-            }
-            None => StoredResult::Success(value.unwrap_or_default()),
-        }))
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.key(&format!("result:{id}")));
+        let raw: Option<Vec<u8>> = self.cmd(&cmd, "reading a result").await?;
+        Ok(raw.and_then(|raw| parse_result(&raw, self.now_ms())))
+    }
+
+    /// Flags `id` as awaited for `wait` (so its completion pushes a wake-up token), then
+    /// reads its result: one round trip, in that order.
+    async fn flag_and_read(&self, id: TaskId, wait: Duration) -> Result<Option<StoredResult>> {
+        let ttl = u64::try_from((wait + BLOCK_MARGIN * 2).as_millis()).unwrap_or(u64::MAX);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.key(&format!("result-waiting:{id}")))
+            .arg(1)
+            .arg("PX")
+            .arg(ttl)
+            .ignore()
+            .cmd("GET")
+            .arg(self.key(&format!("result:{id}")));
+        let mut conn = self.conn().await?;
+        let (raw,): (Option<Vec<u8>>,) = pipe
+            .query_async(&mut *conn)
+            .await
+            .map_err(|e| self.redactor.error("reading a result", e))?;
+        Ok(raw.and_then(|raw| parse_result(&raw, self.now_ms())))
     }
 
     pub(crate) async fn wait_for_result(
@@ -155,18 +148,21 @@ impl RedisStorage {
         id: TaskId,
         timeout: Duration,
     ) -> Result<Option<StoredResult>> {
+        if let Some(result) = self.read_result(id).await? {
+            return Ok(Some(result));
+        }
         let deadline = Instant::now() + timeout;
         let wake = self.key(&format!("result-wake:{id}"));
         let mut stale = false;
         loop {
-            if let Some(result) = self.read_result(id).await? {
-                return Ok(Some(result));
-            }
             let now = Instant::now();
             if now >= deadline {
                 return Ok(None);
             }
             let wait = (deadline - now).min(self.block_timeout);
+            if let Some(result) = self.flag_and_read(id, wait).await? {
+                return Ok(Some(result));
+            }
             if stale {
                 // Woken, yet no (unexpired) result: a token left from an older write. Do not
                 // spin on it; it expires within 30 s.
@@ -200,6 +196,30 @@ impl RedisStorage {
         let n: i64 = self.run(inv, "purging expired results").await?;
         Ok(wire::count64(n))
     }
+}
+
+/// Parses a stored result (`"<expires ms>|<fail kind>|<attempts>|<payload>"`, see
+/// `lua/common.lua`); `None` if it expired by `now` or is malformed.
+fn parse_result(raw: &[u8], now: i64) -> Option<StoredResult> {
+    let mut parts = raw.splitn(4, |b| *b == b'|');
+    let expires = std::str::from_utf8(parts.next()?).ok()?;
+    let kind = std::str::from_utf8(parts.next()?).ok()?;
+    let attempts = std::str::from_utf8(parts.next()?).ok()?;
+    let payload = parts.next()?;
+    if let Ok(exp) = expires.parse::<i64>() {
+        if exp <= now {
+            return None;
+        }
+    }
+    Some(if kind.is_empty() {
+        StoredResult::Success(payload.to_vec())
+    } else {
+        StoredResult::Failure(wire::failure(
+            kind,
+            String::from_utf8_lossy(payload).into_owned(),
+            attempts.parse().unwrap_or(0),
+        ))
+    })
 }
 
 /// A blocking command's timeout in seconds, never 0 (which would mean "forever").

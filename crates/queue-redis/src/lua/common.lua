@@ -19,9 +19,11 @@
 --   P:ids            HASH id -> queue, for every pending task
 --   P:unique         HASH unique key -> id, while that task is pending
 --   P:queues         SET of queue names ever used (registry for counts/flush)
---   P:result:<id>    HASH v | fk fm fa, x (expires_at ms or "")
+--   P:result:<id>    STRING "<expires ms or empty>|<fail kind or empty>|<attempts>|<payload>"
+--                    (payload: the output for a success, the message for a failure)
 --   P:results        ZSET id -> expires_at ms (+inf = kept)
---   P:result-wake:<id> LIST one token, pushed when the result is written
+--   P:result-waiting:<id> STRING set (with an expiry) by a client waiting for the result
+--   P:result-wake:<id> LIST one token, pushed when the result is written and someone waits
 --   P:dead:<id>      HASH q task fk fm fa at raw
 --   P:dead           ZSET id -> dead-letter sequence (all queues)
 --   P:dead-seq       STRING counter
@@ -44,18 +46,35 @@ local function qkey(q, suffix) return P .. ':{' .. q .. '}:' .. suffix end
 local function tkey(q, id) return P .. ':{' .. q .. '}:task:' .. id end
 local function rkey(id) return P .. ':result:' .. id end
 local function rwkey(id) return P .. ':result-wake:' .. id end
+local function waitkey(id) return P .. ':result-waiting:' .. id end
 local function dkey(id) return P .. ':dead:' .. id end
 local function ready_score(pri, seq) return (32767 - pri) * PRI_SPAN + seq end
 
 local woken = {}
 local function wake(q) woken[q] = (woken[q] or 0) + 1 end
-local function flush_wakes()
+
+-- Sequence numbers are read once per queue per call and written back by finish().
+local seqs = {}
+local function next_seq(q)
+  local s = seqs[q]
+  if not s then
+    s = tonumber(redis.call('GET', qkey(q, 'seq')) or 0)
+    redis.call('SADD', QUEUES, q)
+  end
+  s = s + 1
+  seqs[q] = s
+  return s
+end
+
+-- Every script that writes calls this last: wake-up tokens and sequence counters.
+local function finish()
   for q, n in pairs(woken) do
     local k = qkey(q, 'wake')
     if n > WAKE_MAX then n = WAKE_MAX end
     for _ = 1, n do redis.call('LPUSH', k, '1') end
     redis.call('LTRIM', k, 0, WAKE_MAX - 1)
   end
+  for q, seq in pairs(seqs) do redis.call('SET', qkey(q, 'seq'), string.format('%d', seq)) end
 end
 
 -- Puts a pending, unleased task into ready or scheduled.
@@ -80,15 +99,13 @@ local function insert(id, q, raw, pri, run, lim, uk, name, dlv, att)
     local existing = redis.call('HGET', UNIQ, uk)
     if existing then return 0, existing end
   end
-  local seq = redis.call('INCR', qkey(q, 'seq'))
+  local seq = next_seq(q)
   redis.call('HSET', tkey(q, id), 'raw', raw, 'pri', pri, 'seq', seq, 'run', run, 'tok', '',
     'exp', 0, 'dlv', dlv, 'att', att, 'lim', lim, 'uk', uk, 'name', name)
   redis.call('HSET', IDS, id, q)
   if uk ~= '' then redis.call('HSET', UNIQ, uk, id) end
   -- A new run of a task replaces an old result of the same id.
-  redis.call('DEL', rkey(id), rwkey(id))
-  redis.call('ZREM', RESULTS, id)
-  redis.call('SADD', QUEUES, q)
+  if redis.call('DEL', rkey(id), rwkey(id)) > 0 then redis.call('ZREM', RESULTS, id) end
   place(q, id, pri, seq, run)
   wake(q)
   return 1, id
@@ -101,40 +118,44 @@ local function insert_at(i)
 end
 local ENV_FIELDS = 10
 
--- Removes a pending task and its index entries; releases its unique key.
--- Returns its {raw, name, att} or nil.
-local function remove(q, id)
-  local tk = tkey(q, id)
-  local f = redis.call('HMGET', tk, 'raw', 'name', 'att', 'uk')
-  unplace(q, id)
-  redis.call('DEL', tk)
-  redis.call('HDEL', IDS, id)
-  if f[4] and f[4] ~= '' and redis.call('HGET', UNIQ, f[4]) == id then
-    redis.call('HDEL', UNIQ, f[4])
+-- Removes a pending task and its index entries; releases its unique key `uk` (its stored
+-- "uk" field). `leased`: it is known to be in the leased index only.
+local function remove(q, id, uk, leased)
+  if leased then
+    redis.call('ZREM', qkey(q, 'leased'), id)
+  else
+    unplace(q, id)
   end
-  if not f[1] then return nil end
-  return f
+  redis.call('DEL', tkey(q, id))
+  redis.call('HDEL', IDS, id)
+  if uk and uk ~= '' and redis.call('HGET', UNIQ, uk) == id then
+    redis.call('HDEL', UNIQ, uk)
+  end
 end
 
--- Writes a task's result; `px` > 0 sets a real expiry (cleanup only: reads compare `exp`).
+-- Writes a task's result: `fk` empty = success with output `v`, else a failure (kind fk,
+-- message fm, attempts fa). `exp` = expiry ms or ''; `px` > 0 sets a real expiry (cleanup
+-- only: reads compare `exp` with the store's clock). Wakes waiters that flagged themselves.
 local function write_result(id, v, fk, fm, fa, exp, px)
-  local k = rkey(id)
-  redis.call('DEL', k)
-  if fk == '' then
-    redis.call('HSET', k, 'v', v, 'x', exp)
+  local payload = v
+  if fk ~= '' then payload = fm end
+  local value = exp .. '|' .. fk .. '|' .. fa .. '|' .. payload
+  if px > 0 then
+    redis.call('SET', rkey(id), value, 'PX', px)
   else
-    redis.call('HSET', k, 'fk', fk, 'fm', fm, 'fa', fa, 'x', exp)
+    redis.call('SET', rkey(id), value)
   end
-  if px > 0 then redis.call('PEXPIRE', k, px) end
   if exp == '' then
     redis.call('ZADD', RESULTS, '+inf', id)
   else
     redis.call('ZADD', RESULTS, exp, id)
   end
-  local w = rwkey(id)
-  redis.call('LPUSH', w, '1')
-  redis.call('LTRIM', w, 0, 0)
-  redis.call('PEXPIRE', w, WAKE_TTL_MS)
+  if redis.call('EXISTS', waitkey(id)) == 1 then
+    local w = rwkey(id)
+    redis.call('LPUSH', w, '1')
+    redis.call('LTRIM', w, 0, 0)
+    redis.call('PEXPIRE', w, WAKE_TTL_MS)
+  end
 end
 
 -- Moves a removed task to the dead-letter queue.
@@ -147,7 +168,6 @@ local function bury(id, q, name, raw, fk, fm, fa)
   local seq = redis.call('INCR', P .. ':dead-seq')
   redis.call('ZADD', DEAD, seq, id)
   redis.call('ZADD', qkey(q, 'dead'), seq, id)
-  redis.call('SADD', QUEUES, q)
 end
 
 local function make_ready(q, id)

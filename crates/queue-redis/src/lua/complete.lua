@@ -19,26 +19,27 @@ for _ = 1, n do
   i = first_follow + nf * ENV_FIELDS
   local q = redis.call('HGET', IDS, id)
   local tk = q and tkey(q, id)
-  if (not q) or redis.call('HGET', tk, 'tok') ~= token then
+  -- tok uk pri seq att dlv name
+  local f = q and redis.call('HMGET', tk, 'tok', 'uk', 'pri', 'seq', 'att', 'dlv', 'name')
+  if (not q) or f[1] ~= token then
     out[#out + 1] = 0
   else
     if kind == 'retry' or kind == 'defer' then
-      unplace(q, id)
-      redis.call('HSET', tk, 'tok', '', 'exp', 0, 'run', eta)
+      redis.call('ZREM', qkey(q, 'leased'), id)
+      local att, dlv = tonumber(f[5]), tonumber(f[6])
       if kind == 'retry' then
-        redis.call('HINCRBY', tk, 'att', 1)
-      else
-        local dlv = tonumber(redis.call('HGET', tk, 'dlv'))
-        if dlv > 0 then redis.call('HSET', tk, 'dlv', dlv - 1) end
+        att = att + 1
+      elseif dlv > 0 then
+        dlv = dlv - 1
       end
-      local f = redis.call('HMGET', tk, 'pri', 'seq')
-      place(q, id, tonumber(f[1]), tonumber(f[2]), eta)
+      redis.call('HSET', tk, 'tok', '', 'exp', 0, 'run', eta, 'att', att, 'dlv', dlv)
+      place(q, id, tonumber(f[3]), tonumber(f[4]), eta)
       wake(q)
     else
-      local f = remove(q, id)
-      if kind == 'dead' and f then
-        bury(id, q, f[2], f[1], fk, fm, fa)
+      if kind == 'dead' then
+        bury(id, q, f[7], redis.call('HGET', tk, 'raw'), fk, fm, fa)
       end
+      remove(q, id, f[2], true)
       write_result(id, v, fk, fm, fa, rexp, px)
       for k = 0, nf - 1 do
         insert_at(first_follow + k * ENV_FIELDS)
@@ -47,5 +48,5 @@ for _ = 1, n do
     out[#out + 1] = 1
   end
 end
-flush_wakes()
+finish()
 return out

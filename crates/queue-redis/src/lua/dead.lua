@@ -52,7 +52,7 @@ if op == 'requeue' then
       n = n + flag
     end
   end
-  flush_wakes()
+  finish()
   return n
 end
 

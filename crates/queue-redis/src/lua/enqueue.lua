@@ -11,5 +11,5 @@ for k = 0, n - 1 do
   out[#out + 1] = flag
   out[#out + 1] = id
 end
-flush_wakes()
+finish()
 return out

@@ -16,25 +16,28 @@ local rk, lk = qkey(q, 'ready'), qkey(q, 'leased')
 local out = {}
 local ti = 7
 while #out < max do
-  local popped = redis.call('ZPOPMIN', rk, 1)
+  -- Pops exactly as many as are still wanted; poison tasks make another round.
+  local popped = redis.call('ZPOPMIN', rk, max - #out)
   if #popped == 0 then break end
-  local id = popped[1]
-  local tk = tkey(q, id)
-  local f = redis.call('HMGET', tk, 'raw', 'pri', 'att', 'lim', 'name')
-  if f[1] then
-    local dlv = redis.call('HINCRBY', tk, 'dlv', 1)
-    if dlv > tonumber(f[4]) then
-      remove(q, id)
-      local msg = 'delivered ' .. (dlv - 1) .. ' times without completing (limit ' .. f[4] ..
-        '); treated as poison'
-      bury(id, q, f[5], f[1], 'delivery_limit', msg, f[3])
-      write_result(id, '', 'delivery_limit', msg, f[3], '', 0)
-    else
-      local tok = ARGV[ti]
-      ti = ti + 1
-      redis.call('HSET', tk, 'tok', tok, 'exp', exp)
-      redis.call('ZADD', lk, exp, id)
-      out[#out + 1] = {id, f[1], tok, dlv, tonumber(f[3]), tonumber(f[2])}
+  for k = 1, #popped, 2 do
+    local id = popped[k]
+    local tk = tkey(q, id)
+    local f = redis.call('HMGET', tk, 'raw', 'pri', 'att', 'lim', 'name', 'dlv', 'uk')
+    if f[1] then
+      local dlv = tonumber(f[6]) + 1
+      if dlv > tonumber(f[4]) then
+        remove(q, id, f[7], false)
+        local msg = 'delivered ' .. (dlv - 1) .. ' times without completing (limit ' .. f[4] ..
+          '); treated as poison'
+        bury(id, q, f[5], f[1], 'delivery_limit', msg, f[3])
+        write_result(id, '', 'delivery_limit', msg, f[3], '', 0)
+      else
+        local tok = ARGV[ti]
+        ti = ti + 1
+        redis.call('HSET', tk, 'tok', tok, 'exp', exp, 'dlv', dlv)
+        redis.call('ZADD', lk, exp, id)
+        out[#out + 1] = {id, f[1], tok, dlv, tonumber(f[3]), tonumber(f[2])}
+      end
     end
   end
 end

@@ -5,5 +5,5 @@
 local q = ARGV[3]
 local moved = promote_expired(q, tonumber(ARGV[4]))
 if moved > 0 then wake(q) end
-flush_wakes()
+finish()
 return moved

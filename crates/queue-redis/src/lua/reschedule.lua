@@ -12,5 +12,5 @@ unplace(q, id)
 redis.call('HSET', tk, 'run', eta)
 place(q, id, tonumber(f[2]), tonumber(f[3]), eta)
 wake(q)
-flush_wakes()
+finish()
 return 1

@@ -68,6 +68,7 @@ async fn every_queue_key_carries_the_queue_hash_tag() {
             || global.contains(&rest)
             || rest.starts_with("result:")
             || rest.starts_with("result-wake:")
+            || rest.starts_with("result-waiting:")
             || rest.starts_with("dead:");
         assert!(ok, "unexpected key {key}");
     }

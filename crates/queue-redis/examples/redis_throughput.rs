@@ -1,0 +1,96 @@
+//! A rough throughput check of the Redis store's hot path: batch enqueue, then fetch + complete
+//! in batches, as a consumer with `--batch` free permits would.
+//!
+//! ```text
+//! cargo run --release -p queue-redis --example redis_throughput -- redis://127.0.0.1:6390/0 100000 200
+//! ```
+//!
+//! Arguments: URL (default `redis://127.0.0.1:6379/0`), task count (default 100,000), batch size
+//! (default 200). Uses its own key prefix and flushes it at the end.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use queue_core::storage::{Completion, Outcome};
+use queue_core::{to_msgpack, Envelope, Storage};
+use queue_redis::{RedisOptions, RedisStorage};
+
+#[tokio::main]
+async fn main() -> queue_core::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let url = args
+        .next()
+        .unwrap_or_else(|| "redis://127.0.0.1:6379/0".into());
+    let total: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let batch: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(200);
+    let prefix = format!("skiff-bench-{}", std::process::id());
+    let store = Arc::new(RedisStorage::open(RedisOptions::new(url).key_prefix(prefix)).await?);
+    let now = chrono::Utc::now();
+    let args = to_msgpack(&())?;
+
+    let start = Instant::now();
+    let mut producers = Vec::new();
+    for chunk in 0..total.div_ceil(1000) {
+        let n = 1000.min(total - chunk * 1000);
+        let envs: Vec<Envelope> = (0..n)
+            .map(|_| Envelope::new("bench", "noop", args.clone(), now))
+            .collect();
+        let store = store.clone();
+        producers.push(tokio::spawn(async move { store.enqueue(envs).await }));
+        if producers.len() >= 4 {
+            producers.remove(0).await.expect("join")?;
+        }
+    }
+    for p in producers {
+        p.await.expect("join")?;
+    }
+    let took = start.elapsed();
+    println!(
+        "enqueue: {total} tasks in {took:?} = {:.0}/s (batches of 1000, 4 in flight)",
+        total as f64 / took.as_secs_f64()
+    );
+
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let store = store.clone();
+        workers.push(tokio::spawn(async move {
+            let mut done = 0usize;
+            let (mut in_fetch, mut in_complete) = (Duration::ZERO, Duration::ZERO);
+            loop {
+                let t = Instant::now();
+                let got = store.fetch("bench", batch, Duration::from_secs(30)).await?;
+                in_fetch += t.elapsed();
+                if got.is_empty() {
+                    println!("worker: {in_fetch:?} in fetch, {in_complete:?} in complete");
+                    return Ok::<_, queue_core::Error>(done);
+                }
+                done += got.len();
+                let acks = got
+                    .into_iter()
+                    .map(|d| {
+                        Completion::new(
+                            d.lease,
+                            Outcome::Success { result: vec![0xc0] },
+                            Some(Duration::from_secs(3600)),
+                        )
+                    })
+                    .collect();
+                let t = Instant::now();
+                store.complete(acks).await?;
+                in_complete += t.elapsed();
+            }
+        }));
+    }
+    let mut processed = 0;
+    for w in workers {
+        processed += w.await.expect("join")?;
+    }
+    let took = start.elapsed();
+    println!(
+        "process: {processed} tasks in {took:?} = {:.0}/s (fetch + complete, batches of {batch}, 4 workers)",
+        processed as f64 / took.as_secs_f64()
+    );
+    store.flush().await?;
+    Ok(())
+}
