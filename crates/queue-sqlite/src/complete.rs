@@ -107,24 +107,24 @@ pub(crate) static FINISH: Shapes = Shapes::new(|n| {
          CROSS JOIN tasks AS t \
          WHERE t.id = v.column1 AND t.lease_token = v.column2 AND t.state = 2) \
          RETURNING id, lease_token",
-        values(n, 2, 1)
+        values(n, 2)
     )
 });
 
 pub(crate) static RESULTS: Shapes = Shapes::new(|n| {
     format!(
         "INSERT OR REPLACE INTO results (id, value, expires_at) VALUES {}",
-        values(n, 3, 1)
+        values(n, 3)
     )
 });
 
 pub(crate) static EXTEND: Shapes = Shapes::new(|n| {
     format!(
-        "UPDATE tasks SET wake_at = ?1 WHERE seq IN (SELECT t.seq FROM (VALUES {}) AS v \
+        "UPDATE tasks SET wake_at = ? WHERE seq IN (SELECT t.seq FROM (VALUES {}) AS v \
          CROSS JOIN tasks AS t \
          WHERE t.id = v.column1 AND t.lease_token = v.column2 AND t.state = 2) \
          RETURNING id, lease_token",
-        values(n, 2, 2)
+        values(n, 2)
     )
 });
 

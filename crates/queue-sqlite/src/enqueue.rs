@@ -65,12 +65,12 @@ pub(crate) static INSERT: Shapes = Shapes::new(|n| {
     format!(
         "INSERT INTO tasks (id, queue, priority, state, run_at, wake_at, deliveries, attempts, \
          max_deliveries, unique_key, raw) VALUES {} ON CONFLICT DO NOTHING RETURNING id",
-        values(n, 11, 1)
+        values(n, 11)
     )
 });
 
 pub(crate) static FORGET_RESULTS: Shapes =
-    Shapes::new(|n| format!("DELETE FROM results WHERE id IN ({})", list(n, 1)));
+    Shapes::new(|n| format!("DELETE FROM results WHERE id IN ({})", list(n)));
 
 /// Inserts `rows` in order; returns one outcome per row.
 pub(crate) async fn insert_tasks(

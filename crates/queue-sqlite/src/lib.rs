@@ -1,14 +1,16 @@
 //! Skiff's embedded store: the [`Storage`](queue_core::Storage) contract on one SQLite file.
 //!
 //! ```no_run
-//! # async fn demo() -> queue_core::Result<()> {
 //! use std::sync::Arc;
 //! use queue_core::{Queue, Storage};
 //! use queue_sqlite::SqliteStorage;
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> queue_core::Result<()> {
 //! let store: Arc<dyn Storage> = Arc::new(SqliteStorage::connect("sqlite://skiff.db").await?);
 //! let queue = Queue::new(store);
-//! # let _ = queue; Ok(()) }
+//! # let _ = queue;
+//! # Ok(()) }
 //! ```
 //!
 //! # How it works

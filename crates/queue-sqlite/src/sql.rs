@@ -46,32 +46,20 @@ impl Shapes {
     }
 }
 
-/// `(?a,?b,…),(…)…`: `rows` groups of `width` numbered parameters starting at `first`.
-pub(crate) fn values(rows: usize, width: usize, first: usize) -> String {
-    let mut out = String::with_capacity(rows * width * 6);
-    for r in 0..rows {
-        if r > 0 {
-            out.push(',');
-        }
-        out.push('(');
-        for c in 0..width {
-            if c > 0 {
-                out.push(',');
-            }
-            out.push('?');
-            out.push_str(&(first + r * width + c).to_string());
-        }
-        out.push(')');
-    }
-    out
+/// `(?,?,…),(…)…`: `rows` groups of `width` anonymous parameters.
+///
+/// Multi-row statements use anonymous `?` parameters only: sqlx looks up each parameter's name
+/// to place it, and SQLite finds the name of a numbered (`?NNN`) parameter by walking a list,
+/// which makes binding N numbered parameters cost O(N²) — 7x slower at 2,816 parameters.
+/// Anonymous parameters have no name and bind in O(1) each, in order of appearance.
+pub(crate) fn values(rows: usize, width: usize) -> String {
+    let group = format!("({})", vec!["?"; width].join(","));
+    vec![group; rows].join(",")
 }
 
-/// `?a,?b,…`: `n` numbered parameters starting at `first`.
-pub(crate) fn list(n: usize, first: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("?{i}"))
-        .collect::<Vec<_>>()
-        .join(",")
+/// `?,?,…`: `n` anonymous parameters (see [`values`]).
+pub(crate) fn list(n: usize) -> String {
+    vec!["?"; n].join(",")
 }
 
 #[cfg(test)]
@@ -92,10 +80,10 @@ mod tests {
 
     #[test]
     fn shapes_are_built_once_per_bucket() {
-        static S: Shapes = Shapes::new(|n| format!("VALUES {}", values(n, 2, 1)));
-        assert_eq!(S.get(1), "VALUES (?1,?2)");
-        assert_eq!(S.get(2), "VALUES (?1,?2),(?3,?4)");
+        static S: Shapes = Shapes::new(|n| format!("VALUES {}", values(n, 2)));
+        assert_eq!(S.get(1), "VALUES (?,?)");
+        assert_eq!(S.get(2), "VALUES (?,?),(?,?)");
         assert!(std::ptr::eq(S.get(2), S.get(2)));
-        assert_eq!(list(3, 2), "?2,?3,?4");
+        assert_eq!(list(3), "?,?,?");
     }
 }
