@@ -439,7 +439,7 @@ mod tests {
     fn duplicates_and_bad_values() {
         assert!(err(quote!(retries = 1, retries = 2)).contains("duplicate option `retries`"));
         assert!(err(quote!(context, context)).contains("duplicate option `context`"));
-        assert!(err(quote!(retries = "3")).contains("`retries` expects a number"));
+        assert!(err(quote!(retries = "3")).contains("`retries` expects a whole number"));
         assert!(err(quote!(retries = -1)).contains("out of range"));
         assert!(err(quote!(retries)).contains("`retries` needs a value"));
         assert!(err(quote!(priority = 40000)).contains("out of range"));
