@@ -125,7 +125,8 @@ impl SqliteStorage {
 
     /// Opens (creating if needed) the store described by `options`.
     ///
-    /// Must be called within a Tokio runtime: it starts the store's writer task.
+    /// Must be called within a Tokio runtime: it starts the store's writer task (outside one
+    /// it returns [`Error::InvalidInput`](queue_core::Error::InvalidInput)).
     ///
     /// # Examples
     ///
@@ -142,6 +143,12 @@ impl SqliteStorage {
     /// # Ok(()) }
     /// ```
     pub async fn open(options: SqliteOptions) -> Result<Self> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(queue_core::Error::InvalidInput(
+                "the SQLite store must be opened inside a Tokio runtime (it runs a writer task)"
+                    .into(),
+            ));
+        }
         let opened = schema::open(&options).await?;
         let shared = Arc::new(Shared::new(options.clock.clone()));
         let writer = Writer::spawn(opened.writer, shared.clone(), options.max_batch);

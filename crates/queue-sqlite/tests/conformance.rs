@@ -1,20 +1,19 @@
-//! The backend conformance suite on [`SqliteStorage`]: every case on a fresh database file.
+//! The backend conformance suite on [`SqliteStorage`]: every case on fresh database files, and
+//! again on anonymous (`sqlite::memory:`) stores.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use queue_core::testing::{async_trait, Backend};
 use queue_core::{Clock, TaskId};
 use queue_sqlite::{SqliteOptions, SqliteStorage};
 
-/// A store and the temporary directory holding its file (removed when the case ends).
-struct Sqlite;
-
-/// Keeps each case's temporary directory alive until the process exits.
-fn keep(dir: tempfile::TempDir) {
-    static DIRS: std::sync::Mutex<Vec<tempfile::TempDir>> = std::sync::Mutex::new(Vec::new());
-    DIRS.lock().unwrap_or_else(|e| e.into_inner()).push(dir);
+/// Opens each store in a new file of a temporary directory that lives as long as the case.
+struct Sqlite {
+    dir: Option<tempfile::TempDir>,
+    opened: AtomicUsize,
 }
 
 #[async_trait]
@@ -22,11 +21,14 @@ impl Backend for Sqlite {
     type Store = SqliteStorage;
 
     async fn open(&self, clock: Arc<dyn Clock>) -> SqliteStorage {
-        let dir = tempfile::tempdir().unwrap();
-        let options = SqliteOptions::new(dir.path().join("skiff.db")).clock(clock);
-        let store = SqliteStorage::open(options).await.unwrap();
-        keep(dir);
-        store
+        let options = match &self.dir {
+            Some(dir) => {
+                let n = self.opened.fetch_add(1, Ordering::Relaxed);
+                SqliteOptions::new(dir.path().join(format!("skiff-{n}.db")))
+            }
+            None => SqliteOptions::in_memory(),
+        };
+        SqliteStorage::open(options.clock(clock)).await.unwrap()
     }
 
     async fn insert_raw(&self, store: &SqliteStorage, queue: &str, id: TaskId, raw: Vec<u8>) {
@@ -34,8 +36,24 @@ impl Backend for Sqlite {
     }
 }
 
-fn sqlite() -> Sqlite {
-    Sqlite
+mod file {
+    pub(super) fn sqlite() -> super::Sqlite {
+        super::Sqlite {
+            dir: Some(tempfile::tempdir().unwrap()),
+            opened: Default::default(),
+        }
+    }
+
+    queue_core::conformance_tests!(sqlite);
 }
 
-queue_core::conformance_tests!(sqlite);
+mod memory {
+    pub(super) fn sqlite() -> super::Sqlite {
+        super::Sqlite {
+            dir: None,
+            opened: Default::default(),
+        }
+    }
+
+    queue_core::conformance_tests!(sqlite);
+}

@@ -29,3 +29,18 @@ pub(crate) async fn open_manual(path: &Path) -> (SqliteStorage, ManualClock) {
         .unwrap();
     (store, clock)
 }
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<SqliteStorage>();
+    check::<SqliteOptions>();
+    check::<queue_sqlite::WriterStats>();
+    check::<queue_sqlite::QueryPlan>();
+}
+
+#[test]
+fn opening_outside_a_runtime_is_an_error_not_a_panic() {
+    let err = futures::executor::block_on(SqliteStorage::connect("sqlite::memory:")).unwrap_err();
+    assert!(err.to_string().contains("Tokio runtime"), "{err}");
+}
