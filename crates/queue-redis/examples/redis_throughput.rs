@@ -15,6 +15,10 @@ use queue_core::storage::{Completion, Outcome};
 use queue_core::{to_msgpack, Envelope, Storage};
 use queue_redis::{RedisOptions, RedisStorage};
 
+fn join<T>(r: Result<queue_core::Result<T>, tokio::task::JoinError>) -> queue_core::Result<T> {
+    r.map_err(|e| queue_core::Error::storage_msg("redis", e.to_string()))?
+}
+
 #[tokio::main]
 async fn main() -> queue_core::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -38,11 +42,11 @@ async fn main() -> queue_core::Result<()> {
         let store = store.clone();
         producers.push(tokio::spawn(async move { store.enqueue(envs).await }));
         if producers.len() >= 4 {
-            producers.remove(0).await.expect("join")?;
+            join(producers.remove(0).await)?;
         }
     }
     for p in producers {
-        p.await.expect("join")?;
+        join(p.await)?;
     }
     let took = start.elapsed();
     println!(
@@ -84,7 +88,7 @@ async fn main() -> queue_core::Result<()> {
     }
     let mut processed = 0;
     for w in workers {
-        processed += w.await.expect("join")?;
+        processed += join(w.await)?;
     }
     let took = start.elapsed();
     println!(
