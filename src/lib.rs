@@ -39,6 +39,11 @@ pub use queue_runtime::*;
 #[cfg(feature = "macros")]
 pub use queue_macros::task;
 
+pub mod metrics;
+#[cfg(feature = "worker")]
+pub mod worker;
+pub use metrics::{health, Health, HealthOptions, Metrics};
+
 /// The SQLite store (feature `sqlite`, on by default).
 #[cfg(feature = "sqlite")]
 pub use queue_sqlite as sqlite;
@@ -52,6 +57,9 @@ pub mod prelude {
     pub use crate::QueueConnect;
     pub use queue_core::{Queue, Task, TaskContext, TaskError, TaskHandle};
     pub use queue_runtime::Consumer;
+
+    #[cfg(feature = "macros")]
+    pub use queue_macros::task;
 }
 
 /// Opens the store at `url` and returns a queue on it.
@@ -76,13 +84,10 @@ pub async fn connect(url: &str) -> Result<Queue> {
         "sqlite" => Arc::new(queue_sqlite::SqliteStorage::connect(url).await?),
         #[cfg(feature = "redis")]
         "redis" | "rediss" => Arc::new(queue_redis::RedisStorage::connect(url).await?),
-        #[allow(unreachable_patterns)]
-        "sqlite" | "redis" | "rediss" => {
-            return Err(Error::InvalidInput(format!(
-                "`{scheme}://` URLs need skiff's `{}` feature",
-                if scheme == "sqlite" { "sqlite" } else { "redis" }
-            )))
-        }
+        #[cfg(not(feature = "sqlite"))]
+        "sqlite" => return Err(missing_feature("sqlite")),
+        #[cfg(not(feature = "redis"))]
+        "redis" | "rediss" => return Err(missing_feature("redis")),
         _ => {
             return Err(Error::InvalidInput(format!(
                 "unsupported store URL `{}`: expected sqlite://PATH, redis://HOST:PORT/DB, rediss://… or memory://",
@@ -91,6 +96,13 @@ pub async fn connect(url: &str) -> Result<Queue> {
         }
     };
     Ok(Queue::new(storage))
+}
+
+#[allow(dead_code)]
+fn missing_feature(feature: &str) -> Error {
+    Error::InvalidInput(format!(
+        "`{feature}` URLs need skiff's `{feature}` feature (Cargo.toml: skiff = {{ features = [\"{feature}\"] }})"
+    ))
 }
 
 /// `Queue::connect(url)`: opens a store from a URL (see [`connect`]).

@@ -1,6 +1,67 @@
-//! The `skiff` admin command (being built).
+//! `skiff`: the admin command for any Skiff store (SQLite or Redis), without the task code.
+//!
+//! ```text
+//! skiff --url sqlite://skiff.db stats
+//! SKIFF_URL=redis://127.0.0.1/0 skiff pending --limit 50
+//! skiff --json dead list
+//! skiff dead requeue --all
+//! ```
+//!
+//! Every command prints an aligned table, or with `--json` one JSON document (an array for
+//! listings). Errors are one line on stderr and exit code 1 (2 for a usage error); passwords
+//! in URLs are never printed.
 
-fn main() {
-    eprintln!("skiff: the admin command is being built");
-    std::process::exit(2);
+mod cli;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::cli::Cli;
+use crate::output::CliError;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let url = cli.url.clone().unwrap_or_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&url, &CliError::new(format!("cannot start: {err}"))),
+    };
+    let timeout = Duration::from_secs_f64(cli.timeout.max(0.1));
+    let json = cli.json;
+    let result = runtime.block_on(async {
+        match tokio::time::timeout(timeout, commands::execute(cli)).await {
+            Ok(result) => result,
+            Err(_) => Err(CliError::new(format!(
+                "the store did not answer within {timeout:?} (is it reachable? raise --timeout for big stores)"
+            ))),
+        }
+    });
+    // Close pools and background tasks without waiting for idle connections.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(report) => {
+            let text = if json {
+                report.json_text()
+            } else {
+                report.human_text()
+            };
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(&url, &err),
+    }
+}
+
+/// Prints `skiff: error: …` as one line, with the URL's password hidden, and returns 1.
+fn fail(url: &str, err: &CliError) -> ExitCode {
+    eprintln!("skiff: error: {}", output::scrub(url, &err.to_string()));
+    ExitCode::FAILURE
 }

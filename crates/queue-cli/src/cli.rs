@@ -1,0 +1,110 @@
+//! The command line: global flags and subcommands.
+
+use clap::{Args, Parser, Subcommand};
+
+/// Inspect and repair a Skiff task store (SQLite or Redis) without the task code.
+#[derive(Debug, Parser)]
+#[command(name = "skiff", version, propagate_version = true)]
+pub(crate) struct Cli {
+    /// The store: sqlite://PATH, sqlite:///ABS/PATH, redis://[:PASSWORD@]HOST:PORT/DB, rediss://…
+    #[arg(long, global = true, env = "SKIFF_URL", hide_env_values = true)]
+    pub(crate) url: Option<String>,
+
+    /// Print one JSON document instead of a table.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+
+    /// Give up when the store has not answered after this many seconds.
+    #[arg(long, global = true, default_value_t = 10.0, value_name = "SECONDS")]
+    pub(crate) timeout: f64,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Tasks by state: ready, scheduled, leased, dead, results.
+    Stats {
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
+    },
+    /// The queues that have pending or dead tasks, with their counts.
+    Queues,
+    /// Tasks due now and waiting for a worker, in delivery order.
+    Pending(ListArgs),
+    /// Tasks waiting for their eta, soonest first.
+    Scheduled(ListArgs),
+    /// Tasks held by workers, by lease expiry.
+    Leased(ListArgs),
+    /// The dead-letter queue.
+    #[command(subcommand)]
+    Dead(DeadCommand),
+    /// The stored result (or failure) of a task.
+    Result {
+        /// The task id.
+        id: String,
+    },
+    /// Revoke a pending task: it is dropped instead of run.
+    Revoke {
+        /// The task id.
+        id: String,
+        /// Store the revocation even if no such task is pending (it may be enqueued later).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Undo a revocation.
+    Restore {
+        /// The task id.
+        id: String,
+    },
+    /// Delete everything in the store: tasks, results, dead tasks, locks, revocations.
+    Flush {
+        /// Yes, delete everything.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Show at most this many.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) limit: u32,
+    /// Skip this many first.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) offset: u64,
+    /// Only this queue.
+    #[arg(long)]
+    pub(crate) queue: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeadCommand {
+    /// Dead tasks, oldest first.
+    List(ListArgs),
+    /// One dead task with its whole envelope.
+    Show {
+        /// The task id.
+        id: String,
+    },
+    /// Put dead tasks back on their queues with fresh attempt counts.
+    Requeue {
+        /// The task id.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every dead task (of --queue, or all).
+        #[arg(long)]
+        all: bool,
+        /// With --all: only this queue.
+        #[arg(long, requires = "all")]
+        queue: Option<String>,
+    },
+    /// Delete dead tasks (of --queue, or all).
+    Purge {
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
+    },
+}

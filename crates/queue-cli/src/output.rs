@@ -1,0 +1,171 @@
+//! What a command prints: a [`Report`] holds both the JSON document and the human form.
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use comfy_table::presets::NOTHING;
+use comfy_table::{CellAlignment, Table};
+use serde_json::Value;
+
+/// A failed command: one line for stderr.
+#[derive(Debug)]
+pub(crate) struct CliError(String);
+
+impl CliError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<skiff::Error> for CliError {
+    fn from(err: skiff::Error) -> Self {
+        Self(err.to_string())
+    }
+}
+
+/// The result of a command in both forms.
+pub(crate) struct Report {
+    pub(crate) json: Value,
+    pub(crate) human: String,
+}
+
+impl Report {
+    pub(crate) fn new(json: Value, human: impl Into<String>) -> Self {
+        Self {
+            json,
+            human: human.into(),
+        }
+    }
+
+    pub(crate) fn json_text(&self) -> String {
+        serde_json::to_string_pretty(&self.json).unwrap_or_else(|_| self.json.to_string())
+    }
+
+    pub(crate) fn human_text(&self) -> String {
+        self.human.trim_end().to_owned()
+    }
+}
+
+/// An aligned table without borders: a header row of upper-case names, columns two spaces
+/// apart, numbers right-aligned.
+pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>, numeric: &[usize]) -> String {
+    let mut table = Table::new();
+    table.load_preset(NOTHING);
+    table.set_header(header.iter().map(|h| h.to_uppercase()));
+    for row in rows {
+        table.add_row(row);
+    }
+    for (i, column) in table.column_iter_mut().enumerate() {
+        column.set_padding((0, 2));
+        if numeric.contains(&i) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    table
+        .lines()
+        .map(|line| line.trim_end().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A two-column FIELD / VALUE table.
+pub(crate) fn fields(rows: Vec<(&str, String)>) -> String {
+    table(
+        &["field", "value"],
+        rows.into_iter()
+            .map(|(k, v)| vec![k.to_owned(), v])
+            .collect(),
+        &[],
+    )
+}
+
+/// A time as RFC 3339 UTC with milliseconds.
+pub(crate) fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Compact JSON cut to `max` characters for a table cell.
+pub(crate) fn short(value: &Value, max: usize) -> String {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    truncate(&text, max)
+}
+
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        let mut cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+/// `message` on one line with the password of `url` (if any) hidden.
+pub(crate) fn scrub(url: &str, message: &str) -> String {
+    let mut text = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some(password) = password_of(url) {
+        text = text.replace(url, &skiff::redact(url));
+        text = text.replace(&password, "***");
+    }
+    text
+}
+
+fn password_of(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then(|| password.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_hides_passwords_and_joins_lines() {
+        let url = "redis://:hunter2@db:6379/0";
+        assert_eq!(
+            scrub(
+                url,
+                "cannot reach redis://:hunter2@db:6379/0\n(auth hunter2)"
+            ),
+            "cannot reach redis://:***@db:6379/0 (auth ***)"
+        );
+        assert_eq!(scrub("sqlite://a.db", "x\ny"), "x y");
+    }
+
+    #[test]
+    fn tables_are_aligned_without_borders() {
+        let text = table(
+            &["id", "n"],
+            vec![
+                vec!["a".into(), "1".into()],
+                vec!["bbb".into(), "22".into()],
+            ],
+            &[1],
+        );
+        assert_eq!(
+            text,
+            "ID   N\na    1\nbbb  22"
+                .replace("N\n", " N\n")
+                .replace("a    1", "a     1")
+        );
+    }
+
+    #[test]
+    fn truncation_marks_the_cut() {
+        assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(truncate("abc", 4), "abc");
+    }
+}

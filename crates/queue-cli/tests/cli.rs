@@ -1,0 +1,475 @@
+//! Runs the `skiff` binary against real stores: a SQLite file and a private `redis-server`.
+//!
+//! Each store is seeded through `skiff::Queue` / `Storage` (one dead task, one result, one
+//! leased task, three ready and one scheduled), then every command is checked in both the
+//! human and the `--json` form.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
+
+#[path = "../../queue-redis/tests/support/mod.rs"]
+mod redis_support;
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use skiff::{
+    to_msgpack, Completion, Envelope, FailureKind, Outcome, Queue, TaskFailure, TaskId,
+    DEFAULT_QUEUE,
+};
+
+/// What [`seed`] stored.
+struct Seeded {
+    dead: TaskId,
+    done: TaskId,
+    leased: TaskId,
+    ready: Vec<TaskId>,
+    scheduled: TaskId,
+}
+
+fn envelope(task: &str, args: &impl serde::Serialize) -> Envelope {
+    Envelope::new(
+        DEFAULT_QUEUE,
+        task,
+        to_msgpack(args).unwrap(),
+        chrono::Utc::now(),
+    )
+}
+
+/// Enqueues and moves tasks into every state, the way a producer and a worker would.
+async fn seed(queue: &Queue) -> Seeded {
+    let storage = queue.storage().clone();
+    let lease = Duration::from_secs(300);
+
+    // One task fails for good: dead-lettered, its failure kept as its result.
+    let dead = queue
+        .enqueue_envelope(envelope("charge_card", &(4200u32, "EUR")))
+        .await
+        .unwrap()
+        .id();
+    let got = storage.fetch(DEFAULT_QUEUE, 1, lease).await.unwrap();
+    assert_eq!(got[0].envelope.id, dead);
+    let failure = TaskFailure::new(FailureKind::Error, "card declined", 3);
+    storage
+        .complete(vec![Completion::new(
+            got[0].lease,
+            Outcome::Dead { failure },
+            None,
+        )])
+        .await
+        .unwrap();
+
+    // One succeeds with a result.
+    let done = queue
+        .enqueue_envelope(envelope("add", &(2i64, 3i64)))
+        .await
+        .unwrap()
+        .id();
+    let got = storage.fetch(DEFAULT_QUEUE, 1, lease).await.unwrap();
+    assert_eq!(got[0].envelope.id, done);
+    storage
+        .complete(vec![Completion::new(
+            got[0].lease,
+            Outcome::Success {
+                result: to_msgpack(&json!({"sum": 5})).unwrap(),
+            },
+            None,
+        )])
+        .await
+        .unwrap();
+
+    // One is held by a worker.
+    let leased = queue
+        .enqueue_envelope(envelope("resize_image", &("cat.png", 128u32)))
+        .await
+        .unwrap()
+        .id();
+    let got = storage.fetch(DEFAULT_QUEUE, 1, lease).await.unwrap();
+    assert_eq!(got[0].envelope.id, leased);
+
+    let mut ready = Vec::new();
+    for name in ["ada", "bob", "cy"] {
+        let env = envelope("send_email", &(format!("{name}@example.com"), "Welcome"));
+        ready.push(queue.enqueue_envelope(env).await.unwrap().id());
+    }
+    let mut later = envelope("send_email", &("dee@example.com", "Reminder"));
+    later.eta = Some(chrono::Utc::now() + chrono::Duration::hours(1));
+    let scheduled = queue.enqueue_envelope(later).await.unwrap().id();
+    Seeded {
+        dead,
+        done,
+        leased,
+        ready,
+        scheduled,
+    }
+}
+
+/// Runs `skiff --url URL ARGS…` with no `SKIFF_URL` from the environment.
+fn skiff(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .env_remove("SKIFF_URL")
+        .arg("--url")
+        .arg(url)
+        .args(args)
+        .output()
+        .expect("run the skiff binary")
+}
+
+/// Runs a command that must succeed; returns stdout.
+fn ok(url: &str, args: &[&str]) -> String {
+    let out = skiff(url, args);
+    assert!(
+        out.status.success(),
+        "skiff {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a `--json` command that must succeed; returns the one JSON document it printed.
+fn ok_json(url: &str, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let text = ok(url, &all);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{text}"))
+}
+
+/// Runs a command that must fail with exit code 1 and exactly one line on stderr; returns it.
+fn fails(url: &str, args: &[&str]) -> String {
+    let out = skiff(url, args);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "skiff {args:?}: {stderr}");
+    assert!(out.stdout.is_empty(), "nothing on stdout on error");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
+    assert!(stderr.starts_with("skiff: error: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+fn keys(value: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = value
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
+/// The table row whose first column is `first`, split on whitespace.
+fn row<'a>(table: &'a str, first: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells.first() == Some(&first))
+        .unwrap_or_else(|| panic!("no row `{first}` in\n{table}"))
+}
+
+const TASK_KEYS: [&str; 11] = [
+    "args",
+    "attempt",
+    "deliveries",
+    "error",
+    "id",
+    "lease_expires_at",
+    "priority",
+    "queue",
+    "run_at",
+    "state",
+    "task",
+];
+
+/// Every command against a seeded store at `url`.
+async fn check_every_command(url: &str) {
+    let queue = skiff::connect(url).await.unwrap();
+    let s = seed(&queue).await;
+
+    // ----- stats
+    let stats = ok_json(url, &["stats"]);
+    assert_eq!(
+        stats,
+        json!({"ready": 3, "scheduled": 1, "leased": 1, "dead": 1, "results": 2})
+    );
+    let human = ok(url, &["stats"]);
+    assert_eq!(row(&human, "STATE"), ["STATE", "TASKS"]);
+    assert_eq!(row(&human, "ready"), ["ready", "3"]);
+    assert_eq!(row(&human, "dead"), ["dead", "1"]);
+    assert_eq!(row(&human, "results"), ["results", "2"]);
+    let other = ok_json(url, &["stats", "--queue", "nope"]);
+    assert_eq!(
+        keys(&other),
+        ["dead", "leased", "ready", "results", "scheduled"]
+    );
+    assert_eq!(other["ready"], 0);
+    assert_eq!(other["dead"], 0);
+
+    // ----- queues
+    let queues = ok_json(url, &["queues"]);
+    assert_eq!(queues[0]["queue"], "default");
+    assert_eq!(queues[0]["ready"], 3);
+
+    // ----- pending (paged), scheduled, leased
+    let pending = ok_json(url, &["pending"]);
+    let pending = pending.as_array().unwrap();
+    assert_eq!(pending.len(), 3);
+    for (entry, id) in pending.iter().zip(&s.ready) {
+        assert_eq!(keys(entry), TASK_KEYS);
+        assert_eq!(entry["id"], id.to_string());
+        assert_eq!(entry["task"], "send_email");
+        assert_eq!(entry["state"], "ready");
+        assert_eq!(entry["queue"], "default");
+        assert_eq!(entry["error"], Value::Null);
+        assert_eq!(entry["lease_expires_at"], Value::Null);
+    }
+    assert_eq!(pending[0]["args"], json!(["ada@example.com", "Welcome"]));
+    let page = ok_json(url, &["pending", "--limit", "2", "--offset", "1"]);
+    let ids: Vec<&str> = page
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [s.ready[1].to_string(), s.ready[2].to_string()]);
+    assert_eq!(ok_json(url, &["pending", "--queue", "other"]), json!([]));
+    let human = ok(url, &["pending", "--limit", "2"]);
+    assert_eq!(
+        row(&human, "ID"),
+        ["ID", "QUEUE", "TASK", "PRIORITY", "ATTEMPT", "RUN", "AT", "ARGS"]
+    );
+    let first = row(&human, &s.ready[0].to_string());
+    assert_eq!(&first[1..5], ["default", "send_email", "0", "0"]);
+    assert_eq!(first[6], r#"["ada@example.com","Welcome"]"#);
+    assert!(human.contains("next page: --offset 2"), "{human}");
+    assert_eq!(
+        ok(url, &["pending", "--queue", "other"]).trim(),
+        "no ready tasks"
+    );
+
+    let scheduled = ok_json(url, &["scheduled"]);
+    assert_eq!(scheduled[0]["id"], s.scheduled.to_string());
+    assert_eq!(scheduled[0]["args"], json!(["dee@example.com", "Reminder"]));
+    assert_eq!(scheduled[0]["state"], "scheduled");
+    let leased = ok_json(url, &["leased"]);
+    assert_eq!(leased.as_array().unwrap().len(), 1);
+    assert_eq!(leased[0]["id"], s.leased.to_string());
+    assert_eq!(leased[0]["deliveries"], 1);
+    assert!(leased[0]["lease_expires_at"].is_string());
+    let human = ok(url, &["leased"]);
+    assert!(row(&human, "ID").contains(&"EXPIRES"), "{human}");
+    assert!(human.contains("resize_image"), "{human}");
+
+    // ----- dead list / show
+    let dead = ok_json(url, &["dead", "list"]);
+    let dead = dead.as_array().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        keys(&dead[0]),
+        [
+            "args",
+            "attempts",
+            "error",
+            "failed_at",
+            "id",
+            "kind",
+            "queue",
+            "task"
+        ]
+    );
+    assert_eq!(dead[0]["id"], s.dead.to_string());
+    assert_eq!(dead[0]["task"], "charge_card");
+    assert_eq!(dead[0]["error"], "card declined");
+    assert_eq!(dead[0]["kind"], "error");
+    assert_eq!(dead[0]["attempts"], 3);
+    assert_eq!(dead[0]["args"], json!([4200, "EUR"]));
+    let failed_at = dead[0]["failed_at"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(failed_at).is_ok(),
+        "{failed_at}"
+    );
+    let human = ok(url, &["dead", "list"]);
+    assert_eq!(
+        row(&human, "ID"),
+        ["ID", "QUEUE", "TASK", "KIND", "ATTEMPTS", "FAILED", "AT", "ERROR"]
+    );
+    let line = row(&human, &s.dead.to_string());
+    assert_eq!(&line[1..5], ["default", "charge_card", "error", "3"]);
+    assert_eq!(&line[6..], ["card", "declined"]);
+
+    let show = ok_json(url, &["dead", "show", &s.dead.to_string()]);
+    assert_eq!(show["envelope"]["task"], "charge_card");
+    assert_eq!(show["envelope"]["args"], json!([4200, "EUR"]));
+    assert_eq!(show["error"], "card declined");
+    let human = ok(url, &["dead", "show", &s.dead.to_string()]);
+    assert_eq!(row(&human, "args")[1], "[4200,\"EUR\"]");
+
+    // ----- result
+    let done = ok_json(url, &["result", &s.done.to_string()]);
+    assert_eq!(
+        done,
+        json!({"id": s.done.to_string(), "status": "success", "state": null,
+               "result": {"sum": 5}, "failure": null})
+    );
+    assert_eq!(
+        row(&ok(url, &["result", &s.done.to_string()]), "result"),
+        ["result", "{\"sum\":5}"]
+    );
+    let failed = ok_json(url, &["result", &s.dead.to_string()]);
+    assert_eq!(failed["status"], "failure");
+    assert_eq!(
+        failed["failure"],
+        json!({"kind": "error", "message": "card declined", "attempts": 3})
+    );
+    let pending_result = ok_json(url, &["result", &s.ready[0].to_string()]);
+    assert_eq!(pending_result["status"], "pending");
+    assert_eq!(pending_result["state"], "ready");
+    assert_eq!(pending_result["result"], Value::Null);
+
+    // ----- revoke / restore
+    let target = s.ready[2].to_string();
+    assert_eq!(
+        ok_json(url, &["revoke", &target]),
+        json!({"revoked": target})
+    );
+    assert!(
+        queue
+            .storage()
+            .check_revoked(&[(s.ready[2], "send_email")])
+            .await
+            .unwrap()[0]
+    );
+    assert!(ok(url, &["restore", &target]).contains("restored task"));
+    assert!(
+        !queue
+            .storage()
+            .check_revoked(&[(s.ready[2], "send_email")])
+            .await
+            .unwrap()[0]
+    );
+    assert!(fails(url, &["restore", &target]).contains("is not revoked"));
+    let unknown = TaskId::new().to_string();
+    assert!(fails(url, &["revoke", &unknown]).contains("--force"));
+    assert_eq!(
+        ok_json(url, &["revoke", &unknown, "--force"])["revoked"],
+        unknown
+    );
+    assert!(fails(url, &["revoke", &s.done.to_string()]).contains("finished already"));
+
+    // ----- unknown and malformed ids
+    assert!(fails(url, &["dead", "show", &unknown]).contains("no dead task"));
+    assert!(fails(url, &["dead", "requeue", &unknown]).contains("no dead task"));
+    assert!(fails(url, &["result", &unknown]).contains("no task or result"));
+    assert!(fails(url, &["result", "not-an-id"]).contains("is not a task id"));
+
+    // ----- dead requeue by id, --all, purge
+    let requeued = ok_json(url, &["dead", "requeue", &s.dead.to_string()]);
+    assert_eq!(
+        requeued,
+        json!({"requeued": 1, "ids": [s.dead.to_string()]})
+    );
+    let stats = ok_json(url, &["stats"]);
+    assert_eq!(
+        (stats["dead"].as_u64(), stats["ready"].as_u64()),
+        (Some(0), Some(4))
+    );
+    assert_eq!(
+        ok_json(url, &["dead", "requeue", "--all"]),
+        json!({"requeued": 0})
+    );
+    assert_eq!(ok(url, &["dead", "list"]).trim(), "no dead tasks");
+    assert_eq!(ok_json(url, &["dead", "list"]), json!([]));
+    assert_eq!(ok_json(url, &["dead", "purge"]), json!({"purged": 0}));
+
+    // ----- flush
+    assert!(fails(url, &["flush"]).contains("without --yes"));
+    assert_eq!(ok_json(url, &["flush", "--yes"]), json!({"flushed": true}));
+    assert_eq!(
+        ok_json(url, &["stats"]),
+        json!({"ready": 0, "scheduled": 0, "leased": 0, "dead": 0, "results": 0})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("skiff.db").display());
+    check_every_command(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_on_redis() {
+    let server = redis_support::RedisServer::start();
+    check_every_command(&server.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_requeue_all_and_purge_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("skiff.db").display());
+    let queue = skiff::connect(&url).await.unwrap();
+    seed(&queue).await;
+    assert_eq!(ok_json(&url, &["dead", "purge"]), json!({"purged": 1}));
+    assert_eq!(ok_json(&url, &["stats"])["dead"], 0);
+    queue.storage().flush().await.unwrap();
+    seed(&queue).await;
+    assert_eq!(
+        ok(&url, &["dead", "requeue", "--all"]).trim(),
+        "requeued 1 dead task"
+    );
+}
+
+#[test]
+fn bad_urls_and_unreachable_stores_fail_in_one_line() {
+    let err = fails("ftp://x", &["stats"]);
+    assert!(err.contains("unsupported store URL"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = format!("sqlite://{}", dir.path().join("missing.db").display());
+    assert!(fails(&missing, &["stats"]).contains("no SQLite store"));
+    assert!(
+        !dir.path().join("missing.db").exists(),
+        "no empty store was created"
+    );
+
+    // Nothing listens on a port we just released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://:sup3rsecret@127.0.0.1:{port}/0");
+    let err = fails(&url, &["stats"]);
+    assert!(!err.contains("sup3rsecret"), "password leaked: {err}");
+
+    // No URL at all.
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .env_remove("SKIFF_URL")
+        .arg("stats")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SKIFF_URL"));
+
+    // SKIFF_URL is read from the environment.
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .env("SKIFF_URL", "ftp://from-env")
+        .args(["--json", "stats"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("from-env"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["--url", "sqlite::memory:", "dead", "requeue"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
