@@ -108,8 +108,9 @@ pub fn assert_all_done(record: &Path, range: std::ops::Range<u64>) -> u64 {
     counts.values().map(|c| u64::from(c - 1)).sum()
 }
 
-/// Kills and restarts a worker `cycles` times, then lets a last one drain the store.
-pub fn kill_restart_drain(url: &str, record: &Path, cycles: u32, run_for: Duration) {
+/// Kills and restarts a worker `cycles` times, then lets a last one drain the store. Returns
+/// how many distinct tasks were done before the last worker started.
+pub fn kill_restart_drain(url: &str, record: &Path, cycles: u32, run_for: Duration) -> usize {
     let rec = record.to_str().expect("utf-8 path");
     let args = ["--concurrency", "16", "--record", rec, "--lease-ms", "2000"];
     for _ in 0..cycles {
@@ -117,7 +118,9 @@ pub fn kill_restart_drain(url: &str, record: &Path, cycles: u32, run_for: Durati
         std::thread::sleep(run_for);
         kill9(worker);
     }
+    let done_before_drain = done_counts(record).len();
     let mut last: Vec<&str> = args.to_vec();
     last.extend(["--exit-when-idle-ms", "1500"]);
     wait_success(spawn_worker(url, &last), Duration::from_secs(300));
+    done_before_drain
 }

@@ -18,7 +18,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[non_exhaustive]
 pub enum Error {
     /// The store could not be reached or refused the operation.
-    #[error("{backend} store error: {message} (check that the store is reachable and writable; the operation can be retried)")]
+    #[error("{backend} store error: {message} (check that the store is reachable and writable)")]
     Storage {
         /// Which backend (`"sqlite"`, `"redis"`, `"memory"`).
         backend: &'static str,

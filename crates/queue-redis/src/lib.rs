@@ -76,6 +76,8 @@ mod options;
 mod redact;
 mod scripts;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod wait;
 mod wire;
 

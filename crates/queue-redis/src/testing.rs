@@ -1,0 +1,253 @@
+//! Test support (feature `testing`): private `redis-server` processes, and stores with unique
+//! key prefixes, for Skiff's own tests and for applications that test against Redis.
+//!
+//! * [`RedisServer::start`] runs `redis-server` on a free port of 127.0.0.1 in a temporary
+//!   directory (`--save ""`, AOF on or off), killed on drop. [`RedisServer::stop`] and
+//!   [`RedisServer::restart`] stop it and bring it back on the same port and directory (so an
+//!   AOF server keeps its data).
+//! * [`shared_url`] is one server for the whole test binary, started on first use, for tests
+//!   that only need isolation by key prefix ([`unique_prefix`]). A watchdog process kills it
+//!   when the test binary exits.
+//! * With `SKIFF_TEST_REDIS_URL` set, [`shared_url`] is that URL instead (tests that need a
+//!   server of their own, e.g. to restart it, are skipped there).
+
+// Test support: a panic here is the failure report of the test that called it.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::{RedisOptions, RedisStorage};
+use queue_core::Clock;
+
+/// The variable that points the tests at an existing server instead.
+pub const EXTERNAL: &str = "SKIFF_TEST_REDIS_URL";
+
+/// Whether the tests run against an external server.
+pub fn external_url() -> Option<String> {
+    std::env::var(EXTERNAL).ok().filter(|u| !u.is_empty())
+}
+
+/// How a private server is started.
+#[derive(Clone, Debug, Default)]
+pub struct ServerConfig {
+    /// Turn on the append-only file (data survives a restart).
+    pub appendonly: bool,
+    /// Require this password.
+    pub password: Option<String>,
+}
+
+/// A private `redis-server` process.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    config: ServerConfig,
+}
+
+fn check_installed() {
+    match Command::new("redis-server").arg("--version").output() {
+        Ok(out) if out.status.success() => {}
+        _ => panic!(
+            "`redis-server` is not on PATH: the Redis tests start their own server. \
+             Install it (`apt-get install redis-server`) or set {EXTERNAL}=redis://host:port/db"
+        ),
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+impl RedisServer {
+    /// A server without persistence or password.
+    pub fn start() -> Self {
+        Self::with(ServerConfig::default())
+    }
+
+    /// A server started with `config`.
+    pub fn with(config: ServerConfig) -> Self {
+        check_installed();
+        let tmp = tempfile::tempdir().expect("temp dir for redis-server");
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            dir: tmp.path().to_path_buf(),
+            _tmp: Some(tmp),
+            config,
+        };
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--save")
+            .arg("")
+            .arg("--appendonly")
+            .arg(if self.config.appendonly { "yes" } else { "no" })
+            .arg("--appendfsync")
+            .arg("always")
+            .arg("--daemonize")
+            .arg("no")
+            .arg("--logfile")
+            .arg("redis.log");
+        if let Some(pw) = &self.config.password {
+            cmd.arg("--requirepass").arg(pw);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+                let mut buf = [0u8; 64];
+                if s.write_all(b"PING\r\n").is_ok() && matches!(s.read(&mut buf), Ok(n) if n > 0) {
+                    // "-LOADING" while the AOF is read back: not ready yet.
+                    if !buf.starts_with(b"-LOADING") {
+                        return;
+                    }
+                }
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log =
+                        std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
+                    panic!(
+                        "redis-server exited ({status}) on port {}:\n{log}",
+                        self.port
+                    );
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `redis://[:password@]127.0.0.1:port/0`.
+    pub fn url(&self) -> String {
+        match &self.config.password {
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}/0", self.port),
+            None => format!("redis://127.0.0.1:{}/0", self.port),
+        }
+    }
+
+    /// Kills the server (SIGKILL: nothing is saved but what the AOF already holds).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and directory.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    /// Keeps the server running after this handle is gone, until the test binary exits.
+    fn detach_until_exit(mut self) -> (String, u16) {
+        let child = self.child.take().expect("running");
+        let tmp = self._tmp.take().expect("temp dir");
+        let dir = tmp.keep();
+        let script = format!(
+            "while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill -9 {redis} 2>/dev/null; rm -rf '{dir}'",
+            parent = std::process::id(),
+            redis = child.id(),
+            dir = dir.display(),
+        );
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        // The watchdog owns the process now.
+        std::mem::forget(child);
+        (self.url(), self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One server for the whole test binary (or the external one).
+pub fn shared_url() -> String {
+    static SHARED: OnceLock<String> = OnceLock::new();
+    SHARED
+        .get_or_init(|| match external_url() {
+            Some(url) => url,
+            None => RedisServer::start().detach_until_exit().0,
+        })
+        .clone()
+}
+
+/// A key prefix no other test of any run uses.
+pub fn unique_prefix(tag: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "skiff-test-{tag}-{}-{}-{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Options for a store on the shared server with a fresh prefix.
+pub fn shared_options(tag: &str) -> RedisOptions {
+    RedisOptions::new(shared_url())
+        .key_prefix(unique_prefix(tag))
+        .pool_size(4)
+        .blocking_pool_size(4)
+}
+
+/// A store on the shared server with a fresh prefix and `clock`.
+pub async fn shared_store(tag: &str, clock: Arc<dyn Clock>) -> RedisStorage {
+    RedisStorage::open(shared_options(tag).clock(clock))
+        .await
+        .expect("open a Redis store on the test server")
+}
