@@ -208,16 +208,23 @@ async fn work(
         Some(idle_ms) => {
             let idle_for = Duration::from_millis(idle_ms);
             let mut idle_since: Option<Instant> = None;
+            let mut store_down = false;
             loop {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 let c = match queue.counts().await {
                     Ok(c) => c,
                     Err(e) => {
-                        eprintln!("stats failed: {e}");
+                        if !store_down {
+                            eprintln!("store unreachable, still running: {e}");
+                            store_down = true;
+                        }
                         idle_since = None;
                         continue;
                     }
                 };
+                if std::mem::take(&mut store_down) {
+                    eprintln!("store reachable again");
+                }
                 if c.ready + c.scheduled + c.leased == 0 {
                     let since = *idle_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= idle_for {

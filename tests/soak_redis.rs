@@ -1,0 +1,67 @@
+//! The soak harness against a private redis-server: kill -9 workers mid-run, and crash and
+//! restart Redis itself (AOF on) mid-run; every task must still be done, nothing left over.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use queue_redis::testing::{RedisServer, ServerConfig};
+use support::soak;
+
+fn aof_server() -> RedisServer {
+    RedisServer::with(ServerConfig {
+        appendonly: true,
+        password: None,
+    })
+}
+
+#[test]
+fn redis_survives_kill_9_of_workers() {
+    let server = aof_server();
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("record.txt");
+
+    let out = soak::run(&url, &["enqueue", "--count", "10000", "--batch", "500", "--sleep-ms", "20"]);
+    assert!(out.contains("\"enqueued\":10000"), "{out}");
+
+    let done_before_drain = soak::kill_restart_drain(&url, &record, 3, Duration::from_millis(700));
+    assert!(done_before_drain < 10_000, "the kills should interrupt the run");
+
+    let duplicates = soak::assert_all_done(&record, 0..10_000);
+    let stats = soak::stats(&url);
+    for key in ["ready", "scheduled", "leased", "dead"] {
+        assert_eq!(stats[key], 0, "{key} should be 0 after the drain: {stats}");
+    }
+    eprintln!("redis: duplicates after 3 kills: {duplicates}");
+    assert!(duplicates <= 3 * 200, "too many duplicates: {duplicates}");
+}
+
+#[test]
+fn redis_restart_mid_run_loses_nothing() {
+    let mut server = aof_server();
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("record.txt");
+    let rec = record.to_str().unwrap();
+
+    soak::run(&url, &["enqueue", "--count", "3000", "--batch", "500", "--sleep-ms", "10", "--fail-first", "10"]);
+    let worker = soak::spawn_worker(
+        &url,
+        &["--concurrency", "16", "--record", rec, "--lease-ms", "2000", "--exit-when-idle-ms", "2000"],
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    // Crash Redis (SIGKILL; the AOF is fsynced on every write) and bring it back.
+    server.stop();
+    std::thread::sleep(Duration::from_millis(1500));
+    server.restart();
+    soak::wait_success(worker, Duration::from_secs(300));
+
+    soak::assert_all_done(&record, 0..3000);
+    let stats = soak::stats(&url);
+    for key in ["ready", "scheduled", "leased", "dead"] {
+        assert_eq!(stats[key], 0, "{key} should be 0 after the run: {stats}");
+    }
+}
