@@ -86,7 +86,8 @@ pub const DEFAULT_URL: &str = "sqlite://skiff.db";
 #[command(
     name = "skiff-worker",
     version,
-    about = "Runs Skiff tasks from a queue until stopped (SIGTERM or Ctrl-C stop it gracefully)."
+    about = "Runs Skiff tasks from a queue until stopped (SIGTERM or Ctrl-C stop it gracefully).",
+    long_about = None
 )]
 pub struct WorkerArgs {
     /// The store: sqlite://PATH, redis://HOST:PORT/DB, rediss://…
