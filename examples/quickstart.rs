@@ -31,7 +31,9 @@ async fn send_email(to: String, subject: String) -> Result<Sent, TaskError> {
 /// A blocking task: plain `fn`s run on Tokio's blocking pool.
 #[skiff::task]
 fn checksum(data: Vec<u8>) -> Result<u32, TaskError> {
-    Ok(data.iter().fold(0u32, |acc, b| acc.rotate_left(5) ^ u32::from(*b)))
+    Ok(data
+        .iter()
+        .fold(0u32, |acc, b| acc.rotate_left(5) ^ u32::from(*b)))
 }
 
 static FLAKY_CALLS: AtomicU32 = AtomicU32::new(0);
@@ -59,7 +61,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enqueue(&queue)
         .await?;
     let sum = checksum(b"skiff".to_vec()).enqueue(&queue).await?;
-    let hook = flaky_webhook("https://example.com/hook".into()).enqueue(&queue).await?;
+    let hook = flaky_webhook("https://example.com/hook".into())
+        .enqueue(&queue)
+        .await?;
     let later = send_email("bob@example.com".into(), "Reminder".into())
         .delay(Duration::from_millis(500))
         .enqueue(&queue)
@@ -67,7 +71,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let batch = queue
         .enqueue_many((0..100u8).map(|i| checksum(vec![i; 16])))
         .await?;
-    println!("enqueued {} tasks: {:?}", 4 + batch.len(), queue.counts().await?);
+    println!(
+        "enqueued {} tasks: {:?}",
+        4 + batch.len(),
+        queue.counts().await?
+    );
 
     // Run a consumer inside this Tokio app.
     let started = Instant::now();
@@ -83,9 +91,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sent = email.get(timeout).await?;
     println!("send_email     -> {sent:?}");
     println!("checksum       -> {}", sum.get(timeout).await?);
-    println!("flaky_webhook  -> {} ({} calls)", hook.get(timeout).await?, FLAKY_CALLS.load(Ordering::SeqCst));
+    println!(
+        "flaky_webhook  -> {} ({} calls)",
+        hook.get(timeout).await?,
+        FLAKY_CALLS.load(Ordering::SeqCst)
+    );
     let reminder = later.get(timeout).await?;
-    println!("delayed email  -> {reminder:?} (after {:?})", started.elapsed());
+    println!(
+        "delayed email  -> {reminder:?} (after {:?})",
+        started.elapsed()
+    );
     let mut total = 0u64;
     for h in &batch {
         total += u64::from(h.get(timeout).await?);

@@ -91,7 +91,9 @@ async fn soak_task(
         return Err(TaskError::msg(format!("soak task {n} is poison")));
     }
     if fail_first && ctx.attempt == 1 {
-        return Err(TaskError::msg(format!("soak task {n} fails its first attempt")));
+        return Err(TaskError::msg(format!(
+            "soak task {n} fails its first attempt"
+        )));
     }
     record(&format!("done {n}\n"))?;
     Ok(n)
@@ -136,7 +138,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let began = Instant::now();
             let mut rng = rand::rng();
             let calls = (start..start + count).map(|n| {
-                let sleep = if sleep_ms > 0 { rng.random_range(0..=sleep_ms) } else { 0 };
+                let sleep = if sleep_ms > 0 {
+                    rng.random_range(0..=sleep_ms)
+                } else {
+                    0
+                };
                 let is_poison = poison.is_some_and(|k| k > 0 && n % k == 0);
                 let fails_first = !is_poison && fail_first.is_some_and(|k| k > 0 && n % k == 0);
                 let mut call = soak_task(n, sleep, fails_first, is_poison);
@@ -164,7 +170,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
             let seconds = began.elapsed().as_secs_f64();
-            println!("{}", serde_json::json!({ "enqueued": count, "seconds": seconds }));
+            println!(
+                "{}",
+                serde_json::json!({ "enqueued": count, "seconds": seconds })
+            );
         }
         Command::Work {
             concurrency,
@@ -178,7 +187,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .set(file)
                 .map_err(|_| "the record file was already open")?;
             let lease = Duration::from_millis(lease_ms.unwrap_or(30_000));
-            work(queue, concurrency, lease, periodic_every_secs, exit_when_idle_ms).await?;
+            work(
+                queue,
+                concurrency,
+                lease,
+                periodic_every_secs,
+                exit_when_idle_ms,
+            )
+            .await?;
         }
         Command::Stats => {
             let counts = queue.counts().await?;
@@ -196,7 +212,9 @@ async fn work(
     exit_when_idle_ms: Option<u64>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     if periodic_every_secs.is_some() {
-        return Err("--periodic-every-secs needs periodic tasks, which this build does not have yet".into());
+        return Err(
+            "--periodic-every-secs needs periodic tasks, which this build does not have yet".into(),
+        );
     }
     let consumer = Consumer::builder(queue.clone())
         .workers(concurrency)

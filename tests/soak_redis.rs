@@ -24,11 +24,25 @@ fn redis_survives_kill_9_of_workers() {
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("record.txt");
 
-    let out = soak::run(&url, &["enqueue", "--count", "10000", "--batch", "500", "--sleep-ms", "20"]);
+    let out = soak::run(
+        &url,
+        &[
+            "enqueue",
+            "--count",
+            "10000",
+            "--batch",
+            "500",
+            "--sleep-ms",
+            "20",
+        ],
+    );
     assert!(out.contains("\"enqueued\":10000"), "{out}");
 
     let done_before_drain = soak::kill_restart_drain(&url, &record, 3, Duration::from_millis(700));
-    assert!(done_before_drain < 10_000, "the kills should interrupt the run");
+    assert!(
+        done_before_drain < 10_000,
+        "the kills should interrupt the run"
+    );
 
     let duplicates = soak::assert_all_done(&record, 0..10_000);
     let stats = soak::stats(&url);
@@ -47,10 +61,32 @@ fn redis_restart_mid_run_loses_nothing() {
     let record = dir.path().join("record.txt");
     let rec = record.to_str().unwrap();
 
-    soak::run(&url, &["enqueue", "--count", "3000", "--batch", "500", "--sleep-ms", "10", "--fail-first", "10"]);
+    soak::run(
+        &url,
+        &[
+            "enqueue",
+            "--count",
+            "3000",
+            "--batch",
+            "500",
+            "--sleep-ms",
+            "10",
+            "--fail-first",
+            "10",
+        ],
+    );
     let worker = soak::spawn_worker(
         &url,
-        &["--concurrency", "16", "--record", rec, "--lease-ms", "2000", "--exit-when-idle-ms", "2000"],
+        &[
+            "--concurrency",
+            "16",
+            "--record",
+            rec,
+            "--lease-ms",
+            "2000",
+            "--exit-when-idle-ms",
+            "2000",
+        ],
     );
     std::thread::sleep(Duration::from_millis(800));
     // Crash Redis (SIGKILL; the AOF is fsynced on every write) and bring it back.

@@ -1,0 +1,206 @@
+//! Workflows end to end through real consumers, on every backend: pipelines (with an error
+//! handler), groups, chords with competing consumers, and the dead-letter queue.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use skiff::prelude::*;
+use skiff::{Error, FailureKind, Group, Page, RunningConsumer};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[skiff::task]
+async fn download(url: String) -> Result<Vec<u8>, TaskError> {
+    if url.contains("broken") {
+        return Err(TaskError::fatal(format!("{url}: 404")));
+    }
+    Ok(url.into_bytes())
+}
+
+#[skiff::task]
+async fn process(data: Vec<u8>) -> Result<usize, TaskError> {
+    Ok(data.len())
+}
+
+#[skiff::task]
+async fn cleanup(n: usize) -> Result<String, TaskError> {
+    Ok(format!("processed {n} bytes"))
+}
+
+static HANDLED: AtomicU32 = AtomicU32::new(0);
+
+#[skiff::task]
+async fn report_failure(failure: skiff::TaskFailure) -> Result<String, TaskError> {
+    HANDLED.fetch_add(1, Ordering::SeqCst);
+    Ok(format!("handled {}", failure.kind))
+}
+
+#[skiff::task]
+async fn square(n: u64) -> Result<u64, TaskError> {
+    tokio::time::sleep(Duration::from_millis(n % 5)).await;
+    Ok(n * n)
+}
+
+static SUMS: AtomicU32 = AtomicU32::new(0);
+
+#[skiff::task]
+async fn total(squares: Vec<u64>) -> Result<u64, TaskError> {
+    SUMS.fetch_add(1, Ordering::SeqCst);
+    Ok(squares.iter().sum())
+}
+
+#[skiff::task(retries = 1, retry_delay = "10ms")]
+async fn always_fails(n: u32) -> Result<u32, TaskError> {
+    Err(TaskError::msg(format!("attempt failed for {n}")))
+}
+
+fn consumer(queue: &Queue) -> RunningConsumer {
+    Consumer::builder(queue.clone())
+        .workers(8)
+        .poll_interval(Duration::from_millis(100))
+        .register(download)
+        .register(process)
+        .register(cleanup)
+        .register(report_failure)
+        .register(square)
+        .register(total)
+        .register(always_fails)
+        .build()
+        .unwrap()
+        .spawn()
+}
+
+async fn pipelines(queue: &Queue) {
+    let c = consumer(queue);
+    let ok = download("https://example.com/a".into())
+        .then(process)
+        .then(cleanup)
+        .on_error(report_failure)
+        .enqueue(queue)
+        .await
+        .unwrap();
+    assert_eq!(ok.get(WAIT).await.unwrap(), "processed 21 bytes");
+    assert_eq!(ok.stage::<usize>(1).unwrap().get(WAIT).await.unwrap(), 21);
+
+    let before = HANDLED.load(Ordering::SeqCst);
+    let bad = download("https://broken.example".into())
+        .then(process)
+        .on_error(report_failure)
+        .enqueue(queue)
+        .await
+        .unwrap();
+    match bad.get(WAIT).await {
+        Err(Error::TaskFailed { id, failure }) => {
+            assert_eq!(id, bad.ids()[0]);
+            assert!(failure.message.contains("404"));
+        }
+        other => panic!("expected the first stage to fail, got {other:?}"),
+    }
+    // The handler runs (once) and the later stage never does.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while HANDLED.load(Ordering::SeqCst) == before && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(HANDLED.load(Ordering::SeqCst), before + 1);
+    assert!(!bad.stage::<usize>(1).unwrap().is_complete().await.unwrap());
+    c.shutdown(WAIT).await.unwrap();
+}
+
+async fn groups_and_chords(queue: &Queue) {
+    // Two consumers compete for members and the callback.
+    let (a, b) = (consumer(queue), consumer(queue));
+    let group = Group::<square>::map((1..=30).map(|n| (n,)))
+        .enqueue(queue)
+        .await
+        .unwrap();
+    let squares = group.get(WAIT).await.unwrap();
+    assert_eq!(squares, (1..=30u64).map(|n| n * n).collect::<Vec<_>>());
+
+    let before = SUMS.load(Ordering::SeqCst);
+    let chord = Group::<square>::map((1..=20).map(|n| (n,)))
+        .then(total)
+        .enqueue(queue)
+        .await
+        .unwrap();
+    assert_eq!(
+        chord.get(WAIT).await.unwrap(),
+        (1..=20u64).map(|n| n * n).sum::<u64>()
+    );
+    assert_eq!(
+        SUMS.load(Ordering::SeqCst),
+        before + 1,
+        "the chord callback ran once"
+    );
+    a.shutdown(WAIT).await.unwrap();
+    b.shutdown(WAIT).await.unwrap();
+}
+
+async fn dead_letters(queue: &Queue) {
+    let c = consumer(queue);
+    let h = always_fails(7).enqueue(queue).await.unwrap();
+    match h.get(WAIT).await {
+        Err(Error::TaskFailed { failure, .. }) => {
+            assert_eq!(failure.kind, FailureKind::Error);
+            assert_eq!(failure.attempts, 2, "one try and one retry");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    let dead = queue.dead_letters(None, Page::first(10)).await.unwrap();
+    let entry = dead
+        .iter()
+        .find(|d| d.id == h.id())
+        .expect("in the dead-letter queue");
+    assert_eq!(entry.task, "always_fails");
+    assert!(entry.failure.message.contains("attempt failed for 7"));
+    // Requeued, it runs (and fails) again, then it is back in the dead-letter queue.
+    assert_eq!(queue.requeue_dead(&[h.id()]).await.unwrap(), 1);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let again = queue.storage().get_dead(h.id()).await.unwrap();
+        if again.is_some() && queue.counts().await.unwrap().ready == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "requeued task never came back dead"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(queue.purge_dead(None).await.unwrap() >= 1);
+    assert_eq!(queue.counts().await.unwrap().dead, 0);
+    c.shutdown(WAIT).await.unwrap();
+}
+
+/// The tasks count their runs in statics, so the backends take turns.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn all(queue: Queue) {
+    let _turn = SERIAL.lock().await;
+    pipelines(&queue).await;
+    groups_and_chords(&queue).await;
+    dead_letters(&queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_on_memory() {
+    all(Queue::memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("wf.db").display());
+    all(Queue::connect(&url).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_on_redis() {
+    let server = queue_redis::testing::RedisServer::start();
+    let store = queue_redis::RedisStorage::connect(&server.url())
+        .await
+        .unwrap();
+    all(Queue::new(Arc::new(store))).await;
+}
