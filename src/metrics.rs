@@ -28,7 +28,6 @@
 //! over [`HealthOptions::max_backlog`] means the workers do not keep up.
 //!
 //! ```
-//! use std::time::Duration;
 //! use skiff::{health, HealthOptions, Metrics, Queue};
 //!
 //! # #[tokio::main] async fn main() {

@@ -269,7 +269,7 @@ pub fn main(registry: Registry) -> ExitCode {
 /// # #[skiff::task] async fn ping() -> Result<(), TaskError> { Ok(()) }
 /// use skiff::worker::{run, WorkerArgs};
 ///
-/// # async fn demo() -> Result<(), skiff::Error> {
+/// # #[tokio::main] async fn main() -> Result<(), skiff::Error> {
 /// let mut registry = skiff::Registry::new();
 /// registry.register_fn(ping);
 /// let mut args = WorkerArgs::new("sqlite://jobs.db");
