@@ -1,3 +1,582 @@
-//! Throughput harness (being built).
+//! Skiff's throughput harness: enqueue rates, processing rate, pickup latency and peak memory of
+//! one store, measured with the public API on a fresh store.
+//!
+//! ```text
+//! cargo bench --bench throughput -- --backend sqlite --tasks 100000 --concurrency 64
+//! cargo bench --bench throughput -- --backend redis --tasks 100000 --concurrency 64 --json
+//! cargo bench --bench throughput -- --backend sqlite --tasks 20000 --backlog 1000000
+//! ```
+//!
+//! Phases (each on an empty store; the store is flushed in between):
+//!
+//! 1. `enqueue_per_s`: one producer, one `enqueue` call per task, sequential (a web app).
+//! 2. `enqueue_concurrent_per_s`: 64 producers, one call per task.
+//! 3. `--backlog M` (optional, untimed): M tasks of another kind at a LOWER priority in the
+//!    same queue, so they wait behind the measured tasks and every claim walks past them.
+//! 4. `enqueue_batch_per_s`: `Queue::enqueue_many`, 1,000 calls per batch.
+//! 5. `process_per_s`: one consumer with `--concurrency` workers, from its start until every
+//!    one of the N no-op tasks has its result stored (`Event::Complete` is sent after the
+//!    store took the outcome; results of events the bench missed are read back).
+//! 6. `latency_p50_ms` / `latency_p99_ms`: an idle consumer; tasks enqueued one at a time at a
+//!    light steady rate; time from the `enqueue` call to the task body starting.
+//!
+//! `peak_rss_mb` is the process's VmHWM after phase 6; it is reset (`/proc/self/clear_refs`)
+//! before phase 5, so it is the worker's peak, not the producers'.
+//!
+//! Redis without `--url` runs a private `redis-server`; SQLite without `--url` uses a file in a
+//! temporary directory. With `--json` the last line printed is one JSON object.
 
-fn main() {}
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use skiff::prelude::*;
+use skiff::Event;
+use skiff::{Storage, TaskId};
+use tokio::sync::broadcast::error::RecvError;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    Memory,
+    Sqlite,
+    Redis,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Sqlite => "sqlite",
+            Self::Redis => "redis",
+        }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "Skiff throughput harness")]
+struct Args {
+    /// The store.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    backend: Backend,
+    /// Store URL; default: a temp file (sqlite) or a private redis-server (redis).
+    #[arg(long)]
+    url: Option<String>,
+    /// Tasks per phase.
+    #[arg(long, default_value_t = 50_000)]
+    tasks: usize,
+    /// Consumer workers (concurrent executions).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Bytes of argument per task.
+    #[arg(long, default_value_t = 0)]
+    payload_bytes: usize,
+    /// Lower-priority tasks waiting in the same queue while the N tasks are processed.
+    #[arg(long, default_value_t = 0)]
+    backlog: usize,
+    /// Calls in the sequential enqueue phase (default: min(tasks, 20000)).
+    #[arg(long)]
+    enqueue_calls: Option<usize>,
+    /// Samples in the latency phase.
+    #[arg(long, default_value_t = 1000)]
+    latency_samples: usize,
+    /// Tasks per second in the latency phase.
+    #[arg(long, default_value_t = 200)]
+    latency_rate: u64,
+    /// Skip phases: any of enqueue,concurrent,batch,process,latency.
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+// ----- tasks -----
+
+static EXECUTED: AtomicU64 = AtomicU64::new(0);
+
+/// The measured no-op task.
+#[skiff::task]
+async fn noop(payload: Vec<u8>) -> Result<(), TaskError> {
+    let _ = payload;
+    EXECUTED.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The backlog: never meant to run during the measurement (lower priority).
+#[skiff::task]
+async fn filler(payload: Vec<u8>) -> Result<(), TaskError> {
+    let _ = payload;
+    Ok(())
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn latencies() -> &'static Mutex<Vec<u64>> {
+    static LAT: OnceLock<Mutex<Vec<u64>>> = OnceLock::new();
+    LAT.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Records the time from its enqueue call (`sent_ns` after the epoch) to its start.
+#[skiff::task]
+async fn probe(sent_ns: u64) -> Result<(), TaskError> {
+    let now = epoch().elapsed().as_nanos() as u64;
+    latencies()
+        .lock()
+        .unwrap()
+        .push(now.saturating_sub(sent_ns));
+    Ok(())
+}
+
+// ----- the store -----
+
+struct Store {
+    queue: Queue,
+    _redis: Option<queue_redis::testing::RedisServer>,
+    _dir: Option<tempfile::TempDir>,
+    describe: String,
+}
+
+async fn open(args: &Args) -> Result<Store, BoxError> {
+    let mut redis_server = None;
+    let mut dir = None;
+    let (storage, describe): (Arc<dyn Storage>, String) = match args.backend {
+        Backend::Memory => (Arc::new(skiff::MemoryStorage::new()), "memory".into()),
+        Backend::Sqlite => {
+            let url = match &args.url {
+                Some(url) => url.clone(),
+                None => {
+                    let d = tempfile::tempdir()?;
+                    let url = format!("sqlite://{}", d.path().join("bench.db").display());
+                    dir = Some(d);
+                    url
+                }
+            };
+            let store = skiff::sqlite::SqliteStorage::connect(&url).await?;
+            (Arc::new(store), url)
+        }
+        Backend::Redis => {
+            let url = match &args.url {
+                Some(url) => url.clone(),
+                None => {
+                    let server = queue_redis::testing::RedisServer::start();
+                    let url = server.url();
+                    redis_server = Some(server);
+                    url
+                }
+            };
+            let prefix = format!("skiff-bench-{}", std::process::id());
+            let options = queue_redis::RedisOptions::new(url.clone()).key_prefix(prefix);
+            let store = queue_redis::RedisStorage::open(options).await?;
+            (Arc::new(store), skiff::redact(&url))
+        }
+    };
+    Ok(Store {
+        queue: Queue::new(storage),
+        _redis: redis_server,
+        _dir: dir,
+        describe,
+    })
+}
+
+// ----- progress -----
+
+struct Progress {
+    bar: Option<ProgressBar>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    /// A bar for `total` steps that follows `done` (shown only without `--json`).
+    fn new(json: bool, label: &str, total: u64, done: Arc<AtomicU64>) -> Self {
+        if json {
+            return Self {
+                bar: None,
+                ticker: None,
+            };
+        }
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+                .unwrap()
+                .progress_chars("=> "),
+        );
+        bar.set_message(label.to_owned());
+        let b = bar.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                b.set_position(done.load(Ordering::Relaxed));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Self {
+            bar: Some(bar),
+            ticker: Some(ticker),
+        }
+    }
+
+    fn finish(self) {
+        if let Some(t) = self.ticker {
+            t.abort();
+        }
+        if let Some(b) = self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+// ----- phases -----
+
+fn payload(bytes: usize) -> Vec<u8> {
+    vec![7; bytes]
+}
+
+async fn enqueue_sequential(args: &Args, queue: &Queue) -> Result<f64, BoxError> {
+    let n = args.enqueue_calls.unwrap_or(args.tasks.min(20_000));
+    let done = Arc::new(AtomicU64::new(0));
+    let progress = Progress::new(args.json, "enqueue (1 producer)", n as u64, done.clone());
+    let body = payload(args.payload_bytes);
+    let started = Instant::now();
+    for _ in 0..n {
+        noop(body.clone()).enqueue(queue).await?;
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    progress.finish();
+    Ok(rate)
+}
+
+async fn enqueue_concurrent(args: &Args, queue: &Queue) -> Result<f64, BoxError> {
+    const PRODUCERS: usize = 64;
+    let n = args.enqueue_calls.unwrap_or(args.tasks.min(50_000));
+    let per = n.div_ceil(PRODUCERS);
+    let done = Arc::new(AtomicU64::new(0));
+    let progress = Progress::new(
+        args.json,
+        "enqueue (64 producers)",
+        (per * PRODUCERS) as u64,
+        done.clone(),
+    );
+    let started = Instant::now();
+    let mut producers = tokio::task::JoinSet::new();
+    for _ in 0..PRODUCERS {
+        let queue = queue.clone();
+        let done = done.clone();
+        let body = payload(args.payload_bytes);
+        producers.spawn(async move {
+            for _ in 0..per {
+                noop(body.clone()).enqueue(&queue).await?;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, skiff::Error>(())
+        });
+    }
+    while let Some(joined) = producers.join_next().await {
+        joined??;
+    }
+    let rate = (per * PRODUCERS) as f64 / started.elapsed().as_secs_f64();
+    progress.finish();
+    Ok(rate)
+}
+
+/// Enqueues `n` calls in batches of 1,000; returns the ids and the rate.
+async fn enqueue_batches<F>(
+    args: &Args,
+    queue: &Queue,
+    label: &str,
+    n: usize,
+    call: F,
+) -> Result<(Vec<TaskId>, f64), BoxError>
+where
+    F: Fn() -> skiff::TaskCall<noop>,
+{
+    const BATCH: usize = 1000;
+    let done = Arc::new(AtomicU64::new(0));
+    let progress = Progress::new(args.json, label, n as u64, done.clone());
+    let mut ids = Vec::with_capacity(n);
+    let started = Instant::now();
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(BATCH);
+        let handles = queue.enqueue_many((0..k).map(|_| call())).await?;
+        ids.extend(handles.iter().map(|h| h.id()));
+        left -= k;
+        done.fetch_add(k as u64, Ordering::Relaxed);
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    progress.finish();
+    Ok((ids, rate))
+}
+
+/// The backlog: M `filler` tasks at a lower priority, untimed.
+async fn enqueue_backlog(args: &Args, queue: &Queue) -> Result<(), BoxError> {
+    const BATCH: usize = 1000;
+    let done = Arc::new(AtomicU64::new(0));
+    let progress = Progress::new(args.json, "backlog", args.backlog as u64, done.clone());
+    let body = payload(args.payload_bytes);
+    let mut left = args.backlog;
+    while left > 0 {
+        let k = left.min(BATCH);
+        queue
+            .enqueue_many((0..k).map(|_| filler(body.clone()).priority(-10)))
+            .await?;
+        left -= k;
+        done.fetch_add(k as u64, Ordering::Relaxed);
+    }
+    progress.finish();
+    Ok(())
+}
+
+/// Resets the process's peak RSS (VmHWM); false where the kernel does not allow it.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+async fn process(args: &Args, queue: &Queue, ids: Vec<TaskId>) -> Result<f64, BoxError> {
+    let n = ids.len();
+    let mut remaining: HashSet<TaskId> = ids.into_iter().collect();
+    let consumer = Consumer::builder(queue.clone())
+        .workers(args.concurrency)
+        .register(noop)
+        .register(filler)
+        .periodic(false)
+        .build()?;
+    let mut events = consumer.events();
+    let done = Arc::new(AtomicU64::new(0));
+    let progress = Progress::new(args.json, "process", n as u64, done.clone());
+    let executed_before = EXECUTED.load(Ordering::Relaxed);
+
+    let started = Instant::now();
+    let running = consumer.spawn();
+    let mut lagged = 0u64;
+    while !remaining.is_empty() {
+        match events.recv().await {
+            Ok(Event::Complete { id, .. }) => {
+                if remaining.remove(&id) {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(k)) => {
+                lagged += k;
+                // Missed events: once every task has run, read the missing results back.
+                if EXECUTED.load(Ordering::Relaxed) - executed_before >= n as u64 {
+                    confirm(queue, &mut remaining).await?;
+                }
+            }
+            Err(RecvError::Closed) => return Err("the consumer stopped".into()),
+        }
+        if lagged > 0 && EXECUTED.load(Ordering::Relaxed) - executed_before >= n as u64 {
+            confirm(queue, &mut remaining).await?;
+        }
+    }
+    let elapsed = started.elapsed();
+    progress.finish();
+    running.shutdown(Duration::from_secs(30)).await?;
+    if lagged > 0 && !args.json {
+        println!("(missed {lagged} events; their results were read back from the store)");
+    }
+    Ok(n as f64 / elapsed.as_secs_f64())
+}
+
+/// Drops from `remaining` the tasks whose results are stored.
+async fn confirm(queue: &Queue, remaining: &mut HashSet<TaskId>) -> Result<(), BoxError> {
+    let storage = queue.storage();
+    let mut stored = Vec::new();
+    for id in remaining.iter() {
+        if storage.get_result(*id).await?.is_some() {
+            stored.push(*id);
+        }
+    }
+    for id in stored {
+        remaining.remove(&id);
+    }
+    if !remaining.is_empty() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(())
+}
+
+async fn latency(args: &Args, queue: &Queue) -> Result<(f64, f64), BoxError> {
+    let n = args.latency_samples;
+    latencies().lock().unwrap().clear();
+    let consumer = Consumer::builder(queue.clone())
+        .workers(args.concurrency)
+        .register(probe)
+        .periodic(false)
+        .build()?;
+    let running = consumer.spawn();
+    // Let the consumer reach its idle wait.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let done = Arc::new(AtomicU64::new(0));
+    let progress = Progress::new(args.json, "latency", n as u64, done.clone());
+    let gap = Duration::from_nanos(1_000_000_000 / args.latency_rate.max(1));
+    let mut tick = tokio::time::interval(gap);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for _ in 0..n {
+        tick.tick().await;
+        let sent = epoch().elapsed().as_nanos() as u64;
+        probe(sent).enqueue(queue).await?;
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while latencies().lock().unwrap().len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    progress.finish();
+    running.shutdown(Duration::from_secs(30)).await?;
+    let mut lat = latencies().lock().unwrap().clone();
+    if lat.is_empty() {
+        return Err("no latency samples".into());
+    }
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
+        lat[i] as f64 / 1e6
+    };
+    Ok((pct(0.50), pct(0.99)))
+}
+
+#[derive(Debug, Default)]
+struct Report {
+    enqueue_per_s: f64,
+    enqueue_concurrent_per_s: f64,
+    enqueue_batch_per_s: f64,
+    process_per_s: f64,
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+    peak_rss_mb: f64,
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let args = Args::parse();
+    let _ = epoch();
+    let store = open(&args).await?;
+    let queue = store.queue.clone();
+    let storage = queue.storage().clone();
+    storage.flush().await?;
+    let skip = |phase: &str| args.skip.iter().any(|s| s == phase);
+    if !args.json {
+        println!(
+            "skiff throughput: backend {} ({}), tasks {}, concurrency {}, payload {} B, backlog {}, load {}",
+            args.backend.name(),
+            store.describe,
+            args.tasks,
+            args.concurrency,
+            args.payload_bytes,
+            args.backlog,
+            load()
+        );
+    }
+    let mut r = Report::default();
+
+    if !skip("enqueue") {
+        r.enqueue_per_s = enqueue_sequential(&args, &queue).await?;
+        storage.flush().await?;
+    }
+    if !skip("concurrent") {
+        r.enqueue_concurrent_per_s = enqueue_concurrent(&args, &queue).await?;
+        storage.flush().await?;
+    }
+    if args.backlog > 0 {
+        enqueue_backlog(&args, &queue).await?;
+    }
+    let body = payload(args.payload_bytes);
+    let (ids, rate) = enqueue_batches(&args, &queue, "enqueue (batches)", args.tasks, || {
+        noop(body.clone())
+    })
+    .await?;
+    if !skip("batch") {
+        r.enqueue_batch_per_s = rate;
+    }
+    let rss_reset = reset_peak_rss();
+    if !skip("process") {
+        r.process_per_s = process(&args, &queue, ids).await?;
+    }
+    storage.flush().await?;
+    if !skip("latency") {
+        let (p50, p99) = latency(&args, &queue).await?;
+        r.latency_p50_ms = p50;
+        r.latency_p99_ms = p99;
+    }
+    r.peak_rss_mb = peak_rss_mb();
+    storage.flush().await?;
+
+    if !args.json {
+        println!();
+        println!("| metric | value |");
+        println!("| --- | ---: |");
+        println!("| enqueue, 1 producer | {:.0} tasks/s |", r.enqueue_per_s);
+        println!(
+            "| enqueue, 64 producers | {:.0} tasks/s |",
+            r.enqueue_concurrent_per_s
+        );
+        println!(
+            "| enqueue_many (1,000 per call) | {:.0} tasks/s |",
+            r.enqueue_batch_per_s
+        );
+        println!(
+            "| process {} no-op tasks, {} workers{} | {:.0} tasks/s |",
+            args.tasks,
+            args.concurrency,
+            if args.backlog > 0 {
+                format!(", {} waiting behind", args.backlog)
+            } else {
+                String::new()
+            },
+            r.process_per_s
+        );
+        println!("| enqueue-to-start p50 | {:.2} ms |", r.latency_p50_ms);
+        println!("| enqueue-to-start p99 | {:.2} ms |", r.latency_p99_ms);
+        println!(
+            "| peak RSS{} | {:.1} MB |",
+            if rss_reset { " (worker phases)" } else { "" },
+            r.peak_rss_mb
+        );
+        println!("load average after: {}", load());
+    }
+    if args.json {
+        let obj = serde_json::json!({
+            "backend": args.backend.name(),
+            "tasks": args.tasks,
+            "concurrency": args.concurrency,
+            "enqueue_per_s": r.enqueue_per_s.round(),
+            "enqueue_concurrent_per_s": r.enqueue_concurrent_per_s.round(),
+            "enqueue_batch_per_s": r.enqueue_batch_per_s.round(),
+            "process_per_s": r.process_per_s.round(),
+            "latency_p50_ms": (r.latency_p50_ms * 1000.0).round() / 1000.0,
+            "latency_p99_ms": (r.latency_p99_ms * 1000.0).round() / 1000.0,
+            "peak_rss_mb": (r.peak_rss_mb * 10.0).round() / 10.0,
+        });
+        println!("{obj}");
+    }
+    Ok(())
+}
