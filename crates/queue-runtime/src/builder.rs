@@ -1,11 +1,15 @@
 //! [`ConsumerBuilder`]: how a [`Consumer`] is configured.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
-use queue_core::{Error, Queue, Registry, Result, Task, TaskFn, DEFAULT_QUEUE};
+use chrono_tz::Tz;
+use queue_core::task::erase;
+use queue_core::{ErasedTask, Error, Queue, Registry, Result, Task, TaskFn, DEFAULT_QUEUE};
 
-use crate::Consumer;
+use crate::periodic::{IntoSchedule, MissedTicks, Periodic};
+use crate::{Consumer, Schedule};
 
 /// The shortest lease a consumer accepts.
 pub const MIN_LEASE: Duration = Duration::from_secs(1);
@@ -21,6 +25,8 @@ pub(crate) struct Config {
     pub(crate) ack_delay: Duration,
     pub(crate) poll_interval: Duration,
     pub(crate) periodic: bool,
+    pub(crate) missed_ticks: MissedTicks,
+    pub(crate) time_zone: Tz,
     pub(crate) shutdown_timeout: Duration,
 }
 
@@ -55,6 +61,8 @@ pub fn default_workers() -> usize {
 /// | [`ack_batch`](Self::ack_batch) | 128 outcomes or 5 ms |
 /// | [`poll_interval`](Self::poll_interval) | 1 s |
 /// | [`periodic`](Self::periodic) | `true` |
+/// | [`missed_ticks`](Self::missed_ticks) | [`MissedTicks::RunLatest`] |
+/// | [`time_zone`](Self::time_zone) | UTC |
 /// | [`shutdown_timeout`](Self::shutdown_timeout) | 30 s |
 ///
 /// # Examples
@@ -90,6 +98,7 @@ pub struct ConsumerBuilder {
     queue: Queue,
     registry: Registry,
     config: Config,
+    periodic: Vec<(Arc<dyn ErasedTask>, std::result::Result<Schedule, String>)>,
 }
 
 impl fmt::Debug for ConsumerBuilder {
@@ -115,8 +124,11 @@ impl ConsumerBuilder {
                 ack_delay: Duration::from_millis(5),
                 poll_interval: Duration::from_secs(1),
                 periodic: true,
+                missed_ticks: MissedTicks::default(),
+                time_zone: Tz::UTC,
                 shutdown_timeout: Duration::from_secs(30),
             },
+            periodic: Vec::new(),
         }
     }
 
@@ -184,10 +196,81 @@ impl ConsumerBuilder {
         self
     }
 
-    /// Whether this consumer runs the periodic (cron) scheduler. Stored now; the ticker
-    /// arrives with periodic tasks.
+    /// Whether this consumer runs the periodic ticker, which enqueues periodic tasks on
+    /// their schedules. Any number of consumers may run it: each fire is enqueued once across
+    /// all of them (see [`periodic`](crate::periodic)). A consumer without it still runs
+    /// periodic tasks others enqueue.
     pub fn periodic(mut self, enabled: bool) -> Self {
         self.config.periodic = enabled;
+        self
+    }
+
+    /// Registers a task without arguments (other than an optional context) and enqueues it on
+    /// `schedule`: a [`crontab()`](crate::crontab), a [`Schedule`], or a cron expression with
+    /// a seconds field. A bad schedule makes [`build`](Self::build) fail, naming the field.
+    /// A task with arguments does not compile.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use futures::future::BoxFuture;
+    /// # use queue_core::{Task, TaskContext, TaskError, TaskCall};
+    /// # #[allow(non_camel_case_types)] struct cleanup {}
+    /// # impl Task for cleanup {
+    /// #     const NAME: &'static str = "cleanup";
+    /// #     type Args = ();
+    /// #     type Output = ();
+    /// #     fn run(_: TaskContext, _: ()) -> BoxFuture<'static, Result<(), TaskError>> {
+    /// #         Box::pin(async { Ok(()) })
+    /// #     }
+    /// # }
+    /// # fn cleanup() -> TaskCall<cleanup> { TaskCall::new(()) }
+    /// use queue_core::Queue;
+    /// use queue_runtime::{crontab, Consumer};
+    ///
+    /// // `cleanup` is a `#[task] async fn cleanup()`.
+    /// let consumer = Consumer::builder(Queue::memory())
+    ///     .periodic_task(cleanup, crontab().minute("*/15").hour("9-17").day_of_week("1-5"))
+    ///     .build()?;
+    /// assert_eq!(consumer.task_names(), ["cleanup"]);
+    ///
+    /// let bad = Consumer::builder(Queue::memory()).periodic_task(cleanup, crontab().hour("24")).build();
+    /// assert!(bad.unwrap_err().to_string().contains("hour"));
+    /// # Ok::<(), queue_core::Error>(())
+    /// ```
+    pub fn periodic_task<M, F>(self, task: F, schedule: impl IntoSchedule) -> Self
+    where
+        F: TaskFn<M>,
+        F::Task: Task<Args = ()>,
+    {
+        let _ = task;
+        self.periodic_task_kind::<F::Task>(schedule)
+    }
+
+    /// [`periodic_task`](Self::periodic_task) for a task kind named by its type.
+    pub fn periodic_task_kind<T: Task<Args = ()>>(mut self, schedule: impl IntoSchedule) -> Self {
+        self.registry.register::<T>();
+        self.periodic.push((
+            erase::<T>(),
+            schedule.into_schedule().map_err(|e| match e {
+                Error::InvalidInput(msg) => msg,
+                other => other.to_string(),
+            }),
+        ));
+        self
+    }
+
+    /// What the periodic ticker does about fire times missed while no consumer ran (default:
+    /// run the latest one once).
+    pub fn missed_ticks(mut self, missed: MissedTicks) -> Self {
+        self.config.missed_ticks = missed;
+        self
+    }
+
+    /// The time zone of the cron expressions of `#[task(periodic = "...")]` tasks (default
+    /// UTC). Schedules passed to [`periodic_task`](Self::periodic_task) carry their own.
+    pub fn time_zone(mut self, tz: Tz) -> Self {
+        self.config.time_zone = tz;
         self
     }
 
@@ -233,6 +316,52 @@ impl ConsumerBuilder {
                 "no task is registered; add tasks with .register(my_task) before build()".into(),
             );
         }
-        Ok(Consumer::from_parts(self.queue, self.registry, self.config))
+        let periodic = self.periodic_entries()?;
+        Ok(Consumer::from_parts(
+            self.queue,
+            self.registry,
+            self.config,
+            periodic,
+        ))
+    }
+
+    /// The periodic tasks: those given with a schedule, then registered kinds whose options
+    /// name a cron expression.
+    fn periodic_entries(&self) -> Result<Vec<Periodic>> {
+        let mut entries: Vec<Periodic> = Vec::new();
+        for (task, schedule) in &self.periodic {
+            let schedule = schedule.clone().map_err(|e| {
+                Error::InvalidInput(format!("periodic task `{}`: {e}", task.name()))
+            })?;
+            entries.retain(|p| p.task.name() != task.name());
+            entries.push(Periodic {
+                task: task.clone(),
+                schedule,
+            });
+        }
+        for name in self.registry.names() {
+            let Some(task) = self.registry.get(name) else {
+                continue;
+            };
+            let Some(expr) = task.options().periodic else {
+                continue;
+            };
+            if entries.iter().any(|p| p.task.name() == name) {
+                continue;
+            }
+            let schedule = Schedule::cron(&expr)
+                .map_err(|e| match e {
+                    Error::InvalidInput(msg) => {
+                        Error::InvalidInput(format!("periodic task `{name}`: {msg}"))
+                    }
+                    other => other,
+                })?
+                .in_time_zone(self.config.time_zone);
+            entries.push(Periodic {
+                task: task.clone(),
+                schedule,
+            });
+        }
+        Ok(entries)
     }
 }

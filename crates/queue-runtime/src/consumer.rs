@@ -19,6 +19,8 @@ use crate::events::{Event, Events};
 use crate::executor::Executor;
 use crate::fetcher::Fetcher;
 use crate::inflight::{Handoff, InFlight, Stats};
+use crate::limits::limits_of;
+use crate::periodic::{Periodic, Ticker};
 use crate::renewer;
 use crate::shutdown::{drain, RunningConsumer, ShutdownReport, Stop};
 
@@ -37,6 +39,7 @@ pub struct Consumer {
     registry: Arc<Registry>,
     config: Arc<Config>,
     events: Events,
+    periodic: Vec<Periodic>,
 }
 
 impl fmt::Debug for Consumer {
@@ -77,12 +80,18 @@ impl Consumer {
         ConsumerBuilder::new(queue)
     }
 
-    pub(crate) fn from_parts(queue: Queue, registry: Registry, config: Config) -> Self {
+    pub(crate) fn from_parts(
+        queue: Queue,
+        registry: Registry,
+        config: Config,
+        periodic: Vec<Periodic>,
+    ) -> Self {
         Self {
             queue,
             registry: Arc::new(registry),
             config: Arc::new(config),
             events: Events::new(),
+            periodic,
         }
     }
 
@@ -107,9 +116,20 @@ impl Consumer {
         self.registry.names()
     }
 
-    /// Whether it is configured to run the periodic scheduler.
+    /// Whether it is configured to run the periodic ticker.
     pub fn periodic(&self) -> bool {
         self.config.periodic
+    }
+
+    /// The periodic tasks it knows, with their schedules, sorted by name.
+    pub fn periodic_tasks(&self) -> Vec<(&'static str, String)> {
+        let mut tasks: Vec<_> = self
+            .periodic
+            .iter()
+            .map(|p| (p.task.name(), p.schedule.to_string()))
+            .collect();
+        tasks.sort();
+        tasks
     }
 
     /// Runs until the future is dropped. Dropping it stops everything at once, like a crash
@@ -228,6 +248,20 @@ impl Consumer {
             background.clone(),
         )));
 
+        let _ticker = (config.periodic && !self.periodic.is_empty()).then(|| {
+            AbortOnDropHandle::new(tokio::spawn(
+                Ticker {
+                    storage: storage.clone(),
+                    clock: storage.clock(),
+                    entries: self.periodic.clone(),
+                    missed: config.missed_ticks,
+                    events: self.events.clone(),
+                    stop: stop.token().clone(),
+                }
+                .run(),
+            ))
+        });
+
         let mut fetcher = Fetcher {
             storage: storage.clone(),
             config: config.clone(),
@@ -239,6 +273,9 @@ impl Consumer {
                 clock: storage.clock(),
                 events: self.events.clone(),
                 result_ttl: config.result_ttl,
+                inflight: inflight.clone(),
+                lease: config.lease,
+                limits: Arc::new(limits_of(&self.registry)),
             }),
             handoff: Handoff {
                 inflight: inflight.clone(),

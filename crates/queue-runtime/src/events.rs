@@ -15,6 +15,9 @@
 //!   [`Event::Canceled`], [`Event::Revoked`], [`Event::Expired`], [`Event::UnknownTask`],
 //!   [`Event::Released`]) are sent once the outcome is written to the store, so a result is
 //!   readable when `Complete` arrives.
+//! * [`Event::Locked`] and [`Event::RateLimited`] when a task is put back without running
+//!   because its lock is held or its rate limit is reached (once that is written).
+//! * [`Event::Enqueued`] when the consumer's periodic ticker enqueues a fire.
 //! * [`Event::Stale`] when the store refuses a lease renewal or a completion because the lease
 //!   ran out (the task may have been delivered to another worker, which now owns it).
 
@@ -125,6 +128,35 @@ pub enum Event {
         /// Its registered name.
         task: String,
     },
+    /// The consumer enqueued a task by itself (a periodic fire).
+    Enqueued {
+        /// The task.
+        id: TaskId,
+        /// Its registered name.
+        task: String,
+    },
+    /// A task found its lock (`#[task(lock = "...")]`) held by another task and was put back
+    /// to run at `eta`, without counting an attempt.
+    Locked {
+        /// The task.
+        id: TaskId,
+        /// Its registered name.
+        task: String,
+        /// The lock's name.
+        lock: String,
+        /// When it is tried again.
+        eta: DateTime<Utc>,
+    },
+    /// A task was over its rate limit (`#[task(rate_limit = "...")]`) and was put back to run
+    /// at `eta`, when the window has room, without counting an attempt.
+    RateLimited {
+        /// The task.
+        id: TaskId,
+        /// Its registered name.
+        task: String,
+        /// When it is tried again.
+        eta: DateTime<Utc>,
+    },
 }
 
 impl Event {
@@ -141,7 +173,10 @@ impl Event {
             | Self::Expired { id, .. }
             | Self::UnknownTask { id, .. }
             | Self::Released { id, .. }
-            | Self::Stale { id, .. } => *id,
+            | Self::Stale { id, .. }
+            | Self::Enqueued { id, .. }
+            | Self::Locked { id, .. }
+            | Self::RateLimited { id, .. } => *id,
         }
     }
 
@@ -158,7 +193,10 @@ impl Event {
             | Self::Expired { task, .. }
             | Self::UnknownTask { task, .. }
             | Self::Released { task, .. }
-            | Self::Stale { task, .. } => task,
+            | Self::Stale { task, .. }
+            | Self::Enqueued { task, .. }
+            | Self::Locked { task, .. }
+            | Self::RateLimited { task, .. } => task,
         }
     }
 
@@ -176,6 +214,9 @@ impl Event {
             Self::UnknownTask { .. } => "unknown_task",
             Self::Released { .. } => "released",
             Self::Stale { .. } => "stale",
+            Self::Enqueued { .. } => "enqueued",
+            Self::Locked { .. } => "locked",
+            Self::RateLimited { .. } => "rate_limited",
         }
     }
 }

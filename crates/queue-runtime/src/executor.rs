@@ -6,6 +6,7 @@
 //! `catch_unwind` and the envelope's timeout, so a panic or an overrun fails that task only.
 //! Nothing here sleeps for a retry: a retry is an eta written to the store.
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,12 +15,13 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use queue_core::{
     chord_inputs, panic_message, ChordInputs, Clock, Completion, Delivery, Envelope, FailureKind,
-    Outcome, Registry, Storage, TaskContext, TaskError, TaskFailure,
+    Lease, Outcome, Registry, Storage, TaskContext, TaskError, TaskFailure,
 };
 use tokio::time::Instant;
 
 use crate::events::{Event, Events};
-use crate::inflight::Slot;
+use crate::inflight::{InFlight, Slot};
+use crate::limits::{admit, Blocked, Limits};
 use crate::outcome::{
     attempt_number, follow_ups, judge_failure, outcome_event, random_unit, Failed,
 };
@@ -31,15 +33,41 @@ pub(crate) struct Executor {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) events: Events,
     pub(crate) result_ttl: Option<Duration>,
+    pub(crate) inflight: Arc<InFlight>,
+    /// The lease duration, also the TTL of task locks.
+    pub(crate) lease: Duration,
+    /// Locks and rate limits by task name.
+    pub(crate) limits: Arc<HashMap<&'static str, Limits>>,
+}
+
+/// What an execution decided, and the event that reports it if not the outcome's own.
+struct Ran {
+    outcome: Outcome,
+    duration: Duration,
+    event: Option<Event>,
+}
+
+impl From<(Outcome, Duration)> for Ran {
+    fn from((outcome, duration): (Outcome, Duration)) -> Self {
+        Self {
+            outcome,
+            duration,
+            event: None,
+        }
+    }
 }
 
 impl Executor {
     /// Runs one delivery to its outcome and hands the outcome to the acker through `slot`.
     pub(crate) async fn execute(self: Arc<Self>, delivery: Delivery, revoked: bool, slot: Slot) {
         let env = delivery.envelope;
-        let (outcome, duration) = self.run(&env, revoked).await;
+        let Ran {
+            outcome,
+            duration,
+            event,
+        } = self.run(&env, delivery.lease, revoked).await;
         let follow = follow_ups(&env, &outcome, self.clock.now());
-        let event = outcome_event(&env, &outcome, duration);
+        let event = event.unwrap_or_else(|| outcome_event(&env, &outcome, duration));
         match &outcome {
             Outcome::Success { .. } => tracing::debug!(?duration, "task complete"),
             Outcome::Retry { eta, .. } => tracing::info!(%eta, "task will be retried"),
@@ -53,14 +81,14 @@ impl Executor {
     }
 
     /// Decides the outcome: the checks before running, then the run itself.
-    async fn run(&self, env: &Envelope, revoked: bool) -> (Outcome, Duration) {
+    async fn run(&self, env: &Envelope, lease: Lease, revoked: bool) -> Ran {
         let not_run = |kind, message: String| {
             let failure = TaskFailure::new(kind, message, env.attempt);
             let outcome = match kind {
                 FailureKind::Revoked | FailureKind::Expired => Outcome::Drop { failure },
                 _ => Outcome::Dead { failure },
             };
-            (outcome, Duration::ZERO)
+            Ran::from((outcome, Duration::ZERO))
         };
         if revoked {
             return not_run(FailureKind::Revoked, "revoked before it ran".into());
@@ -101,19 +129,38 @@ impl Executor {
                     args = &chord_args;
                 }
                 Ok(ChordInputs::Failed(failure)) => {
-                    return (Outcome::Drop { failure }, Duration::ZERO)
+                    return (Outcome::Drop { failure }, Duration::ZERO).into()
                 }
                 Ok(ChordInputs::Waiting) => {
                     let eta = now + chord_backoff(env, now);
-                    return (Outcome::Defer { eta }, Duration::ZERO);
+                    return (Outcome::Defer { eta }, Duration::ZERO).into();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not read a chord's member results; trying again later");
                     let eta = now + chord_backoff(env, now);
-                    return (Outcome::Defer { eta }, Duration::ZERO);
+                    return (Outcome::Defer { eta }, Duration::ZERO).into();
                 }
             }
         }
+        let held = match self.limits.get(kind.name()) {
+            None => None,
+            Some(limits) => {
+                match admit(
+                    limits,
+                    &self.storage,
+                    &self.inflight,
+                    env,
+                    lease,
+                    self.lease,
+                    now,
+                )
+                .await
+                {
+                    Ok(held) => held,
+                    Err(blocked) => return self.blocked(env, blocked),
+                }
+            }
+        };
         let body = match kind.start(ctx, args) {
             Ok(body) => body,
             Err(e) => return not_run(FailureKind::Undecodable, e.to_string()),
@@ -127,8 +174,11 @@ impl Executor {
         let started = Instant::now();
         let ran = guarded(body, env.timeout).await;
         let duration = started.elapsed();
+        if let Some(held) = held {
+            held.release().await;
+        }
         match ran {
-            Ok(result) => (Outcome::Success { result }, duration),
+            Ok(result) => (Outcome::Success { result }, duration).into(),
             Err(failed) => {
                 let (outcome, failure) =
                     judge_failure(env, failed, self.clock.now(), random_unit());
@@ -138,8 +188,37 @@ impl Executor {
                     task: env.task.clone(),
                     failure,
                 });
-                (outcome, duration)
+                (outcome, duration).into()
             }
+        }
+    }
+
+    /// A task that may not run now goes back to the queue, reported by its own event.
+    fn blocked(&self, env: &Envelope, blocked: Blocked) -> Ran {
+        let (id, task) = (env.id, env.task.clone());
+        let (eta, event) = match blocked {
+            Blocked::RateLimited { eta } => {
+                tracing::debug!(%eta, "task over its rate limit; deferred");
+                (eta, Some(Event::RateLimited { id, task, eta }))
+            }
+            Blocked::Locked { lock, eta } => {
+                tracing::debug!(%lock, %eta, "task's lock is taken; deferred");
+                (
+                    eta,
+                    Some(Event::Locked {
+                        id,
+                        task,
+                        lock,
+                        eta,
+                    }),
+                )
+            }
+            Blocked::Unavailable { eta } => (eta, None),
+        };
+        Ran {
+            outcome: Outcome::Defer { eta },
+            duration: Duration::ZERO,
+            event,
         }
     }
 }

@@ -42,6 +42,8 @@ struct Entry {
     phase: Phase,
     /// The store said the lease is gone; reported once, no longer renewed.
     stale: bool,
+    /// A store lock (name, owner) the running task holds; renewed with the lease.
+    lock: Option<(String, String)>,
 }
 
 /// Every lease this consumer holds.
@@ -63,6 +65,7 @@ impl InFlight {
                 task: task.to_owned(),
                 phase: Phase::Open,
                 stale: false,
+                lock: None,
             },
         );
     }
@@ -79,6 +82,21 @@ impl InFlight {
             .filter(|(_, e)| !e.stale)
             .map(|(l, _)| *l)
             .collect()
+    }
+
+    /// The store locks held by running tasks, as `(name, owner)`.
+    pub(crate) fn held_locks(&self) -> Vec<(String, String)> {
+        self.lock()
+            .values()
+            .filter_map(|e| e.lock.clone())
+            .collect()
+    }
+
+    /// Records (or, with `None`, forgets) the store lock the task of `lease` holds.
+    pub(crate) fn set_lock(&self, lease: &Lease, lock: Option<(String, String)>) {
+        if let Some(e) = self.lock().get_mut(lease) {
+            e.lock = lock;
+        }
     }
 
     /// Marks leases whose outcomes are being written (a renewal racing the write may be told

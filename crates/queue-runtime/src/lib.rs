@@ -53,6 +53,11 @@
 //!   worker's slot is free as soon as its outcome is handed over.
 //! * **Renewing** (`renewer`): all leases of the consumer are extended in one store call about
 //!   every lease/3, until their outcomes are written.
+//! * **Locks and rate limits** (`limits`): `#[task(lock = "...")]` holds a store lock while the
+//!   task runs; `#[task(rate_limit = "100/s")]` counts runs in the store. Either one, when it
+//!   says no, puts the task back for later without counting an attempt.
+//! * **Periodic tasks** ([`periodic`]): a ticker enqueues each fire of a [`Schedule`] once
+//!   across every consumer of the store.
 //! * **Stopping** ([`shutdown`]): see [`RunningConsumer::shutdown`].
 //! * **Observing** ([`events`]): a broadcast stream of [`Event`]s, and a `tracing` span per
 //!   execution (`task` with `id`, `task`, `attempt`, `queue`).
@@ -63,15 +68,23 @@ mod acker;
 mod backoff;
 mod builder;
 mod consumer;
+mod crontab;
 pub mod events;
 mod executor;
 mod fetcher;
 mod inflight;
+mod limits;
 mod outcome;
+pub mod periodic;
 mod renewer;
+mod schedule;
 pub mod shutdown;
 
 pub use builder::{default_workers, ConsumerBuilder, MIN_LEASE};
+pub use chrono_tz::Tz;
 pub use consumer::Consumer;
+pub use crontab::{crontab, Crontab};
 pub use events::Event;
+pub use periodic::{IntoSchedule, MissedTicks};
+pub use schedule::Schedule;
 pub use shutdown::{RunningConsumer, ShutdownReport};

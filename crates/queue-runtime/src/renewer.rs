@@ -3,7 +3,8 @@
 //! * The **renewer** extends every lease this consumer holds (running tasks and outcomes not
 //!   yet written) in one [`Storage::extend`] call about every `lease / 3`. A lease the store
 //!   reports stale is reported once ([`Event::Stale`](crate::Event::Stale)) and no longer
-//!   renewed: another worker may now own the task.
+//!   renewed: another worker may now own the task. The store locks held by running tasks
+//!   (`#[task(lock = ...)]`) are renewed at the same time, one call per lock.
 //! * **Housekeeping** makes the tasks of crashed workers deliverable again
 //!   ([`Storage::requeue_expired`], every `lease / 2`) and removes expired results, locks and
 //!   counters ([`Storage::purge_expired`], every minute). Backends may do the first in `fetch`
@@ -47,6 +48,7 @@ pub(crate) async fn renew(
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        renew_locks(storage.as_ref(), &inflight, lease).await;
         let leases = inflight.renewable();
         if leases.is_empty() {
             continue;
@@ -75,6 +77,21 @@ pub(crate) async fn renew(
                     "lost the lease of a running task; it may be delivered to another worker");
                 events.emit(Event::Stale { id: l.id, task });
             }
+        }
+    }
+}
+
+/// Renews the store locks of running tasks (`#[task(lock = ...)]`) for another `ttl`: one
+/// call per lock. A lock found taken by someone else (it lapsed, say after a long store
+/// outage) is logged; the task keeps running.
+async fn renew_locks(storage: &dyn Storage, inflight: &InFlight, ttl: Duration) {
+    for (name, owner) in inflight.held_locks() {
+        match storage.acquire_lock(&name, &owner, ttl).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(lock = %name,
+                "a running task lost its lock (it lapsed and was taken by another task)"),
+            Err(err) => tracing::warn!(lock = %name, error = %err,
+                "could not renew a running task's lock; retrying at the next renewal"),
         }
     }
 }
