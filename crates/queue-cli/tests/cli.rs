@@ -11,9 +11,6 @@
     unreachable_pub
 )]
 
-#[path = "../../queue-redis/tests/support/mod.rs"]
-mod redis_support;
-
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -403,7 +400,7 @@ async fn every_command_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_on_redis() {
-    let server = redis_support::RedisServer::start();
+    let server = queue_redis::testing::RedisServer::start();
     check_every_command(&server.url()).await;
 }
 
