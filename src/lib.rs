@@ -144,8 +144,14 @@ mod tests {
 
     #[test]
     fn redact_hides_passwords() {
-        assert_eq!(redact("redis://:secret@host:6379/0"), "redis://:***@host:6379/0");
-        assert_eq!(redact("redis://user:secret@host/0"), "redis://user:***@host/0");
+        assert_eq!(
+            redact("redis://:secret@host:6379/0"),
+            "redis://:***@host:6379/0"
+        );
+        assert_eq!(
+            redact("redis://user:secret@host/0"),
+            "redis://user:***@host/0"
+        );
         assert_eq!(redact("redis://host:6379/0"), "redis://host:6379/0");
         assert_eq!(redact("sqlite://a.db"), "sqlite://a.db");
     }
