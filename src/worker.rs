@@ -132,7 +132,7 @@ pub struct WorkerArgs {
 
     /// Stop gracefully after this many tasks have finished (succeeded, failed for good, or were
     /// dropped).
-    #[arg(short = 'M', long)]
+    #[arg(short = 'M', long, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_tasks: Option<u64>,
 
     /// Release every lock in the store at startup (after a crash of the only worker).
@@ -244,13 +244,16 @@ pub fn main(registry: Registry) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let logs_to_file = args.logfile.is_some();
     match runtime.block_on(run(registry, args)) {
         Ok(report) => {
             tracing::info!(?report, "worker stopped");
             ExitCode::SUCCESS
         }
         Err(err) => {
-            tracing::error!(error = %err, "worker failed");
+            if logs_to_file {
+                tracing::error!(error = %err, "worker failed");
+            }
             eprintln!("skiff worker: {}", one_line(&err.to_string()));
             ExitCode::FAILURE
         }
@@ -580,6 +583,7 @@ mod tests {
         assert!(fails(&["-t", "5 fortnights"]));
         assert!(fails(&["-v", "-q"]));
         assert!(fails(&["-M", "-1"]));
+        assert!(fails(&["-M", "0"]));
         assert!(fails(&["--bogus"]));
     }
 
