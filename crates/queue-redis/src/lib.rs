@@ -1,5 +1,6 @@
 //! Skiff's Redis store: [`RedisStorage`], the [`Storage`](queue_core::Storage) contract on
-//! Redis (≥ 6.2) through a `deadpool-redis` pool.
+//! Redis (≥ 6.2): a few shared multiplexed connections for commands and scripts, and a
+//! `deadpool-redis` pool for blocking waits.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -72,6 +73,7 @@ mod admin;
 mod control;
 mod dead;
 mod hot;
+mod lanes;
 mod options;
 mod redact;
 mod scripts;

@@ -49,7 +49,7 @@ impl RedisOptions {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            pool_size: 16,
+            pool_size: 4,
             blocking_pool_size: 64,
             key_prefix: "skiff".into(),
             clock: system_clock(),
@@ -60,8 +60,9 @@ impl RedisOptions {
         }
     }
 
-    /// Connections for ordinary commands (default 16). Each is multiplexed, but is held by one
-    /// operation at a time.
+    /// Connections for ordinary commands (default 4). Each is multiplexed: every concurrent
+    /// call pipelines its commands on one of them (round-robin), so a few serve any number of
+    /// callers.
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = size;
         self

@@ -18,6 +18,7 @@ use queue_core::{Clock, Envelope, Result, Storage, TaskId};
 use redis::aio::ConnectionLike;
 use redis::{AsyncConnectionConfig, FromRedisValue, IntoConnectionInfo, Script, ScriptInvocation};
 
+use crate::lanes::{Lane, Lanes};
 use crate::options::RedisOptions;
 use crate::redact::Redactor;
 use crate::scripts::Scripts;
@@ -40,7 +41,7 @@ use crate::scripts::Scripts;
 /// # let _ = queue; Ok(()) }
 /// ```
 pub struct RedisStorage {
-    pub(crate) pool: Pool,
+    pub(crate) lanes: Lanes,
     pub(crate) blocking: Pool,
     pub(crate) scripts: Scripts,
     pub(crate) clock: Arc<dyn Clock>,
@@ -56,7 +57,8 @@ impl fmt::Debug for RedisStorage {
         f.debug_struct("RedisStorage")
             .field("url", &self.redactor.url())
             .field("prefix", &self.prefix)
-            .field("pool", &self.pool.status())
+            .field("lanes", &self.lanes.len())
+            .field("connected", &self.lanes.connected())
             .finish_non_exhaustive()
     }
 }
@@ -123,11 +125,16 @@ impl RedisStorage {
                 .build()
                 .map_err(|e| redactor.error("building the connection pool", e))
         };
-        let pool = build(options.pool_size, Some(options.response_timeout))?;
+        let client = redis::Client::open(info.clone())
+            .map_err(|e| redactor.error("configuring the Redis client", e))?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(options.connect_timeout))
+            .set_response_timeout(Some(options.response_timeout));
+        let lanes = Lanes::new(client, config, options.pool_size);
         // Blocking commands wait as long as they were told to; the caller bounds them.
         let blocking = build(options.blocking_pool_size, None)?;
         let store = Self {
-            pool,
+            lanes,
             blocking,
             scripts: Scripts::new(),
             clock: options.clock,
@@ -155,12 +162,12 @@ impl RedisStorage {
         to_millis(self.clock.now())
     }
 
-    /// A pooled connection for ordinary commands.
-    pub(crate) async fn conn(&self) -> Result<deadpool_redis::Connection> {
-        self.pool
+    /// A shared multiplexed connection for ordinary commands (see the `lanes` module).
+    pub(crate) async fn conn(&self) -> Result<Lane> {
+        self.lanes
             .get()
             .await
-            .map_err(|e| self.redactor.error("getting a connection", e))
+            .map_err(|e| self.redactor.error("connecting", e))
     }
 
     /// Starts a script call with the arguments every script takes: prefix and now.
@@ -177,7 +184,13 @@ impl RedisStorage {
         what: &str,
     ) -> Result<T> {
         let mut conn = self.conn().await?;
-        self.run_on(&mut *conn, inv, what).await
+        match inv.invoke_async(&mut *conn).await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.lanes.failed(conn.lane, &e).await;
+                Err(self.redactor.error(what, e))
+            }
+        }
     }
 
     pub(crate) async fn run_on<T: FromRedisValue>(
@@ -194,9 +207,13 @@ impl RedisStorage {
     /// Runs a plain command.
     pub(crate) async fn cmd<T: FromRedisValue>(&self, cmd: &redis::Cmd, what: &str) -> Result<T> {
         let mut conn = self.conn().await?;
-        cmd.query_async(&mut *conn)
-            .await
-            .map_err(|e| self.redactor.error(what, e))
+        match cmd.query_async(&mut *conn).await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.lanes.failed(conn.lane, &e).await;
+                Err(self.redactor.error(what, e))
+            }
+        }
     }
 
     pub(crate) fn key(&self, rest: &str) -> String {

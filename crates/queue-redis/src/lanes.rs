@@ -1,0 +1,105 @@
+//! Shared multiplexed connections for ordinary (non-blocking) commands.
+//!
+//! A `redis` multiplexed connection pipelines the requests of every task that holds a clone of
+//! it, so a few connections serve any number of concurrent calls: 64 producers calling
+//! `enqueue` at once share round trips and system calls instead of queueing for a pooled
+//! connection. Taking a lane costs nothing on the wire (a pool would `PING` each connection it
+//! hands out, one extra round trip per call).
+//!
+//! Calls spread over the lanes round-robin. A lane connects on first use; when a call on it
+//! fails in a way that means the connection is gone (I/O error, dropped connection, timeout),
+//! the lane is emptied and the next call on it connects again, so the store recovers after a
+//! server restart without help.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, RedisError};
+use tokio::sync::Mutex;
+
+/// See the [module docs](self).
+pub(crate) struct Lanes {
+    client: Client,
+    config: AsyncConnectionConfig,
+    lanes: Vec<Mutex<Option<MultiplexedConnection>>>,
+    next: AtomicUsize,
+}
+
+/// A connection taken from lane `lane`: a clone of its multiplexed connection.
+pub(crate) struct Lane {
+    pub(crate) lane: usize,
+    pub(crate) conn: MultiplexedConnection,
+}
+
+impl std::ops::Deref for Lane {
+    type Target = MultiplexedConnection;
+    fn deref(&self) -> &MultiplexedConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Lane {
+    fn deref_mut(&mut self) -> &mut MultiplexedConnection {
+        &mut self.conn
+    }
+}
+
+impl Lanes {
+    pub(crate) fn new(client: Client, config: AsyncConnectionConfig, count: usize) -> Self {
+        Self {
+            client,
+            config,
+            lanes: (0..count.max(1)).map(|_| Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// How many lanes there are.
+    pub(crate) fn len(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// The next lane's connection, connecting it if needed.
+    pub(crate) async fn get(&self) -> Result<Lane, RedisError> {
+        let lane = self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
+        let mut slot = self.lanes[lane].lock().await;
+        if let Some(conn) = slot.as_ref() {
+            return Ok(Lane {
+                lane,
+                conn: conn.clone(),
+            });
+        }
+        let conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        *slot = Some(conn.clone());
+        Ok(Lane { lane, conn })
+    }
+
+    /// Empties `lane` if `err` means its connection is gone.
+    pub(crate) async fn failed(&self, lane: usize, err: &RedisError) {
+        if broken(err) {
+            if let Some(slot) = self.lanes.get(lane) {
+                *slot.lock().await = None;
+            }
+        }
+    }
+
+    /// How many lanes hold a connection now.
+    pub(crate) fn connected(&self) -> usize {
+        self.lanes
+            .iter()
+            .filter(|l| l.try_lock().map(|g| g.is_some()).unwrap_or(true))
+            .count()
+    }
+}
+
+/// Whether an error means the connection cannot be used again.
+fn broken(err: &RedisError) -> bool {
+    err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_unrecoverable_error()
+        || err.is_timeout()
+        || err.is_connection_refusal()
+}
