@@ -5,7 +5,7 @@
 //! embedded SQLite file (the default) or Redis. Delivery is at-least-once: a task leaves the
 //! store only when its outcome is written, so a worker that dies loses nothing.
 //!
-//! ```no_run
+//! ```
 //! use std::time::Duration;
 //! use skiff::prelude::*;
 //!
@@ -14,15 +14,17 @@
 //!     Ok(a + b)
 //! }
 //!
-//! # async fn demo() -> Result<(), skiff::Error> {
-//! let queue = Queue::connect("sqlite://skiff.db").await?;
-//! let handle = add(2, 3).enqueue(&queue).await?;
+//! #[tokio::main]
+//! async fn main() -> Result<(), skiff::Error> {
+//!     let queue = Queue::connect("sqlite::memory:").await?; // or "sqlite://skiff.db", "redis://…"
+//!     let handle = add(2, 3).enqueue(&queue).await?;
 //!
-//! let consumer = Consumer::builder(queue.clone()).workers(8).register(add).build()?;
-//! let running = consumer.spawn();
-//! assert_eq!(handle.get(Duration::from_secs(5)).await?, 5);
-//! running.shutdown(Duration::from_secs(5)).await?;
-//! # Ok(()) }
+//!     let consumer = Consumer::builder(queue.clone()).workers(8).register(add).build()?;
+//!     let running = consumer.spawn();
+//!     assert_eq!(handle.get(Duration::from_secs(5)).await?, 5);
+//!     running.shutdown(Duration::from_secs(5)).await?;
+//!     Ok(())
+//! }
 //! ```
 //!
 //! The crates behind it: `queue-core` (envelope, Storage trait, typed tasks), `queue-runtime`
@@ -71,9 +73,11 @@ pub mod prelude {
 ///
 /// # Examples
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), skiff::Error> {
-/// let queue = skiff::connect("sqlite://skiff.db").await?;
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), skiff::Error> {
+/// let queue = skiff::connect("sqlite::memory:").await?;
+/// assert_eq!(queue.counts().await?.ready, 0);
 /// # Ok(()) }
 /// ```
 pub async fn connect(url: &str) -> Result<Queue> {

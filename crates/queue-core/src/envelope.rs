@@ -263,9 +263,10 @@ pub fn msgpack_to_json(bytes: &[u8]) -> serde_json::Value {
     }
 }
 
-/// Encodes a value as msgpack, the format of task arguments and results.
+/// Encodes a value as msgpack, the format of task arguments and results. Structs are maps
+/// with field names, so admin tools can show stored values without the task code.
 pub fn to_msgpack<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    rmp_serde::to_vec(value).map_err(|e| Error::encode("value", e))
+    rmp_serde::to_vec_named(value).map_err(|e| Error::encode("value", e))
 }
 
 /// Decodes a msgpack value written by [`to_msgpack`].

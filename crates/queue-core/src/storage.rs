@@ -151,7 +151,7 @@ pub enum StoredResult {
 impl StoredResult {
     /// Encodes the result for a store.
     pub fn encode(&self) -> Result<Vec<u8>> {
-        rmp_serde::to_vec(self).map_err(|e| Error::encode("result", e))
+        rmp_serde::to_vec_named(self).map_err(|e| Error::encode("result", e))
     }
 
     /// Decodes what [`StoredResult::encode`] wrote.
