@@ -20,37 +20,8 @@ fn aof_server() -> RedisServer {
 #[test]
 fn redis_survives_kill_9_of_workers() {
     let server = aof_server();
-    let url = server.url();
-    let dir = tempfile::tempdir().unwrap();
-    let record = dir.path().join("record.txt");
-
-    let out = soak::run(
-        &url,
-        &[
-            "enqueue",
-            "--count",
-            "10000",
-            "--batch",
-            "500",
-            "--sleep-ms",
-            "20",
-        ],
-    );
-    assert!(out.contains("\"enqueued\":10000"), "{out}");
-
-    let done_before_drain = soak::kill_restart_drain(&url, &record, 3, Duration::from_millis(700));
-    assert!(
-        done_before_drain < 10_000,
-        "the kills should interrupt the run"
-    );
-
-    let duplicates = soak::assert_all_done(&record, 0..10_000);
-    let stats = soak::stats(&url);
-    for key in ["ready", "scheduled", "leased", "dead"] {
-        assert_eq!(stats[key], 0, "{key} should be 0 after the drain: {stats}");
-    }
+    let duplicates = soak::kill_9_scenario(&server.url());
     eprintln!("redis: duplicates after 3 kills: {duplicates}");
-    assert!(duplicates <= 3 * 200, "too many duplicates: {duplicates}");
 }
 
 #[test]
@@ -96,8 +67,5 @@ fn redis_restart_mid_run_loses_nothing() {
     soak::wait_success(worker, Duration::from_secs(300));
 
     soak::assert_all_done(&record, 0..3000);
-    let stats = soak::stats(&url);
-    for key in ["ready", "scheduled", "leased", "dead"] {
-        assert_eq!(stats[key], 0, "{key} should be 0 after the run: {stats}");
-    }
+    soak::assert_drained(&url);
 }
