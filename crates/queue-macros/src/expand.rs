@@ -35,6 +35,15 @@ pub(crate) fn expand(opts: TaskOptions, item: ItemFn) -> syn::Result<TokenStream
     };
     check_signature(&item)?;
     let (has_context, args) = arguments(&opts, &item)?;
+    if let (Some((_, span)), Some(first)) = (&opts.periodic, args.first()) {
+        let mut err = syn::Error::new_spanned(
+            &first.ty,
+            "a periodic task takes no arguments (the consumer enqueues it by itself, with \
+             nothing to pass); only a first `TaskContext` with `#[task(context)]` is allowed",
+        );
+        err.combine(syn::Error::new(*span, "the task is periodic here"));
+        return Err(err);
+    }
     let returns = returns(&item.sig.output);
 
     let ItemFn {
@@ -152,6 +161,16 @@ fn options_fn(opts: &TaskOptions, krate: &TokenStream) -> TokenStream {
     if let Some(ms) = opts.expires {
         let d = millis(ms);
         setters.push(quote!(.expires(#d)));
+    }
+    if let Some((cron, _)) = &opts.periodic {
+        setters.push(quote!(.periodic(#cron)));
+    }
+    if let Some(lock) = &opts.lock {
+        setters.push(quote!(.lock(#lock)));
+    }
+    if let Some((limit, ms)) = opts.rate_limit {
+        let per = millis(ms);
+        setters.push(quote!(.rate_limit(#krate::task::RateLimit { limit: #limit, per: #per })));
     }
     quote!(#krate::TaskOptions::new() #(#setters)*)
 }

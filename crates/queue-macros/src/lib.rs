@@ -65,14 +65,41 @@
 //! | `timeout = "30s"` | time limit of one attempt | none |
 //! | `expires = "1h"` | dropped if not started this long after enqueue | never |
 //! | `queue = "emails"` | the queue | `"default"` |
+//! | `periodic = "0 */5 * * * *"` | cron expression, seconds first: consumers enqueue the task on it, once per fire across the cluster; the task takes no arguments | not periodic |
+//! | `lock = "reports"` | a store-wide lock held while the task runs; a task finding it taken runs later | none |
+//! | `rate_limit = "100/s"` | at most N runs per second (`/s`), minute (`/m`) or hour (`/h`) across every process; over-limit tasks run later | none |
 //! | `context` | flag: the first parameter is a `TaskContext`, not an argument | off |
 //! | `crate = "path"` | where Skiff is, for use inside its own workspace | `::skiff` |
 //!
 //! Durations are strings of a number and a unit — `ms`, `s`, `m`, `h`, `d` — possibly chained
-//! (`"1h30m"`), checked when the macro runs. Unknown or repeated options, values of the wrong
-//! type, a bad duration, a `context` flag without a `TaskContext` first parameter, a `self`
+//! (`"1h30m"`), checked when the macro runs, as are cron expressions (a bad one is an error
+//! naming the field) and rate limits. Unknown or repeated options, values of the wrong type, a
+//! bad duration, cron expression or rate limit, a periodic task with arguments, a `context` flag without a `TaskContext` first parameter, a `self`
 //! receiver, generics, and parameters that are patterns rather than names are compile errors
 //! that point at the offending tokens.
+//!
+//! ```
+//! # extern crate queue_core as skiff;
+//! # use queue_macros::task;
+//! use skiff::{Task, TaskContext, TaskError};
+//!
+//! /// Every five minutes, once across every consumer of the store.
+//! #[task(context, periodic = "0 */5 * * * *")]
+//! async fn sweep(ctx: TaskContext) -> Result<(), TaskError> {
+//!     println!("sweep for the fire at {}", ctx.enqueued_at);
+//!     Ok(())
+//! }
+//!
+//! /// One at a time across the cluster, at most 10 a second.
+//! #[task(lock = "ledger", rate_limit = "10/s")]
+//! async fn post_entry(amount: i64) -> Result<i64, TaskError> {
+//!     Ok(amount)
+//! }
+//!
+//! assert_eq!(sweep::options().periodic.as_deref(), Some("0 */5 * * * *"));
+//! assert_eq!(post_entry::options().lock.as_deref(), Some("ledger"));
+//! assert_eq!(post_entry::options().rate_limit.map(|r| r.limit), Some(10));
+//! ```
 //!
 //! # Attributes on the function
 //!
