@@ -71,3 +71,51 @@ fn sqlite_poison_and_transient_failures() {
     assert_eq!(stats["ready"], 0);
     assert_eq!(stats["leased"], 0);
 }
+
+#[test]
+fn sqlite_several_producers_and_workers_on_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("shared.db").display());
+    let record = dir.path().join("record.txt");
+    let rec = record.to_str().unwrap();
+    let log = |name: &str| dir.path().join(name);
+
+    // Two producers enqueue one task per call while three workers consume.
+    let producers = [
+        soak::spawn_logged(
+            &url,
+            &["enqueue", "--count", "2500", "--start", "0"],
+            &log("p0.log"),
+        ),
+        soak::spawn_logged(
+            &url,
+            &["enqueue", "--count", "2500", "--start", "2500"],
+            &log("p1.log"),
+        ),
+    ];
+    let worker_args = [
+        "work",
+        "--concurrency",
+        "8",
+        "--record",
+        rec,
+        "--exit-when-idle-ms",
+        "3000",
+    ];
+    let workers: Vec<_> = (0..3)
+        .map(|i| soak::spawn_logged(&url, &worker_args, &log(&format!("w{i}.log"))))
+        .collect();
+    for child in producers.into_iter().chain(workers) {
+        soak::wait_success(child, Duration::from_secs(300));
+    }
+
+    soak::assert_all_done(&record, 0..5000);
+    soak::assert_drained(&url);
+    for name in ["p0.log", "p1.log", "w0.log", "w1.log", "w2.log"] {
+        let text = std::fs::read_to_string(log(name)).unwrap();
+        assert!(
+            !text.contains("locked"),
+            "{name} reported a locked database:\n{text}"
+        );
+    }
+}

@@ -51,6 +51,18 @@ pub fn spawn_worker(url: &str, args: &[&str]) -> Child {
         .expect("spawn soak worker")
 }
 
+/// Starts `soak URL args...` in the background with its stderr written to `stderr_to`.
+pub fn spawn_logged(url: &str, args: &[&str], stderr_to: &Path) -> Child {
+    let log = std::fs::File::create(stderr_to).expect("create a log file");
+    Command::new(soak_binary())
+        .arg(url)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn soak")
+}
+
 /// Waits for a child to exit successfully within `limit`; kills it and panics otherwise.
 pub fn wait_success(mut child: Child, limit: Duration) {
     let start = Instant::now();
