@@ -33,12 +33,16 @@
 //!   (watch channels). Across processes, waiters run a cheap indexed probe every
 //!   [`poll_interval`](SqliteOptions::poll_interval) (25 ms by default), and sleep no longer
 //!   than until the next eta or lease expiry.
+//! * **Checkpoints** of the WAL run in the background every 250 ms on a read connection
+//!   (`PRAGMA wal_checkpoint(PASSIVE)`), never inside a commit, so no enqueue or claim waits
+//!   for the copy and its fsync.
 //! * **Time** comes from the store's [`Clock`](queue_core::Clock), bound into SQL as
 //!   milliseconds; SQLite's own clock is never read.
 
 #![doc(test(attr(deny(warnings))))]
 
 mod admin;
+mod checkpoint;
 mod complete;
 mod control;
 mod enqueue;
@@ -152,6 +156,7 @@ impl SqliteStorage {
         let opened = schema::open(&options).await?;
         let shared = Arc::new(Shared::new(options.clock.clone()));
         let writer = Writer::spawn(opened.writer, shared.clone(), options.max_batch);
+        checkpoint::spawn(opened.pool.clone(), Arc::downgrade(&shared));
         Ok(Self {
             shared,
             writer,

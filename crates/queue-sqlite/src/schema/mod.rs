@@ -70,7 +70,15 @@ pub(crate) async fn open(options: &SqliteOptions) -> Result<Opened> {
     let writer_options = base
         .clone()
         .journal_mode(SqliteJournalMode::Wal)
-        .pragma("cache_size", "-32768");
+        .pragma("cache_size", "-32768")
+        // RETURNING rows stream from SQLite's thread one by one; room for a whole claim or
+        // completion batch keeps that thread from stopping to wait for the reader.
+        .row_buffer_size(4096)
+        // Checkpoints run in the background (see the `checkpoint` module).
+        .pragma(
+            "wal_autocheckpoint",
+            crate::checkpoint::BACKSTOP_PAGES.to_string(),
+        );
 
     let mut writer = connect_retrying(&writer_options, &shown).await?;
     migrate::migrate(&mut writer, &shown).await?;
