@@ -99,6 +99,13 @@ async fn soak_task(
     Ok(n)
 }
 
+/// The periodic task of `work --periodic-every-secs S`: records its fire time, which the
+/// ticker passes as the task's `enqueued_at`.
+#[skiff::task(context)]
+async fn soak_cron(ctx: TaskContext) -> Result<(), TaskError> {
+    record(&format!("cron {}\n", ctx.enqueued_at.timestamp()))
+}
+
 /// Appends one line with a single `write` on an O_APPEND file, so `kill -9` never leaves half
 /// a line.
 fn record(line: &str) -> Result<(), TaskError> {
@@ -211,16 +218,16 @@ async fn work(
     periodic_every_secs: Option<u64>,
     exit_when_idle_ms: Option<u64>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    if periodic_every_secs.is_some() {
-        return Err(
-            "--periodic-every-secs needs periodic tasks, which this build does not have yet".into(),
-        );
-    }
-    let consumer = Consumer::builder(queue.clone())
+    let mut builder = Consumer::builder(queue.clone())
         .workers(concurrency)
         .lease(lease)
-        .register(soak_task)
-        .build()?;
+        .register(soak_task);
+    if let Some(secs) = periodic_every_secs {
+        // Fires at every multiple of `secs` since the Unix epoch, once across all workers.
+        let every = skiff::Schedule::every(Duration::from_secs(secs.max(1)))?;
+        builder = builder.periodic_task(soak_cron, every);
+    }
+    let consumer = builder.build()?;
     let running = consumer.spawn();
     match exit_when_idle_ms {
         Some(idle_ms) => {
