@@ -2,8 +2,8 @@
 //!
 //! Every [`Storage`] implementation must keep the same delivery contract (see the
 //! [`storage`](crate::storage) module docs): order, leases and fencing, poison tasks, atomic
-//! completions, results, unique keys, the dead-letter queue, locks, rate limits, revocation and
-//! introspection. This module checks it, once, for every backend.
+//! completions, results, unique keys, the dead-letter queue, locks (also as periodic claims),
+//! rate limits, revocation and introspection. This module checks it, once, for every backend.
 //!
 //! # Running the suite on a backend
 //!
@@ -49,6 +49,7 @@ mod delivery;
 mod dlq;
 mod introspection;
 mod outcomes;
+mod periodic;
 mod poison;
 mod results;
 mod unique;
@@ -59,6 +60,7 @@ pub use delivery::*;
 pub use dlq::*;
 pub use introspection::*;
 pub use outcomes::*;
+pub use periodic::*;
 pub use poison::*;
 pub use results::*;
 pub use unique::*;
@@ -240,6 +242,10 @@ macro_rules! __conformance_tests {
             __case!(revoke_once_and_until);
             __case!(locks_have_owners_and_ttls);
             __case!(rate_limit_fixed_window);
+            // periodic claims and task locks
+            __case!(tick_claim_is_exclusive_until_its_ttl);
+            __case!(shared_owner_probes_a_lock);
+            __case!(derived_id_is_free_again_after_completion);
             // waiting
             __case!(wait_for_work_wakes_on_enqueue);
             __case!(wait_for_work_returns_when_work_is_ready);
