@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use skiff::prelude::QueueConnect as _;
 use support::soak;
 
 /// How many times each `cron T` line appears in the record file.
@@ -79,4 +80,56 @@ fn sqlite_three_workers_fire_each_second_once() {
 fn redis_three_workers_fire_each_second_once() {
     let server = queue_redis::testing::RedisServer::start();
     three_workers_fire_each_second_once(&server.url());
+}
+
+/// Returns when it started, in Unix milliseconds.
+#[skiff::task]
+async fn started_at() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Lateness of delayed tasks (start − eta) on a store: 200 tasks with a 200 ms delay,
+/// enqueued one every 5 ms so their etas are spread out; prints p50/p99/max.
+async fn measure_lateness(queue: skiff::Queue, label: &str) {
+    use skiff::{Consumer, Task as _};
+    let running = Consumer::builder(queue.clone())
+        .workers(32)
+        .register(started_at)
+        .build()
+        .unwrap()
+        .spawn();
+    let mut pending = Vec::new();
+    for _ in 0..200 {
+        let eta = chrono::Utc::now() + chrono::TimeDelta::milliseconds(200);
+        let h = started_at::call(()).eta(eta).enqueue(&queue).await.unwrap();
+        pending.push((eta.timestamp_millis(), h));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut late = Vec::new();
+    for (eta, h) in pending {
+        let started = h.get(Duration::from_secs(30)).await.unwrap();
+        assert!(started >= eta, "ran {} ms early", eta - started);
+        late.push(started - eta);
+    }
+    late.sort_unstable();
+    let pct = |p: usize| late[(late.len() * p / 100).min(late.len() - 1)];
+    eprintln!(
+        "{label}: lateness of 200 delayed tasks: p50 {} ms, p99 {} ms, max {} ms",
+        pct(50),
+        pct(99),
+        late[late.len() - 1]
+    );
+    running.shutdown(Duration::from_secs(10)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement; run with --ignored --nocapture"]
+async fn lateness_of_delayed_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("late.db").display());
+    measure_lateness(skiff::Queue::connect(&url).await.unwrap(), "sqlite").await;
+
+    let server = queue_redis::testing::RedisServer::start();
+    let store = queue_redis::RedisStorage::connect(&server.url()).await.unwrap();
+    measure_lateness(skiff::Queue::new(std::sync::Arc::new(store)), "redis").await;
 }
