@@ -77,6 +77,27 @@ local function finish()
   for q, seq in pairs(seqs) do redis.call('SET', qkey(q, 'seq'), string.format('%d', seq)) end
 end
 
+-- Runs `cmd` with the fixed arguments `head` followed by the items of `list`, in calls of at
+-- most CHUNK items (never one `unpack` of an unbounded table). `step` keeps pairs together.
+local CHUNK = 512
+local function batched(head, list)
+  local n = #list
+  local s = 1
+  while s <= n do
+    local e = s + CHUNK - 1
+    if e > n then e = n end
+    local args = {}
+    for j = 1, #head do args[j] = head[j] end
+    local k = #head
+    for j = s, e do
+      k = k + 1
+      args[k] = list[j]
+    end
+    redis.call(unpack(args))
+    s = e + 1
+  end
+end
+
 -- Puts a pending, unleased task into ready or scheduled.
 local function place(q, id, pri, seq, run)
   if run <= NOW then
