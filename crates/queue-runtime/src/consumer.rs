@@ -18,6 +18,7 @@ use crate::builder::{Config, ConsumerBuilder};
 use crate::events::{Event, Events};
 use crate::executor::Executor;
 use crate::fetcher::Fetcher;
+use crate::hooks::Hooks;
 use crate::inflight::{Handoff, InFlight, Stats};
 use crate::limits::limits_of;
 use crate::periodic::{Periodic, Ticker};
@@ -40,6 +41,7 @@ pub struct Consumer {
     config: Arc<Config>,
     events: Events,
     periodic: Vec<Periodic>,
+    hooks: Arc<Hooks>,
 }
 
 impl fmt::Debug for Consumer {
@@ -85,6 +87,7 @@ impl Consumer {
         registry: Registry,
         config: Config,
         periodic: Vec<Periodic>,
+        hooks: Hooks,
     ) -> Self {
         Self {
             queue,
@@ -92,6 +95,7 @@ impl Consumer {
             config: Arc::new(config),
             events: Events::new(),
             periodic,
+            hooks: Arc::new(hooks),
         }
     }
 
@@ -220,6 +224,16 @@ impl Consumer {
             tasks = ?self.registry.names(), "consumer starting"
         );
 
+        let events_done = CancellationToken::new();
+        let mut event_feed = (!self.hooks.events.is_empty()).then(|| {
+            AbortOnDropHandle::new(tokio::spawn(Hooks::feed(
+                self.hooks.events.clone(),
+                self.events.subscribe(),
+                events_done.clone(),
+            )))
+        });
+        Hooks::life(&self.hooks.startup).await;
+
         let give_up = CancellationToken::new();
         let mut acker = AbortOnDropHandle::new(tokio::spawn(
             Acker {
@@ -276,6 +290,7 @@ impl Consumer {
                 inflight: inflight.clone(),
                 lease: config.lease,
                 limits: Arc::new(limits_of(&self.registry)),
+                hooks: self.hooks.clone(),
             }),
             handoff: Handoff {
                 inflight: inflight.clone(),
@@ -314,6 +329,11 @@ impl Consumer {
             inflight.len() as u64
         });
         background.cancel();
+        Hooks::life(&self.hooks.shutdown).await;
+        events_done.cancel();
+        if let Some(feed) = event_feed.as_mut() {
+            let _ = feed.await;
+        }
 
         let report = ShutdownReport {
             completed: stats.finished.load(Ordering::Relaxed) - finished_before,

@@ -15,6 +15,8 @@
 //!   [`Event::Canceled`], [`Event::Revoked`], [`Event::Expired`], [`Event::UnknownTask`],
 //!   [`Event::Released`]) are sent once the outcome is written to the store, so a result is
 //!   readable when `Complete` arrives.
+//! * [`Event::Timeout`] with the [`Event::Error`] of an attempt that ran past its limit.
+//! * [`Event::Interrupted`] when a graceful shutdown stops a task and hands it back.
 //! * [`Event::Locked`] and [`Event::RateLimited`] when a task is put back without running
 //!   because its lock is held or its rate limit is reached (once that is written).
 //! * [`Event::Enqueued`] when the consumer's periodic ticker enqueues a fire.
@@ -112,8 +114,8 @@ pub enum Event {
         /// The unknown name.
         task: String,
     },
-    /// A running task was stopped by a shutdown and handed back to the queue for another
-    /// worker.
+    /// A task was handed back to the queue without running (the revocation check failed, or
+    /// a chord callback waits for its members).
     Released {
         /// The task.
         id: TaskId,
@@ -123,6 +125,23 @@ pub enum Event {
     /// The store refused a renewal or completion: this worker's lease ran out, and the task
     /// may have been delivered again elsewhere.
     Stale {
+        /// The task.
+        id: TaskId,
+        /// Its registered name.
+        task: String,
+    },
+    /// An attempt ran past its time limit (sent with the [`Event::Error`] of the attempt).
+    Timeout {
+        /// The task.
+        id: TaskId,
+        /// Its registered name.
+        task: String,
+        /// The limit it ran past.
+        timeout: Duration,
+    },
+    /// A task still running when a graceful shutdown's timeout ran out was stopped and handed
+    /// back to the queue for another worker.
+    Interrupted {
         /// The task.
         id: TaskId,
         /// Its registered name.
@@ -174,6 +193,8 @@ impl Event {
             | Self::UnknownTask { id, .. }
             | Self::Released { id, .. }
             | Self::Stale { id, .. }
+            | Self::Timeout { id, .. }
+            | Self::Interrupted { id, .. }
             | Self::Enqueued { id, .. }
             | Self::Locked { id, .. }
             | Self::RateLimited { id, .. } => *id,
@@ -194,6 +215,8 @@ impl Event {
             | Self::UnknownTask { task, .. }
             | Self::Released { task, .. }
             | Self::Stale { task, .. }
+            | Self::Timeout { task, .. }
+            | Self::Interrupted { task, .. }
             | Self::Enqueued { task, .. }
             | Self::Locked { task, .. }
             | Self::RateLimited { task, .. } => task,
@@ -214,6 +237,8 @@ impl Event {
             Self::UnknownTask { .. } => "unknown_task",
             Self::Released { .. } => "released",
             Self::Stale { .. } => "stale",
+            Self::Timeout { .. } => "timeout",
+            Self::Interrupted { .. } => "interrupted",
             Self::Enqueued { .. } => "enqueued",
             Self::Locked { .. } => "locked",
             Self::RateLimited { .. } => "rate_limited",

@@ -20,6 +20,7 @@ use queue_core::{
 use tokio::time::Instant;
 
 use crate::events::{Event, Events};
+use crate::hooks::Hooks;
 use crate::inflight::{InFlight, Slot};
 use crate::limits::{admit, Blocked, Limits};
 use crate::outcome::{
@@ -38,6 +39,7 @@ pub(crate) struct Executor {
     pub(crate) lease: Duration,
     /// Locks and rate limits by task name.
     pub(crate) limits: Arc<HashMap<&'static str, Limits>>,
+    pub(crate) hooks: Arc<Hooks>,
 }
 
 /// What an execution decided, and the event that reports it if not the outcome's own.
@@ -161,6 +163,20 @@ impl Executor {
                 }
             }
         };
+        if let Err(err) = self.hooks.before(&ctx).await {
+            if let Some(held) = held {
+                held.release().await;
+            }
+            let failure = TaskFailure::new(
+                FailureKind::Canceled,
+                format!("canceled by a pre_execute hook: {}", err.message()),
+                env.attempt,
+            );
+            let outcome = Outcome::Drop { failure };
+            self.hooks.after(&ctx, &outcome);
+            return (outcome, Duration::ZERO).into();
+        }
+        let post_ctx = (!self.hooks.post.is_empty()).then(|| ctx.clone());
         let body = match kind.start(ctx, args) {
             Ok(body) => body,
             Err(e) => return not_run(FailureKind::Undecodable, e.to_string()),
@@ -177,9 +193,13 @@ impl Executor {
         if let Some(held) = held {
             held.release().await;
         }
-        match ran {
-            Ok(result) => (Outcome::Success { result }, duration).into(),
+        let outcome = match ran {
+            Ok(result) => Outcome::Success { result },
             Err(failed) => {
+                let timed_out = match failed {
+                    Failed::TimedOut(limit) => Some(limit),
+                    _ => None,
+                };
                 let (outcome, failure) =
                     judge_failure(env, failed, self.clock.now(), random_unit());
                 tracing::warn!(%failure, "task attempt failed");
@@ -188,9 +208,20 @@ impl Executor {
                     task: env.task.clone(),
                     failure,
                 });
-                (outcome, duration).into()
+                if let Some(timeout) = timed_out {
+                    self.events.emit(Event::Timeout {
+                        id: env.id,
+                        task: env.task.clone(),
+                        timeout,
+                    });
+                }
+                outcome
             }
+        };
+        if let Some(ctx) = post_ctx {
+            self.hooks.after(&ctx, &outcome);
         }
+        (outcome, duration).into()
     }
 
     /// A task that may not run now goes back to the queue, reported by its own event.

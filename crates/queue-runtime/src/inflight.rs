@@ -207,9 +207,11 @@ impl Slot {
         self.handoff.stats.released.fetch_add(1, Ordering::Relaxed);
         let eta = self.handoff.clock.now();
         let completion = Completion::new(self.lease, Outcome::Defer { eta }, None);
-        let event = Event::Released {
-            id: self.lease.id,
-            task: std::mem::take(&mut self.task),
+        let (id, task) = (self.lease.id, std::mem::take(&mut self.task));
+        let event = if self.handoff.stats.releasing.load(Ordering::SeqCst) {
+            Event::Interrupted { id, task }
+        } else {
+            Event::Released { id, task }
         };
         let _ = self.handoff.tx.send(Pending { completion, event });
     }

@@ -59,8 +59,11 @@
 //! * **Periodic tasks** ([`periodic`]): a ticker enqueues each fire of a [`Schedule`] once
 //!   across every consumer of the store.
 //! * **Stopping** ([`shutdown`]): see [`RunningConsumer::shutdown`].
-//! * **Observing** ([`events`]): a broadcast stream of [`Event`]s, and a `tracing` span per
-//!   execution (`task` with `id`, `task`, `attempt`, `queue`).
+//! * **Observing** ([`events`]): a broadcast stream of [`Event`]s (also as a `Stream`:
+//!   [`event_stream`], or a callback: `on_event`), and a `tracing` span per execution (`task`
+//!   with `id`, `task`, `attempt`, `queue`).
+//! * **Hooks** ([`hooks`]): `pre_execute` (may cancel a task), `post_execute`, `on_startup`,
+//!   `on_shutdown`.
 
 #![doc(test(attr(deny(warnings))))]
 
@@ -72,6 +75,7 @@ mod crontab;
 pub mod events;
 mod executor;
 mod fetcher;
+pub mod hooks;
 mod inflight;
 mod limits;
 mod outcome;
@@ -85,6 +89,7 @@ pub use chrono_tz::Tz;
 pub use consumer::Consumer;
 pub use crontab::{crontab, Crontab};
 pub use events::Event;
+pub use hooks::event_stream;
 pub use periodic::{IntoSchedule, MissedTicks};
 pub use schedule::Schedule;
 pub use shutdown::{RunningConsumer, ShutdownReport};

@@ -19,14 +19,14 @@ use queue_core::clock::{duration_millis, from_millis, to_millis};
 use queue_core::{Error, Result};
 
 /// The names of the fields of a cron expression, in order.
-const CRON_FIELDS: [&str; 7] = [
-    "second",
-    "minute",
-    "hour",
-    "day of month",
-    "month",
-    "day of week",
-    "year",
+const CRON_FIELDS: [(&str, &str); 7] = [
+    ("second", "0-59"),
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day of month", "1-31"),
+    ("month", "1-12 or JAN-DEC"),
+    ("day of week", "SUN-SAT, or 1-7 from Sunday"),
+    ("year", "1970-2100"),
 ];
 
 #[derive(Clone)]
@@ -213,10 +213,11 @@ pub(crate) fn parse_cron(expr: &str) -> std::result::Result<cron::Schedule, Stri
                 let probe: Vec<&str> = (0..fields.len())
                     .map(|j| if j == i { *field } else { "*" })
                     .collect();
-                if let Err(e) = cron::Schedule::from_str(&probe.join(" ")) {
+                if cron::Schedule::from_str(&probe.join(" ")).is_err() {
+                    let (name, range) = CRON_FIELDS[i];
                     return Err(format!(
-                        "invalid {} field `{field}` in cron expression `{text}`: {e}",
-                        CRON_FIELDS[i]
+                        "invalid {name} field `{field}` in cron expression `{text}`; expected \
+                         `*`, `*/n`, `a`, `a-b`, `a-b/n` or a list of those within {range}"
                     ));
                 }
             }

@@ -11,6 +11,7 @@ mod concurrency;
 mod events;
 mod failures;
 mod follow_ups;
+mod hooks;
 mod leases;
 mod limits;
 mod outage;

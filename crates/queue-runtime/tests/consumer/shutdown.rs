@@ -63,7 +63,7 @@ async fn shutdown_waits_for_short_tasks_and_releases_long_ones() {
         (2, 0),
         "long tasks are back, ready: {counts:?}"
     );
-    let seen = until_event(&mut events, |e| matches!(e, Event::Released { .. })).await;
+    let seen = until_event(&mut events, |e| matches!(e, Event::Interrupted { .. })).await;
     assert!(seen.iter().all(|e| !matches!(e, Event::Stale { .. })));
 
     // Another consumer picks them up at once.
