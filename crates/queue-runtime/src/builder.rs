@@ -8,12 +8,9 @@ use chrono_tz::Tz;
 use queue_core::task::erase;
 use queue_core::{ErasedTask, Error, Queue, Registry, Result, Task, TaskFn, DEFAULT_QUEUE};
 
-use crate::hooks::{life_hook, pre_hook, Hooks};
+use crate::hooks::Hooks;
 use crate::periodic::{IntoSchedule, MissedTicks, Periodic};
-use crate::Event;
 use crate::{Consumer, Schedule};
-use queue_core::{Outcome, TaskContext, TaskError};
-use std::future::Future;
 
 /// The shortest lease a consumer accepts.
 pub const MIN_LEASE: Duration = Duration::from_secs(1);
@@ -103,7 +100,7 @@ pub struct ConsumerBuilder {
     registry: Registry,
     config: Config,
     periodic: Vec<(Arc<dyn ErasedTask>, std::result::Result<Schedule, String>)>,
-    hooks: Hooks,
+    pub(crate) hooks: Hooks,
 }
 
 impl fmt::Debug for ConsumerBuilder {
@@ -284,91 +281,6 @@ impl ConsumerBuilder {
     /// it stops them and hands them back to the queue.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.config.shutdown_timeout = timeout;
-        self
-    }
-
-    /// Runs `hook` before each task body, with the task's context. An `Err` cancels the task:
-    /// it is dropped (result: a `Canceled` failure) with an [`Event::Canceled`], not retried.
-    /// See [`hooks`](crate::hooks).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use futures::future::BoxFuture;
-    /// # use queue_core::{Task, TaskContext, TaskError};
-    /// # struct Ping;
-    /// # impl Task for Ping {
-    /// #     const NAME: &'static str = "ping";
-    /// #     type Args = ();
-    /// #     type Output = ();
-    /// #     fn run(_: TaskContext, _: ()) -> BoxFuture<'static, Result<(), TaskError>> {
-    /// #         Box::pin(async { Ok(()) })
-    /// #     }
-    /// # }
-    /// use queue_core::Queue;
-    /// use queue_runtime::Consumer;
-    ///
-    /// let consumer = Consumer::builder(Queue::memory())
-    ///     .register_task::<Ping>()
-    ///     .pre_execute(|ctx| async move {
-    ///         if ctx.attempt > 10 {
-    ///             return Err(TaskError::cancel("too many attempts"));
-    ///         }
-    ///         Ok(())
-    ///     })
-    ///     .post_execute(|ctx, outcome| tracing::info!(task = ctx.task, ?outcome, "ran"))
-    ///     .on_startup(|| async { tracing::info!("warming caches") })
-    ///     .on_shutdown(|| async { tracing::info!("flushing metrics") })
-    ///     .on_event(|event| tracing::debug!(kind = event.kind(), "event"))
-    ///     .build()?;
-    /// # drop(consumer);
-    /// # Ok::<(), queue_core::Error>(())
-    /// ```
-    pub fn pre_execute<F, Fut>(mut self, hook: F) -> Self
-    where
-        F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), TaskError>> + Send + 'static,
-    {
-        self.hooks.pre.push(pre_hook(hook));
-        self
-    }
-
-    /// Calls `hook` with each run task's context and outcome, before the outcome is written.
-    pub fn post_execute<F>(mut self, hook: F) -> Self
-    where
-        F: Fn(&TaskContext, &Outcome) + Send + Sync + 'static,
-    {
-        self.hooks.post.push(Arc::new(hook));
-        self
-    }
-
-    /// Runs `hook` once when the consumer starts, before it fetches anything.
-    pub fn on_startup<F, Fut>(mut self, hook: F) -> Self
-    where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        self.hooks.startup.push(life_hook(hook));
-        self
-    }
-
-    /// Runs `hook` once when a graceful shutdown has finished (outcomes written).
-    pub fn on_shutdown<F, Fut>(mut self, hook: F) -> Self
-    where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        self.hooks.shutdown.push(life_hook(hook));
-        self
-    }
-
-    /// Calls `callback` with every [`Event`], on a task of its own: a slow callback never
-    /// slows execution (it misses events instead, with a warning).
-    pub fn on_event<F>(mut self, callback: F) -> Self
-    where
-        F: Fn(&Event) + Send + Sync + 'static,
-    {
-        self.hooks.events.push(Arc::new(callback));
         self
     }
 

@@ -26,6 +26,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::Event;
+use crate::ConsumerBuilder;
 
 pub(crate) type PreHook =
     Arc<dyn Fn(TaskContext) -> BoxFuture<'static, Result<(), TaskError>> + Send + Sync>;
@@ -103,6 +104,94 @@ impl Hooks {
         while let Ok(event) = rx.try_recv() {
             call(&event);
         }
+    }
+}
+
+/// The hook setters of the builder.
+impl ConsumerBuilder {
+    /// Runs `hook` before each task body, with the task's context. An `Err` cancels the task:
+    /// it is dropped (result: a `Canceled` failure) with an [`Event::Canceled`], not retried.
+    /// See the [module docs](self).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use futures::future::BoxFuture;
+    /// # use queue_core::{Task, TaskContext, TaskError};
+    /// # struct Ping;
+    /// # impl Task for Ping {
+    /// #     const NAME: &'static str = "ping";
+    /// #     type Args = ();
+    /// #     type Output = ();
+    /// #     fn run(_: TaskContext, _: ()) -> BoxFuture<'static, Result<(), TaskError>> {
+    /// #         Box::pin(async { Ok(()) })
+    /// #     }
+    /// # }
+    /// use queue_core::Queue;
+    /// use queue_runtime::Consumer;
+    ///
+    /// let consumer = Consumer::builder(Queue::memory())
+    ///     .register_task::<Ping>()
+    ///     .pre_execute(|ctx| async move {
+    ///         if ctx.attempt > 10 {
+    ///             return Err(TaskError::cancel("too many attempts"));
+    ///         }
+    ///         Ok(())
+    ///     })
+    ///     .post_execute(|ctx, outcome| tracing::info!(task = ctx.task, ?outcome, "ran"))
+    ///     .on_startup(|| async { tracing::info!("warming caches") })
+    ///     .on_shutdown(|| async { tracing::info!("flushing metrics") })
+    ///     .on_event(|event| tracing::debug!(kind = event.kind(), "event"))
+    ///     .build()?;
+    /// # drop(consumer);
+    /// # Ok::<(), queue_core::Error>(())
+    /// ```
+    pub fn pre_execute<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), TaskError>> + Send + 'static,
+    {
+        self.hooks.pre.push(pre_hook(hook));
+        self
+    }
+
+    /// Calls `hook` with each run task's context and outcome, before the outcome is written.
+    pub fn post_execute<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&TaskContext, &Outcome) + Send + Sync + 'static,
+    {
+        self.hooks.post.push(Arc::new(hook));
+        self
+    }
+
+    /// Runs `hook` once when the consumer starts, before it fetches anything.
+    pub fn on_startup<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.startup.push(life_hook(hook));
+        self
+    }
+
+    /// Runs `hook` once when a graceful shutdown has finished (outcomes written).
+    pub fn on_shutdown<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.shutdown.push(life_hook(hook));
+        self
+    }
+
+    /// Calls `callback` with every [`Event`], on a task of its own: a slow callback never
+    /// slows execution (it misses events instead, with a warning).
+    pub fn on_event<F>(mut self, callback: F) -> Self
+    where
+        F: Fn(&Event) + Send + Sync + 'static,
+    {
+        self.hooks.events.push(Arc::new(callback));
+        self
     }
 }
 
