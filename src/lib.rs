@@ -58,7 +58,7 @@ pub use queue_redis as redis;
 pub mod prelude {
     pub use crate::QueueConnect;
     pub use queue_core::{Queue, Task, TaskContext, TaskError, TaskHandle};
-    pub use queue_runtime::Consumer;
+    pub use queue_runtime::{crontab, Consumer, Schedule};
 
     #[cfg(feature = "macros")]
     pub use queue_macros::task;

@@ -92,11 +92,12 @@ pub fn stats(url: &str) -> serde_json::Value {
     serde_json::from_str(line.trim()).expect("stats prints one JSON line")
 }
 
-/// How many times each `done <n>` line appears in the record file.
+/// How many times each `done <n>` line appears in the record file (`cron <T>` lines of
+/// periodic fires are skipped).
 pub fn done_counts(record: &Path) -> BTreeMap<u64, u32> {
     let text = std::fs::read_to_string(record).unwrap_or_default();
     let mut counts = BTreeMap::new();
-    for line in text.lines() {
+    for line in text.lines().filter(|l| !l.starts_with("cron ")) {
         let n = line
             .strip_prefix("done ")
             .and_then(|n| n.parse::<u64>().ok())

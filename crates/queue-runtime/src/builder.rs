@@ -60,7 +60,7 @@ pub fn default_workers() -> usize {
 /// | [`lease`](Self::lease) | 30 s, renewed every lease/3 |
 /// | [`result_ttl`](Self::result_ttl) | 7 days |
 /// | [`ack_batch`](Self::ack_batch) | 128 outcomes or 5 ms |
-/// | [`poll_interval`](Self::poll_interval) | 1 s |
+/// | [`poll_interval`](Self::poll_interval) | 5 s |
 /// | [`periodic`](Self::periodic) | `true` |
 /// | [`missed_ticks`](Self::missed_ticks) | [`MissedTicks::RunLatest`] |
 /// | [`time_zone`](Self::time_zone) | UTC |
@@ -124,7 +124,7 @@ impl ConsumerBuilder {
                 result_ttl: Some(Duration::from_secs(7 * 24 * 3600)),
                 ack_batch: 128,
                 ack_delay: Duration::from_millis(5),
-                poll_interval: Duration::from_secs(1),
+                poll_interval: Duration::from_secs(5),
                 periodic: true,
                 missed_ticks: MissedTicks::default(),
                 time_zone: Tz::UTC,
