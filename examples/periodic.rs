@@ -14,14 +14,20 @@ use skiff::{crontab, Schedule};
 /// Every two seconds (cron with a seconds field), checked at compile time.
 #[skiff::task(context, periodic = "*/2 * * * * *")]
 async fn every_two_seconds(ctx: TaskContext) -> Result<(), TaskError> {
-    println!("every_two_seconds fired for {}", ctx.enqueued_at.format("%H:%M:%S"));
+    println!(
+        "every_two_seconds fired for {}",
+        ctx.enqueued_at.format("%H:%M:%S")
+    );
     Ok(())
 }
 
 /// Scheduled below with `crontab()`: every second of every minute, Monday to Sunday.
 #[skiff::task(context)]
 async fn heartbeat(ctx: TaskContext) -> Result<(), TaskError> {
-    println!("heartbeat         fired for {}", ctx.enqueued_at.format("%H:%M:%S"));
+    println!(
+        "heartbeat         fired for {}",
+        ctx.enqueued_at.format("%H:%M:%S")
+    );
     Ok(())
 }
 
@@ -29,7 +35,10 @@ async fn heartbeat(ctx: TaskContext) -> Result<(), TaskError> {
 /// too, which a cron expression cannot say).
 #[skiff::task(context)]
 async fn every_three(ctx: TaskContext) -> Result<(), TaskError> {
-    println!("every_three       fired for {}", ctx.enqueued_at.format("%H:%M:%S"));
+    println!(
+        "every_three       fired for {}",
+        ctx.enqueued_at.format("%H:%M:%S")
+    );
     Ok(())
 }
 

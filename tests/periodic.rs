@@ -44,7 +44,14 @@ fn three_workers_fire_each_second_once(url: &str) {
     let record = dir.path().join("record.txt");
     let rec = record.to_str().unwrap();
     soak::run(url, &["stats"]); // creates the store before the workers race to
-    let args = ["--concurrency", "4", "--record", rec, "--periodic-every-secs", "1"];
+    let args = [
+        "--concurrency",
+        "4",
+        "--record",
+        rec,
+        "--periodic-every-secs",
+        "1",
+    ];
     let workers: Vec<_> = (0..3)
         .map(|_| {
             let w = soak::spawn_worker(url, &args);
@@ -65,8 +72,15 @@ fn three_workers_fire_each_second_once(url: &str) {
         _ => panic!("no fire recorded"),
     };
     let missing: Vec<i64> = (first..=last).filter(|t| !counts.contains_key(t)).collect();
-    assert!(missing.is_empty(), "fires missing between {first} and {last}: {missing:?}");
-    assert!(counts.len() >= 4, "only {} fires in about 5.6 s", counts.len());
+    assert!(
+        missing.is_empty(),
+        "fires missing between {first} and {last}: {missing:?}"
+    );
+    assert!(
+        counts.len() >= 4,
+        "only {} fires in about 5.6 s",
+        counts.len()
+    );
 }
 
 #[test]
@@ -130,6 +144,8 @@ async fn lateness_of_delayed_tasks() {
     measure_lateness(skiff::Queue::connect(&url).await.unwrap(), "sqlite").await;
 
     let server = queue_redis::testing::RedisServer::start();
-    let store = queue_redis::RedisStorage::connect(&server.url()).await.unwrap();
+    let store = queue_redis::RedisStorage::connect(&server.url())
+        .await
+        .unwrap();
     measure_lateness(skiff::Queue::new(std::sync::Arc::new(store)), "redis").await;
 }
