@@ -116,7 +116,21 @@ impl<T: DeserializeOwned> TaskHandle<T> {
     /// Moves the task (while it waits, not while it runs) to run at `eta`. Returns whether it
     /// was found waiting.
     pub async fn reschedule(&self, eta: DateTime<Utc>) -> Result<bool> {
-        self.queue().storage().reschedule(self.id(), eta).await
+        let storage = self.queue().storage();
+        let moved = storage.reschedule(self.id(), eta).await?;
+        let bus = self.queue().event_bus();
+        if moved && bus.has_subscribers() {
+            let task = match storage.get_task(self.id()).await? {
+                Some(record) => record.envelope.map(|e| e.task).unwrap_or_default(),
+                None => String::new(),
+            };
+            bus.emit(crate::Event::Scheduled {
+                id: self.id(),
+                task,
+                eta,
+            });
+        }
+        Ok(moved)
     }
 
     /// Moves the waiting task to run `delay` from now.

@@ -19,6 +19,7 @@ pub mod clock;
 mod control;
 mod envelope;
 mod error;
+pub mod events;
 mod group;
 mod handle;
 mod id;
@@ -39,6 +40,7 @@ pub use envelope::{
     FollowUpInput, FollowUpWhen, DEFAULT_QUEUE, DELIVERY_MARGIN, FORMAT_VERSION,
 };
 pub use error::{Error, FailureKind, Result, TaskError, TaskErrorKind, TaskFailure};
+pub use events::{Event, Events};
 pub use group::{Chord, ChordHandle, Group, GroupHandle};
 pub use handle::TaskHandle;
 pub use id::{LeaseToken, TaskId};

@@ -11,8 +11,9 @@ use serde::de::DeserializeOwned;
 use crate::memory::MemoryStorage;
 use crate::task::erase;
 use crate::{
-    Clock, Counts, EnqueueOutcome, Envelope, ErasedTask, Error, FailureKind, Result, Storage,
-    StoredResult, Task, TaskCall, TaskContext, TaskErrorKind, TaskFailure, TaskHandle, TaskId,
+    Clock, Counts, EnqueueOutcome, Envelope, ErasedTask, Error, Event, Events, FailureKind, Result,
+    Storage, StoredResult, Task, TaskCall, TaskContext, TaskErrorKind, TaskFailure, TaskHandle,
+    TaskId,
 };
 
 /// A handle to a store for enqueueing tasks and reading their results. Cheap to clone.
@@ -27,6 +28,7 @@ pub struct Queue {
 struct Inner {
     storage: Arc<dyn Storage>,
     immediate: Option<Arc<MemoryStorage>>,
+    events: Events,
 }
 
 impl fmt::Debug for Queue {
@@ -45,6 +47,7 @@ impl Queue {
             inner: Arc::new(Inner {
                 storage,
                 immediate: None,
+                events: Events::new(),
             }),
         }
     }
@@ -89,6 +92,7 @@ impl Queue {
             inner: Arc::new(Inner {
                 storage: memory.clone(),
                 immediate: Some(memory),
+                events: Events::new(),
             }),
         }
     }
@@ -101,6 +105,42 @@ impl Queue {
     /// The store.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.inner.storage
+    }
+
+    /// Subscribes to the queue's events: `Enqueued` and `Scheduled` from producers using this
+    /// handle (or its clones), and everything consumers built from it report. A subscriber that
+    /// falls behind misses events but never slows anything down.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use futures::future::BoxFuture;
+    /// # use queue_core::{Task, TaskContext, TaskError};
+    /// # struct Ping;
+    /// # impl Task for Ping {
+    /// #     const NAME: &'static str = "ping";
+    /// #     type Args = ();
+    /// #     type Output = ();
+    /// #     fn run(_: TaskContext, (): ()) -> BoxFuture<'static, Result<(), TaskError>> {
+    /// #         Box::pin(async { Ok(()) })
+    /// #     }
+    /// # }
+    /// use queue_core::{Event, Queue};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let queue = Queue::memory();
+    /// let mut events = queue.events();
+    /// let handle = Ping::call(()).enqueue(&queue).await?;
+    /// assert!(matches!(events.recv().await, Ok(Event::Enqueued { id, .. }) if id == handle.id()));
+    /// # Ok::<(), queue_core::Error>(()) }).unwrap();
+    /// ```
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// The sending side of the queue's events, for consumers built from this queue.
+    pub fn event_bus(&self) -> &Events {
+        &self.inner.events
     }
 
     /// The store's clock.
@@ -127,6 +167,13 @@ impl Queue {
             env.validate()?;
         }
         let expected = batch.len();
+        // Only build events when someone listens: enqueue is a hot path.
+        let announce = self.inner.events.has_subscribers().then(|| {
+            batch
+                .iter()
+                .map(|e| (e.task.clone(), e.eta))
+                .collect::<Vec<_>>()
+        });
         let outcomes = self.inner.storage.enqueue(batch).await?;
         if outcomes.len() != expected {
             return Err(Error::storage_msg(
@@ -136,6 +183,17 @@ impl Queue {
                     outcomes.len()
                 ),
             ));
+        }
+        if let Some(announce) = announce {
+            let now = self.clock().now();
+            for (outcome, (task, eta)) in outcomes.iter().zip(announce) {
+                if let EnqueueOutcome::Enqueued(id) = *outcome {
+                    self.inner.events.emit(match eta {
+                        Some(eta) if eta > now => Event::Scheduled { id, task, eta },
+                        _ => Event::Enqueued { id, task },
+                    });
+                }
+            }
         }
         Ok(outcomes)
     }

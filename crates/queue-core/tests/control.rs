@@ -149,3 +149,56 @@ async fn dead_letter_wrappers() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test]
+async fn queue_events_report_enqueued_and_scheduled_once_per_stored_task() {
+    use queue_core::Event;
+    let queue = Queue::memory();
+    // Nobody listens: nothing is built or sent.
+    Noop::call(()).enqueue(&queue).await.unwrap();
+    let mut events = queue.events();
+    let now_task = Noop::call(()).enqueue(&queue).await.unwrap();
+    let later = Noop::call(())
+        .delay(Duration::from_secs(60))
+        .enqueue(&queue)
+        .await
+        .unwrap();
+    // A duplicate is not stored, so it is not announced.
+    let first = Noop::call(())
+        .unique_key("k")
+        .enqueue(&queue)
+        .await
+        .unwrap();
+    let dup = Noop::call(())
+        .unique_key("k")
+        .enqueue(&queue)
+        .await
+        .unwrap();
+    assert_eq!(first.id(), dup.id());
+    let mut got = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        got.push(e);
+    }
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(
+        matches!(&got[0], Event::Enqueued { id, task } if *id == now_task.id() && task == "noop")
+    );
+    assert!(matches!(&got[1], Event::Scheduled { id, .. } if *id == later.id()));
+    assert!(matches!(&got[2], Event::Enqueued { id, .. } if *id == first.id()));
+}
+
+#[tokio::test]
+async fn reschedule_is_announced() {
+    use queue_core::Event;
+    let queue = Queue::memory();
+    let h = Noop::call(()).enqueue(&queue).await.unwrap();
+    let mut events = queue.events();
+    assert!(h.reschedule_in(Duration::from_secs(30)).await.unwrap());
+    match events.try_recv() {
+        Ok(Event::Scheduled { id, task, .. }) => {
+            assert_eq!(id, h.id());
+            assert_eq!(task, "noop");
+        }
+        other => panic!("expected Scheduled, got {other:?}"),
+    }
+}

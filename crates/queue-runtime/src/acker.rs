@@ -19,8 +19,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::events::{Event, Events};
 use crate::inflight::{InFlight, Pending};
+use queue_core::{Event, Events};
 
 /// See the [module docs](self).
 pub(crate) struct Acker {

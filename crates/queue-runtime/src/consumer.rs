@@ -15,7 +15,6 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::acker::Acker;
 use crate::builder::{Config, ConsumerBuilder};
-use crate::events::{Event, Events};
 use crate::executor::Executor;
 use crate::fetcher::Fetcher;
 use crate::hooks::Hooks;
@@ -24,6 +23,7 @@ use crate::limits::limits_of;
 use crate::periodic::{Periodic, Ticker};
 use crate::renewer;
 use crate::shutdown::{drain, RunningConsumer, ShutdownReport, Stop};
+use queue_core::{Event, Events};
 
 /// How long a shutdown waits for the last outcomes to be written before giving up on an
 /// unreachable store (those tasks are delivered again after their leases).
@@ -89,11 +89,12 @@ impl Consumer {
         periodic: Vec<Periodic>,
         hooks: Hooks,
     ) -> Self {
+        let events = queue.event_bus().clone();
         Self {
             queue,
             registry: Arc::new(registry),
             config: Arc::new(config),
-            events: Events::new(),
+            events,
             periodic,
             hooks: Arc::new(hooks),
         }

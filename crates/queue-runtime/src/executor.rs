@@ -19,13 +19,13 @@ use queue_core::{
 };
 use tokio::time::Instant;
 
-use crate::events::{Event, Events};
 use crate::hooks::Hooks;
 use crate::inflight::{InFlight, Slot};
 use crate::limits::{admit, Blocked, Limits};
 use crate::outcome::{
     attempt_number, follow_ups, judge_failure, outcome_event, random_unit, Failed,
 };
+use queue_core::{Event, Events};
 
 /// What every execution shares.
 pub(crate) struct Executor {

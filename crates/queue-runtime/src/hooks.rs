@@ -25,8 +25,8 @@ use queue_core::{Outcome, TaskContext, TaskError};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::events::Event;
 use crate::ConsumerBuilder;
+use queue_core::Event;
 
 pub(crate) type PreHook =
     Arc<dyn Fn(TaskContext) -> BoxFuture<'static, Result<(), TaskError>> + Send + Sync>;

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use queue_core::{Clock, Completion, Lease, Outcome};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
-use crate::events::Event;
+use queue_core::Event;
 
 /// An outcome on its way to the store, with the event to send once it is written.
 #[derive(Debug)]

@@ -11,7 +11,7 @@ use queue_core::{
     Envelope, FailureKind, Outcome, StoredResult, TaskError, TaskErrorKind, TaskFailure,
 };
 
-use crate::events::Event;
+use queue_core::Event;
 
 /// How a failed attempt failed, before it is judged.
 #[derive(Debug)]

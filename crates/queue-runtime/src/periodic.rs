@@ -55,8 +55,8 @@ use queue_core::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{Event, Events};
 use crate::{Crontab, Schedule};
+use queue_core::{Event, Events};
 
 /// How long a claim lasts before it is confirmed.
 const CLAIM_PENDING: Duration = Duration::from_secs(60);

@@ -17,8 +17,8 @@ use queue_core::{AckStatus, Storage};
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{Event, Events};
 use crate::inflight::InFlight;
+use queue_core::{Event, Events};
 
 /// Most tasks requeued or results purged in one housekeeping call.
 const HOUSEKEEPING_BATCH: usize = 1000;

@@ -23,7 +23,7 @@ use tokio::sync::broadcast;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{Event, Events};
+use queue_core::{Event, Events};
 
 /// What a graceful shutdown did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

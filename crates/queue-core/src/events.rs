@@ -1,7 +1,8 @@
-//! What a consumer reports while it works: the [`Event`] stream.
+//! What happens to tasks: the [`Event`] stream of a [`Queue`](crate::Queue).
 //!
-//! Subscribe with [`Consumer::events`](crate::Consumer::events) or
-//! [`RunningConsumer::events`](crate::RunningConsumer::events). The stream is a Tokio
+//! Subscribe with [`Queue::events`](crate::Queue::events): it carries what producers on that
+//! queue handle report ([`Event::Enqueued`], [`Event::Scheduled`]) and what every consumer built
+//! from it reports (the rest; consumers also offer their own `events()`). The stream is a Tokio
 //! [`broadcast`] channel: a subscriber that falls behind misses events (its next `recv` returns
 //! [`RecvError::Lagged`](broadcast::error::RecvError::Lagged)) but never slows execution down.
 //!
@@ -19,18 +20,19 @@
 //! * [`Event::Interrupted`] when a graceful shutdown stops a task and hands it back.
 //! * [`Event::Locked`] and [`Event::RateLimited`] when a task is put back without running
 //!   because its lock is held or its rate limit is reached (once that is written).
-//! * [`Event::Enqueued`] when the consumer's periodic ticker enqueues a fire.
+//! * [`Event::Enqueued`] when a task is stored due now (by a producer, or by a consumer's
+//!   periodic ticker), [`Event::Scheduled`] when it is stored (or rescheduled) for a later eta.
 //! * [`Event::Stale`] when the store refuses a lease renewal or a completion because the lease
 //!   ran out (the task may have been delivered to another worker, which now owns it).
 
 use std::time::Duration;
 
+use crate::{TaskFailure, TaskId};
 use chrono::{DateTime, Utc};
-use queue_core::{TaskFailure, TaskId};
 use tokio::sync::broadcast;
 
 /// How many events a subscriber may fall behind before it starts missing some.
-pub(crate) const EVENT_CAPACITY: usize = 1024;
+pub const EVENT_CAPACITY: usize = 1024;
 
 /// Something that happened to a task in a consumer. Every variant names the task (`id`) and its
 /// kind (`task`). More variants may be added.
@@ -154,6 +156,15 @@ pub enum Event {
         /// Its registered name.
         task: String,
     },
+    /// A task was stored (or rescheduled) to run at a later time.
+    Scheduled {
+        /// The task.
+        id: TaskId,
+        /// Its registered name.
+        task: String,
+        /// When it becomes due.
+        eta: DateTime<Utc>,
+    },
     /// A task found its lock (`#[task(lock = "...")]`) held by another task and was put back
     /// to run at `eta`, without counting an attempt.
     Locked {
@@ -196,6 +207,7 @@ impl Event {
             | Self::Timeout { id, .. }
             | Self::Interrupted { id, .. }
             | Self::Enqueued { id, .. }
+            | Self::Scheduled { id, .. }
             | Self::Locked { id, .. }
             | Self::RateLimited { id, .. } => *id,
         }
@@ -218,6 +230,7 @@ impl Event {
             | Self::Timeout { task, .. }
             | Self::Interrupted { task, .. }
             | Self::Enqueued { task, .. }
+            | Self::Scheduled { task, .. }
             | Self::Locked { task, .. }
             | Self::RateLimited { task, .. } => task,
         }
@@ -240,31 +253,46 @@ impl Event {
             Self::Timeout { .. } => "timeout",
             Self::Interrupted { .. } => "interrupted",
             Self::Enqueued { .. } => "enqueued",
+            Self::Scheduled { .. } => "scheduled",
             Self::Locked { .. } => "locked",
             Self::RateLimited { .. } => "rate_limited",
         }
     }
 }
 
-/// The sending side of the event stream, shared by every part of a consumer.
+/// The sending side of an event stream: a queue's, shared by its producers and consumers.
+/// Cheap to clone.
 #[derive(Clone, Debug)]
-pub(crate) struct Events {
+pub struct Events {
     tx: broadcast::Sender<Event>,
 }
 
+impl Default for Events {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Events {
-    pub(crate) fn new() -> Self {
+    /// A new stream with room for [`EVENT_CAPACITY`] unread events per subscriber.
+    pub fn new() -> Self {
         Self {
             tx: broadcast::channel(EVENT_CAPACITY).0,
         }
     }
 
     /// Sends an event; nobody listening is fine.
-    pub(crate) fn emit(&self, event: Event) {
+    pub fn emit(&self, event: Event) {
         let _ = self.tx.send(event);
     }
 
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
+    /// Whether anyone listens (so a sender can skip building events nobody reads).
+    pub fn has_subscribers(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
+    /// A new subscriber, seeing events sent from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
     }
 }
