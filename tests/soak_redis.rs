@@ -25,6 +25,12 @@ fn redis_survives_kill_9_of_workers() {
 }
 
 #[test]
+fn redis_poison_and_transient_failures() {
+    let server = aof_server();
+    soak::poison_scenario(&server.url());
+}
+
+#[test]
 fn redis_restart_mid_run_loses_nothing() {
     let mut server = aof_server();
     let url = server.url();

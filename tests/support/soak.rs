@@ -180,3 +180,58 @@ pub fn assert_drained(url: &str) {
         assert_eq!(stats[key], 0, "{key} should be 0 after the drain: {stats}");
     }
 }
+
+/// 1,000 tasks: every 7th fails its first attempt, every 100th fails every attempt. All but
+/// the poison ones end done; exactly the 10 poison ones end in the dead-letter queue.
+pub fn poison_scenario(url: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = dir.path().join("record.txt");
+    let rec = record.to_str().expect("utf-8 path");
+    run(
+        url,
+        &[
+            "enqueue",
+            "--count",
+            "1000",
+            "--fail-first",
+            "7",
+            "--poison",
+            "100",
+            "--batch",
+            "100",
+        ],
+    );
+    wait_success(
+        spawn_worker(
+            url,
+            &[
+                "--concurrency",
+                "32",
+                "--record",
+                rec,
+                "--exit-when-idle-ms",
+                "1000",
+            ],
+        ),
+        Duration::from_secs(120),
+    );
+    let counts = done_counts(&record);
+    for n in 0..1000u64 {
+        if n % 100 == 0 {
+            assert!(
+                !counts.contains_key(&n),
+                "poison task {n} must never succeed"
+            );
+        } else {
+            assert!(counts.contains_key(&n), "task {n} never ran");
+        }
+    }
+    let stats = stats(url);
+    assert_eq!(
+        stats["dead"], 10,
+        "exactly the 10 poison tasks are dead: {stats}"
+    );
+    assert_eq!(stats["ready"], 0, "{stats}");
+    assert_eq!(stats["scheduled"], 0, "{stats}");
+    assert_eq!(stats["leased"], 0, "{stats}");
+}
