@@ -84,6 +84,8 @@ pub struct SqliteStorage {
     pool: SqlitePool,
     poll: Duration,
     path: PathBuf,
+    /// The `-wal` file, watched by idle waits (see the `wait` module).
+    wal: PathBuf,
     _temp: Option<TempFile>,
 }
 
@@ -162,6 +164,7 @@ impl SqliteStorage {
             writer,
             pool: opened.pool,
             poll: options.poll_interval,
+            wal: wait::wal_path(&opened.path),
             path: opened.path,
             _temp: opened.temp,
         })

@@ -68,6 +68,7 @@ impl Storage for SqliteStorage {
             &self.shared.work,
             now,
             queue,
+            &self.wal,
             timeout,
             self.poll,
         )

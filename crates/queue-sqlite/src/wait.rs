@@ -5,14 +5,18 @@
 //! `tasks_timer (queue=?)` for "when is the next eta or lease expiry?"). If nothing is due it
 //! sleeps on the store's `work` watch channel — bumped by this process's enqueues, retries,
 //! defers, reschedules, requeues and follow-ups — with a timer of
-//! `min(poll_interval, time to the next timer, time left)`. When the timer fires it probes
-//! again, so work written by another process is seen within one poll interval, while an idle
-//! consumer costs one cheap read per interval. It returns when work may be there or the
-//! timeout has passed; never at once, again and again, while nothing is due.
+//! `min(poll_interval, time to the next timer, time left)`. When the timer fires it looks at the
+//! database's `-wal` file first: every commit, by any process, changes its size or modification
+//! time, so while both stay the same (and no eta or lease expiry is due) nothing new can be
+//! there and the probe is skipped — one `stat` call instead of a query. It still probes at least
+//! every [`FULL_PROBE_EVERY`]. So work written by another process is seen within one poll
+//! interval, while an idle consumer costs a `stat` per interval. It returns when work may be
+//! there or the timeout has passed; never at once, again and again, while nothing is due.
 //!
 //! `wait_result` works the same way on the `results` channel and a primary-key read.
 
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use sqlx::SqlitePool;
 use tokio::sync::watch;
@@ -53,12 +57,37 @@ pub(crate) async fn get_result(
     value.map(|v| StoredResult::decode(&v)).transpose()
 }
 
-/// Waits as described in the [module docs](self).
+/// The longest an idle wait goes without a real probe, whatever the `-wal` file says.
+pub(crate) const FULL_PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// The size and modification time of the database's `-wal` file: they change with every commit.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct WalStamp(Option<(u64, SystemTime)>);
+
+impl WalStamp {
+    fn read(wal: &Path) -> Self {
+        Self(
+            std::fs::metadata(wal)
+                .ok()
+                .and_then(|m| Some((m.len(), m.modified().ok()?))),
+        )
+    }
+}
+
+/// The `-wal` file of the database at `db`.
+pub(crate) fn wal_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+/// Waits as described in the [module docs](self). `wal` is the database's `-wal` file.
 pub(crate) async fn for_work(
     pool: &SqlitePool,
     work: &watch::Sender<u64>,
     now: impl Fn() -> i64,
     queue: &str,
+    wal: &Path,
     timeout: Duration,
     poll: Duration,
 ) -> Result<()> {
@@ -66,21 +95,33 @@ pub(crate) async fn for_work(
     let mut rx = work.subscribe();
     loop {
         rx.borrow_and_update();
+        let stamp = WalStamp::read(wal);
+        let probed_at = Instant::now();
         let (ready, next) = probe(pool, queue).await?;
-        let now = now();
-        if ready || next.is_some_and(|n| n <= now) {
+        let now_ms = now();
+        if ready || next.is_some_and(|n| n <= now_ms) {
             return Ok(());
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(());
-        }
-        let mut wait = left.min(poll);
-        if let Some(n) = next {
-            wait = wait.min(Duration::from_millis(u64::try_from(n - now).unwrap_or(0)));
-        }
-        if tokio::time::timeout(wait, rx.changed()).await.is_ok() {
-            return Ok(());
+        // Until the `-wal` file changes, nothing new can be due before `next`.
+        let timer_at =
+            next.map(|n| probed_at + Duration::from_millis(u64::try_from(n - now_ms).unwrap_or(0)));
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            let mut wait = left.min(poll);
+            if let Some(at) = timer_at {
+                wait = wait.min(at.saturating_duration_since(Instant::now()));
+            }
+            if tokio::time::timeout(wait, rx.changed()).await.is_ok() {
+                return Ok(());
+            }
+            let timer_due = timer_at.is_some_and(|at| Instant::now() >= at);
+            if timer_due || probed_at.elapsed() >= FULL_PROBE_EVERY || WalStamp::read(wal) != stamp
+            {
+                break;
+            }
         }
     }
 }
