@@ -31,6 +31,7 @@ pub mod storage;
 pub mod task;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod trace;
 
 pub use call::TaskCall;
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -162,9 +162,15 @@ impl Queue {
     }
 
     /// Stores a batch of envelopes in one store operation.
-    pub async fn enqueue_envelopes(&self, batch: Vec<Envelope>) -> Result<Vec<EnqueueOutcome>> {
-        for env in &batch {
+    ///
+    /// Envelopes without a trace context get the current span's ([`crate::trace`]; only with
+    /// the `opentelemetry` feature).
+    pub async fn enqueue_envelopes(&self, mut batch: Vec<Envelope>) -> Result<Vec<EnqueueOutcome>> {
+        for env in &mut batch {
             env.validate()?;
+            if env.trace.is_empty() {
+                crate::trace::inject_current(&mut env.trace);
+            }
         }
         let expected = batch.len();
         // Only build events when someone listens: enqueue is a hot path.

@@ -170,6 +170,7 @@ impl Fetcher {
                 attempt = attempt_number(env),
                 queue = %env.queue,
             );
+            queue_core::trace::set_parent(&span, &env.trace);
             let executor = self.executor.clone();
             self.tasks
                 .spawn(executor.execute(delivery, revoked, slot).instrument(span));
