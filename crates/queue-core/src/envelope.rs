@@ -233,6 +233,14 @@ impl Envelope {
             .map(|f| {
                 let mut env = f.envelope.clone();
                 env.enqueued_at = now;
+                // Link the follow-up to the span that finished this task, or else to the
+                // request that enqueued it.
+                if env.trace.is_empty() {
+                    crate::trace::inject_current(&mut env.trace);
+                }
+                if env.trace.is_empty() {
+                    env.trace.clone_from(&self.trace);
+                }
                 match f.input {
                     FollowUpInput::Fixed => {}
                     FollowUpInput::Output | FollowUpInput::Failure => {
@@ -396,6 +404,16 @@ mod tests {
         let wrapped = wrap_single_arg(&inner);
         let (s,): (String,) = from_msgpack(&wrapped).unwrap();
         assert_eq!(s, "hello");
+    }
+
+    #[test]
+    fn follow_ups_inherit_the_trace_context() {
+        let mut e = sample();
+        e.trace.insert("traceparent".into(), "00-abc-def-01".into());
+        let ok = crate::StoredResult::Success(to_msgpack(&1u8).unwrap());
+        let next = e.follow_ups_for(&ok, Utc::now()).unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].trace, e.trace);
     }
 
     #[test]

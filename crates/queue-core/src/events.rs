@@ -85,7 +85,7 @@ pub enum Event {
         /// Why.
         failure: TaskFailure,
     },
-    /// A task asked not to be retried ([`TaskError::cancel`](queue_core::TaskError::cancel))
+    /// A task asked not to be retried ([`TaskError::cancel`](crate::TaskError::cancel))
     /// and was dropped.
     Canceled {
         /// The task.

@@ -41,7 +41,10 @@ async fn events_report_executing_complete_and_error() {
     };
     // The consumer shares its queue's stream, so the producer's `enqueued` comes first.
     assert_eq!(of(ok.id()), ["enqueued", "executing", "complete"]);
-    assert_eq!(of(bad.id()), ["enqueued", "executing", "error", "dead_lettered"]);
+    assert_eq!(
+        of(bad.id()),
+        ["enqueued", "executing", "error", "dead_lettered"]
+    );
     assert!(seen.iter().all(|e| e.task() == "maybe"));
     let error = seen.iter().find(|e| e.kind() == "error").unwrap();
     assert!(matches!(error, Event::Error { failure, .. } if failure.kind == FailureKind::Error));
