@@ -66,8 +66,11 @@ impl RedisStorage {
         let expires = now.saturating_add(duration_millis(lease));
         let mut inv = self.call(&self.scripts.fetch, now);
         inv.arg(queue).arg(max).arg(expires).arg(self.promote_limit);
-        for _ in 0..max {
-            inv.arg(LeaseToken::random().0);
+        // One random base per fetch (one `getrandom` call, not one per task); consecutive
+        // tokens from it are as unique as random ones, and kept within i64 like them.
+        let base = LeaseToken::random().0;
+        for i in 0..max as u64 {
+            inv.arg((base.wrapping_add(i) & (i64::MAX as u64)).max(1));
         }
         let rows: Vec<Value> = self.run(inv, "fetch").await?;
         let mut out = Vec::with_capacity(rows.len());
