@@ -15,7 +15,8 @@
 //! would otherwise scan `tasks` and probe the batch. Plan: `SCAN <n>-ROW VALUES CLAUSE` then
 //! `SEARCH t USING INDEX tasks_id (id=?)` per entry, so the cost
 //! is the batch size, independent of how many tasks the store holds or has ever held. Their
-//! results go in with one multi-row `INSERT OR REPLACE INTO results`. Retries, defers and dead
+//! results go in first, with one `INSERT OR REPLACE INTO results SELECT …` over the same fenced
+//! join, and both statements travel to SQLite's thread as one command. Retries, defers and dead
 //! letters (rarer) are one statement each, by `tasks_id`. `extend` uses the same join.
 //!
 //! All effects of a batch share the writer's transaction, so a completion and its follow-up
@@ -111,12 +112,22 @@ pub(crate) static FINISH: Shapes = Shapes::new(|n| {
     )
 });
 
+/// The results of the completions whose lease still holds (the same fenced join as
+/// [`FINISH`]), written before the rows go.
 pub(crate) static RESULTS: Shapes = Shapes::new(|n| {
     format!(
-        "INSERT OR REPLACE INTO results (id, value, expires_at) VALUES {}",
-        values(n, 3)
+        "INSERT OR REPLACE INTO results (id, value, expires_at) \
+         SELECT v.column1, v.column3, v.column4 FROM (VALUES {}) AS v \
+         CROSS JOIN tasks AS t \
+         WHERE t.id = v.column1 AND t.lease_token = v.column2 AND t.state = 2",
+        values(n, 4)
     )
 });
+
+/// [`RESULTS`] then [`FINISH`] as one command to SQLite's thread (anonymous parameters run on
+/// from one statement to the next: the result rows' four per completion, then FINISH's two).
+pub(crate) static RESULTS_AND_FINISH: Shapes =
+    Shapes::new(|n| format!("{}; {}", RESULTS.get(n), FINISH.get(n)));
 
 pub(crate) static EXTEND: Shapes = Shapes::new(|n| {
     format!(
@@ -182,7 +193,7 @@ impl Work for Complete {
     }
 }
 
-/// Successes and drops: one DELETE and one result INSERT per chunk.
+/// Successes and drops: per chunk, one command with the result INSERT and the DELETE.
 async fn finish_run(
     conn: &mut SqliteConnection,
     run: &[Prepared],
@@ -192,7 +203,19 @@ async fn finish_run(
     let mut gone: HashSet<(TaskId, i64)> = HashSet::with_capacity(run.len());
     for chunk in run.chunks(MAX_CHUNK) {
         let size = bucket(chunk.len());
-        let mut q = sqlx::query(FINISH.get(size));
+        let mut q = sqlx::query(RESULTS_AND_FINISH.get(size));
+        for p in padded(chunk, size) {
+            let value: &[u8] = match &p.kind {
+                Kind::Finish(value) => value,
+                _ => &[],
+            };
+            let expires = p.ttl.map(|t| now.saturating_add(duration_millis(t)));
+            q = q
+                .bind(p.lease.id.as_bytes().as_slice())
+                .bind(token(&p.lease))
+                .bind(value)
+                .bind(expires);
+        }
         for p in padded(chunk, size) {
             q = q
                 .bind(p.lease.id.as_bytes().as_slice())
@@ -204,27 +227,10 @@ async fn finish_run(
             gone.insert((TaskId::from_slice(id)?, tok));
         }
     }
-    let mut acked = Vec::with_capacity(run.len());
     for (p, s) in run.iter().zip(status.iter_mut()) {
         if gone.remove(&(p.lease.id, token(&p.lease))) {
             *s = AckStatus::Acked;
-            acked.push(p);
         }
-    }
-    for chunk in acked.chunks(MAX_CHUNK) {
-        let size = bucket(chunk.len());
-        let mut q = sqlx::query(RESULTS.get(size));
-        for p in padded(chunk, size) {
-            let Kind::Finish(value) = &p.kind else {
-                continue;
-            };
-            let expires = p.ttl.map(|t| now.saturating_add(duration_millis(t)));
-            q = q
-                .bind(p.lease.id.as_bytes().as_slice())
-                .bind(value.as_slice())
-                .bind(expires);
-        }
-        q.execute(&mut *conn).await.ctx("store results")?;
     }
     Ok(())
 }

@@ -14,6 +14,9 @@
 //!    this build) or a task past its delivery limit is moved to the dead-letter queue with the
 //!    reason, and the claim is repeated for the shortfall.
 //!
+//! Steps 1 and 2 go to SQLite's thread as one command ([`PROMOTE_AND_CLAIM`]): every command
+//! is a hop between threads, and the hops, not SQLite, set the pace of a busy store.
+//!
 //! Each row gets its own lease token (`base XOR seq`, with a fresh random base per fetch).
 
 use std::time::Duration;
@@ -37,6 +40,17 @@ pub(crate) const PROMOTE: &str = "UPDATE tasks SET state = 0, lease_token = NULL
      ORDER BY wake_at LIMIT ?3)";
 
 pub(crate) const CLAIM: &str = "UPDATE tasks SET state = 2, \
+     lease_token = (?1 | seq) - (?1 & seq), wake_at = ?2, deliveries = deliveries + 1 \
+     WHERE seq IN (SELECT seq FROM tasks WHERE queue = ?3 AND state = 0 \
+     ORDER BY priority DESC, seq LIMIT ?4) \
+     RETURNING seq, id, priority, deliveries, attempts, max_deliveries, lease_token, raw";
+
+/// [`PROMOTE`] then [`CLAIM`], sent to SQLite's thread as one command (its statements run in
+/// order; numbered parameters are shared): `?3` queue, `?5` now, `?6` promote limit.
+pub(crate) const PROMOTE_AND_CLAIM: &str = "UPDATE tasks SET state = 0, lease_token = NULL \
+     WHERE seq IN (SELECT seq FROM tasks WHERE queue = ?3 AND state <> 0 AND wake_at <= ?5 \
+     ORDER BY wake_at LIMIT ?6); \
+     UPDATE tasks SET state = 2, \
      lease_token = (?1 | seq) - (?1 & seq), wake_at = ?2, deliveries = deliveries + 1 \
      WHERE seq IN (SELECT seq FROM tasks WHERE queue = ?3 AND state = 0 \
      ORDER BY priority DESC, seq LIMIT ?4) \
@@ -75,19 +89,17 @@ impl Work for Fetch {
             return Ok(out);
         }
         let expires = now.saturating_add(duration_millis(self.lease));
-        sqlx::query(PROMOTE)
-            .bind(self.queue.as_str())
-            .bind(now)
-            .bind(PROMOTE_LIMIT.max(i64::try_from(self.max).unwrap_or(i64::MAX)))
-            .execute(&mut *conn)
-            .await
-            .ctx("promote due tasks")?;
+        // The first claim carries the promotion (one round trip to SQLite's thread for both).
+        let mut promote = Some(Promote {
+            now,
+            limit: PROMOTE_LIMIT.max(i64::try_from(self.max).unwrap_or(i64::MAX)),
+        });
         // Rows looked at, garbage included: bounds the work of one call.
         let mut budget = self.max.saturating_mul(4).saturating_add(64);
         while out.len() < self.max && budget > 0 {
             let want = (self.max - out.len()).min(budget);
             budget -= want;
-            let claimed = claim(conn, &self.queue, want, expires).await?;
+            let claimed = claim(conn, &self.queue, want, expires, promote.take()).await?;
             if claimed.is_empty() {
                 break;
             }
@@ -101,22 +113,35 @@ impl Work for Fetch {
     }
 }
 
+/// The promotion that runs before the first claim of a fetch.
+struct Promote {
+    now: i64,
+    limit: i64,
+}
+
 async fn claim(
     conn: &mut SqliteConnection,
     queue: &str,
     n: usize,
     expires: i64,
+    promote: Option<Promote>,
 ) -> Result<Vec<Claimed>> {
     // 61 random bits with bit 61 set: XOR with any seq < 2^61 is positive and never zero.
     let base = i64::try_from(LeaseToken::random().0 >> 2).unwrap_or(0) | (1 << 61);
-    let rows = sqlx::query(CLAIM)
+    let sql = if promote.is_some() {
+        PROMOTE_AND_CLAIM
+    } else {
+        CLAIM
+    };
+    let mut q = sqlx::query(sql)
         .bind(base)
         .bind(expires)
         .bind(queue)
-        .bind(i64::try_from(n).unwrap_or(i64::MAX))
-        .fetch_all(&mut *conn)
-        .await
-        .ctx("claim tasks")?;
+        .bind(i64::try_from(n).unwrap_or(i64::MAX));
+    if let Some(p) = promote {
+        q = q.bind(p.now).bind(p.limit);
+    }
+    let rows = q.fetch_all(&mut *conn).await.ctx("claim tasks")?;
     let mut claimed = rows
         .into_iter()
         .map(|r| {

@@ -70,7 +70,10 @@ pub(crate) async fn open(options: &SqliteOptions) -> Result<Opened> {
     let writer_options = base
         .clone()
         .journal_mode(SqliteJournalMode::Wal)
-        .pragma("cache_size", "-32768")
+        // 8 MiB of page cache: the hot pages (the head of `tasks_ready`, the tails of the
+        // tables) fit many times over, and a worker stays small (32 MiB cost ~16 MB of RSS at a
+        // million tasks for no measurable speed).
+        .pragma("cache_size", "-8192")
         // RETURNING rows stream from SQLite's thread one by one; room for a whole claim or
         // completion batch keeps that thread from stopping to wait for the reader.
         .row_buffer_size(4096)

@@ -130,8 +130,10 @@ fn concurrent_enqueues_are_committed_together() {
         let after = store.stats();
         assert_eq!(after.operations - before.operations, 500);
         let transactions = after.transactions - before.transactions;
+        // Tokio's cooperative budget can pause the 500 sends part-way while SQLite's thread
+        // commits the first group, so a loaded machine may see a few groups: never hundreds.
         assert!(
-            transactions <= 2,
+            transactions <= 8,
             "500 enqueues took {transactions} transactions"
         );
         assert_eq!(store.counts(Some("gc")).await.unwrap().ready, 500);
