@@ -89,6 +89,12 @@ struct Args {
     /// Tasks per second in the latency phase.
     #[arg(long, default_value_t = 200)]
     latency_rate: u64,
+    /// Consumer's ack batch: outcomes per store write (default: the consumer's, 128).
+    #[arg(long)]
+    ack_batch: Option<usize>,
+    /// Consumer's ack delay in ms (default: the consumer's, 5).
+    #[arg(long)]
+    ack_delay_ms: Option<u64>,
     /// Skip phases: any of enqueue,concurrent,batch,process,latency.
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
@@ -144,6 +150,7 @@ async fn probe(sent_ns: u64) -> Result<(), TaskError> {
 
 struct Store {
     queue: Queue,
+    sqlite: Option<Arc<skiff::sqlite::SqliteStorage>>,
     _redis: Option<queue_redis::testing::RedisServer>,
     _dir: Option<tempfile::TempDir>,
     describe: String,
@@ -152,6 +159,7 @@ struct Store {
 async fn open(args: &Args) -> Result<Store, BoxError> {
     let mut redis_server = None;
     let mut dir = None;
+    let mut sqlite = None;
     let (storage, describe): (Arc<dyn Storage>, String) = match args.backend {
         Backend::Memory => (Arc::new(skiff::MemoryStorage::new()), "memory".into()),
         Backend::Sqlite => {
@@ -164,8 +172,9 @@ async fn open(args: &Args) -> Result<Store, BoxError> {
                     url
                 }
             };
-            let store = skiff::sqlite::SqliteStorage::connect(&url).await?;
-            (Arc::new(store), url)
+            let store = Arc::new(skiff::sqlite::SqliteStorage::connect(&url).await?);
+            sqlite = Some(store.clone());
+            (store, url)
         }
         Backend::Redis => {
             let url = match &args.url {
@@ -185,6 +194,7 @@ async fn open(args: &Args) -> Result<Store, BoxError> {
     };
     Ok(Store {
         queue: Queue::new(storage),
+        sqlite,
         _redis: redis_server,
         _dir: dir,
         describe,
@@ -356,12 +366,18 @@ fn peak_rss_mb() -> f64 {
 async fn process(args: &Args, queue: &Queue, ids: Vec<TaskId>) -> Result<f64, BoxError> {
     let n = ids.len();
     let mut remaining: HashSet<TaskId> = ids.into_iter().collect();
-    let consumer = Consumer::builder(queue.clone())
+    let mut builder = Consumer::builder(queue.clone())
         .workers(args.concurrency)
         .register(noop)
         .register(filler)
-        .periodic(false)
-        .build()?;
+        .periodic(false);
+    if args.ack_batch.is_some() || args.ack_delay_ms.is_some() {
+        builder = builder.ack_batch(
+            args.ack_batch.unwrap_or(128),
+            Duration::from_millis(args.ack_delay_ms.unwrap_or(5)),
+        );
+    }
+    let consumer = builder.build()?;
     let mut events = consumer.events();
     let done = Arc::new(AtomicU64::new(0));
     let progress = Progress::new(args.json, "process", n as u64, done.clone());
@@ -519,7 +535,17 @@ async fn main() -> Result<(), BoxError> {
     }
     let rss_reset = reset_peak_rss();
     if !skip("process") {
+        let before = store.sqlite.as_ref().map(|s| s.stats());
         r.process_per_s = process(&args, &queue, ids).await?;
+        if let (Some(s), Some(before), false) = (&store.sqlite, before, args.json) {
+            let after = s.stats();
+            let txs = after.transactions - before.transactions;
+            let ops = after.operations - before.operations;
+            println!(
+                "SQLite writer during processing: {txs} transactions, {ops} operations ({:.1} tasks per transaction)",
+                args.tasks as f64 / txs.max(1) as f64
+            );
+        }
     }
     storage.flush().await?;
     if !skip("latency") {
