@@ -7,6 +7,7 @@
 //! not take it back. An enqueue whose caller gave up may still be stored (at-least-once), and a
 //! fetch whose caller gave up leases tasks that come back when the lease runs out.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,9 @@ use crate::enqueue::NewTask;
 use crate::error::Context;
 use crate::fetch::Fetch;
 use crate::{wait, SqliteStorage};
+
+/// How long "no revocation exists" is believed without reading again.
+const NO_REVOCATIONS_TTL: Duration = Duration::from_millis(100);
 
 fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -139,17 +143,11 @@ impl Storage for SqliteStorage {
     }
 
     async fn revoke(&self, revocation: Revocation) -> Result<()> {
-        let (kind, target) = revoke_key(&revocation.target);
-        let exec = Exec::new(
-            "INSERT OR REPLACE INTO revocations (kind, target, until, once) VALUES (?1, ?2, ?3, ?4)",
-            vec![
-                Arg::Int(kind),
-                Arg::Text(target),
-                Arg::opt_int(revocation.until.map(to_millis)),
-                Arg::Int(i64::from(revocation.once)),
-            ],
-        );
-        self.writer.call(exec).await.map(|_| ())
+        let version = &self.shared.revocation_version;
+        version.fetch_add(1, Ordering::SeqCst);
+        let stored = self.store_revocation(revocation).await;
+        version.fetch_add(1, Ordering::SeqCst);
+        stored
     }
 
     async fn restore(&self, target: &RevokeTarget) -> Result<bool> {
@@ -162,12 +160,35 @@ impl Storage for SqliteStorage {
     }
 
     async fn check_revoked(&self, tasks: &[(TaskId, &str)]) -> Result<Vec<bool>> {
-        // Fast path: nothing is revoked (the usual case) is a read, not a write transaction.
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Fast path: nothing is revoked (the usual case) is a read, not a write transaction,
+        // and that answer is reused for NO_REVOCATIONS_TTL: a consumer checks every batch it
+        // fetches, and the read is a round trip to another SQLite thread. Revocations written
+        // through this store invalidate it at once; those of other processes are seen within
+        // the TTL (a task fetched meanwhile runs, as one fetched just before the revocation).
+        let version = self.shared.revocation_version.load(Ordering::SeqCst);
+        let cached = *self
+            .shared
+            .no_revocations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((at, v)) = cached {
+            if v == version && at.elapsed() < NO_REVOCATIONS_TTL {
+                return Ok(vec![false; tasks.len()]);
+            }
+        }
         let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM revocations)")
             .fetch_one(&self.pool)
             .await
             .ctx("read revocations")?;
-        if !any || tasks.is_empty() {
+        if !any {
+            *self
+                .shared
+                .no_revocations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some((std::time::Instant::now(), version));
             return Ok(vec![false; tasks.len()]);
         }
         let tasks = tasks
@@ -270,5 +291,22 @@ impl Storage for SqliteStorage {
 
     async fn flush(&self) -> Result<()> {
         self.writer.call(Flush).await
+    }
+}
+
+impl SqliteStorage {
+    /// Writes a revocation (see `Storage::revoke`).
+    async fn store_revocation(&self, revocation: Revocation) -> Result<()> {
+        let (kind, target) = revoke_key(&revocation.target);
+        let exec = Exec::new(
+            "INSERT OR REPLACE INTO revocations (kind, target, until, once) VALUES (?1, ?2, ?3, ?4)",
+            vec![
+                Arg::Int(kind),
+                Arg::Text(target),
+                Arg::opt_int(revocation.until.map(to_millis)),
+                Arg::Int(i64::from(revocation.once)),
+            ],
+        );
+        self.writer.call(exec).await.map(|_| ())
     }
 }

@@ -46,6 +46,11 @@ pub(crate) struct Shared {
     /// Bumped when a result was written.
     pub(crate) results: watch::Sender<u64>,
     pub(crate) counters: Counters,
+    /// "No revocation exists" as last read, for `check_revoked` (see `storage.rs`).
+    pub(crate) no_revocations: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+    /// Bumped around every revocation this store writes; a cached answer from an older
+    /// version is not used.
+    pub(crate) revocation_version: AtomicU64,
 }
 
 impl Shared {
@@ -55,6 +60,8 @@ impl Shared {
             work: watch::channel(0).0,
             results: watch::channel(0).0,
             counters: Counters::default(),
+            no_revocations: std::sync::Mutex::new(None),
+            revocation_version: AtomicU64::new(0),
         }
     }
 
