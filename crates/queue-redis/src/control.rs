@@ -6,7 +6,8 @@
 //! `P:rate:<key>` holding the start of the current fixed window and its hit count. Expiries are
 //! compared with the store's clock, never Redis' own.
 
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use queue_core::clock::{duration_millis, to_millis};
@@ -15,6 +16,7 @@ use queue_core::{Result, TaskId};
 
 use crate::hot::EXPIRY_SLACK_MS;
 use crate::store::RedisStorage;
+use crate::store::NO_REVOCATIONS_TTL;
 
 fn field(target: &RevokeTarget) -> String {
     match target {
@@ -44,7 +46,11 @@ impl RedisStorage {
         cmd.arg(self.key("revoked"))
             .arg(field(&revocation.target))
             .arg(value);
-        self.cmd::<i64>(&cmd, "revoke").await?;
+        let version = &self.revocations.version;
+        version.fetch_add(1, Ordering::SeqCst);
+        let stored = self.cmd::<i64>(&cmd, "revoke").await;
+        version.fetch_add(1, Ordering::SeqCst);
+        stored?;
         Ok(())
     }
 
@@ -58,6 +64,32 @@ impl RedisStorage {
     pub(crate) async fn revoked(&self, tasks: &[(TaskId, &str)]) -> Result<Vec<bool>> {
         if tasks.is_empty() {
             return Ok(Vec::new());
+        }
+        // Fast path: no revocation exists (the usual case). A consumer checks every batch it
+        // fetches; instead of a script with two reads per task, one EXISTS at most every
+        // NO_REVOCATIONS_TTL. Revocations written through this store invalidate the answer at
+        // once; those of other processes are seen within the TTL (a task fetched meanwhile
+        // runs, as one fetched just before the revocation would).
+        let version = self.revocations.version.load(Ordering::SeqCst);
+        let cached = *self
+            .revocations
+            .none_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((at, v)) = cached {
+            if v == version && at.elapsed() < NO_REVOCATIONS_TTL {
+                return Ok(vec![false; tasks.len()]);
+            }
+        }
+        let mut exists = redis::cmd("EXISTS");
+        exists.arg(self.key("revoked"));
+        if self.cmd::<i64>(&exists, "check revocations").await? == 0 {
+            *self
+                .revocations
+                .none_since
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), version));
+            return Ok(vec![false; tasks.len()]);
         }
         let mut inv = self.call(&self.scripts.check_revoked, self.now_ms());
         for (id, name) in tasks {

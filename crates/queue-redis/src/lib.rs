@@ -40,14 +40,20 @@
 //! * **Bounded work.** A fetch moves at most [`RedisOptions::promote_limit`] due scheduled tasks
 //!   and expired leases to ready, then pops at most `max` (no `unpack` of unbounded tables);
 //!   a backlog of any size is drained over successive fetches.
+//! * **Revocation checks** (once per fetched batch) cost one `EXISTS` at most every 100 ms while
+//!   no revocation exists; revocations written through this store count at once, those of other
+//!   processes within 100 ms.
 //! * **Time** comes from the store's [`Clock`](queue_core::Clock) and is passed to every script:
 //!   lease expiry, eta, result, lock and revocation expiry, rate windows. Results, locks and rate
 //!   windows also get a real `PEXPIRE` a minute longer than their TTL, for cleanup only.
 //! * **Idle waits block** on Redis (`BLPOP` on a per-queue wake-up list; `BLMOVE` on a per-result
 //!   list) on connections of their own; see `wait.rs` for the details.
-//! * **Connection loss** surfaces as [`Error::Storage`](queue_core::Error::Storage); the pool
-//!   drops broken connections (each is pinged when taken from the pool) and opens new ones once
-//!   the server is back. A task leased when the connection broke is either completed or, when its
+//! * **Connections.** Ordinary commands and scripts share a few multiplexed connections
+//!   ([`RedisOptions::pool_size`], round-robin): concurrent calls pipeline on them, and no call
+//!   pays an extra `PING`. Blocking waits use a pool of their own.
+//! * **Connection loss** surfaces as [`Error::Storage`](queue_core::Error::Storage); a shared
+//!   connection that fails with an I/O error, a drop or a timeout is replaced by the next call on
+//!   it, so the store reconnects once the server is back. A task leased when the connection broke is either completed or, when its
 //!   lease runs out, delivered again: never lost.
 //! * **Secrets.** No error message, log line or `Debug` output contains the URL's password
 //!   (see [`redact_url`]).

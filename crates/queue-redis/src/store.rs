@@ -50,6 +50,18 @@ pub struct RedisStorage {
     pub(crate) block_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) promote_limit: usize,
+    pub(crate) revocations: RevocationCache,
+}
+
+/// How long "no revocation exists" is believed without asking again (see `control.rs`).
+pub(crate) const NO_REVOCATIONS_TTL: Duration = Duration::from_millis(100);
+
+/// What `check_revoked` last learnt: "none" as of an instant, and the version of this store's
+/// own revocation writes then.
+#[derive(Default)]
+pub(crate) struct RevocationCache {
+    pub(crate) none_since: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+    pub(crate) version: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for RedisStorage {
@@ -143,6 +155,7 @@ impl RedisStorage {
             block_timeout: options.block_timeout,
             connect_timeout: options.connect_timeout,
             promote_limit: options.promote_limit,
+            revocations: RevocationCache::default(),
         };
         let mut conn = store.conn().await?;
         redis::cmd("PING")
