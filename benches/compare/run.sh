@@ -29,8 +29,11 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d)
 REDIS_PID=
 cleanup() {
-    [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null || true
-    rm -rf "$WORK"
+    if [ -n "$REDIS_PID" ]; then
+        kill "$REDIS_PID" 2>/dev/null || true
+        wait "$REDIS_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK" || true
 }
 trap cleanup EXIT
 
