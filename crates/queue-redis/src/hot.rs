@@ -11,9 +11,12 @@ use redis::Value;
 use crate::store::RedisStorage;
 use crate::wire::{self, kind_name, next, push_envelope};
 
-/// How much longer than its TTL a result (or lock, or rate window) really lives in Redis.
-/// Reads compare the stored expiry with the store's clock; the real expiry only cleans up.
+/// How much longer than its TTL a lock or rate window really lives in Redis. Reads compare
+/// the stored expiry with the store's clock; the real expiry only cleans up.
 pub(crate) const EXPIRY_SLACK_MS: i64 = 60_000;
+
+/// Entries per task in the reply of `lua/fetch.lua`: id, raw, token, deliveries, attempts.
+const FETCH_FIELDS: usize = 5;
 
 impl RedisStorage {
     pub(crate) async fn enqueue_batch(&self, batch: Vec<Envelope>) -> Result<Vec<EnqueueOutcome>> {
@@ -72,11 +75,17 @@ impl RedisStorage {
         for i in 0..max as u64 {
             inv.arg((base.wrapping_add(i) & (i64::MAX as u64)).max(1));
         }
-        let rows: Vec<Value> = self.run(inv, "fetch").await?;
-        let mut out = Vec::with_capacity(rows.len());
+        let reply: Vec<Value> = self.run(inv, "fetch").await?;
+        if reply.len() % FETCH_FIELDS != 0 {
+            return Err(Error::decode(
+                "redis reply",
+                "fetch answered a partial task",
+            ));
+        }
+        let mut out = Vec::with_capacity(reply.len() / FETCH_FIELDS);
         let mut garbage = Vec::new();
-        for row in rows {
-            let mut row = wire::array(row)?.into_iter();
+        let mut row = reply.into_iter();
+        while row.len() > 0 {
             let id = wire::task_id(next(&mut row)?)?;
             let raw = wire::bytes(next(&mut row)?)?;
             let token_text = wire::text(next(&mut row)?)?;
@@ -86,12 +95,10 @@ impl RedisStorage {
                 .map_err(|e| Error::decode("lease token", e))?;
             let deliveries = wire::count32(wire::int(next(&mut row)?)?);
             let attempts = wire::count32(wire::int(next(&mut row)?)?);
-            let priority = wire::int(next(&mut row)?)?;
             match Envelope::decode(&raw) {
                 Ok(mut envelope) => {
                     envelope.deliveries = deliveries;
                     envelope.attempt = attempts;
-                    envelope.priority = i16::try_from(priority).unwrap_or(envelope.priority);
                     out.push(Delivery {
                         envelope,
                         lease: Lease { id, token },
@@ -146,16 +153,10 @@ impl RedisStorage {
                 _ => &[],
             };
             let ends = !matches!(c.outcome, Outcome::Retry { .. } | Outcome::Defer { .. });
-            let (expires, pexpire) = match c.result_ttl {
-                Some(ttl) => {
-                    let ms = duration_millis(ttl);
-                    (
-                        now.saturating_add(ms).to_string(),
-                        ms.saturating_add(EXPIRY_SLACK_MS),
-                    )
-                }
-                None => (String::new(), 0),
-            };
+            let expires = c
+                .result_ttl
+                .map(|ttl| now.saturating_add(duration_millis(ttl)).to_string())
+                .unwrap_or_default();
             inv.arg(c.lease.id.to_string())
                 .arg(c.lease.token.0)
                 .arg(kind)
@@ -164,8 +165,7 @@ impl RedisStorage {
                 .arg(failure.map(|f| kind_name(f.kind)).unwrap_or_default())
                 .arg(failure.map(|f| f.message.as_str()).unwrap_or(""))
                 .arg(failure.map_or(0, |f| f.attempts))
-                .arg(expires)
-                .arg(pexpire);
+                .arg(expires);
             if ends {
                 inv.arg(c.follow_ups.len());
                 for env in &c.follow_ups {

@@ -10,12 +10,13 @@
 //!
 //! # Result waiters
 //!
-//! `wait_result` reads the result once; if there is none it sets the flag
-//! `P:result-waiting:<id>` (with an expiry) and reads again, then blocks with
+//! `wait_result` reads the result once; if there is none it enters the id in the ZSET
+//! `P:result-waiters` (score: until when it waits) and reads again, then blocks with
 //! `BLMOVE wake wake LEFT RIGHT` on `P:result-wake:<id>`. The completion script pushes one token
-//! there (with a 30 s expiry) only when the flag is set, so results nobody waits for cost no
-//! wake-up writes, and a result written between the read and the block is never missed (the flag
-//! was set before the read). `BLMOVE` from a list to itself hands the token back at once, so every
+//! there (with a 30 s expiry) only for ids in that set, and takes them out; when nobody waits
+//! at all a batch of results costs one `ZCARD`. A result written between the read and the block
+//! is never missed (the id was entered before the read); `purge_expired` drops the entries of
+//! waits that ended without a result. `BLMOVE` from a list to itself hands the token back at once, so every
 //! waiter for the same id wakes, not just one.
 //!
 //! # Blocking connections
@@ -29,6 +30,7 @@
 use std::time::Duration;
 
 use deadpool_redis::{PoolError, Timeouts};
+use queue_core::clock::duration_millis;
 use queue_core::storage::StoredResult;
 use queue_core::{Result, TaskId};
 use redis::Value;
@@ -116,8 +118,8 @@ impl RedisStorage {
     }
 
     pub(crate) async fn read_result(&self, id: TaskId) -> Result<Option<StoredResult>> {
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(self.key(&format!("result:{id}")));
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(self.key("results")).arg(id.to_string());
         let raw: Option<Vec<u8>> = self.cmd(&cmd, "reading a result").await?;
         Ok(raw.and_then(|raw| parse_result(&raw, self.now_ms())))
     }
@@ -125,16 +127,19 @@ impl RedisStorage {
     /// Flags `id` as awaited for `wait` (so its completion pushes a wake-up token), then
     /// reads its result: one round trip, in that order.
     async fn flag_and_read(&self, id: TaskId, wait: Duration) -> Result<Option<StoredResult>> {
-        let ttl = u64::try_from((wait + BLOCK_MARGIN * 2).as_millis()).unwrap_or(u64::MAX);
+        let until = self
+            .now_ms()
+            .saturating_add(duration_millis(wait + BLOCK_MARGIN * 2));
+        let id = id.to_string();
         let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(self.key(&format!("result-waiting:{id}")))
-            .arg(1)
-            .arg("PX")
-            .arg(ttl)
+        pipe.cmd("ZADD")
+            .arg(self.key("result-waiters"))
+            .arg(until)
+            .arg(&id)
             .ignore()
-            .cmd("GET")
-            .arg(self.key(&format!("result:{id}")));
+            .cmd("HGET")
+            .arg(self.key("results"))
+            .arg(&id);
         let mut conn = self.conn().await?;
         let (raw,): (Option<Vec<u8>>,) = pipe
             .query_async(&mut *conn)

@@ -27,7 +27,7 @@ if op == 'counts' then
     local a, b, c, e = queue_counts(q)
     r, s, l, d = r + a, s + b, l + c, d + e
   end
-  local results = redis.call('ZCOUNT', RESULTS, '(' .. NOW, '+inf')
+  local results = redis.call('HLEN', RESULTS) - redis.call('ZCOUNT', RESULT_EXP, '-inf', NOW)
   return {r, s, l, d, results}
 end
 

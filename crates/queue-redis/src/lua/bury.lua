@@ -6,11 +6,13 @@ local q = ARGV[3]
 local moved = 0
 for i = 4, #ARGV, 4 do
   local id, token, fk, fm = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local f = redis.call('HMGET', tkey(q, id), 'tok', 'raw', 'att', 'uk')
-  if f[1] == token then
-    remove(q, id, f[4], true)
-    bury(id, q, '?', f[2], fk, fm, f[3])
-    write_result(id, '', fk, fm, f[3], '', 0)
+  local k = Q(q)
+  if redis.call('HGET', k.tok, id) == token then
+    local raw = redis.call('HGET', k.raw, id) or ''
+    local att = redis.call('HGET', k.att, id) or '0'
+    remove(q, id, true)
+    bury(id, q, '?', raw, fk, fm, att)
+    write_result(id, '', fk, fm, att, '')
     moved = moved + 1
   end
 end

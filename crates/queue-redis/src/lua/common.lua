@@ -7,11 +7,21 @@
 -- ARGV[2]: now, in milliseconds since the Unix epoch, read from the store's Clock
 -- ARGV[3..]: the script's own arguments (see each script's header)
 --
+-- A pending task is one field (its id) in each of a few per-queue hashes, not a key of its
+-- own: a batch of 256 tasks is then one variadic HMGET / HSET / HDEL per hash instead of 256
+-- calls, which is what the hot path's speed rests on.
+--
 -- Per queue Q (hash tag {Q}, one Cluster slot):
---   P:{Q}:ready      ZSET id -> (32767 - priority) * 2^37 + seq   (exact below 2^53)
+--   P:{Q}:ready      ZSET id -> ready score (32767 - priority) * 2^37 + seq (exact below 2^53)
 --   P:{Q}:scheduled  ZSET id -> run_at ms
 --   P:{Q}:leased     ZSET id -> lease expiry ms
---   P:{Q}:task:<id>  HASH raw pri seq run tok exp dlv att lim uk name
+--   P:{Q}:raw        HASH id -> envelope bytes as enqueued (the counts below override its own)
+--   P:{Q}:meta       HASH id -> "<ready score>|<run_at ms>|<task name>"
+--   P:{Q}:lim        HASH id -> delivery limit
+--   P:{Q}:dlv        HASH id -> deliveries so far (absent: 0)
+--   P:{Q}:att        HASH id -> attempts so far (absent: 0)
+--   P:{Q}:tok        HASH id -> lease token, while leased
+--   P:{Q}:uk         HASH id -> unique key, for tasks that have one
 --   P:{Q}:seq        STRING counter for FIFO order within a priority
 --   P:{Q}:dead       ZSET id -> dead-letter sequence (this queue's DLQ index)
 --   P:{Q}:wake       LIST wake-up tokens for idle consumers (at most WAKE_MAX)
@@ -19,10 +29,10 @@
 --   P:ids            HASH id -> queue, for every pending task
 --   P:unique         HASH unique key -> id, while that task is pending
 --   P:queues         SET of queue names ever used (registry for counts/flush)
---   P:result:<id>    STRING "<expires ms or empty>|<fail kind or empty>|<attempts>|<payload>"
+--   P:results        HASH id -> "<expires ms or empty>|<fail kind or empty>|<attempts>|<payload>"
 --                    (payload: the output for a success, the message for a failure)
---   P:results        ZSET id -> expires_at ms (+inf = kept)
---   P:result-waiting:<id> STRING set (with an expiry) by a client waiting for the result
+--   P:result-exp     ZSET id -> expires_at ms, for results with a TTL (purge_expired reads it)
+--   P:result-waiters ZSET id -> until ms: clients waiting for that id's result
 --   P:result-wake:<id> LIST one token, pushed when the result is written and someone waits
 --   P:dead:<id>      HASH q task fk fm fa at raw
 --   P:dead           ZSET id -> dead-letter sequence (all queues)
@@ -40,15 +50,37 @@ local IDS = P .. ':ids'
 local UNIQ = P .. ':unique'
 local QUEUES = P .. ':queues'
 local RESULTS = P .. ':results'
+local RESULT_EXP = P .. ':result-exp'
+local WAITERS = P .. ':result-waiters'
 local DEAD = P .. ':dead'
+-- The per-queue hashes that hold one field per pending task.
+local TASK_HASHES = {'raw', 'meta', 'lim', 'dlv', 'att', 'tok', 'uk'}
 
-local function qkey(q, suffix) return P .. ':{' .. q .. '}:' .. suffix end
-local function tkey(q, id) return P .. ':{' .. q .. '}:task:' .. id end
-local function rkey(id) return P .. ':result:' .. id end
+local qkeys = {}
+-- The keys of queue q, by suffix (built once per script call).
+local function Q(q)
+  local k = qkeys[q]
+  if not k then
+    local b = P .. ':{' .. q .. '}:'
+    k = {}
+    for _, s in ipairs({'ready', 'scheduled', 'leased', 'seq', 'dead', 'wake'}) do k[s] = b .. s end
+    for _, s in ipairs(TASK_HASHES) do k[s] = b .. s end
+    qkeys[q] = k
+  end
+  return k
+end
+local function qkey(q, suffix) return Q(q)[suffix] end
 local function rwkey(id) return P .. ':result-wake:' .. id end
-local function waitkey(id) return P .. ':result-waiting:' .. id end
 local function dkey(id) return P .. ':dead:' .. id end
 local function ready_score(pri, seq) return (32767 - pri) * PRI_SPAN + seq end
+
+-- "<ready score>|<run ms>|<name>" and back.
+local function make_meta(score, run, name) return string.format('%d|%d|', score, run) .. name end
+local function parse_meta(m)
+  if not m then return nil end
+  local s, r, name = string.match(m, '^(%d+)|(%-?%d+)|(.*)$')
+  return tonumber(s), tonumber(r), name
+end
 
 local woken = {}
 local function wake(q) woken[q] = (woken[q] or 0) + 1 end
@@ -78,11 +110,13 @@ local function finish()
 end
 
 -- Runs `cmd` with the fixed arguments `head` followed by the items of `list`, in calls of at
--- most CHUNK items (never one `unpack` of an unbounded table). `step` keeps pairs together.
+-- most CHUNK items (never one `unpack` of an unbounded table). Returns the sum of the integer
+-- replies. Keep pairs together: CHUNK is even.
 local CHUNK = 512
 local function batched(head, list)
   local n = #list
   local s = 1
+  local sum = 0
   while s <= n do
     local e = s + CHUNK - 1
     if e > n then e = n end
@@ -93,15 +127,49 @@ local function batched(head, list)
       k = k + 1
       args[k] = list[j]
     end
-    redis.call(unpack(args))
+    local r = redis.call(unpack(args))
+    if type(r) == 'number' then sum = sum + r end
     s = e + 1
   end
+  return sum
+end
+
+-- HMGET of `fields` in calls of at most CHUNK: one value (or false) per field.
+local function hmget(key, fields)
+  local out = {}
+  local n = #fields
+  local s = 1
+  while s <= n do
+    local e = s + CHUNK - 1
+    if e > n then e = n end
+    local got = redis.call('HMGET', key, unpack(fields, s, e))
+    for j = 1, #got do out[s + j - 1] = got[j] end
+    s = e + 1
+  end
+  return out
+end
+
+-- Appends a, b to the list t[q] (created on first use).
+local function add(t, q, a, b)
+  local l = t[q]
+  if not l then
+    l = {}
+    t[q] = l
+  end
+  l[#l + 1] = a
+  if b ~= nil then l[#l + 1] = b end
+end
+
+-- Deletes the fields `ids` of queue q from every per-task hash.
+local function drop_fields(q, ids)
+  local k = Q(q)
+  for _, h in ipairs(TASK_HASHES) do batched({'HDEL', k[h]}, ids) end
 end
 
 -- Puts a pending, unleased task into ready or scheduled.
-local function place(q, id, pri, seq, run)
+local function place(q, id, score, run)
   if run <= NOW then
-    redis.call('ZADD', qkey(q, 'ready'), ready_score(pri, seq), id)
+    redis.call('ZADD', qkey(q, 'ready'), score, id)
   else
     redis.call('ZADD', qkey(q, 'scheduled'), run, id)
   end
@@ -113,22 +181,78 @@ local function unplace(q, id)
   redis.call('ZREM', qkey(q, 'leased'), id)
 end
 
--- Stores one envelope. Returns 1, id when stored; 0, existing id for a duplicate.
-local function insert(id, q, raw, pri, run, lim, uk, name, dlv, att)
-  if redis.call('HEXISTS', IDS, id) == 1 then return 0, id end
-  if uk ~= '' then
-    local existing = redis.call('HGET', UNIQ, uk)
-    if existing then return 0, existing end
+-- New tasks are staged in a batch and written with one variadic call per hash and queue
+-- (`store_staged`). The batch also answers "is this id or unique key taken?" for tasks staged
+-- but not yet written.
+local function new_batch()
+  return {per_q = {}, index = {}, stored = {}, taken = {}, keys = {}, uniq = {}}
+end
+
+-- Stages one new task (its id and unique key are known to be free).
+local function stage(b, id, q, raw, pri, run, lim, uk, name, dlv, att)
+  local w = b.per_q[q]
+  if not w then
+    w = {raw = {}, meta = {}, lim = {}, dlv = {}, att = {}, uk = {}, ready = {}, scheduled = {}}
+    b.per_q[q] = w
   end
-  local seq = next_seq(q)
-  redis.call('HSET', tkey(q, id), 'raw', raw, 'pri', pri, 'seq', seq, 'run', run, 'tok', '',
-    'exp', 0, 'dlv', dlv, 'att', att, 'lim', lim, 'uk', uk, 'name', name)
-  redis.call('HSET', IDS, id, q)
-  if uk ~= '' then redis.call('HSET', UNIQ, uk, id) end
-  -- A new run of a task replaces an old result of the same id.
-  if redis.call('DEL', rkey(id), rwkey(id)) > 0 then redis.call('ZREM', RESULTS, id) end
-  place(q, id, pri, seq, run)
+  local score = ready_score(pri, next_seq(q))
+  local n = #w.raw
+  w.raw[n + 1], w.raw[n + 2] = id, raw
+  w.meta[n + 1], w.meta[n + 2] = id, make_meta(score, run, name)
+  w.lim[n + 1], w.lim[n + 2] = id, lim
+  if tonumber(dlv) > 0 then add(w, 'dlv', id, dlv) end
+  if tonumber(att) > 0 then add(w, 'att', id, att) end
+  if uk ~= '' then
+    add(w, 'uk', id, uk)
+    b.keys[uk] = id
+    b.uniq[#b.uniq + 1] = uk
+    b.uniq[#b.uniq + 1] = id
+  end
+  if run <= NOW then
+    add(w, 'ready', score, id)
+  else
+    add(w, 'scheduled', run, id)
+  end
+  b.taken[id] = true
+  b.index[#b.index + 1] = id
+  b.index[#b.index + 1] = q
+  b.stored[#b.stored + 1] = id
   wake(q)
+end
+
+-- The id that holds `id` or unique key `uk` among pending and staged tasks, or nil.
+local function holder(b, id, uk)
+  if b.taken[id] or redis.call('HEXISTS', IDS, id) == 1 then return id end
+  if uk ~= '' then return b.keys[uk] or redis.call('HGET', UNIQ, uk) or nil end
+  return nil
+end
+
+-- Writes the staged tasks and empties the batch.
+local function store_staged(b)
+  for q, w in pairs(b.per_q) do
+    local k = Q(q)
+    for _, h in ipairs({'raw', 'meta', 'lim', 'dlv', 'att', 'uk'}) do
+      if #w[h] > 0 then batched({'HSET', k[h]}, w[h]) end
+    end
+    if #w.ready > 0 then batched({'ZADD', k.ready}, w.ready) end
+    if #w.scheduled > 0 then batched({'ZADD', k.scheduled}, w.scheduled) end
+  end
+  if #b.index > 0 then batched({'HSET', IDS}, b.index) end
+  if #b.uniq > 0 then batched({'HSET', UNIQ}, b.uniq) end
+  -- A new run of a task replaces an old result of the same id.
+  if #b.stored > 0 and batched({'HDEL', RESULTS}, b.stored) > 0 then
+    batched({'ZREM', RESULT_EXP}, b.stored)
+  end
+  b.per_q, b.index, b.stored, b.uniq = {}, {}, {}, {}
+end
+
+-- Stores one envelope now. Returns 1, id when stored; 0, existing id for a duplicate.
+local function insert(id, q, raw, pri, run, lim, uk, name, dlv, att)
+  local b = new_batch()
+  local h = holder(b, id, uk)
+  if h then return 0, h end
+  stage(b, id, q, raw, pri, run, lim, uk, name, dlv, att)
+  store_staged(b)
   return 1, id
 end
 
@@ -139,44 +263,76 @@ local function insert_at(i)
 end
 local ENV_FIELDS = 10
 
--- Removes a pending task and its index entries; releases its unique key `uk` (its stored
--- "uk" field). `leased`: it is known to be in the leased index only.
-local function remove(q, id, uk, leased)
-  if leased then
-    redis.call('ZREM', qkey(q, 'leased'), id)
-  else
-    unplace(q, id)
-  end
-  redis.call('DEL', tkey(q, id))
-  redis.call('HDEL', IDS, id)
+-- Releases unique key `uk` if task `id` holds it.
+local function release_unique(uk, id)
   if uk and uk ~= '' and redis.call('HGET', UNIQ, uk) == id then
     redis.call('HDEL', UNIQ, uk)
   end
 end
 
--- Writes a task's result: `fk` empty = success with output `v`, else a failure (kind fk,
--- message fm, attempts fa). `exp` = expiry ms or ''; `px` > 0 sets a real expiry (cleanup
--- only: reads compare `exp` with the store's clock). Wakes waiters that flagged themselves.
-local function write_result(id, v, fk, fm, fa, exp, px)
+-- Removes a pending task and its index entries and releases its unique key. `leased`: it is
+-- known to be in the leased index only.
+local function remove(q, id, leased)
+  if leased then
+    redis.call('ZREM', qkey(q, 'leased'), id)
+  else
+    unplace(q, id)
+  end
+  local uk = redis.call('HGET', qkey(q, 'uk'), id)
+  drop_fields(q, {id})
+  redis.call('HDEL', IDS, id)
+  release_unique(uk, id)
+end
+
+-- Wakes the clients waiting for any of the results `ids` (one ZCARD when nobody waits).
+local function wake_waiters(ids)
+  if #ids == 0 or redis.call('ZCARD', WAITERS) == 0 then return end
+  local s = 1
+  while s <= #ids do
+    local e = s + CHUNK - 1
+    if e > #ids then e = #ids end
+    local scores = redis.call('ZMSCORE', WAITERS, unpack(ids, s, e))
+    for j = 1, #scores do
+      if scores[j] then
+        local id = ids[s + j - 1]
+        local w = rwkey(id)
+        redis.call('LPUSH', w, '1')
+        redis.call('LTRIM', w, 0, 0)
+        redis.call('PEXPIRE', w, WAKE_TTL_MS)
+        redis.call('ZREM', WAITERS, id)
+      end
+    end
+    s = e + 1
+  end
+end
+
+-- The stored form of a result: `fk` empty = success with output `v`, else a failure (kind
+-- fk, message fm, attempts fa). `exp` = expiry ms or ''.
+local function result_value(v, fk, fm, fa, exp)
   local payload = v
   if fk ~= '' then payload = fm end
-  local value = exp .. '|' .. fk .. '|' .. fa .. '|' .. payload
-  if px > 0 then
-    redis.call('SET', rkey(id), value, 'PX', px)
-  else
-    redis.call('SET', rkey(id), value)
-  end
+  return exp .. '|' .. fk .. '|' .. fa .. '|' .. payload
+end
+
+-- Writes one task's result and wakes its waiters.
+local function write_result(id, v, fk, fm, fa, exp)
+  redis.call('HSET', RESULTS, id, result_value(v, fk, fm, fa, exp))
   if exp == '' then
-    redis.call('ZADD', RESULTS, '+inf', id)
+    redis.call('ZREM', RESULT_EXP, id)
   else
-    redis.call('ZADD', RESULTS, exp, id)
+    redis.call('ZADD', RESULT_EXP, exp, id)
   end
-  if redis.call('EXISTS', waitkey(id)) == 1 then
-    local w = rwkey(id)
-    redis.call('LPUSH', w, '1')
-    redis.call('LTRIM', w, 0, 0)
-    redis.call('PEXPIRE', w, WAKE_TTL_MS)
-  end
+  wake_waiters({id})
+end
+
+-- Deletes results `ids` and their wake-up lists. Returns how many results there were.
+local function delete_results(ids)
+  local n = batched({'HDEL', RESULTS}, ids)
+  batched({'ZREM', RESULT_EXP}, ids)
+  local wk = {}
+  for j, id in ipairs(ids) do wk[j] = rwkey(id) end
+  batched({'DEL'}, wk)
+  return n
 end
 
 -- Moves a removed task to the dead-letter queue.
@@ -191,42 +347,48 @@ local function bury(id, q, name, raw, fk, fm, fa)
   redis.call('ZADD', qkey(q, 'dead'), seq, id)
 end
 
-local function make_ready(q, id)
-  local f = redis.call('HMGET', tkey(q, id), 'pri', 'seq')
-  if f[1] then
-    redis.call('ZADD', qkey(q, 'ready'), ready_score(tonumber(f[1]), tonumber(f[2])), id)
+-- Removes `ids` from index `from` of q and puts them into ready by their stored scores.
+local function make_ready(q, from, ids)
+  if #ids == 0 then return end
+  local k = Q(q)
+  batched({'ZREM', k[from]}, ids)
+  local metas = hmget(k.meta, ids)
+  local pairs_ = {}
+  for j, id in ipairs(ids) do
+    local score = parse_meta(metas[j])
+    if score then
+      pairs_[#pairs_ + 1] = score
+      pairs_[#pairs_ + 1] = id
+    end
   end
+  batched({'ZADD', k.ready}, pairs_)
 end
 
 -- Moves at most `limit` due scheduled tasks of q to ready. Returns how many.
 local function promote_scheduled(q, limit)
-  local sk = qkey(q, 'scheduled')
-  local due = redis.call('ZRANGEBYSCORE', sk, '-inf', NOW, 'LIMIT', 0, limit)
-  for _, id in ipairs(due) do
-    redis.call('ZREM', sk, id)
-    make_ready(q, id)
-  end
+  local due = redis.call('ZRANGEBYSCORE', qkey(q, 'scheduled'), '-inf', NOW, 'LIMIT', 0, limit)
+  make_ready(q, 'scheduled', due)
   return #due
 end
 
 -- Returns at most `limit` tasks of q whose lease ran out to ready. Returns how many.
 local function promote_expired(q, limit)
-  local lk = qkey(q, 'leased')
-  local due = redis.call('ZRANGEBYSCORE', lk, '-inf', NOW, 'LIMIT', 0, limit)
-  for _, id in ipairs(due) do
-    redis.call('ZREM', lk, id)
-    redis.call('HSET', tkey(q, id), 'tok', '', 'exp', 0)
-    make_ready(q, id)
-  end
+  local due = redis.call('ZRANGEBYSCORE', qkey(q, 'leased'), '-inf', NOW, 'LIMIT', 0, limit)
+  batched({'HDEL', qkey(q, 'tok')}, due)
+  make_ready(q, 'leased', due)
   return #due
 end
 
 -- The fields of a pending task as listed: {id, q, raw, pri, run, tok, exp, dlv, att, seq}.
 local function task_row(q, id)
-  local f = redis.call('HMGET', tkey(q, id), 'raw', 'pri', 'run', 'tok', 'exp', 'dlv', 'att', 'seq')
-  if not f[1] then return nil end
-  return {id, q, f[1], tonumber(f[2]), tonumber(f[3]), f[4], tonumber(f[5]), tonumber(f[6]),
-    tonumber(f[7]), tonumber(f[8])}
+  local k = Q(q)
+  local raw = redis.call('HGET', k.raw, id)
+  if not raw then return nil end
+  local score, run = parse_meta(redis.call('HGET', k.meta, id))
+  score, run = score or 0, run or 0
+  local level = math.floor(score / PRI_SPAN)
+  local exp = tonumber(redis.call('ZSCORE', k.leased, id) or 0)
+  return {id, q, raw, 32767 - level, run, redis.call('HGET', k.tok, id) or '', exp,
+    tonumber(redis.call('HGET', k.dlv, id) or 0), tonumber(redis.call('HGET', k.att, id) or 0),
+    score - level * PRI_SPAN}
 end
-
--- ---------------------------------------------------------------------------------------------

@@ -46,8 +46,7 @@ if op == 'requeue' then
       (uk == '' or not redis.call('HGET', UNIQ, uk))
     if free and redis.call('EXISTS', dkey(id)) == 1 then
       forget(id)
-      redis.call('DEL', rkey(id), rwkey(id))
-      redis.call('ZREM', RESULTS, id)
+      delete_results({id})
       local flag = insert_at(i)
       n = n + flag
     end

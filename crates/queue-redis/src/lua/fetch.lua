@@ -5,46 +5,57 @@
 -- KEYS: none (see common.lua)
 -- ARGV[3]: queue   ARGV[4]: max   ARGV[5]: lease expiry ms   ARGV[6]: promote limit
 -- ARGV[7 .. 6+max]: one fresh lease token per task that may be handed out
--- Returns: array of {id, raw, token, deliveries, attempts, priority}
+-- Returns: flat array, 5 entries per task: id, raw, token, deliveries, attempts
 --
--- Two calls per task handed out (HMGET, HSET); the leased index gets one variadic ZADD.
+-- No call per task: ZRANGE + ZREMRANGEBYRANK of the ready index, one HMGET of each of the
+-- raw / dlv / att / lim hashes, one HSET of tok and of dlv and one ZADD to leased per batch.
 local q = ARGV[3]
 local max = tonumber(ARGV[4])
-local exp = tonumber(ARGV[5])
+local exp = ARGV[5]
 local limit = tonumber(ARGV[6])
 promote_scheduled(q, limit)
 promote_expired(q, limit)
-local rk, lk = qkey(q, 'ready'), qkey(q, 'leased')
+local k = Q(q)
 local out = {}
-local lease = {}
+local leased, toks, dlvs = {}, {}, {}
+local got = 0
 local ti = 7
-while #out < max do
-  -- Pops exactly as many as are still wanted; poison tasks make another round.
-  local popped = redis.call('ZPOPMIN', rk, max - #out)
-  if #popped == 0 then break end
-  for k = 1, #popped, 2 do
-    local id = popped[k]
-    local tk = tkey(q, id)
-    local f = redis.call('HMGET', tk, 'raw', 'pri', 'att', 'lim', 'dlv')
-    if f[1] then
-      local dlv = tonumber(f[5]) + 1
-      if dlv > tonumber(f[4]) then
-        local g = redis.call('HMGET', tk, 'name', 'uk')
-        remove(q, id, g[2], false)
-        local msg = 'delivered ' .. (dlv - 1) .. ' times without completing (limit ' .. f[4] ..
+while got < max do
+  -- Takes exactly as many as are still wanted; poison tasks make another round.
+  local ids = redis.call('ZRANGE', k.ready, 0, max - got - 1)
+  if #ids == 0 then break end
+  redis.call('ZREMRANGEBYRANK', k.ready, 0, #ids - 1)
+  local raws, dl, at, li = hmget(k.raw, ids), hmget(k.dlv, ids), hmget(k.att, ids), hmget(k.lim, ids)
+  for j, id in ipairs(ids) do
+    local raw = raws[j]
+    if raw then
+      local dlv = tonumber(dl[j] or 0) + 1
+      local lim = tonumber(li[j]) or math.huge
+      local att = tonumber(at[j] or 0)
+      if dlv > lim then
+        local name = select(3, parse_meta(redis.call('HGET', k.meta, id))) or '?'
+        remove(q, id, false)
+        local msg = 'delivered ' .. (dlv - 1) .. ' times without completing (limit ' .. li[j] ..
           '); treated as poison'
-        bury(id, q, g[1], f[1], 'delivery_limit', msg, f[3])
-        write_result(id, '', 'delivery_limit', msg, f[3], '', 0)
+        bury(id, q, name, raw, 'delivery_limit', msg, att)
+        write_result(id, '', 'delivery_limit', msg, att, '')
       else
         local tok = ARGV[ti]
         ti = ti + 1
-        redis.call('HSET', tk, 'tok', tok, 'exp', exp, 'dlv', dlv)
-        lease[#lease + 1] = exp
-        lease[#lease + 1] = id
-        out[#out + 1] = {id, f[1], tok, dlv, tonumber(f[3]), tonumber(f[2])}
+        got = got + 1
+        local n = #out
+        out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = id, raw, tok, dlv, att
+        n = #leased
+        leased[n + 1], leased[n + 2] = exp, id
+        toks[n + 1], toks[n + 2] = id, tok
+        dlvs[n + 1], dlvs[n + 2] = id, dlv
       end
     end
   end
 end
-batched({'ZADD', lk}, lease)
+if #leased > 0 then
+  batched({'ZADD', k.leased}, leased)
+  batched({'HSET', k.tok}, toks)
+  batched({'HSET', k.dlv}, dlvs)
+end
 return out

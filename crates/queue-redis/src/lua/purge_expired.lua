@@ -1,16 +1,14 @@
--- purge_expired.lua: removes up to `max` expired results, every expired lock and every lapsed
--- revocation.
+-- purge_expired.lua: removes up to `max` expired results, every expired lock, every lapsed
+-- revocation and every result waiter whose wait ended.
 -- KEYS: none (see common.lua)
 -- ARGV[3]: max
 -- Returns: how many results and locks were removed.
 local max = tonumber(ARGV[3])
 local removed = 0
-local ids = redis.call('ZRANGEBYSCORE', RESULTS, '-inf', NOW, 'LIMIT', 0, max)
-for _, id in ipairs(ids) do
-  redis.call('DEL', rkey(id), rwkey(id))
-  redis.call('ZREM', RESULTS, id)
-  removed = removed + 1
-end
+local ids = redis.call('ZRANGEBYSCORE', RESULT_EXP, '-inf', NOW, 'LIMIT', 0, max)
+delete_results(ids)
+removed = removed + #ids
+redis.call('ZREMRANGEBYSCORE', WAITERS, '-inf', NOW)
 local locks = P .. ':locks'
 for _, name in ipairs(redis.call('SMEMBERS', locks)) do
   local lk = P .. ':lock:' .. name

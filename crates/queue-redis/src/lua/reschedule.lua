@@ -5,12 +5,12 @@
 local id, eta = ARGV[3], tonumber(ARGV[4])
 local q = redis.call('HGET', IDS, id)
 if not q then return 0 end
-local tk = tkey(q, id)
-local f = redis.call('HMGET', tk, 'tok', 'pri', 'seq')
-if not f[2] or f[1] ~= '' then return 0 end
+local k = Q(q)
+local score, _, name = parse_meta(redis.call('HGET', k.meta, id))
+if not score or redis.call('HEXISTS', k.tok, id) == 1 then return 0 end
 unplace(q, id)
-redis.call('HSET', tk, 'run', eta)
-place(q, id, tonumber(f[2]), tonumber(f[3]), eta)
+redis.call('HSET', k.meta, id, make_meta(score, eta, name))
+place(q, id, score, eta)
 wake(q)
 finish()
 return 1

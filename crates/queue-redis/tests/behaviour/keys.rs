@@ -49,26 +49,51 @@ async fn every_queue_key_carries_the_queue_hash_tag() {
 
     let found = keys(&support::shared_url(), &prefix);
     let tag = format!("{prefix}:{{{q}}}:");
-    for suffix in ["ready", "scheduled", "leased", "seq", "dead", "wake"] {
+    let per_queue = [
+        "ready",
+        "scheduled",
+        "leased",
+        "seq",
+        "dead",
+        "wake",
+        "raw",
+        "meta",
+        "lim",
+        "dlv",
+        "tok",
+        "uk",
+    ];
+    for suffix in per_queue {
         assert!(
             found.contains(&format!("{tag}{suffix}")),
             "{suffix} missing in {found:?}"
         );
     }
-    let task_keys = found
-        .iter()
-        .filter(|k| k.starts_with(&format!("{tag}task:")))
-        .count();
-    assert_eq!(task_keys, 3, "one task hash per pending task: {found:?}");
+    // A pending task is a field of the per-queue hashes, not a key of its own.
+    let mut conn = support::raw_client(&support::shared_url())
+        .get_connection()
+        .unwrap();
+    let raws: usize = redis::cmd("HLEN")
+        .arg(format!("{tag}raw"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(raws, 3, "one envelope per pending task: {found:?}");
     // Everything that names the queue is under its tag; the rest is the documented global set.
-    let global = ["ids", "unique", "queues", "results", "dead", "dead-seq"];
+    let global = [
+        "ids",
+        "unique",
+        "queues",
+        "results",
+        "result-exp",
+        "result-waiters",
+        "dead",
+        "dead-seq",
+    ];
     for key in &found {
         let rest = key.strip_prefix(&format!("{prefix}:")).unwrap();
-        let ok = key.starts_with(&tag)
+        let ok = (key.starts_with(&tag) && per_queue.iter().any(|s| key == &format!("{tag}{s}")))
             || global.contains(&rest)
-            || rest.starts_with("result:")
             || rest.starts_with("result-wake:")
-            || rest.starts_with("result-waiting:")
             || rest.starts_with("dead:");
         assert!(ok, "unexpected key {key}");
     }
