@@ -19,6 +19,8 @@ pub const MIN_LEASE: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     pub(crate) workers: usize,
+    /// Most tasks leased beyond `workers` (see `pace.rs`); `None`: `workers`.
+    pub(crate) prefetch: Option<usize>,
     pub(crate) queue: String,
     pub(crate) lease: Duration,
     pub(crate) result_ttl: Option<Duration>,
@@ -32,6 +34,11 @@ pub(crate) struct Config {
 }
 
 impl Config {
+    /// Most tasks leased beyond `workers`.
+    pub(crate) fn prefetch(&self) -> usize {
+        self.prefetch.unwrap_or(self.workers)
+    }
+
     /// How often running tasks' leases are renewed.
     pub(crate) fn renew_every(&self) -> Duration {
         self.lease / 3
@@ -56,6 +63,7 @@ pub fn default_workers() -> usize {
 /// | setting | default |
 /// |---|---|
 /// | [`workers`](Self::workers) | [`default_workers`]: 4 × CPUs |
+/// | [`prefetch`](Self::prefetch) | `workers`, while tasks are short |
 /// | [`queue`](Self::queue) | [`DEFAULT_QUEUE`] |
 /// | [`lease`](Self::lease) | 30 s, renewed every lease/3 |
 /// | [`result_ttl`](Self::result_ttl) | 7 days |
@@ -119,6 +127,7 @@ impl ConsumerBuilder {
             registry: Registry::new(),
             config: Config {
                 workers: default_workers(),
+                prefetch: None,
                 queue: DEFAULT_QUEUE.to_owned(),
                 lease: Duration::from_secs(30),
                 result_ttl: Some(Duration::from_secs(7 * 24 * 3600)),
@@ -135,10 +144,33 @@ impl ConsumerBuilder {
         }
     }
 
-    /// The most tasks run at once (at least 1). The consumer never leases more tasks than it
-    /// has free slots.
+    /// The most tasks run at once (at least 1).
     pub fn workers(mut self, workers: usize) -> Self {
         self.config.workers = workers;
+        self
+    }
+
+    /// The most tasks leased beyond `workers`, ahead of a free worker (default: `workers`;
+    /// 0: never lease more tasks than there are free workers).
+    ///
+    /// The consumer leases ahead only while tasks are short: as many as its workers are
+    /// expected to start within 5 ms at the mean task duration it measures, at most
+    /// `prefetch`. So no-op tasks overlap the next fetch with the current batch, while tasks of
+    /// a second or more are never leased ahead, and a task is not held back from other
+    /// consumers. Tasks leased ahead have their leases renewed, and a graceful shutdown hands
+    /// them back unstarted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use queue_core::Queue;
+    /// # use queue_runtime::Consumer;
+    /// // Long tasks on many consumers: lease strictly one task per free worker.
+    /// let builder = Consumer::builder(Queue::memory()).workers(8).prefetch(0);
+    /// # drop(builder);
+    /// ```
+    pub fn prefetch(mut self, max: usize) -> Self {
+        self.config.prefetch = Some(max);
         self
     }
 

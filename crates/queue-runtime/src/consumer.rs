@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use queue_core::{Queue, Registry, Result};
-use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio::sync::{broadcast, mpsc, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
@@ -20,6 +20,7 @@ use crate::fetcher::Fetcher;
 use crate::hooks::Hooks;
 use crate::inflight::{Handoff, InFlight, Stats};
 use crate::limits::limits_of;
+use crate::pace::Pace;
 use crate::periodic::{Periodic, Ticker};
 use crate::renewer;
 use crate::shutdown::{drain, RunningConsumer, ShutdownReport, Stop};
@@ -277,10 +278,16 @@ impl Consumer {
             ))
         });
 
+        let freed = Arc::new(Notify::new());
+        let hand_back = CancellationToken::new();
+        let pace = Arc::new(Pace::default());
         let mut fetcher = Fetcher {
             storage: storage.clone(),
             config: config.clone(),
-            permits: Arc::new(Semaphore::new(config.workers)),
+            leases: Arc::new(Semaphore::new(config.workers + config.prefetch())),
+            runs: Arc::new(Semaphore::new(config.workers)),
+            freed: freed.clone(),
+            pace: pace.clone(),
             tasks: JoinSet::new(),
             executor: Arc::new(Executor {
                 storage: storage.clone(),
@@ -292,14 +299,17 @@ impl Consumer {
                 lease: config.lease,
                 limits: Arc::new(limits_of(&self.registry)),
                 hooks: self.hooks.clone(),
+                pace,
             }),
             handoff: Handoff {
                 inflight: inflight.clone(),
                 stats: stats.clone(),
                 clock: storage.clock(),
                 tx,
+                freed,
             },
             stop: stop.token().clone(),
+            hand_back: hand_back.clone(),
         };
         fetcher.run().await;
 
@@ -312,6 +322,7 @@ impl Consumer {
             "consumer stopping; waiting for running tasks"
         );
         stats.releasing.store(true, Ordering::SeqCst);
+        hand_back.cancel();
         drain(&mut fetcher.tasks, stop.grace()).await;
         drop(fetcher); // the last sender: the acker flushes what is left and ends
 

@@ -25,6 +25,7 @@ use crate::limits::{admit, Blocked, Limits};
 use crate::outcome::{
     attempt_number, follow_ups, judge_failure, outcome_event, random_unit, Failed,
 };
+use crate::pace::Pace;
 use queue_core::{Event, Events};
 
 /// What every execution shares.
@@ -40,6 +41,8 @@ pub(crate) struct Executor {
     /// Locks and rate limits by task name.
     pub(crate) limits: Arc<HashMap<&'static str, Limits>>,
     pub(crate) hooks: Arc<Hooks>,
+    /// Durations of the tasks that ran, for leasing ahead.
+    pub(crate) pace: Arc<Pace>,
 }
 
 /// What an execution decided, and the event that reports it if not the outcome's own.
@@ -68,6 +71,9 @@ impl Executor {
             duration,
             event,
         } = self.run(&env, delivery.lease, revoked).await;
+        if duration > Duration::ZERO {
+            self.pace.record(duration);
+        }
         let follow = follow_ups(&env, &outcome, self.clock.now());
         let event = event.unwrap_or_else(|| outcome_event(&env, &outcome, duration));
         match &outcome {

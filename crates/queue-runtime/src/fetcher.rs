@@ -1,22 +1,24 @@
 //! The fetch loop: leases tasks from the store and starts their executions.
 //!
-//! The fetcher holds an `Arc<Semaphore>` with one permit per worker. It waits for at least one
-//! free permit (never for the store while every worker is busy), takes every other free permit,
-//! and asks the store for at most that many tasks: a fetched task is a leased task, and a
-//! leased task nobody runs is a stalled task. Unused permits go back at once. When the store
+//! Two semaphores bound the work: `leases` (one permit per task this consumer holds, running or
+//! waiting: `workers + prefetch`) and `runs` (one permit per worker). The fetcher waits for a
+//! free lease permit (never for the store while it holds all it may), takes as many as it may
+//! hold now — `workers` plus as many ahead as the tasks are short, see the `pace` module — and
+//! asks the store for at most that many tasks. Unused permits go back at once. When the store
 //! has nothing, the fetcher waits on [`Storage::wait_for_work`] (at most `poll_interval`)
 //! instead of looping. Store errors are logged and retried after a capped exponential backoff
 //! (50 ms to 5 s).
 //!
-//! Each fetched task runs in its own Tokio task with its permit (see the `executor` module);
-//! the permit is returned when its outcome is handed to the acker, and the lease is renewed
-//! until the outcome is written.
+//! Each fetched task runs in its own Tokio task (see the `executor` module) once it has a run
+//! permit; a task still waiting for one when the consumer stops is handed back unstarted. Both
+//! permits are returned when its outcome is handed to the acker, and the lease is renewed until
+//! the outcome is written.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use queue_core::{Delivery, Storage, TaskId};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -26,17 +28,27 @@ use crate::builder::Config;
 use crate::executor::Executor;
 use crate::inflight::{Handoff, Slot};
 use crate::outcome::attempt_number;
+use crate::pace::Pace;
 use crate::shutdown::log_join;
 
 /// The fetch loop. See the [module docs](self).
 pub(crate) struct Fetcher {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) config: Arc<Config>,
-    pub(crate) permits: Arc<Semaphore>,
+    /// One permit per task held (running or waiting to run): `workers + prefetch`.
+    pub(crate) leases: Arc<Semaphore>,
+    /// One permit per worker.
+    pub(crate) runs: Arc<Semaphore>,
+    /// Told when an execution gives its lease permit back.
+    pub(crate) freed: Arc<Notify>,
+    pub(crate) pace: Arc<Pace>,
     pub(crate) tasks: JoinSet<()>,
     pub(crate) executor: Arc<Executor>,
     pub(crate) handoff: Handoff,
     pub(crate) stop: CancellationToken,
+    /// Cancelled by a graceful shutdown once it has started counting: tasks leased ahead and
+    /// not yet started then go back to the store.
+    pub(crate) hand_back: CancellationToken,
 }
 
 impl Fetcher {
@@ -47,18 +59,31 @@ impl Fetcher {
             while let Some(joined) = self.tasks.try_join_next() {
                 log_join(joined);
             }
-            // Wait for a free worker, not for the store.
+            // Wait for a task to be allowed, not for the store.
             let first = tokio::select! {
                 biased;
                 () = self.stop.cancelled() => return,
-                permit = self.permits.clone().acquire_owned() => match permit {
+                permit = self.leases.clone().acquire_owned() => match permit {
                     Ok(permit) => permit,
                     Err(_) => return, // never closed
                 },
             };
+            let allowed = self.allowed(1);
+            if allowed == 0 {
+                // Holding all it may while the tasks are this long: wait for one to end.
+                drop(first);
+                tokio::select! {
+                    () = self.stop.cancelled() => return,
+                    () = self.freed.notified() => {}
+                }
+                continue;
+            }
             let mut permits = vec![first];
-            while let Ok(permit) = self.permits.clone().try_acquire_owned() {
-                permits.push(permit);
+            while permits.len() < allowed {
+                match self.leases.clone().try_acquire_owned() {
+                    Ok(permit) => permits.push(permit),
+                    Err(_) => break,
+                }
             }
 
             let fetched = self
@@ -104,6 +129,17 @@ impl Fetcher {
                 }
             }
         }
+    }
+
+    /// How many more tasks may be leased now, given that `taken` lease permits were just taken
+    /// (and are not yet tasks).
+    fn allowed(&self, taken: usize) -> usize {
+        let workers = self.config.workers;
+        let max = self.config.prefetch();
+        let held = (workers + max)
+            .saturating_sub(self.leases.available_permits())
+            .saturating_sub(taken);
+        (workers + self.pace.ahead(workers, max)).saturating_sub(held)
     }
 
     /// Sleeps for `wait`; returns `true` if stopped meanwhile.
@@ -172,8 +208,25 @@ impl Fetcher {
             );
             queue_core::trace::set_parent(&span, &env.trace);
             let executor = self.executor.clone();
-            self.tasks
-                .spawn(executor.execute(delivery, revoked, slot).instrument(span));
+            let runs = self.runs.clone();
+            let (stop, hand_back) = (self.stop.clone(), self.hand_back.clone());
+            let run = async move {
+                let permit = tokio::select! {
+                    biased;
+                    () = stop.cancelled() => None,
+                    permit = runs.acquire_owned() => permit.ok(),
+                };
+                if permit.is_none() || stop.is_cancelled() {
+                    // Leased ahead and not started before the consumer began to stop: hand it
+                    // back for another consumer (counted in the shutdown report).
+                    hand_back.cancelled().await;
+                    slot.release();
+                    return;
+                }
+                executor.execute(delivery, revoked, slot).await;
+                drop(permit);
+            };
+            self.tasks.spawn(run.instrument(span));
         }
         true
     }

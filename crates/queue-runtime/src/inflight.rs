@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use queue_core::{Clock, Completion, Lease, Outcome};
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit};
 
 use queue_core::Event;
 
@@ -148,6 +148,8 @@ pub(crate) struct Handoff {
     pub(crate) stats: Arc<Stats>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) tx: mpsc::UnboundedSender<Pending>,
+    /// Told each time an execution gives its lease permit back (the fetcher may wait for it).
+    pub(crate) freed: Arc<Notify>,
 }
 
 /// One execution's claim on a lease and a concurrency permit. See the [module docs](self).
@@ -193,6 +195,7 @@ impl Slot {
             tracing::debug!(id = %self.lease.id, "acker gone; outcome not written");
         }
         drop(self.permit.take());
+        self.handoff.freed.notify_one();
     }
 }
 
@@ -214,6 +217,8 @@ impl Slot {
             Event::Released { id, task }
         };
         let _ = self.handoff.tx.send(Pending { completion, event });
+        drop(self.permit.take());
+        self.handoff.freed.notify_one();
     }
 }
 

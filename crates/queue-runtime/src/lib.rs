@@ -78,6 +78,7 @@ pub mod hooks;
 mod inflight;
 mod limits;
 mod outcome;
+mod pace;
 pub mod periodic;
 mod renewer;
 mod schedule;

@@ -16,6 +16,7 @@ mod leases;
 mod limits;
 mod outage;
 mod periodic;
+mod prefetch;
 mod revocation;
 mod scheduling;
 mod shutdown;

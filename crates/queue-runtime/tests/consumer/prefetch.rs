@@ -1,0 +1,118 @@
+//! Leasing ahead of the workers while tasks are short; nothing leased ahead once told not to,
+//! and tasks leased ahead handed back unstarted by a graceful shutdown.
+
+use queue_core::Task as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use queue_core::TaskOptions;
+use tokio::sync::Semaphore;
+
+use crate::common::{builder, eventually, queue, WAIT};
+
+task!(Quick, "quick", () -> (), TaskOptions::new(), |ctx| { Ok(()) });
+
+static AHEAD_GATE: Semaphore = Semaphore::const_new(0);
+static AHEAD_STARTED: AtomicUsize = AtomicUsize::new(0);
+
+task!(Held, "held", () -> (), TaskOptions::new(), |ctx| {
+    AHEAD_STARTED.fetch_add(1, Ordering::SeqCst);
+    AHEAD_GATE.acquire().await.unwrap().forget();
+    Ok(())
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn short_tasks_are_leased_ahead_and_handed_back_unstarted_on_shutdown() {
+    let q = queue();
+    let quick = q
+        .enqueue_many((0..20).map(|_| Quick::call(())))
+        .await
+        .unwrap();
+    let running = builder(&q)
+        .workers(2)
+        .prefetch(6)
+        .register_task::<Quick>()
+        .register_task::<Held>()
+        .build()
+        .unwrap()
+        .spawn();
+    // The consumer has measured that tasks are short...
+    for h in &quick {
+        h.get(WAIT).await.unwrap();
+    }
+    // ...so of 10 tasks that block, 2 run and 6 more are leased ahead of a free worker.
+    q.enqueue_many((0..10).map(|_| Held::call(())))
+        .await
+        .unwrap();
+    eventually("2 running, 8 leased", || async {
+        let counts = q.counts().await.unwrap();
+        AHEAD_STARTED.load(Ordering::SeqCst) == 2 && counts.leased == 8
+    })
+    .await;
+    for _ in 0..10 {
+        let counts = q.counts().await.unwrap();
+        assert_eq!((counts.leased, counts.ready), (8, 2), "{counts:?}");
+        assert_eq!(
+            AHEAD_STARTED.load(Ordering::SeqCst),
+            2,
+            "only the workers run"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // A graceful shutdown: the 6 leased ahead go back unstarted, the 2 running are handed
+    // back after the grace period. Nothing is lost, nothing else ran.
+    let report = running.shutdown(Duration::from_millis(100)).await.unwrap();
+    assert_eq!(report.released, 8, "{report:?}");
+    assert_eq!(AHEAD_STARTED.load(Ordering::SeqCst), 2);
+    let counts = q.counts().await.unwrap();
+    assert_eq!((counts.leased, counts.ready, counts.dead), (0, 10, 0));
+}
+
+static STRICT_GATE: Semaphore = Semaphore::const_new(0);
+static STRICT_STARTED: AtomicUsize = AtomicUsize::new(0);
+
+task!(Strict, "strict", () -> (), TaskOptions::new(), |ctx| {
+    STRICT_STARTED.fetch_add(1, Ordering::SeqCst);
+    STRICT_GATE.acquire().await.unwrap().forget();
+    Ok(())
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prefetch_zero_leases_only_for_free_workers() {
+    let q = queue();
+    let quick = q
+        .enqueue_many((0..20).map(|_| Quick::call(())))
+        .await
+        .unwrap();
+    let running = builder(&q)
+        .workers(2)
+        .prefetch(0)
+        .register_task::<Quick>()
+        .register_task::<Strict>()
+        .build()
+        .unwrap()
+        .spawn();
+    for h in &quick {
+        h.get(WAIT).await.unwrap();
+    }
+    let held = q
+        .enqueue_many((0..5).map(|_| Strict::call(())))
+        .await
+        .unwrap();
+    eventually("2 running", || async {
+        STRICT_STARTED.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    for _ in 0..10 {
+        let counts = q.counts().await.unwrap();
+        assert_eq!((counts.leased, counts.ready), (2, 3), "{counts:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    STRICT_GATE.add_permits(5);
+    for h in &held {
+        h.get(WAIT).await.unwrap();
+    }
+    let report = running.shutdown(WAIT).await.unwrap();
+    assert_eq!(report.released, 0);
+}
