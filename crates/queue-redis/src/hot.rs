@@ -87,7 +87,7 @@ impl RedisStorage {
         let mut row = reply.into_iter();
         while row.len() > 0 {
             let id = wire::task_id(next(&mut row)?)?;
-            let raw = wire::bytes(next(&mut row)?)?;
+            let value = wire::bytes(next(&mut row)?)?;
             let token_text = wire::text(next(&mut row)?)?;
             let token = token_text
                 .parse::<u64>()
@@ -95,7 +95,11 @@ impl RedisStorage {
                 .map_err(|e| Error::decode("lease token", e))?;
             let deliveries = wire::count32(wire::int(next(&mut row)?)?);
             let attempts = wire::count32(wire::int(next(&mut row)?)?);
-            match Envelope::decode(&raw) {
+            let decoded = match wire::task_envelope(&value) {
+                Some(raw) => Envelope::decode(raw),
+                None => Err(Error::decode("stored task", "not a Skiff task value")),
+            };
+            match decoded {
                 Ok(mut envelope) => {
                     envelope.deliveries = deliveries;
                     envelope.attempt = attempts;

@@ -23,6 +23,21 @@ pub(crate) fn push_envelope(
         .arg(env.attempt);
 }
 
+/// The envelope bytes of a stored task value (`<score>|<run>|<limit>|<name length>|<name><raw>`,
+/// see `lua/common.lua`), or `None` if the value does not have that shape.
+pub(crate) fn task_envelope(value: &[u8]) -> Option<&[u8]> {
+    let mut rest = value;
+    let mut name_len = 0;
+    for field in 0..4 {
+        let bar = rest.iter().position(|b| *b == b'|')?;
+        if field == 3 {
+            name_len = std::str::from_utf8(&rest[..bar]).ok()?.parse::<usize>().ok()?;
+        }
+        rest = &rest[bar + 1..];
+    }
+    rest.get(name_len..)
+}
+
 fn bad(what: &str, v: &Value) -> Error {
     Error::decode("redis reply", format!("expected {what}, got {v:?}"))
 }
@@ -102,4 +117,25 @@ pub(crate) fn count32(n: i64) -> u32 {
 /// Clamps a stored count into `u64`.
 pub(crate) fn count64(n: i64) -> u64 {
     u64::try_from(n.max(0)).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::task_envelope;
+
+    #[test]
+    fn the_envelope_follows_the_header_and_name() {
+        assert_eq!(
+            task_envelope(b"4503462020882433|1700000000000|5|4|ping\x81\xa1|"),
+            Some(&b"\x81\xa1|"[..])
+        );
+        assert_eq!(
+            task_envelope(b"1|-5|5|3|a|b"),
+            Some(&b""[..]),
+            "a name may hold `|`"
+        );
+        assert_eq!(task_envelope(b"1|2|3|9|short"), None);
+        assert_eq!(task_envelope(b"1|2|3|x|name"), None);
+        assert_eq!(task_envelope(b"not a task"), None);
+    }
 }

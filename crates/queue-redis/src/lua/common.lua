@@ -15,9 +15,9 @@
 --   P:{Q}:ready      ZSET id -> ready score (32767 - priority) * 2^37 + seq (exact below 2^53)
 --   P:{Q}:scheduled  ZSET id -> run_at ms
 --   P:{Q}:leased     ZSET id -> lease expiry ms
---   P:{Q}:raw        HASH id -> envelope bytes as enqueued (the counts below override its own)
---   P:{Q}:meta       HASH id -> "<ready score>|<run_at ms>|<task name>"
---   P:{Q}:lim        HASH id -> delivery limit
+--   P:{Q}:task       HASH id -> "<ready score>|<run_at ms>|<delivery limit>|<name length>|"
+--                    followed by the task name and the envelope bytes as enqueued (the
+--                    counts below override the envelope's own)
 --   P:{Q}:dlv        HASH id -> deliveries so far (absent: 0)
 --   P:{Q}:att        HASH id -> attempts so far (absent: 0)
 --   P:{Q}:tok        HASH id -> lease token, while leased
@@ -54,7 +54,7 @@ local RESULT_EXP = P .. ':result-exp'
 local WAITERS = P .. ':result-waiters'
 local DEAD = P .. ':dead'
 -- The per-queue hashes that hold one field per pending task.
-local TASK_HASHES = {'raw', 'meta', 'lim', 'dlv', 'att', 'tok', 'uk'}
+local TASK_HASHES = {'task', 'dlv', 'att', 'tok', 'uk'}
 
 local qkeys = {}
 -- The keys of queue q, by suffix (built once per script call).
@@ -74,13 +74,22 @@ local function rwkey(id) return P .. ':result-wake:' .. id end
 local function dkey(id) return P .. ':dead:' .. id end
 local function ready_score(pri, seq) return (32767 - pri) * PRI_SPAN + seq end
 
--- "<ready score>|<run ms>|<name>" and back.
-local function make_meta(score, run, name) return string.format('%d|%d|', score, run) .. name end
-local function parse_meta(m)
-  if not m then return nil end
-  local s, r, name = string.match(m, '^(%d+)|(%-?%d+)|(.*)$')
-  return tonumber(s), tonumber(r), name
+-- A task's stored value (see the layout above) and back. `parse_task` returns nil for a value
+-- it cannot read (garbage in the store).
+local function make_task(score, run, lim, name, raw)
+  return string.format('%d|%d|%s|%d|', score, run, lim, #name) .. name .. raw
 end
+local function parse_task(v)
+  if not v then return nil end
+  local s, r, l, nl, at = string.match(v, '^(%d+)|(%-?%d+)|(%d+)|(%d+)|()')
+  if not at then return nil end
+  nl = tonumber(nl)
+  return {score = tonumber(s), run = tonumber(r), lim = tonumber(l),
+    name = string.sub(v, at, at + nl - 1), raw = string.sub(v, at + nl)}
+end
+-- Just the ready score, or the delivery limit, of a stored value (hot paths).
+local function task_score(v) return v and tonumber(string.match(v, '^(%d+)|')) end
+local function task_lim(v) return tonumber(string.match(v, '^%d+|%-?%d+|(%d+)|')) end
 
 local woken = {}
 local function wake(q) woken[q] = (woken[q] or 0) + 1 end
@@ -192,14 +201,12 @@ end
 local function stage(b, id, q, raw, pri, run, lim, uk, name, dlv, att)
   local w = b.per_q[q]
   if not w then
-    w = {raw = {}, meta = {}, lim = {}, dlv = {}, att = {}, uk = {}, ready = {}, scheduled = {}}
+    w = {task = {}, dlv = {}, att = {}, uk = {}, ready = {}, scheduled = {}}
     b.per_q[q] = w
   end
   local score = ready_score(pri, next_seq(q))
-  local n = #w.raw
-  w.raw[n + 1], w.raw[n + 2] = id, raw
-  w.meta[n + 1], w.meta[n + 2] = id, make_meta(score, run, name)
-  w.lim[n + 1], w.lim[n + 2] = id, lim
+  local n = #w.task
+  w.task[n + 1], w.task[n + 2] = id, make_task(score, run, lim, name, raw)
   if tonumber(dlv) > 0 then add(w, 'dlv', id, dlv) end
   if tonumber(att) > 0 then add(w, 'att', id, att) end
   if uk ~= '' then
@@ -231,7 +238,7 @@ end
 local function store_staged(b)
   for q, w in pairs(b.per_q) do
     local k = Q(q)
-    for _, h in ipairs({'raw', 'meta', 'lim', 'dlv', 'att', 'uk'}) do
+    for _, h in ipairs({'task', 'dlv', 'att', 'uk'}) do
       if #w[h] > 0 then batched({'HSET', k[h]}, w[h]) end
     end
     if #w.ready > 0 then batched({'ZADD', k.ready}, w.ready) end
@@ -352,10 +359,10 @@ local function make_ready(q, from, ids)
   if #ids == 0 then return end
   local k = Q(q)
   batched({'ZREM', k[from]}, ids)
-  local metas = hmget(k.meta, ids)
+  local values = hmget(k.task, ids)
   local pairs_ = {}
   for j, id in ipairs(ids) do
-    local score = parse_meta(metas[j])
+    local score = task_score(values[j])
     if score then
       pairs_[#pairs_ + 1] = score
       pairs_[#pairs_ + 1] = id
@@ -382,13 +389,12 @@ end
 -- The fields of a pending task as listed: {id, q, raw, pri, run, tok, exp, dlv, att, seq}.
 local function task_row(q, id)
   local k = Q(q)
-  local raw = redis.call('HGET', k.raw, id)
-  if not raw then return nil end
-  local score, run = parse_meta(redis.call('HGET', k.meta, id))
-  score, run = score or 0, run or 0
+  local t = parse_task(redis.call('HGET', k.task, id))
+  if not t then return nil end
+  local score = t.score
   local level = math.floor(score / PRI_SPAN)
   local exp = tonumber(redis.call('ZSCORE', k.leased, id) or 0)
-  return {id, q, raw, 32767 - level, run, redis.call('HGET', k.tok, id) or '', exp,
+  return {id, q, t.raw, 32767 - level, t.run, redis.call('HGET', k.tok, id) or '', exp,
     tonumber(redis.call('HGET', k.dlv, id) or 0), tonumber(redis.call('HGET', k.att, id) or 0),
     score - level * PRI_SPAN}
 end

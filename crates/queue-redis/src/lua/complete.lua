@@ -89,19 +89,21 @@ for c = 1, n do
     if kind == 'retry' or kind == 'defer' then
       redis.call('ZREM', k.leased, id)
       redis.call('HDEL', k.tok, id)
-      local score, _, name = parse_meta(redis.call('HGET', k.meta, id))
+      local t = parse_task(redis.call('HGET', k.task, id))
       if kind == 'retry' then
         redis.call('HINCRBY', k.att, id, 1)
       elseif tonumber(redis.call('HGET', k.dlv, id) or 0) > 0 then
         redis.call('HINCRBY', k.dlv, id, -1)
       end
-      redis.call('HSET', k.meta, id, make_meta(score or 0, eta, name or '?'))
-      place(q, id, score or 0, eta)
+      if t then
+        redis.call('HSET', k.task, id, make_task(t.score, eta, t.lim, t.name, t.raw))
+        place(q, id, t.score, eta)
+      end
       wake(q)
     else
       if kind == 'dead' then
-        local name = select(3, parse_meta(redis.call('HGET', k.meta, id))) or '?'
-        bury(id, q, name, redis.call('HGET', k.raw, id) or '', fk, fm, fa)
+        local t = parse_task(redis.call('HGET', k.task, id)) or {name = '?', raw = ''}
+        bury(id, q, t.name, t.raw, fk, fm, fa)
       end
       remove(q, id, true)
       write_result(id, v, fk, fm, fa, rexp)

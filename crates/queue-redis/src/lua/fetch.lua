@@ -5,10 +5,11 @@
 -- KEYS: none (see common.lua)
 -- ARGV[3]: queue   ARGV[4]: max   ARGV[5]: lease expiry ms   ARGV[6]: promote limit
 -- ARGV[7 .. 6+max]: one fresh lease token per task that may be handed out
--- Returns: flat array, 5 entries per task: id, raw, token, deliveries, attempts
+-- Returns: flat array, 5 entries per task: id, stored value (header and envelope, see
+--   common.lua), token, deliveries, attempts
 --
 -- No call per task: ZRANGE + ZREMRANGEBYRANK of the ready index, one HMGET of each of the
--- raw / dlv / att / lim hashes, one HSET of tok and of dlv and one ZADD to leased per batch.
+-- task / dlv / att hashes, one HSET of tok and of dlv and one ZADD to leased per batch.
 local q = ARGV[3]
 local max = tonumber(ARGV[4])
 local exp = ARGV[5]
@@ -25,26 +26,26 @@ while got < max do
   local ids = redis.call('ZRANGE', k.ready, 0, max - got - 1)
   if #ids == 0 then break end
   redis.call('ZREMRANGEBYRANK', k.ready, 0, #ids - 1)
-  local raws, dl, at, li = hmget(k.raw, ids), hmget(k.dlv, ids), hmget(k.att, ids), hmget(k.lim, ids)
+  local values, dl, at = hmget(k.task, ids), hmget(k.dlv, ids), hmget(k.att, ids)
   for j, id in ipairs(ids) do
-    local raw = raws[j]
-    if raw then
+    local v = values[j]
+    if v then
       local dlv = tonumber(dl[j] or 0) + 1
-      local lim = tonumber(li[j]) or math.huge
+      local lim = task_lim(v) or math.huge
       local att = tonumber(at[j] or 0)
       if dlv > lim then
-        local name = select(3, parse_meta(redis.call('HGET', k.meta, id))) or '?'
+        local t = parse_task(v)
         remove(q, id, false)
-        local msg = 'delivered ' .. (dlv - 1) .. ' times without completing (limit ' .. li[j] ..
+        local msg = 'delivered ' .. (dlv - 1) .. ' times without completing (limit ' .. lim ..
           '); treated as poison'
-        bury(id, q, name, raw, 'delivery_limit', msg, att)
+        bury(id, q, t.name, t.raw, 'delivery_limit', msg, att)
         write_result(id, '', 'delivery_limit', msg, att, '')
       else
         local tok = ARGV[ti]
         ti = ti + 1
         got = got + 1
         local n = #out
-        out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = id, raw, tok, dlv, att
+        out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = id, v, tok, dlv, att
         n = #leased
         leased[n + 1], leased[n + 2] = exp, id
         toks[n + 1], toks[n + 2] = id, tok

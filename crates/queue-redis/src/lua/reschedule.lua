@@ -6,11 +6,11 @@ local id, eta = ARGV[3], tonumber(ARGV[4])
 local q = redis.call('HGET', IDS, id)
 if not q then return 0 end
 local k = Q(q)
-local score, _, name = parse_meta(redis.call('HGET', k.meta, id))
-if not score or redis.call('HEXISTS', k.tok, id) == 1 then return 0 end
+local t = parse_task(redis.call('HGET', k.task, id))
+if not t or redis.call('HEXISTS', k.tok, id) == 1 then return 0 end
 unplace(q, id)
-redis.call('HSET', k.meta, id, make_meta(score, eta, name))
-place(q, id, score, eta)
+redis.call('HSET', k.task, id, make_task(t.score, eta, t.lim, t.name, t.raw))
+place(q, id, t.score, eta)
 wake(q)
 finish()
 return 1

@@ -56,9 +56,7 @@ async fn every_queue_key_carries_the_queue_hash_tag() {
         "seq",
         "dead",
         "wake",
-        "raw",
-        "meta",
-        "lim",
+        "task",
         "dlv",
         "tok",
         "uk",
@@ -74,7 +72,7 @@ async fn every_queue_key_carries_the_queue_hash_tag() {
         .get_connection()
         .unwrap();
     let raws: usize = redis::cmd("HLEN")
-        .arg(format!("{tag}raw"))
+        .arg(format!("{tag}task"))
         .query(&mut conn)
         .unwrap();
     assert_eq!(raws, 3, "one envelope per pending task: {found:?}");
