@@ -31,7 +31,10 @@ pub(crate) fn task_envelope(value: &[u8]) -> Option<&[u8]> {
     for field in 0..4 {
         let bar = rest.iter().position(|b| *b == b'|')?;
         if field == 3 {
-            name_len = std::str::from_utf8(&rest[..bar]).ok()?.parse::<usize>().ok()?;
+            name_len = std::str::from_utf8(&rest[..bar])
+                .ok()?
+                .parse::<usize>()
+                .ok()?;
         }
         rest = &rest[bar + 1..];
     }

@@ -7,21 +7,23 @@
 -- ARGV[2]: now, in milliseconds since the Unix epoch, read from the store's Clock
 -- ARGV[3..]: the script's own arguments (see each script's header)
 --
--- A pending task is one field (its id) in each of a few per-queue hashes, not a key of its
--- own: a batch of 256 tasks is then one variadic HMGET / HSET / HDEL per hash instead of 256
--- calls, which is what the hot path's speed rests on.
+-- A pending task is a few fields of its queue's task hash, not a key of its own: a batch of
+-- 256 tasks is then one variadic HMGET / HSET / HDEL instead of 256 calls, which is what the
+-- hot path's speed rests on. One hash holds them all (rather than one hash per field) so that
+-- it is large, hence a hash table: a small hash is a listpack, searched linearly.
 --
 -- Per queue Q (hash tag {Q}, one Cluster slot):
 --   P:{Q}:ready      ZSET id -> ready score (32767 - priority) * 2^37 + seq (exact below 2^53)
 --   P:{Q}:scheduled  ZSET id -> run_at ms
 --   P:{Q}:leased     ZSET id -> lease expiry ms
---   P:{Q}:task       HASH id -> "<ready score>|<run_at ms>|<delivery limit>|<name length>|"
---                    followed by the task name and the envelope bytes as enqueued (the
---                    counts below override the envelope's own)
---   P:{Q}:dlv        HASH id -> deliveries so far (absent: 0)
---   P:{Q}:att        HASH id -> attempts so far (absent: 0)
---   P:{Q}:tok        HASH id -> lease token, while leased
---   P:{Q}:uk         HASH id -> unique key, for tasks that have one
+--   P:{Q}:task       HASH, per pending task:
+--                    <id>   -> "<ready score>|<run_at ms>|<delivery limit>|<name length>|"
+--                              followed by the task name and the envelope bytes as enqueued
+--                              (the counts below override the envelope's own)
+--                    d:<id> -> deliveries so far (absent: 0)
+--                    a:<id> -> attempts so far (absent: 0)
+--                    t:<id> -> lease token, while leased
+--                    u:<id> -> unique key, for tasks that have one
 --   P:{Q}:seq        STRING counter for FIFO order within a priority
 --   P:{Q}:dead       ZSET id -> dead-letter sequence (this queue's DLQ index)
 --   P:{Q}:wake       LIST wake-up tokens for idle consumers (at most WAKE_MAX)
@@ -54,7 +56,8 @@ local RESULT_EXP = P .. ':result-exp'
 local WAITERS = P .. ':result-waiters'
 local DEAD = P .. ':dead'
 -- The per-queue hashes that hold one field per pending task.
-local TASK_HASHES = {'task', 'dlv', 'att', 'tok', 'uk'}
+-- The fields of a task in its queue's task hash are these prefixes followed by its id.
+local TASK_FIELDS = {'', 'd:', 'a:', 't:', 'u:'}
 
 local qkeys = {}
 -- The keys of queue q, by suffix (built once per script call).
@@ -64,7 +67,7 @@ local function Q(q)
     local b = P .. ':{' .. q .. '}:'
     k = {}
     for _, s in ipairs({'ready', 'scheduled', 'leased', 'seq', 'dead', 'wake'}) do k[s] = b .. s end
-    for _, s in ipairs(TASK_HASHES) do k[s] = b .. s end
+    k.task = b .. 'task'
     qkeys[q] = k
   end
   return k
@@ -169,10 +172,20 @@ local function add(t, q, a, b)
   if b ~= nil then l[#l + 1] = b end
 end
 
--- Deletes the fields `ids` of queue q from every per-task hash.
+-- The field names `prefix .. id` of `ids`.
+local function fields(prefix, ids)
+  local out = {}
+  for j, id in ipairs(ids) do out[j] = prefix .. id end
+  return out
+end
+
+-- Deletes every field of the tasks `ids` of queue q.
 local function drop_fields(q, ids)
-  local k = Q(q)
-  for _, h in ipairs(TASK_HASHES) do batched({'HDEL', k[h]}, ids) end
+  local all = {}
+  for _, id in ipairs(ids) do
+    for _, f in ipairs(TASK_FIELDS) do all[#all + 1] = f .. id end
+  end
+  batched({'HDEL', Q(q).task}, all)
 end
 
 -- Puts a pending, unleased task into ready or scheduled.
@@ -201,16 +214,17 @@ end
 local function stage(b, id, q, raw, pri, run, lim, uk, name, dlv, att)
   local w = b.per_q[q]
   if not w then
-    w = {task = {}, dlv = {}, att = {}, uk = {}, ready = {}, scheduled = {}}
+    w = {task = {}, ready = {}, scheduled = {}}
     b.per_q[q] = w
   end
   local score = ready_score(pri, next_seq(q))
-  local n = #w.task
-  w.task[n + 1], w.task[n + 2] = id, make_task(score, run, lim, name, raw)
-  if tonumber(dlv) > 0 then add(w, 'dlv', id, dlv) end
-  if tonumber(att) > 0 then add(w, 'att', id, att) end
+  local t = w.task
+  t[#t + 1] = id
+  t[#t + 1] = make_task(score, run, lim, name, raw)
+  if tonumber(dlv) > 0 then add(w, 'task', 'd:' .. id, dlv) end
+  if tonumber(att) > 0 then add(w, 'task', 'a:' .. id, att) end
   if uk ~= '' then
-    add(w, 'uk', id, uk)
+    add(w, 'task', 'u:' .. id, uk)
     b.keys[uk] = id
     b.uniq[#b.uniq + 1] = uk
     b.uniq[#b.uniq + 1] = id
@@ -238,9 +252,7 @@ end
 local function store_staged(b)
   for q, w in pairs(b.per_q) do
     local k = Q(q)
-    for _, h in ipairs({'task', 'dlv', 'att', 'uk'}) do
-      if #w[h] > 0 then batched({'HSET', k[h]}, w[h]) end
-    end
+    batched({'HSET', k.task}, w.task)
     if #w.ready > 0 then batched({'ZADD', k.ready}, w.ready) end
     if #w.scheduled > 0 then batched({'ZADD', k.scheduled}, w.scheduled) end
   end
@@ -285,7 +297,7 @@ local function remove(q, id, leased)
   else
     unplace(q, id)
   end
-  local uk = redis.call('HGET', qkey(q, 'uk'), id)
+  local uk = redis.call('HGET', qkey(q, 'task'), 'u:' .. id)
   drop_fields(q, {id})
   redis.call('HDEL', IDS, id)
   release_unique(uk, id)
@@ -381,7 +393,7 @@ end
 -- Returns at most `limit` tasks of q whose lease ran out to ready. Returns how many.
 local function promote_expired(q, limit)
   local due = redis.call('ZRANGEBYSCORE', qkey(q, 'leased'), '-inf', NOW, 'LIMIT', 0, limit)
-  batched({'HDEL', qkey(q, 'tok')}, due)
+  batched({'HDEL', qkey(q, 'task')}, fields('t:', due))
   make_ready(q, 'leased', due)
   return #due
 end
@@ -394,7 +406,7 @@ local function task_row(q, id)
   local score = t.score
   local level = math.floor(score / PRI_SPAN)
   local exp = tonumber(redis.call('ZSCORE', k.leased, id) or 0)
-  return {id, q, t.raw, 32767 - level, t.run, redis.call('HGET', k.tok, id) or '', exp,
-    tonumber(redis.call('HGET', k.dlv, id) or 0), tonumber(redis.call('HGET', k.att, id) or 0),
+  local c = redis.call('HMGET', k.task, 't:' .. id, 'd:' .. id, 'a:' .. id)
+  return {id, q, t.raw, 32767 - level, t.run, c[1] or '', exp, tonumber(c[2] or 0), tonumber(c[3] or 0),
     score - level * PRI_SPAN}
 end

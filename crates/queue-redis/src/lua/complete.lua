@@ -32,10 +32,13 @@ local tokens, uks = {}, {}
 for q, cs in pairs(by_queue) do
   local qids = {}
   for j, c in ipairs(cs) do qids[j] = ids[c] end
-  local t, u = hmget(qkey(q, 'tok'), qids), hmget(qkey(q, 'uk'), qids)
+  local asked = {}
+  for j, id in ipairs(qids) do
+    asked[2 * j - 1], asked[2 * j] = 't:' .. id, 'u:' .. id
+  end
+  local got = hmget(qkey(q, 'task'), asked)
   for j, c in ipairs(cs) do
-    tokens[c] = t[j]
-    uks[c] = u[j]
+    tokens[c], uks[c] = got[2 * j - 1], got[2 * j]
   end
 end
 
@@ -88,12 +91,12 @@ for c = 1, n do
     local k = Q(q)
     if kind == 'retry' or kind == 'defer' then
       redis.call('ZREM', k.leased, id)
-      redis.call('HDEL', k.tok, id)
+      redis.call('HDEL', k.task, 't:' .. id)
       local t = parse_task(redis.call('HGET', k.task, id))
       if kind == 'retry' then
-        redis.call('HINCRBY', k.att, id, 1)
-      elseif tonumber(redis.call('HGET', k.dlv, id) or 0) > 0 then
-        redis.call('HINCRBY', k.dlv, id, -1)
+        redis.call('HINCRBY', k.task, 'a:' .. id, 1)
+      elseif tonumber(redis.call('HGET', k.task, 'd:' .. id) or 0) > 0 then
+        redis.call('HINCRBY', k.task, 'd:' .. id, -1)
       end
       if t then
         redis.call('HSET', k.task, id, make_task(t.score, eta, t.lim, t.name, t.raw))

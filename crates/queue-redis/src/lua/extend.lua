@@ -7,7 +7,7 @@ local out = {}
 for i = 4, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local q = redis.call('HGET', IDS, id)
-  if q and redis.call('HGET', qkey(q, 'tok'), id) == token then
+  if q and redis.call('HGET', qkey(q, 'task'), 't:' .. id) == token then
     redis.call('ZADD', qkey(q, 'leased'), exp, id)
     out[#out + 1] = 1
   else

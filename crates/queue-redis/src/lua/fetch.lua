@@ -8,8 +8,8 @@
 -- Returns: flat array, 5 entries per task: id, stored value (header and envelope, see
 --   common.lua), token, deliveries, attempts
 --
--- No call per task: ZRANGE + ZREMRANGEBYRANK of the ready index, one HMGET of each of the
--- task / dlv / att hashes, one HSET of tok and of dlv and one ZADD to leased per batch.
+-- No call per task: ZRANGE + ZREMRANGEBYRANK of the ready index, one HMGET and one HSET of
+-- the task hash and one ZADD to leased per batch.
 local q = ARGV[3]
 local max = tonumber(ARGV[4])
 local exp = ARGV[5]
@@ -18,7 +18,7 @@ promote_scheduled(q, limit)
 promote_expired(q, limit)
 local k = Q(q)
 local out = {}
-local leased, toks, dlvs = {}, {}, {}
+local leased, lease_fields = {}, {}
 local got = 0
 local ti = 7
 while got < max do
@@ -26,13 +26,17 @@ while got < max do
   local ids = redis.call('ZRANGE', k.ready, 0, max - got - 1)
   if #ids == 0 then break end
   redis.call('ZREMRANGEBYRANK', k.ready, 0, #ids - 1)
-  local values, dl, at = hmget(k.task, ids), hmget(k.dlv, ids), hmget(k.att, ids)
+  local asked = {}
   for j, id in ipairs(ids) do
-    local v = values[j]
+    asked[3 * j - 2], asked[3 * j - 1], asked[3 * j] = id, 'd:' .. id, 'a:' .. id
+  end
+  local vals = hmget(k.task, asked)
+  for j, id in ipairs(ids) do
+    local v = vals[3 * j - 2]
     if v then
-      local dlv = tonumber(dl[j] or 0) + 1
+      local dlv = tonumber(vals[3 * j - 1] or 0) + 1
       local lim = task_lim(v) or math.huge
-      local att = tonumber(at[j] or 0)
+      local att = tonumber(vals[3 * j] or 0)
       if dlv > lim then
         local t = parse_task(v)
         remove(q, id, false)
@@ -48,15 +52,15 @@ while got < max do
         out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = id, v, tok, dlv, att
         n = #leased
         leased[n + 1], leased[n + 2] = exp, id
-        toks[n + 1], toks[n + 2] = id, tok
-        dlvs[n + 1], dlvs[n + 2] = id, dlv
+        n = #lease_fields
+        lease_fields[n + 1], lease_fields[n + 2] = 't:' .. id, tok
+        lease_fields[n + 3], lease_fields[n + 4] = 'd:' .. id, dlv
       end
     end
   end
 end
 if #leased > 0 then
   batched({'ZADD', k.leased}, leased)
-  batched({'HSET', k.tok}, toks)
-  batched({'HSET', k.dlv}, dlvs)
+  batched({'HSET', k.task}, lease_fields)
 end
 return out

@@ -7,7 +7,7 @@ local q = redis.call('HGET', IDS, id)
 if not q then return 0 end
 local k = Q(q)
 local t = parse_task(redis.call('HGET', k.task, id))
-if not t or redis.call('HEXISTS', k.tok, id) == 1 then return 0 end
+if not t or redis.call('HEXISTS', k.task, 't:' .. id) == 1 then return 0 end
 unplace(q, id)
 redis.call('HSET', k.task, id, make_task(t.score, eta, t.lim, t.name, t.raw))
 place(q, id, t.score, eta)

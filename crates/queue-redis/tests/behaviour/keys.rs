@@ -57,9 +57,6 @@ async fn every_queue_key_carries_the_queue_hash_tag() {
         "dead",
         "wake",
         "task",
-        "dlv",
-        "tok",
-        "uk",
     ];
     for suffix in per_queue {
         assert!(
@@ -71,11 +68,23 @@ async fn every_queue_key_carries_the_queue_hash_tag() {
     let mut conn = support::raw_client(&support::shared_url())
         .get_connection()
         .unwrap();
-    let raws: usize = redis::cmd("HLEN")
+    let fields: Vec<String> = redis::cmd("HKEYS")
         .arg(format!("{tag}task"))
         .query(&mut conn)
         .unwrap();
-    assert_eq!(raws, 3, "one envelope per pending task: {found:?}");
+    let tasks = fields.iter().filter(|f| !f.contains(':')).count();
+    assert_eq!(tasks, 3, "one envelope per pending task: {fields:?}");
+    let count = |prefix: &str| fields.iter().filter(|f| f.starts_with(prefix)).count();
+    assert_eq!(
+        count("u:"),
+        1,
+        "the unique key of the one task with one: {fields:?}"
+    );
+    assert_eq!(
+        count("t:"),
+        1,
+        "the token of the one task still leased: {fields:?}"
+    );
     // Everything that names the queue is under its tag; the rest is the documented global set.
     let global = [
         "ids",
