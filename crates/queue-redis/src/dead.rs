@@ -87,7 +87,7 @@ impl RedisStorage {
                 env.deliveries = 0;
                 env.eta = None;
                 let raw = env.encode()?;
-                push_envelope(&mut inv, &env, raw, now);
+                push_envelope(&mut inv, &env, &raw, now);
                 any = true;
             }
             if any {

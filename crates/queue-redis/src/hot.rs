@@ -34,7 +34,7 @@ impl RedisStorage {
         let mut inv = self.call(&self.scripts.enqueue, now);
         inv.arg(batch.len());
         for (env, raw) in batch.iter().zip(raws) {
-            push_envelope(&mut inv, env, raw, now);
+            push_envelope(&mut inv, env, &raw, now);
         }
         let reply: Vec<Value> = self.run(inv, "enqueue").await?;
         let mut out = Vec::with_capacity(batch.len());
@@ -173,7 +173,7 @@ impl RedisStorage {
             if ends {
                 inv.arg(c.follow_ups.len());
                 for env in &c.follow_ups {
-                    push_envelope(&mut inv, env, env.encode()?, now);
+                    push_envelope(&mut inv, env, &env.encode()?, now);
                 }
             } else {
                 inv.arg(0);
@@ -220,17 +220,22 @@ impl RedisStorage {
             .unwrap_or_else(|_| "?".into());
         let now = self.now_ms();
         let mut inv = self.call(&self.scripts.enqueue, now);
-        inv.arg(1)
-            .arg(id.to_string())
-            .arg(queue)
-            .arg(raw)
-            .arg(0)
-            .arg(now)
-            .arg(queue_core::DELIVERY_MARGIN + 1)
-            .arg("")
-            .arg(name)
-            .arg(0)
-            .arg(0);
+        inv.arg(1);
+        wire::push_task(
+            &mut inv,
+            wire::NewTask {
+                id,
+                queue,
+                priority: 0,
+                run_at: now,
+                delivery_limit: queue_core::DELIVERY_MARGIN + 1,
+                unique_key: "",
+                task: &name,
+                deliveries: 0,
+                attempts: 0,
+            },
+            &raw,
+        );
         self.run::<Vec<Value>>(inv, "insert raw task").await?;
         Ok(())
     }

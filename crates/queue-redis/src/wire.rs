@@ -4,23 +4,60 @@ use queue_core::clock::to_millis;
 use queue_core::{Envelope, Error, FailureKind, Result, TaskFailure, TaskId};
 use redis::{ScriptInvocation, Value};
 
-/// Appends the 10 fields of one envelope, as `insert_at` in `lua/common.lua` reads them.
-pub(crate) fn push_envelope(
-    inv: &mut ScriptInvocation<'_>,
-    env: &Envelope,
-    raw: Vec<u8>,
-    now: i64,
-) {
-    inv.arg(env.id.to_string())
-        .arg(env.queue.as_str())
-        .arg(raw)
-        .arg(env.priority)
-        .arg(env.eta.map(to_millis).unwrap_or(now))
-        .arg(env.delivery_limit())
-        .arg(env.unique_key.as_deref().unwrap_or(""))
-        .arg(env.task.as_str())
-        .arg(env.deliveries)
-        .arg(env.attempt);
+/// Appends the 8 fields of one envelope, as `insert_at` in `lua/common.lua` reads them.
+pub(crate) fn push_envelope(inv: &mut ScriptInvocation<'_>, env: &Envelope, raw: &[u8], now: i64) {
+    push_task(
+        inv,
+        NewTask {
+            id: env.id,
+            queue: &env.queue,
+            priority: env.priority,
+            run_at: env.eta.map(to_millis).unwrap_or(now),
+            delivery_limit: env.delivery_limit(),
+            unique_key: env.unique_key.as_deref().unwrap_or(""),
+            task: &env.task,
+            deliveries: env.deliveries,
+            attempts: env.attempt,
+        },
+        raw,
+    );
+}
+
+/// What the enqueue script stores about a task besides its envelope bytes.
+pub(crate) struct NewTask<'a> {
+    pub(crate) id: TaskId,
+    pub(crate) queue: &'a str,
+    pub(crate) priority: i16,
+    pub(crate) run_at: i64,
+    pub(crate) delivery_limit: u32,
+    pub(crate) unique_key: &'a str,
+    pub(crate) task: &'a str,
+    pub(crate) deliveries: u32,
+    pub(crate) attempts: u32,
+}
+
+/// Appends one task as `insert_at` reads it: id, queue, priority, run_at_ms, unique_key,
+/// deliveries, attempts, and the stored value without its leading ready score
+/// (`<run_at>|<limit>|<name length>|<name><raw>`, see `lua/common.lua`), which the script
+/// prefixes with the score it assigns.
+pub(crate) fn push_task(inv: &mut ScriptInvocation<'_>, t: NewTask<'_>, raw: &[u8]) {
+    let mut tail = format!(
+        "{}|{}|{}|{}",
+        t.run_at,
+        t.delivery_limit,
+        t.task.len(),
+        t.task
+    )
+    .into_bytes();
+    tail.extend_from_slice(raw);
+    inv.arg(t.id.to_string())
+        .arg(t.queue)
+        .arg(t.priority)
+        .arg(t.run_at)
+        .arg(t.unique_key)
+        .arg(t.deliveries)
+        .arg(t.attempts)
+        .arg(tail);
 }
 
 /// The envelope bytes of a stored task value (`<score>|<run>|<limit>|<name length>|<name><raw>`,

@@ -43,6 +43,10 @@
 --   P:lock:<name>    HASH o (owner) x (expires ms);  P:locks SET of lock names
 --   P:rate:<key>     HASH w (window start ms) n (hits)
 
+-- Globals read in hot loops, as locals (a local is a register; a global a table lookup).
+local ARGV, redis, tonumber, unpack, ipairs, pairs = ARGV, redis, tonumber, unpack, ipairs, pairs
+local format, match, sub = string.format, string.match, string.sub
+
 local P = ARGV[1]
 local NOW = tonumber(ARGV[2])
 local PRI_SPAN = 137438953472 -- 2^37: sequence numbers per priority level
@@ -80,19 +84,19 @@ local function ready_score(pri, seq) return (32767 - pri) * PRI_SPAN + seq end
 -- A task's stored value (see the layout above) and back. `parse_task` returns nil for a value
 -- it cannot read (garbage in the store).
 local function make_task(score, run, lim, name, raw)
-  return string.format('%d|%d|%s|%d|', score, run, lim, #name) .. name .. raw
+  return format('%d|%d|%s|%d|', score, run, lim, #name) .. name .. raw
 end
 local function parse_task(v)
   if not v then return nil end
-  local s, r, l, nl, at = string.match(v, '^(%d+)|(%-?%d+)|(%d+)|(%d+)|()')
+  local s, r, l, nl, at = match(v, '^(%d+)|(%-?%d+)|(%d+)|(%d+)|()')
   if not at then return nil end
   nl = tonumber(nl)
   return {score = tonumber(s), run = tonumber(r), lim = tonumber(l),
-    name = string.sub(v, at, at + nl - 1), raw = string.sub(v, at + nl)}
+    name = sub(v, at, at + nl - 1), raw = sub(v, at + nl)}
 end
 -- Just the ready score, or the delivery limit, of a stored value (hot paths).
-local function task_score(v) return v and tonumber(string.match(v, '^(%d+)|')) end
-local function task_lim(v) return tonumber(string.match(v, '^%d+|%-?%d+|(%d+)|')) end
+local function task_score(v) return v and tonumber(match(v, '^(%d+)|')) end
+local function task_lim(v) return tonumber(match(v, '^%d+|%-?%d+|(%d+)|')) end
 
 local woken = {}
 local function wake(q) woken[q] = (woken[q] or 0) + 1 end
@@ -118,7 +122,7 @@ local function finish()
     for _ = 1, n do redis.call('LPUSH', k, '1') end
     redis.call('LTRIM', k, 0, WAKE_MAX - 1)
   end
-  for q, seq in pairs(seqs) do redis.call('SET', qkey(q, 'seq'), string.format('%d', seq)) end
+  for q, seq in pairs(seqs) do redis.call('SET', qkey(q, 'seq'), format('%d', seq)) end
 end
 
 -- Runs `cmd` with the fixed arguments `head` followed by the items of `list`, in calls of at
@@ -132,14 +136,12 @@ local function batched(head, list)
   while s <= n do
     local e = s + CHUNK - 1
     if e > n then e = n end
-    local args = {}
-    for j = 1, #head do args[j] = head[j] end
-    local k = #head
-    for j = s, e do
-      k = k + 1
-      args[k] = list[j]
+    local r
+    if #head == 1 then
+      r = redis.call(head[1], unpack(list, s, e))
+    else
+      r = redis.call(head[1], head[2], unpack(list, s, e))
     end
-    local r = redis.call(unpack(args))
     if type(r) == 'number' then sum = sum + r end
     s = e + 1
   end
@@ -210,8 +212,9 @@ local function new_batch()
   return {per_q = {}, index = {}, stored = {}, taken = {}, keys = {}, uniq = {}}
 end
 
--- Stages one new task (its id and unique key are known to be free).
-local function stage(b, id, q, raw, pri, run, lim, uk, name, dlv, att)
+-- Stages one new task (its id and unique key are known to be free). `tail` is its stored
+-- value after the ready score.
+local function stage(b, id, q, pri, run, uk, dlv, att, tail)
   local w = b.per_q[q]
   if not w then
     w = {task = {}, ready = {}, scheduled = {}}
@@ -220,7 +223,7 @@ local function stage(b, id, q, raw, pri, run, lim, uk, name, dlv, att)
   local score = ready_score(pri, next_seq(q))
   local t = w.task
   t[#t + 1] = id
-  t[#t + 1] = make_task(score, run, lim, name, raw)
+  t[#t + 1] = format('%d|', score) .. tail
   if tonumber(dlv) > 0 then add(w, 'task', 'd:' .. id, dlv) end
   if tonumber(att) > 0 then add(w, 'task', 'a:' .. id, att) end
   if uk ~= '' then
@@ -266,21 +269,22 @@ local function store_staged(b)
 end
 
 -- Stores one envelope now. Returns 1, id when stored; 0, existing id for a duplicate.
-local function insert(id, q, raw, pri, run, lim, uk, name, dlv, att)
+local function insert(id, q, pri, run, uk, dlv, att, tail)
   local b = new_batch()
   local h = holder(b, id, uk)
   if h then return 0, h end
-  stage(b, id, q, raw, pri, run, lim, uk, name, dlv, att)
+  stage(b, id, q, pri, run, uk, dlv, att, tail)
   store_staged(b)
   return 1, id
 end
 
--- Reads ARGV[i .. i+9] as an envelope and inserts it. Returns flag, id.
+-- Reads ARGV[i .. i+7] as an envelope (id queue priority run_at_ms unique_key deliveries
+-- attempts tail, see enqueue.lua) and inserts it. Returns flag, id.
 local function insert_at(i)
-  return insert(ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]),
-    ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], ARGV[i + 9])
+  return insert(ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4],
+    ARGV[i + 5], ARGV[i + 6], ARGV[i + 7])
 end
-local ENV_FIELDS = 10
+local ENV_FIELDS = 8
 
 -- Releases unique key `uk` if task `id` holds it.
 local function release_unique(uk, id)

@@ -4,7 +4,7 @@
 -- Then per completion, 10 fields: id token kind eta_ms value fail_kind fail_message
 --   fail_attempts result_expires_ms_or_empty follow_up_count
 --   kind: "ok" | "retry" | "defer" | "dead" | "drop"
--- followed by follow_up_count envelopes of 10 fields each (as in enqueue.lua).
+-- followed by follow_up_count envelopes of 8 fields each (as in enqueue.lua).
 -- Returns: one status per completion: 1 = acked, 0 = stale.
 --
 -- The common case, a success or drop without follow-ups, costs no call per task: the queues,

@@ -4,7 +4,7 @@
 -- list: ARGV[4] queue or "", ARGV[5] offset, ARGV[6] limit
 --   -> array of {id, queue, task, fail_kind, fail_message, fail_attempts, failed_at, raw}, oldest first
 -- ids: ARGV[4] queue or "", ARGV[5] offset, ARGV[6] limit -> array of ids, oldest first
--- requeue: ARGV[4..] envelopes of 10 fields (as in enqueue.lua), each re-encoded with fresh
+-- requeue: ARGV[4..] envelopes of 8 fields (as in enqueue.lua), each re-encoded with fresh
 --   counts -> how many were requeued (a dead task whose id or unique key belongs to a pending
 --   task stays dead)
 -- purge: ARGV[4] queue or "", ARGV[5] limit -> {deleted, seen}; call until seen is 0
@@ -40,7 +40,7 @@ end
 if op == 'requeue' then
   local n = 0
   for i = 4, #ARGV, ENV_FIELDS do
-    local id, uk = ARGV[i], ARGV[i + 6]
+    local id, uk = ARGV[i], ARGV[i + 4]
     -- Only when it can be stored: its id and unique key must be free, or it stays dead.
     local free = redis.call('HEXISTS', IDS, id) == 0 and
       (uk == '' or not redis.call('HGET', UNIQ, uk))

@@ -1,8 +1,8 @@
 -- enqueue.lua: stores a batch of envelopes, respecting ids and unique keys of pending tasks.
 -- KEYS: none (see common.lua)
 -- ARGV[3]: n, the number of envelopes
--- ARGV[4..]: n groups of 10: id queue raw priority run_at_ms delivery_limit unique_key
---            task_name deliveries attempts
+-- ARGV[4..]: n groups of 8: id queue priority run_at_ms unique_key deliveries attempts tail
+--            (tail: the stored value after its ready score, see common.lua)
 -- Returns: flat array {flag1, id1, flag2, id2, ...}; flag 1 = stored, 0 = duplicate of id.
 --
 -- No call per task: the ids are checked with one HMGET, and the stored tasks are written with
@@ -18,7 +18,7 @@ local pending = hmget(IDS, ids)
 local b = new_batch()
 for k = 1, n do
   local i = 4 + (k - 1) * ENV_FIELDS
-  local id, uk = ARGV[i], ARGV[i + 6]
+  local id, uk = ARGV[i], ARGV[i + 4]
   local h = nil
   if pending[k] or b.taken[id] then
     h = id
@@ -29,8 +29,8 @@ for k = 1, n do
     out[#out + 1] = 0
     out[#out + 1] = h
   else
-    stage(b, id, ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]),
-      ARGV[i + 5], uk, ARGV[i + 7], ARGV[i + 8], ARGV[i + 9])
+    stage(b, id, ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), uk, ARGV[i + 5],
+      ARGV[i + 6], ARGV[i + 7])
     out[#out + 1] = 1
     out[#out + 1] = id
   end

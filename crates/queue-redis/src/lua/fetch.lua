@@ -35,7 +35,8 @@ while got < max do
     local v = vals[3 * j - 2]
     if v then
       local dlv = tonumber(vals[3 * j - 1] or 0) + 1
-      local lim = task_lim(v) or math.huge
+      -- Every limit is at least 1: a first delivery never needs the header read.
+      local lim = dlv > 1 and task_lim(v) or math.huge
       local att = tonumber(vals[3 * j] or 0)
       if dlv > lim then
         local t = parse_task(v)
