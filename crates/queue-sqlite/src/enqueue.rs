@@ -19,7 +19,7 @@ use sqlx::{Row, SqliteConnection};
 use queue_core::{EnqueueOutcome, Envelope, Result, TaskId};
 
 use crate::error::Context;
-use crate::sql::{bucket, list, padded, values, Shapes, MAX_CHUNK};
+use crate::sql::{bucket, padded, values, Shapes, MAX_CHUNK};
 use crate::writer::Effects;
 
 /// A task ready to be inserted: the hot columns plus the encoded envelope.
@@ -69,10 +69,12 @@ pub(crate) static INSERT: Shapes = Shapes::new(|n| {
     )
 });
 
-pub(crate) static FORGET_RESULTS: Shapes =
-    Shapes::new(|n| format!("DELETE FROM results WHERE id IN ({})", list(n)));
+/// The statement of the `tasks_forget_old_result` trigger (migration 0002), for
+/// [`SqliteStorage::explain`](crate::SqliteStorage::explain).
+pub(crate) const FORGET_RESULT: &str = "DELETE FROM results WHERE id = ?1";
 
-/// Inserts `rows` in order; returns one outcome per row.
+/// Inserts `rows` in order; returns one outcome per row. A stored task's older result of the
+/// same id is deleted by the `tasks_forget_old_result` trigger (migration 0002).
 pub(crate) async fn insert_tasks(
     conn: &mut SqliteConnection,
     rows: &[&NewTask],
@@ -105,15 +107,6 @@ pub(crate) async fn insert_tasks(
             let bytes: &[u8] = row.try_get(0).ctx("read an inserted id")?;
             inserted.insert(TaskId::from_slice(bytes)?);
         }
-    }
-    let ids: Vec<TaskId> = inserted.iter().copied().collect();
-    for chunk in ids.chunks(MAX_CHUNK) {
-        let size = bucket(chunk.len());
-        let mut q = sqlx::query(FORGET_RESULTS.get(size));
-        for id in padded(chunk, size) {
-            q = q.bind(id.as_bytes().as_slice());
-        }
-        q.execute(&mut *conn).await.ctx("forget old results")?;
     }
     if !inserted.is_empty() {
         fx.work = true;

@@ -60,7 +60,7 @@ impl SqliteStorage {
             ("claim", fetch::CLAIM),
             ("promote", fetch::PROMOTE),
             ("enqueue", enqueue::INSERT.get(2)),
-            ("forget old results", enqueue::FORGET_RESULTS.get(2)),
+            ("forget an old result", enqueue::FORGET_RESULT),
             ("complete", complete::FINISH.get(2)),
             ("store results", complete::RESULTS.get(2)),
             ("retry or defer", complete::LATER),

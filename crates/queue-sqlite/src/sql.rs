@@ -57,11 +57,6 @@ pub(crate) fn values(rows: usize, width: usize) -> String {
     vec![group; rows].join(",")
 }
 
-/// `?,?,…`: `n` anonymous parameters (see [`values`]).
-pub(crate) fn list(n: usize) -> String {
-    vec!["?"; n].join(",")
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -84,6 +79,5 @@ mod tests {
         assert_eq!(S.get(1), "VALUES (?,?)");
         assert_eq!(S.get(2), "VALUES (?,?),(?,?)");
         assert!(std::ptr::eq(S.get(2), S.get(2)));
-        assert_eq!(list(3), "?,?,?");
     }
 }

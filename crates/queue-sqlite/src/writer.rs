@@ -33,6 +33,7 @@ use queue_core::{Clock, EnqueueOutcome, Error, Result};
 
 use crate::enqueue::{insert_tasks, NewTask};
 use crate::error::{is_busy, Context};
+use crate::sql::MAX_CHUNK;
 
 /// The most enqueued rows one transaction takes (more wait for the next one).
 pub(crate) const MAX_ROWS: usize = 16_384;
@@ -317,6 +318,20 @@ async fn once(
     msgs: &mut [Msg],
     fx: &mut Effects,
 ) -> Result<()> {
+    if let [Msg::Enqueue { rows, out, .. }] = msgs {
+        if rows.len() <= MAX_CHUNK {
+            // One enqueue message that fits one INSERT (the usual single `enqueue` call): that
+            // statement is atomic by itself, so it runs without BEGIN and COMMIT, each a round
+            // trip to SQLite's thread.
+            let now = shared.now();
+            let rows: Vec<&NewTask> = rows.iter().collect();
+            *out = insert_tasks(conn, &rows, now, fx).await?;
+            let c = &shared.counters;
+            c.transactions.fetch_add(1, Ordering::Relaxed);
+            c.operations.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+    }
     let mut tx = conn
         .begin_with("BEGIN IMMEDIATE")
         .await

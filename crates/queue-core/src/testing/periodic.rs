@@ -75,7 +75,8 @@ pub async fn shared_owner_probes_a_lock<B: Backend>(b: &B) {
 }
 
 /// A fixed (derived) id is a no-op while the task is pending or leased, but can be enqueued
-/// again once the task has finished: why the ticker needs a claim besides the id.
+/// again once the task has finished (why the ticker needs a claim besides the id); the new run
+/// replaces the old run's result.
 pub async fn derived_id_is_free_again_after_completion<B: Backend>(b: &B) {
     let fx = open(b).await;
     let q = "periodic";
@@ -98,4 +99,10 @@ pub async fn derived_id_is_free_again_after_completion<B: Backend>(b: &B) {
         vec![EnqueueOutcome::Enqueued(id)],
         "finished: free again"
     );
+    assert_eq!(
+        fx.store.get_result(id).await.unwrap(),
+        None,
+        "the new run replaced the old run's result"
+    );
+    assert_eq!(fx.counts(None).await.results, 0);
 }
