@@ -27,16 +27,23 @@
 //!   script (`src/lua/*.lua`), run with `EVALSHA` and loaded again on `NOSCRIPT`. A batch is
 //!   one call, so a fetch of 100 tasks or a completion of 100 outcomes is one round trip. A
 //!   single-command change (revoke, restore) is that command.
+//! * **No command per task.** A pending task is a few fields of its queue's task hash, not a
+//!   key of its own, and a result is a field of the results hash; so a script reads and writes
+//!   a whole batch with one variadic `HMGET` / `HSET` / `HDEL` / `ZADD` per key. (One key per
+//!   task cost a `redis.call` per task and field: Lua's call overhead, not Redis's work, was
+//!   most of the server's time.)
 //! * **Key layout.** Every key of queue `Q` carries the hash tag `{Q}`:
 //!   `skiff:{Q}:ready` (ZSET, score = `(32767 − priority) · 2³⁷ + seq`, exact in a double, so
 //!   higher priority first and FIFO within a priority), `skiff:{Q}:scheduled` (ZSET by run
-//!   time), `skiff:{Q}:leased` (ZSET by lease expiry), `skiff:{Q}:task:<id>` (hash: envelope
-//!   bytes and the hot fields: priority, seq, run time, lease token and expiry, delivery and
-//!   attempt counts, delivery limit, unique key, task name), `skiff:{Q}:seq`,
-//!   `skiff:{Q}:dead` and `skiff:{Q}:wake`. The full layout is in `src/lua/common.lua`.
-//!   Store-wide keys: `skiff:ids` (id → queue of pending tasks, for lookups by id alone),
-//!   `skiff:unique`, `skiff:result:<id>`, `skiff:results`, `skiff:dead:<id>`, `skiff:dead`,
-//!   `skiff:revoked`, `skiff:lock:<name>`, `skiff:rate:<key>`, `skiff:queues`.
+//!   time), `skiff:{Q}:leased` (ZSET by lease expiry), `skiff:{Q}:task` (hash: per task its
+//!   ready score, run time, delivery limit, name and envelope bytes under its id, and its
+//!   delivery and attempt counts, lease token and unique key under `d:` / `a:` / `t:` / `u:`
+//!   + id), `skiff:{Q}:seq`, `skiff:{Q}:dead` and `skiff:{Q}:wake`. The full layout is in
+//!   `src/lua/common.lua`. Store-wide keys: `skiff:ids` (id → queue of pending tasks, for
+//!   lookups by id alone), `skiff:unique`, `skiff:results` (hash id → result),
+//!   `skiff:result-exp` (ZSET of results with a TTL, by expiry), `skiff:result-waiters`,
+//!   `skiff:dead:<id>`, `skiff:dead`, `skiff:revoked`, `skiff:lock:<name>`, `skiff:rate:<key>`,
+//!   `skiff:queues`.
 //! * **Bounded work.** A fetch moves at most [`RedisOptions::promote_limit`] due scheduled tasks
 //!   and expired leases to ready, then pops at most `max` (no `unpack` of unbounded tables);
 //!   a backlog of any size is drained over successive fetches.
@@ -44,8 +51,10 @@
 //!   no revocation exists; revocations written through this store count at once, those of other
 //!   processes within 100 ms.
 //! * **Time** comes from the store's [`Clock`](queue_core::Clock) and is passed to every script:
-//!   lease expiry, eta, result, lock and revocation expiry, rate windows. Results, locks and rate
-//!   windows also get a real `PEXPIRE` a minute longer than their TTL, for cleanup only.
+//!   lease expiry, eta, result, lock and revocation expiry, rate windows. Locks and rate windows
+//!   also get a real `PEXPIRE` a minute longer than their TTL, for cleanup only; expired results
+//!   are removed by [`Storage::purge_expired`](queue_core::Storage::purge_expired), which every
+//!   consumer calls once a minute.
 //! * **Idle waits block** on Redis (`BLPOP` on a per-queue wake-up list; `BLMOVE` on a per-result
 //!   list) on connections of their own; see `wait.rs` for the details.
 //! * **Connections.** Ordinary commands and scripts share a few multiplexed connections
