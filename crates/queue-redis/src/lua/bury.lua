@@ -10,7 +10,7 @@ for i = 4, #ARGV, 4 do
   if redis.call('HGET', k.task, 't:' .. id) == token then
     local t = parse_task(redis.call('HGET', k.task, id))
     local raw = t and t.raw or ''
-    local att = redis.call('HGET', k.task, 'a:' .. id) or '0'
+    local att = redis.call('HGET', k.att, id) or '0'
     remove(q, id, true)
     bury(id, q, '?', raw, fk, fm, att)
     write_result(id, '', fk, fm, att, '')

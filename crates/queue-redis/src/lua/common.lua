@@ -9,8 +9,10 @@
 --
 -- A pending task is a few fields of its queue's task hash, not a key of its own: a batch of
 -- 256 tasks is then one variadic HMGET / HSET / HDEL instead of 256 calls, which is what the
--- hot path's speed rests on. One hash holds them all (rather than one hash per field) so that
--- it is large, hence a hash table: a small hash is a listpack, searched linearly.
+-- hot path's speed rests on. The fields every task has share one hash, so that it is large,
+-- hence a hash table (a small hash is a listpack, searched linearly); the fields few tasks
+-- have (attempts after a retry, a unique key) are in hashes of their own, which cost nothing
+-- to read or clear while they do not exist.
 --
 -- Per queue Q (hash tag {Q}, one Cluster slot):
 --   P:{Q}:ready      ZSET id -> ready score (32767 - priority) * 2^37 + seq (exact below 2^53)
@@ -21,9 +23,9 @@
 --                              followed by the task name and the envelope bytes as enqueued
 --                              (the counts below override the envelope's own)
 --                    d:<id> -> deliveries so far (absent: 0)
---                    a:<id> -> attempts so far (absent: 0)
 --                    t:<id> -> lease token, while leased
---                    u:<id> -> unique key, for tasks that have one
+--   P:{Q}:att        HASH id -> attempts so far, for tasks with any (absent: 0)
+--   P:{Q}:uk         HASH id -> unique key, for tasks that have one
 --   P:{Q}:seq        STRING counter for FIFO order within a priority
 --   P:{Q}:dead       ZSET id -> dead-letter sequence (this queue's DLQ index)
 --   P:{Q}:wake       LIST wake-up tokens for idle consumers (at most WAKE_MAX)
@@ -61,7 +63,7 @@ local WAITERS = P .. ':result-waiters'
 local DEAD = P .. ':dead'
 -- The per-queue hashes that hold one field per pending task.
 -- The fields of a task in its queue's task hash are these prefixes followed by its id.
-local TASK_FIELDS = {'', 'd:', 'a:', 't:', 'u:'}
+local TASK_FIELDS = {'', 'd:', 't:'}
 
 local qkeys = {}
 -- The keys of queue q, by suffix (built once per script call).
@@ -71,7 +73,7 @@ local function Q(q)
     local b = P .. ':{' .. q .. '}:'
     k = {}
     for _, s in ipairs({'ready', 'scheduled', 'leased', 'seq', 'dead', 'wake'}) do k[s] = b .. s end
-    k.task = b .. 'task'
+    k.task, k.att, k.uk = b .. 'task', b .. 'att', b .. 'uk'
     qkeys[q] = k
   end
   return k
@@ -183,11 +185,14 @@ end
 
 -- Deletes every field of the tasks `ids` of queue q.
 local function drop_fields(q, ids)
+  local k = Q(q)
   local all = {}
   for _, id in ipairs(ids) do
     for _, f in ipairs(TASK_FIELDS) do all[#all + 1] = f .. id end
   end
-  batched({'HDEL', Q(q).task}, all)
+  batched({'HDEL', k.task}, all)
+  batched({'HDEL', k.att}, ids)
+  batched({'HDEL', k.uk}, ids)
 end
 
 -- Puts a pending, unleased task into ready or scheduled.
@@ -217,7 +222,7 @@ end
 local function stage(b, id, q, pri, run, uk, dlv, att, tail)
   local w = b.per_q[q]
   if not w then
-    w = {task = {}, ready = {}, scheduled = {}}
+    w = {task = {}, att = {}, uk = {}, ready = {}, scheduled = {}}
     b.per_q[q] = w
   end
   local score = ready_score(pri, next_seq(q))
@@ -225,9 +230,9 @@ local function stage(b, id, q, pri, run, uk, dlv, att, tail)
   t[#t + 1] = id
   t[#t + 1] = format('%d|', score) .. tail
   if tonumber(dlv) > 0 then add(w, 'task', 'd:' .. id, dlv) end
-  if tonumber(att) > 0 then add(w, 'task', 'a:' .. id, att) end
+  if tonumber(att) > 0 then add(w, 'att', id, att) end
   if uk ~= '' then
-    add(w, 'task', 'u:' .. id, uk)
+    add(w, 'uk', id, uk)
     b.keys[uk] = id
     b.uniq[#b.uniq + 1] = uk
     b.uniq[#b.uniq + 1] = id
@@ -256,6 +261,8 @@ local function store_staged(b)
   for q, w in pairs(b.per_q) do
     local k = Q(q)
     batched({'HSET', k.task}, w.task)
+    if #w.att > 0 then batched({'HSET', k.att}, w.att) end
+    if #w.uk > 0 then batched({'HSET', k.uk}, w.uk) end
     if #w.ready > 0 then batched({'ZADD', k.ready}, w.ready) end
     if #w.scheduled > 0 then batched({'ZADD', k.scheduled}, w.scheduled) end
   end
@@ -301,7 +308,7 @@ local function remove(q, id, leased)
   else
     unplace(q, id)
   end
-  local uk = redis.call('HGET', qkey(q, 'task'), 'u:' .. id)
+  local uk = redis.call('HGET', qkey(q, 'uk'), id)
   drop_fields(q, {id})
   redis.call('HDEL', IDS, id)
   release_unique(uk, id)
@@ -410,7 +417,8 @@ local function task_row(q, id)
   local score = t.score
   local level = math.floor(score / PRI_SPAN)
   local exp = tonumber(redis.call('ZSCORE', k.leased, id) or 0)
-  local c = redis.call('HMGET', k.task, 't:' .. id, 'd:' .. id, 'a:' .. id)
-  return {id, q, t.raw, 32767 - level, t.run, c[1] or '', exp, tonumber(c[2] or 0), tonumber(c[3] or 0),
+  local c = redis.call('HMGET', k.task, 't:' .. id, 'd:' .. id)
+  local att = redis.call('HGET', k.att, id)
+  return {id, q, t.raw, 32767 - level, t.run, c[1] or '', exp, tonumber(c[2] or 0), tonumber(att or 0),
     score - level * PRI_SPAN}
 end

@@ -32,13 +32,10 @@ local tokens, uks = {}, {}
 for q, cs in pairs(by_queue) do
   local qids = {}
   for j, c in ipairs(cs) do qids[j] = ids[c] end
-  local asked = {}
-  for j, id in ipairs(qids) do
-    asked[2 * j - 1], asked[2 * j] = 't:' .. id, 'u:' .. id
-  end
-  local got = hmget(qkey(q, 'task'), asked)
+  local got = hmget(qkey(q, 'task'), fields('t:', qids))
+  local u = hmget(qkey(q, 'uk'), qids)
   for j, c in ipairs(cs) do
-    tokens[c], uks[c] = got[2 * j - 1], got[2 * j]
+    tokens[c], uks[c] = got[j], u[j]
   end
 end
 
@@ -94,7 +91,7 @@ for c = 1, n do
       redis.call('HDEL', k.task, 't:' .. id)
       local t = parse_task(redis.call('HGET', k.task, id))
       if kind == 'retry' then
-        redis.call('HINCRBY', k.task, 'a:' .. id, 1)
+        redis.call('HINCRBY', k.att, id, 1)
       elseif tonumber(redis.call('HGET', k.task, 'd:' .. id) or 0) > 0 then
         redis.call('HINCRBY', k.task, 'd:' .. id, -1)
       end

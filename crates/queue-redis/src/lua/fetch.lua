@@ -28,16 +28,16 @@ while got < max do
   redis.call('ZREMRANGEBYRANK', k.ready, 0, #ids - 1)
   local asked = {}
   for j, id in ipairs(ids) do
-    asked[3 * j - 2], asked[3 * j - 1], asked[3 * j] = id, 'd:' .. id, 'a:' .. id
+    asked[2 * j - 1], asked[2 * j] = id, 'd:' .. id
   end
-  local vals = hmget(k.task, asked)
+  local vals, atts = hmget(k.task, asked), hmget(k.att, ids)
   for j, id in ipairs(ids) do
-    local v = vals[3 * j - 2]
+    local v = vals[2 * j - 1]
     if v then
-      local dlv = tonumber(vals[3 * j - 1] or 0) + 1
+      local dlv = tonumber(vals[2 * j] or 0) + 1
       -- Every limit is at least 1: a first delivery never needs the header read.
       local lim = dlv > 1 and task_lim(v) or math.huge
-      local att = tonumber(vals[3 * j] or 0)
+      local att = tonumber(atts[j] or 0)
       if dlv > lim then
         local t = parse_task(v)
         remove(q, id, false)

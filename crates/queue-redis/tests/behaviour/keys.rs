@@ -57,6 +57,7 @@ async fn every_queue_key_carries_the_queue_hash_tag() {
         "dead",
         "wake",
         "task",
+        "uk",
     ];
     for suffix in per_queue {
         assert!(
@@ -75,11 +76,11 @@ async fn every_queue_key_carries_the_queue_hash_tag() {
     let tasks = fields.iter().filter(|f| !f.contains(':')).count();
     assert_eq!(tasks, 3, "one envelope per pending task: {fields:?}");
     let count = |prefix: &str| fields.iter().filter(|f| f.starts_with(prefix)).count();
-    assert_eq!(
-        count("u:"),
-        1,
-        "the unique key of the one task with one: {fields:?}"
-    );
+    let unique: usize = redis::cmd("HLEN")
+        .arg(format!("{tag}uk"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(unique, 1, "the unique key of the one task with one");
     assert_eq!(
         count("t:"),
         1,
