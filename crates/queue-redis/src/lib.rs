@@ -35,15 +35,15 @@
 //! * **Key layout.** Every key of queue `Q` carries the hash tag `{Q}`:
 //!   `skiff:{Q}:ready` (ZSET, score = `(32767 − priority) · 2³⁷ + seq`, exact in a double, so
 //!   higher priority first and FIFO within a priority), `skiff:{Q}:scheduled` (ZSET by run
-//!   time), `skiff:{Q}:leased` (ZSET by lease expiry), `skiff:{Q}:task` (hash: per task its
-//!   ready score, run time, delivery limit, name and envelope bytes under its id, and its
-//!   delivery and attempt counts, lease token and unique key under `d:` / `a:` / `t:` / `u:`
-//!   + id), `skiff:{Q}:seq`, `skiff:{Q}:dead` and `skiff:{Q}:wake`. The full layout is in
-//!   `src/lua/common.lua`. Store-wide keys: `skiff:ids` (id → queue of pending tasks, for
-//!   lookups by id alone), `skiff:unique`, `skiff:results` (hash id → result),
-//!   `skiff:result-exp` (ZSET of results with a TTL, by expiry), `skiff:result-waiters`,
-//!   `skiff:dead:<id>`, `skiff:dead`, `skiff:revoked`, `skiff:lock:<name>`, `skiff:rate:<key>`,
-//!   `skiff:queues`.
+//!   time), `skiff:{Q}:leased` (ZSET by lease expiry), `skiff:{Q}:task` (hash: per task, under
+//!   its id, its ready score, run time, delivery limit, name and envelope bytes; under `d:<id>`
+//!   and `t:<id>` its delivery count and lease token), `skiff:{Q}:att` and `skiff:{Q}:uk`
+//!   (attempts and unique keys of the tasks that have them), `skiff:{Q}:seq`,
+//!   `skiff:{Q}:dead` and `skiff:{Q}:wake`. The full layout is in `src/lua/common.lua`.
+//!   Store-wide keys: `skiff:ids` (id → queue of pending tasks, for lookups by id alone),
+//!   `skiff:unique`, `skiff:results` (hash id → result), `skiff:result-exp` (ZSET of results
+//!   with a TTL, by expiry), `skiff:result-waiters`, `skiff:dead:<id>`, `skiff:dead`,
+//!   `skiff:revoked`, `skiff:lock:<name>`, `skiff:rate:<key>`, `skiff:queues`.
 //! * **Bounded work.** A fetch moves at most [`RedisOptions::promote_limit`] due scheduled tasks
 //!   and expired leases to ready, then pops at most `max` (no `unpack` of unbounded tables);
 //!   a backlog of any size is drained over successive fetches.
