@@ -44,7 +44,7 @@ if op == 'task' then
   local id = ARGV[4]
   local q = redis.call('HGET', IDS, id)
   if not q then return nil end
-  return task_row(q, id)
+  return task_row(q, id, find_lease(q, id))
 end
 
 if op == 'list' then
@@ -57,7 +57,14 @@ if op == 'list' then
   elseif state == 'scheduled' then
     ids = redis.call('ZRANGEBYSCORE', qkey(q, 'scheduled'), '(' .. NOW, '+inf', 'LIMIT', start, count)
   else
-    ids = redis.call('ZRANGE', qkey(q, 'leased'), start, start + count - 1)
+    local out = {}
+    local leases = redis.call('ZRANGE', qkey(q, 'leased'), start, start + count - 1, 'WITHSCORES')
+    for j = 1, #leases, 2 do
+      local m = leases[j]
+      local row = task_row(q, member_id(m), m, tonumber(leases[j + 1]))
+      if row then out[#out + 1] = row end
+    end
+    return out
   end
   local out = {}
   for _, id in ipairs(ids) do

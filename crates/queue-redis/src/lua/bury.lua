@@ -7,11 +7,12 @@ local moved = 0
 for i = 4, #ARGV, 4 do
   local id, token, fk, fm = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local k = Q(q)
-  if redis.call('HGET', k.task, 't:' .. id) == token then
+  local member = lease_member(id, token)
+  if redis.call('ZSCORE', k.leased, member) then
     local t = parse_task(redis.call('HGET', k.task, id))
     local raw = t and t.raw or ''
     local att = redis.call('HGET', k.att, id) or '0'
-    remove(q, id, true)
+    remove(q, id, member)
     bury(id, q, '?', raw, fk, fm, att)
     write_result(id, '', fk, fm, att, '')
     moved = moved + 1

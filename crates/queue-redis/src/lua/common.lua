@@ -17,13 +17,13 @@
 -- Per queue Q (hash tag {Q}, one Cluster slot):
 --   P:{Q}:ready      ZSET id -> ready score (32767 - priority) * 2^37 + seq (exact below 2^53)
 --   P:{Q}:scheduled  ZSET id -> run_at ms
---   P:{Q}:leased     ZSET id -> lease expiry ms
+--   P:{Q}:leased     ZSET "<id>|<lease token>" -> lease expiry ms (the member is the fence: a
+--                    completion or renewal with another token finds no member)
 --   P:{Q}:task       HASH, per pending task:
 --                    <id>   -> "<ready score>|<run_at ms>|<delivery limit>|<name length>|"
 --                              followed by the task name and the envelope bytes as enqueued
 --                              (the counts below override the envelope's own)
 --                    d:<id> -> deliveries so far (absent: 0)
---                    t:<id> -> lease token, while leased
 --   P:{Q}:att        HASH id -> attempts so far, for tasks with any (absent: 0)
 --   P:{Q}:uk         HASH id -> unique key, for tasks that have one
 --   P:{Q}:seq        STRING counter for FIFO order within a priority
@@ -63,7 +63,7 @@ local WAITERS = P .. ':result-waiters'
 local DEAD = P .. ':dead'
 -- The per-queue hashes that hold one field per pending task.
 -- The fields of a task in its queue's task hash are these prefixes followed by its id.
-local TASK_FIELDS = {'', 'd:', 't:'}
+local TASK_FIELDS = {'', 'd:'}
 
 local qkeys = {}
 -- The keys of queue q, by suffix (built once per script call).
@@ -176,13 +176,6 @@ local function add(t, q, a, b)
   if b ~= nil then l[#l + 1] = b end
 end
 
--- The field names `prefix .. id` of `ids`.
-local function fields(prefix, ids)
-  local out = {}
-  for j, id in ipairs(ids) do out[j] = prefix .. id end
-  return out
-end
-
 -- Deletes every field of the tasks `ids` of queue q.
 local function drop_fields(q, ids)
   local k = Q(q)
@@ -204,11 +197,15 @@ local function place(q, id, score, run)
   end
 end
 
+-- Takes an unleased task out of ready and scheduled.
 local function unplace(q, id)
   redis.call('ZREM', qkey(q, 'ready'), id)
   redis.call('ZREM', qkey(q, 'scheduled'), id)
-  redis.call('ZREM', qkey(q, 'leased'), id)
 end
+
+-- A lease's member of the leased index, and the id of one.
+local function lease_member(id, token) return id .. '|' .. token end
+local function member_id(m) return match(m, '^([^|]*)|') end
 
 -- New tasks are staged in a batch and written with one variadic call per hash and queue
 -- (`store_staged`). The batch also answers "is this id or unique key taken?" for tasks staged
@@ -300,11 +297,11 @@ local function release_unique(uk, id)
   end
 end
 
--- Removes a pending task and its index entries and releases its unique key. `leased`: it is
--- known to be in the leased index only.
-local function remove(q, id, leased)
-  if leased then
-    redis.call('ZREM', qkey(q, 'leased'), id)
+-- Removes a pending task and its index entries and releases its unique key. `member`: its
+-- lease's member of the leased index if it is leased (else it is in ready or scheduled).
+local function remove(q, id, member)
+  if member then
+    redis.call('ZREM', qkey(q, 'leased'), member)
   else
     unplace(q, id)
   end
@@ -377,11 +374,10 @@ local function bury(id, q, name, raw, fk, fm, fa)
   redis.call('ZADD', qkey(q, 'dead'), seq, id)
 end
 
--- Removes `ids` from index `from` of q and puts them into ready by their stored scores.
-local function make_ready(q, from, ids)
+-- Puts `ids` (taken out of scheduled or leased) into ready by their stored scores.
+local function make_ready(q, ids)
   if #ids == 0 then return end
   local k = Q(q)
-  batched({'ZREM', k[from]}, ids)
   local values = hmget(k.task, ids)
   local pairs_ = {}
   for j, id in ipairs(ids) do
@@ -397,28 +393,46 @@ end
 -- Moves at most `limit` due scheduled tasks of q to ready. Returns how many.
 local function promote_scheduled(q, limit)
   local due = redis.call('ZRANGEBYSCORE', qkey(q, 'scheduled'), '-inf', NOW, 'LIMIT', 0, limit)
-  make_ready(q, 'scheduled', due)
+  batched({'ZREM', qkey(q, 'scheduled')}, due)
+  make_ready(q, due)
   return #due
 end
 
 -- Returns at most `limit` tasks of q whose lease ran out to ready. Returns how many.
 local function promote_expired(q, limit)
   local due = redis.call('ZRANGEBYSCORE', qkey(q, 'leased'), '-inf', NOW, 'LIMIT', 0, limit)
-  batched({'HDEL', qkey(q, 'task')}, fields('t:', due))
-  make_ready(q, 'leased', due)
+  batched({'ZREM', qkey(q, 'leased')}, due)
+  local ids = {}
+  for j, m in ipairs(due) do ids[j] = member_id(m) end
+  make_ready(q, ids)
   return #due
 end
 
+-- The lease member and expiry of task `id` of q if it is leased (a scan of the leased index:
+-- for admin reads only).
+local function find_lease(q, id)
+  local k = Q(q)
+  if redis.call('ZSCORE', k.ready, id) or redis.call('ZSCORE', k.scheduled, id) then return nil end
+  local cursor = '0'
+  repeat
+    local r = redis.call('ZSCAN', k.leased, cursor, 'MATCH', id .. '|*', 'COUNT', 1000)
+    cursor = r[1]
+    if #r[2] > 0 then return r[2][1], tonumber(r[2][2]) end
+  until cursor == '0'
+  return nil
+end
+
 -- The fields of a pending task as listed: {id, q, raw, pri, run, tok, exp, dlv, att, seq}.
-local function task_row(q, id)
+-- `member`, `exp`: its lease, if leased.
+local function task_row(q, id, member, exp)
   local k = Q(q)
   local t = parse_task(redis.call('HGET', k.task, id))
   if not t then return nil end
   local score = t.score
   local level = math.floor(score / PRI_SPAN)
-  local exp = tonumber(redis.call('ZSCORE', k.leased, id) or 0)
-  local c = redis.call('HMGET', k.task, 't:' .. id, 'd:' .. id)
+  local tok = member and match(member, '|(.*)$') or ''
+  local dlv = redis.call('HGET', k.task, 'd:' .. id)
   local att = redis.call('HGET', k.att, id)
-  return {id, q, t.raw, 32767 - level, t.run, c[1] or '', exp, tonumber(c[2] or 0), tonumber(att or 0),
+  return {id, q, t.raw, 32767 - level, t.run, tok, exp or 0, tonumber(dlv or 0), tonumber(att or 0),
     score - level * PRI_SPAN}
 end

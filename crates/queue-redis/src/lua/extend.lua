@@ -7,8 +7,9 @@ local out = {}
 for i = 4, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local q = redis.call('HGET', IDS, id)
-  if q and redis.call('HGET', qkey(q, 'task'), 't:' .. id) == token then
-    redis.call('ZADD', qkey(q, 'leased'), exp, id)
+  local member = lease_member(id, token)
+  if q and redis.call('ZSCORE', qkey(q, 'leased'), member) then
+    redis.call('ZADD', qkey(q, 'leased'), exp, member)
     out[#out + 1] = 1
   else
     out[#out + 1] = 0

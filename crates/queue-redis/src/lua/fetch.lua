@@ -9,7 +9,7 @@
 --   common.lua), token, deliveries, attempts
 --
 -- No call per task: ZRANGE + ZREMRANGEBYRANK of the ready index, one HMGET and one HSET of
--- the task hash and one ZADD to leased per batch.
+-- the task hash, one HMGET of the attempts and one ZADD to leased per batch.
 local q = ARGV[3]
 local max = tonumber(ARGV[4])
 local exp = ARGV[5]
@@ -18,7 +18,7 @@ promote_scheduled(q, limit)
 promote_expired(q, limit)
 local k = Q(q)
 local out = {}
-local leased, lease_fields = {}, {}
+local leased, counts = {}, {}
 local got = 0
 local ti = 7
 while got < max do
@@ -52,16 +52,14 @@ while got < max do
         local n = #out
         out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = id, v, tok, dlv, att
         n = #leased
-        leased[n + 1], leased[n + 2] = exp, id
-        n = #lease_fields
-        lease_fields[n + 1], lease_fields[n + 2] = 't:' .. id, tok
-        lease_fields[n + 3], lease_fields[n + 4] = 'd:' .. id, dlv
+        leased[n + 1], leased[n + 2] = exp, lease_member(id, tok)
+        counts[n + 1], counts[n + 2] = 'd:' .. id, dlv
       end
     end
   end
 end
 if #leased > 0 then
   batched({'ZADD', k.leased}, leased)
-  batched({'HSET', k.task}, lease_fields)
+  batched({'HSET', k.task}, counts)
 end
 return out

@@ -7,7 +7,10 @@ local q = redis.call('HGET', IDS, id)
 if not q then return 0 end
 local k = Q(q)
 local t = parse_task(redis.call('HGET', k.task, id))
-if not t or redis.call('HEXISTS', k.task, 't:' .. id) == 1 then return 0 end
+-- A pending task in neither ready nor scheduled is leased.
+if not t or not (redis.call('ZSCORE', k.ready, id) or redis.call('ZSCORE', k.scheduled, id)) then
+  return 0
+end
 unplace(q, id)
 redis.call('HSET', k.task, id, make_task(t.score, eta, t.lim, t.name, t.raw))
 place(q, id, t.score, eta)

@@ -75,16 +75,22 @@ async fn every_queue_key_carries_the_queue_hash_tag() {
         .unwrap();
     let tasks = fields.iter().filter(|f| !f.contains(':')).count();
     assert_eq!(tasks, 3, "one envelope per pending task: {fields:?}");
-    let count = |prefix: &str| fields.iter().filter(|f| f.starts_with(prefix)).count();
     let unique: usize = redis::cmd("HLEN")
         .arg(format!("{tag}uk"))
         .query(&mut conn)
         .unwrap();
     assert_eq!(unique, 1, "the unique key of the one task with one");
+    let leases: Vec<String> = redis::cmd("ZRANGE")
+        .arg(format!("{tag}leased"))
+        .arg(0)
+        .arg(-1)
+        .query(&mut conn)
+        .unwrap();
+    let leased = got.iter().find(|d| d.lease.id != dead_id).unwrap();
     assert_eq!(
-        count("t:"),
-        1,
-        "the token of the one task still leased: {fields:?}"
+        leases,
+        vec![format!("{}|{}", leased.lease.id, leased.lease.token.0)],
+        "the one lease still held, as its id and token"
     );
     // Everything that names the queue is under its tag; the rest is the documented global set.
     let global = [
