@@ -50,6 +50,10 @@ impl Config {
     }
 }
 
+/// The most tasks one consumer may hold at once: `workers` plus
+/// [`prefetch`](ConsumerBuilder::prefetch).
+pub const MAX_LEASED: usize = 1_000_000;
+
 /// The default number of concurrent executions: four per available CPU (tasks are mostly
 /// I/O-bound), or 8 when the CPU count is unknown.
 pub fn default_workers() -> usize {
@@ -318,7 +322,8 @@ impl ConsumerBuilder {
 
     /// Checks the settings and builds the consumer.
     ///
-    /// Fails with [`Error::InvalidInput`] when `workers` is 0, the lease is under
+    /// Fails with [`Error::InvalidInput`] when `workers` is 0, `workers + prefetch` is over
+    /// [`MAX_LEASED`], the lease is under
     /// [`MIN_LEASE`], the poll interval or ack batch size is 0, the queue name is not valid, or
     /// no task is registered (a consumer without tasks would dead-letter everything it
     /// fetches).
@@ -327,6 +332,13 @@ impl ConsumerBuilder {
         let invalid = |msg: String| Err(Error::InvalidInput(msg));
         if c.workers == 0 {
             return invalid("workers must be at least 1".into());
+        }
+        if c.workers.saturating_add(c.prefetch()) > MAX_LEASED {
+            return invalid(format!(
+                "workers + prefetch must be at most {MAX_LEASED}, got {} + {}",
+                c.workers,
+                c.prefetch()
+            ));
         }
         if c.lease < MIN_LEASE {
             return invalid(format!(

@@ -84,7 +84,7 @@ mod renewer;
 mod schedule;
 pub mod shutdown;
 
-pub use builder::{default_workers, ConsumerBuilder, MIN_LEASE};
+pub use builder::{default_workers, ConsumerBuilder, MAX_LEASED, MIN_LEASE};
 pub use chrono_tz::Tz;
 pub use consumer::Consumer;
 pub use crontab::{crontab, Crontab};

@@ -19,6 +19,16 @@ fn settings_are_validated() {
             .build(),
         Consumer::builder(q.clone())
             .register_task::<Noop>()
+            .workers(8)
+            .prefetch(usize::MAX)
+            .build(),
+        Consumer::builder(q.clone())
+            .register_task::<Noop>()
+            .workers(queue_runtime::MAX_LEASED + 1)
+            .prefetch(0)
+            .build(),
+        Consumer::builder(q.clone())
+            .register_task::<Noop>()
             .lease(Duration::from_millis(500))
             .build(),
         Consumer::builder(q.clone())
