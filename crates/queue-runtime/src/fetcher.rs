@@ -68,7 +68,7 @@ impl Fetcher {
                     Err(_) => return, // never closed
                 },
             };
-            let allowed = self.allowed(1);
+            let allowed = self.allowed();
             if allowed == 0 {
                 // Holding all it may while the tasks are this long: wait for one to end.
                 drop(first);
@@ -131,14 +131,12 @@ impl Fetcher {
         }
     }
 
-    /// How many more tasks may be leased now, given that `taken` lease permits were just taken
-    /// (and are not yet tasks).
-    fn allowed(&self, taken: usize) -> usize {
+    /// How many tasks may be leased now, counting the one lease permit just taken (not yet a
+    /// task) as free.
+    fn allowed(&self) -> usize {
         let workers = self.config.workers;
         let max = self.config.prefetch();
-        let held = (workers + max)
-            .saturating_sub(self.leases.available_permits())
-            .saturating_sub(taken);
+        let held = (workers + max).saturating_sub(self.leases.available_permits() + 1);
         (workers + self.pace.ahead(workers, max)).saturating_sub(held)
     }
 
