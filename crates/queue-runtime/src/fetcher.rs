@@ -221,7 +221,10 @@ impl Fetcher {
                     slot.release();
                     return;
                 }
-                executor.execute(delivery, revoked, slot).await;
+                // Boxed: the execution's state machine is large, and this future is moved a
+                // few times on its way into its Tokio task (measured: memcpy was 7% of the
+                // runtime's CPU with no-op tasks).
+                Box::pin(executor.execute(delivery, revoked, slot)).await;
                 drop(permit);
             };
             self.tasks.spawn(run.instrument(span));
