@@ -29,6 +29,7 @@
 //! | `--url URL` (env `SKIFF_URL`) | `sqlite://skiff.db` | the store |
 //! | `--queue NAME` | `default` | the queue to consume |
 //! | `-w, --workers N` | 4 × CPUs | tasks run at once |
+//! | `--prefetch N` | = workers | most tasks leased ahead of a free worker, only while tasks are short (`0`: none; see [`ConsumerBuilder::prefetch`](crate::ConsumerBuilder::prefetch)) |
 //! | `--periodic` / `-n, --no-periodic` | periodic on | run the periodic (cron) scheduler |
 //! | `-s, --scheduler-interval D` | `1s` | longest idle wait for work (the consumer's poll interval) |
 //! | `-t, --shutdown-timeout D` | `30s` | how long a shutdown waits for running tasks |
@@ -102,6 +103,11 @@ pub struct WorkerArgs {
     #[arg(short = 'w', long)]
     pub workers: Option<usize>,
 
+    /// The most tasks leased ahead of a free worker while tasks are short; 0: one lease per
+    /// free worker [default: the number of workers].
+    #[arg(long)]
+    pub prefetch: Option<usize>,
+
     /// Run the periodic (cron) scheduler (the default).
     #[arg(long = "periodic", overrides_with = "no_periodic")]
     pub periodic_flag: bool,
@@ -156,6 +162,7 @@ impl WorkerArgs {
             url: url.into(),
             queue: DEFAULT_QUEUE.to_owned(),
             workers: None,
+            prefetch: None,
             periodic_flag: false,
             no_periodic: false,
             scheduler_interval: Duration::from_secs(1),
@@ -303,6 +310,9 @@ pub async fn run(registry: Registry, args: WorkerArgs) -> Result<WorkerReport> {
         .registry(registry);
     if let Some(workers) = args.workers {
         builder = builder.workers(workers);
+    }
+    if let Some(prefetch) = args.prefetch {
+        builder = builder.prefetch(prefetch);
     }
     let consumer = builder.build()?;
     let finished = Arc::new(AtomicU64::new(0));
@@ -511,6 +521,8 @@ mod tests {
             "emails",
             "--workers",
             "12",
+            "--prefetch",
+            "0",
             "--no-periodic",
             "--scheduler-interval",
             "250ms",
@@ -526,6 +538,7 @@ mod tests {
         let mut expected = WorkerArgs::new("redis://127.0.0.1:6390/1");
         expected.queue = "emails".into();
         expected.workers = Some(12);
+        expected.prefetch = Some(0);
         expected.no_periodic = true;
         expected.scheduler_interval = Duration::from_millis(250);
         expected.verbose = 1;
