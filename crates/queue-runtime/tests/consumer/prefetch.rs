@@ -8,6 +8,9 @@ use std::time::Duration;
 use queue_core::TaskOptions;
 use tokio::sync::Semaphore;
 
+use queue_core::Queue;
+use queue_runtime::RunningConsumer;
+
 use crate::common::{builder, eventually, queue, WAIT};
 
 task!(Quick, "quick", () -> (), TaskOptions::new(), |ctx| { Ok(()) });
@@ -21,25 +24,31 @@ task!(Held, "held", () -> (), TaskOptions::new(), |ctx| {
     Ok(())
 });
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn short_tasks_are_leased_ahead_and_handed_back_unstarted_on_shutdown() {
-    let q = queue();
+/// A consumer of `q` with 2 workers and `prefetch`, which has run 20 no-op tasks (so it has
+/// measured that tasks are short), and knows task `T` besides.
+async fn after_short_tasks<T: queue_core::Task>(q: &Queue, prefetch: usize) -> RunningConsumer {
     let quick = q
         .enqueue_many((0..20).map(|_| Quick::call(())))
         .await
         .unwrap();
-    let running = builder(&q)
+    let running = builder(q)
         .workers(2)
-        .prefetch(6)
+        .prefetch(prefetch)
         .register_task::<Quick>()
-        .register_task::<Held>()
+        .register_task::<T>()
         .build()
         .unwrap()
         .spawn();
-    // The consumer has measured that tasks are short...
     for h in &quick {
         h.get(WAIT).await.unwrap();
     }
+    running
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn short_tasks_are_leased_ahead_and_handed_back_unstarted_on_shutdown() {
+    let q = queue();
+    let running = after_short_tasks::<Held>(&q, 6).await;
     // ...so of 10 tasks that block, 2 run and 6 more are leased ahead of a free worker.
     q.enqueue_many((0..10).map(|_| Held::call(())))
         .await
@@ -81,21 +90,7 @@ task!(Strict, "strict", () -> (), TaskOptions::new(), |ctx| {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn prefetch_zero_leases_only_for_free_workers() {
     let q = queue();
-    let quick = q
-        .enqueue_many((0..20).map(|_| Quick::call(())))
-        .await
-        .unwrap();
-    let running = builder(&q)
-        .workers(2)
-        .prefetch(0)
-        .register_task::<Quick>()
-        .register_task::<Strict>()
-        .build()
-        .unwrap()
-        .spawn();
-    for h in &quick {
-        h.get(WAIT).await.unwrap();
-    }
+    let running = after_short_tasks::<Strict>(&q, 0).await;
     let held = q
         .enqueue_many((0..5).map(|_| Strict::call(())))
         .await
