@@ -8,7 +8,7 @@ use queue_core::{Envelope, Result, TaskId};
 use redis::Value;
 
 use crate::store::RedisStorage;
-use crate::wire::{self, next, push_envelope};
+use crate::wire::{self, next, push_envelope, Ordinals};
 
 /// Dead tasks handled per script call by bulk operations.
 const CHUNK: usize = 500;
@@ -78,6 +78,7 @@ impl RedisStorage {
             let mut inv = self.call(&self.scripts.dead, now);
             inv.arg("requeue");
             let mut any = false;
+            let mut ord = Ordinals::new(raws.len());
             for raw in raws.into_iter().flatten() {
                 // Undecodable dead tasks stay where they are.
                 let Ok(mut env) = Envelope::decode(&raw) else {
@@ -87,7 +88,7 @@ impl RedisStorage {
                 env.deliveries = 0;
                 env.eta = None;
                 let raw = env.encode()?;
-                push_envelope(&mut inv, &env, &raw, now);
+                push_envelope(&mut inv, &env, &raw, now, &mut ord);
                 any = true;
             }
             if any {

@@ -9,7 +9,7 @@ use queue_core::{Envelope, Error, LeaseToken, Result, TaskId};
 use redis::Value;
 
 use crate::store::RedisStorage;
-use crate::wire::{self, kind_name, next, push_envelope};
+use crate::wire::{self, kind_name, next, push_envelope, Ordinals};
 
 /// How much longer than its TTL a lock or rate window really lives in Redis. Reads compare
 /// the stored expiry with the store's clock; the real expiry only cleans up.
@@ -33,25 +33,26 @@ impl RedisStorage {
         let now = self.now_ms();
         let mut inv = self.call(&self.scripts.enqueue, now);
         inv.arg(batch.len());
+        let mut ord = Ordinals::new(batch.len());
         for (env, raw) in batch.iter().zip(raws) {
-            push_envelope(&mut inv, env, &raw, now);
+            push_envelope(&mut inv, env, &raw, now, &mut ord);
         }
+        // The reply names the envelopes that were not stored: pairs (1-based index, holder).
         let reply: Vec<Value> = self.run(inv, "enqueue").await?;
-        let mut out = Vec::with_capacity(batch.len());
+        let mut out: Vec<EnqueueOutcome> = batch
+            .iter()
+            .map(|env| EnqueueOutcome::Enqueued(env.id))
+            .collect();
         let mut it = reply.into_iter();
-        while let (Some(flag), Some(id)) = (it.next(), it.next()) {
-            let id = wire::task_id(id)?;
-            out.push(if wire::int(flag)? == 1 {
-                EnqueueOutcome::Enqueued(id)
-            } else {
-                EnqueueOutcome::Duplicate(id)
-            });
-        }
-        if out.len() != batch.len() {
-            return Err(Error::decode(
-                "redis reply",
-                "enqueue answered the wrong number of outcomes",
-            ));
+        while let (Some(index), Some(id)) = (it.next(), it.next()) {
+            let slot = usize::try_from(wire::int(index)?)
+                .ok()
+                .and_then(|k| k.checked_sub(1))
+                .and_then(|k| out.get_mut(k))
+                .ok_or_else(|| {
+                    Error::decode("redis reply", "enqueue named an envelope it was not given")
+                })?;
+            *slot = EnqueueOutcome::Duplicate(wire::task_id(id)?);
         }
         Ok(out)
     }
@@ -144,7 +145,29 @@ impl RedisStorage {
         let now = self.now_ms();
         let mut inv = self.call(&self.scripts.complete, now);
         inv.arg(batch.len());
+        let mut ord = Ordinals::new(batch.iter().map(|c| c.follow_ups.len()).sum());
         for c in &batch {
+            let member = wire::lease_member(&c.lease);
+            let expires = c
+                .result_ttl
+                .map(|ttl| now.saturating_add(duration_millis(ttl)).to_string())
+                .unwrap_or_default();
+            let fast = c.follow_ups.is_empty()
+                && matches!(c.outcome, Outcome::Success { .. } | Outcome::Drop { .. });
+            if fast {
+                // The script stores the value as it is (see `lua/complete.lua`).
+                let value = match &c.outcome {
+                    Outcome::Success { result } => wire::result_value(&expires, None, result),
+                    Outcome::Drop { failure } => wire::result_value(&expires, Some(failure), &[]),
+                    _ => Vec::new(),
+                };
+                inv.arg(c.lease.id.to_string())
+                    .arg(member)
+                    .arg("f")
+                    .arg(value)
+                    .arg(expires);
+                continue;
+            }
             let (kind, eta, failure) = match &c.outcome {
                 Outcome::Success { .. } => ("ok", 0, None),
                 Outcome::Retry { eta, .. } => ("retry", to_millis(*eta), None),
@@ -157,12 +180,8 @@ impl RedisStorage {
                 _ => &[],
             };
             let ends = !matches!(c.outcome, Outcome::Retry { .. } | Outcome::Defer { .. });
-            let expires = c
-                .result_ttl
-                .map(|ttl| now.saturating_add(duration_millis(ttl)).to_string())
-                .unwrap_or_default();
             inv.arg(c.lease.id.to_string())
-                .arg(c.lease.token.0)
+                .arg(member)
                 .arg(kind)
                 .arg(eta)
                 .arg(value)
@@ -173,7 +192,7 @@ impl RedisStorage {
             if ends {
                 inv.arg(c.follow_ups.len());
                 for env in &c.follow_ups {
-                    push_envelope(&mut inv, env, &env.encode()?, now);
+                    push_envelope(&mut inv, env, &env.encode()?, now, &mut ord);
                 }
             } else {
                 inv.arg(0);
@@ -228,6 +247,8 @@ impl RedisStorage {
                 queue,
                 priority: 0,
                 run_at: now,
+                now,
+                ord: String::new(),
                 delivery_limit: queue_core::DELIVERY_MARGIN + 1,
                 unique_key: "",
                 task: &name,

@@ -33,12 +33,13 @@
 //!   task cost a `redis.call` per task and field: Lua's call overhead, not Redis's work, was
 //!   most of the server's time.)
 //! * **Key layout.** Every key of queue `Q` carries the hash tag `{Q}`:
-//!   `skiff:{Q}:ready` (ZSET, score = `(32767 − priority) · 2³⁷ + seq`, exact in a double, so
-//!   higher priority first and FIFO within a priority), `skiff:{Q}:scheduled` (ZSET by run
-//!   time), `skiff:{Q}:leased` (ZSET by lease expiry), `skiff:{Q}:task` (hash: per task, under
-//!   its id, its ready score, run time, delivery limit, name and envelope bytes; under `d:<id>`
-//!   and `t:<id>` its delivery count and lease token), `skiff:{Q}:att` and `skiff:{Q}:uk`
-//!   (attempts and unique keys of the tasks that have them), `skiff:{Q}:seq`,
+//!   `skiff:{Q}:ready` (ZSET, score = `seq − priority · 2³⁷`, exact in a double, so higher
+//!   priority first and FIFO within a priority, and short for the default priority 0),
+//!   `skiff:{Q}:scheduled` (ZSET by run time), `skiff:{Q}:leased` (ZSET by lease expiry, member
+//!   `id|token`), `skiff:{Q}:task` (hash: per task, under its id, its ready score, run time,
+//!   delivery limit, name and envelope bytes), `skiff:{Q}:dlv`, `skiff:{Q}:att` and
+//!   `skiff:{Q}:uk` (deliveries that ended without an outcome, attempts and unique keys of the
+//!   tasks that have any), `skiff:{Q}:seq`,
 //!   `skiff:{Q}:dead` and `skiff:{Q}:wake`. The full layout is in `src/lua/common.lua`.
 //!   Store-wide keys: `skiff:ids` (id → queue of pending tasks, for lookups by id alone),
 //!   `skiff:unique`, `skiff:results` (hash id → result), `skiff:result-exp` (ZSET of results

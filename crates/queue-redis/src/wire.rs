@@ -1,11 +1,19 @@
 //! Converting between Skiff's types and script arguments and replies.
 
 use queue_core::clock::to_millis;
+use queue_core::storage::Lease;
 use queue_core::{Envelope, Error, FailureKind, Result, TaskFailure, TaskId};
 use redis::{ScriptInvocation, Value};
 
-/// Appends the 8 fields of one envelope, as `insert_at` in `lua/common.lua` reads them.
-pub(crate) fn push_envelope(inv: &mut ScriptInvocation<'_>, env: &Envelope, raw: &[u8], now: i64) {
+/// Appends the fields of one envelope, as `stage` in `lua/common.lua` reads them. `now` must
+/// be the time the script call is given.
+pub(crate) fn push_envelope(
+    inv: &mut ScriptInvocation<'_>,
+    env: &Envelope,
+    raw: &[u8],
+    now: i64,
+    ord: &mut Ordinals,
+) {
     push_task(
         inv,
         NewTask {
@@ -13,6 +21,8 @@ pub(crate) fn push_envelope(inv: &mut ScriptInvocation<'_>, env: &Envelope, raw:
             queue: &env.queue,
             priority: env.priority,
             run_at: env.eta.map(to_millis).unwrap_or(now),
+            now,
+            ord: ord.next_ord(),
             delivery_limit: env.delivery_limit(),
             unique_key: env.unique_key.as_deref().unwrap_or(""),
             task: &env.task,
@@ -29,6 +39,10 @@ pub(crate) struct NewTask<'a> {
     pub(crate) queue: &'a str,
     pub(crate) priority: i16,
     pub(crate) run_at: i64,
+    /// The time the script call is given: a task due by then goes straight to ready.
+    pub(crate) now: i64,
+    /// Its place in the call (see [`Ordinals`]).
+    pub(crate) ord: String,
     pub(crate) delivery_limit: u32,
     pub(crate) unique_key: &'a str,
     pub(crate) task: &'a str,
@@ -36,10 +50,11 @@ pub(crate) struct NewTask<'a> {
     pub(crate) attempts: u32,
 }
 
-/// Appends one task as `insert_at` reads it: id, queue, priority, run_at_ms, unique_key,
-/// deliveries, attempts, and the stored value without its leading ready score
-/// (`<run_at>|<limit>|<name length>|<name><raw>`, see `lua/common.lua`), which the script
-/// prefixes with the score it assigns.
+/// Appends one task as `stage` in `lua/common.lua` reads it (`ENV_FIELDS` there): id, queue,
+/// priority, run ("0" when due at the call's now), ord, unique key, counts ("0" or
+/// "<deliveries>|<attempts>"), and the stored value without its leading ready score
+/// (`<run_at>|<limit>|<name length>|<name><raw>`), which the script prefixes with the score it
+/// assigns. Numbers go as the strings the script compares, so it parses none of them.
 pub(crate) fn push_task(inv: &mut ScriptInvocation<'_>, t: NewTask<'_>, raw: &[u8]) {
     let mut tail = format!(
         "{}|{}|{}|{}",
@@ -50,14 +65,52 @@ pub(crate) fn push_task(inv: &mut ScriptInvocation<'_>, t: NewTask<'_>, raw: &[u
     )
     .into_bytes();
     tail.extend_from_slice(raw);
+    let run = if t.run_at <= t.now { 0 } else { t.run_at };
+    let counts = if t.deliveries == 0 && t.attempts == 0 {
+        "0".to_owned()
+    } else {
+        format!("{}|{}", t.deliveries, t.attempts)
+    };
     inv.arg(t.id.to_string())
         .arg(t.queue)
         .arg(t.priority)
-        .arg(t.run_at)
+        .arg(run)
+        .arg(t.ord)
         .arg(t.unique_key)
-        .arg(t.deliveries)
-        .arg(t.attempts)
+        .arg(counts)
         .arg(tail);
+}
+
+/// The `ord` fields of the new tasks of one script call: their places in it as fractions of
+/// one width (".0" … ".9", or ".00" … ".99", …), which the script appends to the one sequence
+/// number it takes per queue and call, so FIFO holds within the call without a number
+/// formatted per task; "" for a call with a single new task.
+pub(crate) struct Ordinals {
+    width: usize,
+    next: usize,
+}
+
+impl Ordinals {
+    /// For a call of at most `n` new tasks.
+    pub(crate) fn new(n: usize) -> Self {
+        let width = if n <= 1 {
+            0
+        } else {
+            (n - 1).to_string().len()
+        };
+        Self { width, next: 0 }
+    }
+
+    /// The next task's `ord`.
+    pub(crate) fn next_ord(&mut self) -> String {
+        let k = self.next;
+        self.next += 1;
+        if self.width == 0 {
+            String::new()
+        } else {
+            format!(".{k:0w$}", w = self.width)
+        }
+    }
 }
 
 /// The envelope bytes of a stored task value (`<score>|<run>|<limit>|<name length>|<name><raw>`,
@@ -76,6 +129,24 @@ pub(crate) fn task_envelope(value: &[u8]) -> Option<&[u8]> {
         rest = &rest[bar + 1..];
     }
     rest.get(name_len..)
+}
+
+/// A lease's member of its queue's leased index: `<id>|<token>` (see `lua/common.lua`).
+pub(crate) fn lease_member(lease: &Lease) -> String {
+    format!("{}|{}", lease.id, lease.token.0)
+}
+
+/// A result as the results hash stores it: `<expires ms or empty>|<failure kind or
+/// empty>|<attempts>|<payload>`, the payload being the output of a success or the message of a
+/// failure (`result_value` in `lua/common.lua` builds the same).
+pub(crate) fn result_value(expires: &str, failure: Option<&TaskFailure>, output: &[u8]) -> Vec<u8> {
+    let (kind, attempts, payload) = match failure {
+        Some(f) => (kind_name(f.kind), f.attempts, f.message.as_bytes()),
+        None => (String::new(), 0, output),
+    };
+    let mut value = format!("{expires}|{kind}|{attempts}|").into_bytes();
+    value.extend_from_slice(payload);
+    value
 }
 
 fn bad(what: &str, v: &Value) -> Error {
@@ -161,7 +232,22 @@ pub(crate) fn count64(n: i64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::task_envelope;
+    use super::{task_envelope, Ordinals};
+
+    #[test]
+    fn ordinals_sort_in_call_order() {
+        let mut one = Ordinals::new(1);
+        assert_eq!(one.next_ord(), "");
+        let mut many = Ordinals::new(11);
+        let ords: Vec<String> = (0..11).map(|_| many.next_ord()).collect();
+        assert_eq!(ords[0], ".00");
+        assert_eq!(ords[10], ".10");
+        let values: Vec<f64> = ords
+            .iter()
+            .map(|o| format!("7{o}").parse().unwrap_or(f64::NAN))
+            .collect();
+        assert!(values.windows(2).all(|w| w[0] < w[1]), "{values:?}");
+    }
 
     #[test]
     fn the_envelope_follows_the_header_and_name() {
@@ -173,6 +259,11 @@ mod tests {
             task_envelope(b"1|-5|5|3|a|b"),
             Some(&b""[..]),
             "a name may hold `|`"
+        );
+        assert_eq!(
+            task_envelope(b"-687194767359|1700000000000|5|4|ping\x81"),
+            Some(&b"\x81"[..]),
+            "a higher priority has a negative score"
         );
         assert_eq!(task_envelope(b"1|2|3|9|short"), None);
         assert_eq!(task_envelope(b"1|2|3|x|name"), None);

@@ -9,13 +9,17 @@
 --
 -- A pending task is a few fields of its queue's task hash, not a key of its own: a batch of
 -- 256 tasks is then one variadic HMGET / HSET / HDEL instead of 256 calls, which is what the
--- hot path's speed rests on. The fields every task has share one hash, so that it is large,
--- hence a hash table (a small hash is a listpack, searched linearly); the fields few tasks
--- have (attempts after a retry, a unique key) are in hashes of their own, which cost nothing
--- to read or clear while they do not exist.
+-- hot path's speed rests on. What every task has is one field of one hash, so that it is
+-- large, hence a hash table (a small hash is a listpack, searched linearly); what few tasks
+-- have (deliveries after a lost lease, attempts after a retry, a unique key) is in hashes of
+-- their own, which cost nothing to read or clear while they do not exist (see `sparse`).
+--
+-- Numbers given to redis.call are strings: Redis formats a Lua number with "%.17g" and
+-- parses it back, which cost more than the rest of a ZADD.
 --
 -- Per queue Q (hash tag {Q}, one Cluster slot):
---   P:{Q}:ready      ZSET id -> ready score (32767 - priority) * 2^37 + seq (exact below 2^53)
+--   P:{Q}:ready      ZSET id -> ready score seq - priority * 2^37 (exact below 2^53; small, so
+--                    cheap to parse, for the default priority 0)
 --   P:{Q}:scheduled  ZSET id -> run_at ms
 --   P:{Q}:leased     ZSET "<id>|<lease token>" -> lease expiry ms (the member is the fence: a
 --                    completion or renewal with another token finds no member)
@@ -23,7 +27,9 @@
 --                    <id>   -> "<ready score>|<run_at ms>|<delivery limit>|<name length>|"
 --                              followed by the task name and the envelope bytes as enqueued
 --                              (the counts below override the envelope's own)
---                    d:<id> -> deliveries so far (absent: 0)
+--   P:{Q}:dlv        HASH id -> deliveries that ended without an outcome (a lease ran out) or
+--                    with a retry, for tasks with any (absent: 0). A fetch does not write it:
+--                    the delivery it hands out is this count + 1.
 --   P:{Q}:att        HASH id -> attempts so far, for tasks with any (absent: 0)
 --   P:{Q}:uk         HASH id -> unique key, for tasks that have one
 --   P:{Q}:seq        STRING counter for FIFO order within a priority
@@ -48,6 +54,7 @@
 -- Globals read in hot loops, as locals (a local is a register; a global a table lookup).
 local ARGV, redis, tonumber, unpack, ipairs, pairs = ARGV, redis, tonumber, unpack, ipairs, pairs
 local format, match, sub = string.format, string.match, string.sub
+local EXISTS = 'EXISTS'
 
 local P = ARGV[1]
 local NOW = tonumber(ARGV[2])
@@ -61,9 +68,6 @@ local RESULTS = P .. ':results'
 local RESULT_EXP = P .. ':result-exp'
 local WAITERS = P .. ':result-waiters'
 local DEAD = P .. ':dead'
--- The per-queue hashes that hold one field per pending task.
--- The fields of a task in its queue's task hash are these prefixes followed by its id.
-local TASK_FIELDS = {'', 'd:'}
 
 local qkeys = {}
 -- The keys of queue q, by suffix (built once per script call).
@@ -73,7 +77,7 @@ local function Q(q)
     local b = P .. ':{' .. q .. '}:'
     k = {}
     for _, s in ipairs({'ready', 'scheduled', 'leased', 'seq', 'dead', 'wake'}) do k[s] = b .. s end
-    k.task, k.att, k.uk = b .. 'task', b .. 'att', b .. 'uk'
+    k.task, k.dlv, k.att, k.uk = b .. 'task', b .. 'dlv', b .. 'att', b .. 'uk'
     qkeys[q] = k
   end
   return k
@@ -81,24 +85,25 @@ end
 local function qkey(q, suffix) return Q(q)[suffix] end
 local function rwkey(id) return P .. ':result-wake:' .. id end
 local function dkey(id) return P .. ':dead:' .. id end
-local function ready_score(pri, seq) return (32767 - pri) * PRI_SPAN + seq end
+-- The ready score of priority `pri` and sequence number `seq`, as the string ZADD takes.
+local function ready_score(pri, seq) return format('%d', seq - pri * PRI_SPAN) end
 
 -- A task's stored value (see the layout above) and back. `parse_task` returns nil for a value
 -- it cannot read (garbage in the store).
 local function make_task(score, run, lim, name, raw)
-  return format('%d|%d|%s|%d|', score, run, lim, #name) .. name .. raw
+  return format('%s|%d|%s|%d|', score, run, lim, #name) .. name .. raw
 end
 local function parse_task(v)
   if not v then return nil end
-  local s, r, l, nl, at = match(v, '^(%d+)|(%-?%d+)|(%d+)|(%d+)|()')
+  local s, r, l, nl, at = match(v, '^(%-?[%d.]+)|(%-?%d+)|(%d+)|(%d+)|()')
   if not at then return nil end
   nl = tonumber(nl)
-  return {score = tonumber(s), run = tonumber(r), lim = tonumber(l),
+  return {score = s, run = tonumber(r), lim = tonumber(l),
     name = sub(v, at, at + nl - 1), raw = sub(v, at + nl)}
 end
--- Just the ready score, or the delivery limit, of a stored value (hot paths).
-local function task_score(v) return v and tonumber(match(v, '^(%d+)|')) end
-local function task_lim(v) return tonumber(match(v, '^%d+|%-?%d+|(%d+)|')) end
+-- Just the ready score (a string), or the delivery limit, of a stored value (hot paths).
+local function task_score(v) return v and match(v, '^(%-?[%d.]+)|') end
+local function task_lim(v) return tonumber(match(v, '^%-?[%d.]+|%-?%d+|(%d+)|')) end
 
 local woken = {}
 local function wake(q) woken[q] = (woken[q] or 0) + 1 end
@@ -165,6 +170,18 @@ local function hmget(key, fields)
   return out
 end
 
+-- HMGET of `fields` in hash `key` if that hash exists (a sparse one), else nothing: one value
+-- (or nil) per field either way.
+local function sparse(key, fields)
+  if redis.call(EXISTS, key) == 0 then return {} end
+  return hmget(key, fields)
+end
+
+-- Deletes the fields `ids` of hash `key` if it exists (a sparse one).
+local function sparse_del(key, ids)
+  if redis.call(EXISTS, key) == 1 then batched({'HDEL', key}, ids) end
+end
+
 -- Appends a, b to the list t[q] (created on first use).
 local function add(t, q, a, b)
   local l = t[q]
@@ -179,21 +196,18 @@ end
 -- Deletes every field of the tasks `ids` of queue q.
 local function drop_fields(q, ids)
   local k = Q(q)
-  local all = {}
-  for _, id in ipairs(ids) do
-    for _, f in ipairs(TASK_FIELDS) do all[#all + 1] = f .. id end
-  end
-  batched({'HDEL', k.task}, all)
-  batched({'HDEL', k.att}, ids)
-  batched({'HDEL', k.uk}, ids)
+  batched({'HDEL', k.task}, ids)
+  sparse_del(k.dlv, ids)
+  sparse_del(k.att, ids)
+  sparse_del(k.uk, ids)
 end
 
--- Puts a pending, unleased task into ready or scheduled.
+-- Puts a pending, unleased task into ready (by its ready score, a string) or scheduled.
 local function place(q, id, score, run)
   if run <= NOW then
     redis.call('ZADD', qkey(q, 'ready'), score, id)
   else
-    redis.call('ZADD', qkey(q, 'scheduled'), run, id)
+    redis.call('ZADD', qkey(q, 'scheduled'), format('%d', run), id)
   end
 end
 
@@ -211,38 +225,63 @@ local function member_id(m) return match(m, '^([^|]*)|') end
 -- (`store_staged`). The batch also answers "is this id or unique key taken?" for tasks staged
 -- but not yet written.
 local function new_batch()
-  return {per_q = {}, index = {}, stored = {}, taken = {}, keys = {}, uniq = {}}
+  return {per_q = {}, index = {}, stored = {}, n = 0, taken = {}, keys = {}, uniq = {}}
 end
 
--- Stages one new task (its id and unique key are known to be free). `tail` is its stored
--- value after the ready score.
-local function stage(b, id, q, pri, run, uk, dlv, att, tail)
+-- The ready score of a new task of queue q with priority `pri` (a string), whose place in its
+-- script call is `ord`. At the default priority it is "<s><ord>": one sequence number `s`
+-- per queue and call, and the client's fixed-width fraction ".000", ".001", … (or "" for a
+-- call of one task) keeps FIFO within the call; no number is formatted per task. Any other
+-- priority takes a sequence number of its own.
+local bases = {}
+local function new_score(q, pri, ord)
+  if pri == '0' then
+    local base = bases[q]
+    if not base then
+      base = format('%d', next_seq(q))
+      bases[q] = base
+    end
+    return base .. ord
+  end
+  return ready_score(tonumber(pri), next_seq(q))
+end
+
+-- Stages the new task whose fields start at ARGV[i] (see `ENV_FIELDS`); its id and unique key
+-- are known to be free.
+local function stage(b, i)
+  local id, q, pri, run, ord, uk, counts, tail =
+    ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6],
+    ARGV[i + 7]
   local w = b.per_q[q]
   if not w then
-    w = {task = {}, att = {}, uk = {}, ready = {}, scheduled = {}}
+    w = {task = {}, n = 0, dlv = {}, att = {}, uk = {}, ready = {}, scheduled = {}}
     b.per_q[q] = w
   end
-  local score = ready_score(pri, next_seq(q))
-  local t = w.task
-  t[#t + 1] = id
-  t[#t + 1] = format('%d|', score) .. tail
-  if tonumber(dlv) > 0 then add(w, 'task', 'd:' .. id, dlv) end
-  if tonumber(att) > 0 then add(w, 'att', id, att) end
+  local score = new_score(q, pri, ord)
+  local t, n = w.task, w.n
+  t[n + 1], t[n + 2] = id, score .. '|' .. tail
+  w.n = n + 2
+  if counts ~= '0' then
+    local dlv, att = match(counts, '^(%d+)|(%d+)$')
+    if dlv and dlv ~= '0' then add(w, 'dlv', id, dlv) end
+    if att and att ~= '0' then add(w, 'att', id, att) end
+  end
   if uk ~= '' then
     add(w, 'uk', id, uk)
     b.keys[uk] = id
     b.uniq[#b.uniq + 1] = uk
     b.uniq[#b.uniq + 1] = id
   end
-  if run <= NOW then
+  if run == '0' then
     add(w, 'ready', score, id)
   else
     add(w, 'scheduled', run, id)
   end
   b.taken[id] = true
-  b.index[#b.index + 1] = id
-  b.index[#b.index + 1] = q
-  b.stored[#b.stored + 1] = id
+  local n = b.n
+  b.index[n + 1], b.index[n + 2] = id, q
+  b.stored[n / 2 + 1] = id
+  b.n = n + 2
   wake(q)
 end
 
@@ -258,6 +297,7 @@ local function store_staged(b)
   for q, w in pairs(b.per_q) do
     local k = Q(q)
     batched({'HSET', k.task}, w.task)
+    if #w.dlv > 0 then batched({'HSET', k.dlv}, w.dlv) end
     if #w.att > 0 then batched({'HSET', k.att}, w.att) end
     if #w.uk > 0 then batched({'HSET', k.uk}, w.uk) end
     if #w.ready > 0 then batched({'ZADD', k.ready}, w.ready) end
@@ -269,26 +309,25 @@ local function store_staged(b)
   if #b.stored > 0 and batched({'HDEL', RESULTS}, b.stored) > 0 then
     batched({'ZREM', RESULT_EXP}, b.stored)
   end
-  b.per_q, b.index, b.stored, b.uniq = {}, {}, {}, {}
+  b.per_q, b.index, b.stored, b.n, b.uniq = {}, {}, {}, 0, {}
 end
 
--- Stores one envelope now. Returns 1, id when stored; 0, existing id for a duplicate.
-local function insert(id, q, pri, run, uk, dlv, att, tail)
-  local b = new_batch()
-  local h = holder(b, id, uk)
-  if h then return 0, h end
-  stage(b, id, q, pri, run, uk, dlv, att, tail)
-  store_staged(b)
-  return 1, id
-end
-
--- Reads ARGV[i .. i+7] as an envelope (id queue priority run_at_ms unique_key deliveries
--- attempts tail, see enqueue.lua) and inserts it. Returns flag, id.
-local function insert_at(i)
-  return insert(ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4],
-    ARGV[i + 5], ARGV[i + 6], ARGV[i + 7])
-end
+-- A new task is ENV_FIELDS arguments: id queue priority run ord unique_key counts tail, where
+-- run is "0" when it is due at the call's now, else its run time in ms; ord its place in the
+-- call (see `new_score`); counts "0", or "<deliveries>|<attempts>" when either is not 0; and
+-- tail its stored value after the ready score (see the layout above).
 local ENV_FIELDS = 8
+
+-- Stores the new task whose fields start at ARGV[i] now. Returns 1, id when stored; 0, the
+-- holder's id for a duplicate.
+local function insert_at(i)
+  local b = new_batch()
+  local h = holder(b, ARGV[i], ARGV[i + 5])
+  if h then return 0, h end
+  stage(b, i)
+  store_staged(b)
+  return 1, ARGV[i]
+end
 
 -- Releases unique key `uk` if task `id` holds it.
 local function release_unique(uk, id)
@@ -311,9 +350,15 @@ local function remove(q, id, member)
   release_unique(uk, id)
 end
 
--- Wakes the clients waiting for any of the results `ids` (one ZCARD when nobody waits).
-local function wake_waiters(ids)
-  if #ids == 0 or redis.call('ZCARD', WAITERS) == 0 then return end
+-- Wakes the clients waiting for any of the results `list[1]`, `list[1 + stride]`, … (one
+-- ZCARD when nobody waits).
+local function wake_waiters(list, stride)
+  if #list == 0 or redis.call('ZCARD', WAITERS) == 0 then return end
+  local ids = list
+  if stride and stride > 1 then
+    ids = {}
+    for j = 1, #list, stride do ids[#ids + 1] = list[j] end
+  end
   local s = 1
   while s <= #ids do
     local e = s + CHUNK - 1
@@ -403,7 +448,12 @@ local function promote_expired(q, limit)
   local due = redis.call('ZRANGEBYSCORE', qkey(q, 'leased'), '-inf', NOW, 'LIMIT', 0, limit)
   batched({'ZREM', qkey(q, 'leased')}, due)
   local ids = {}
-  for j, m in ipairs(due) do ids[j] = member_id(m) end
+  local dk = qkey(q, 'dlv')
+  for j, m in ipairs(due) do
+    ids[j] = member_id(m)
+    -- That delivery ended without an outcome: it counts.
+    redis.call('HINCRBY', dk, ids[j], 1)
+  end
   make_ready(q, ids)
   return #due
 end
@@ -428,11 +478,13 @@ local function task_row(q, id, member, exp)
   local k = Q(q)
   local t = parse_task(redis.call('HGET', k.task, id))
   if not t then return nil end
-  local score = t.score
+  local score = tonumber(t.score)
   local level = math.floor(score / PRI_SPAN)
   local tok = member and match(member, '|(.*)$') or ''
-  local dlv = redis.call('HGET', k.task, 'd:' .. id)
+  local dlv = tonumber(redis.call('HGET', k.dlv, id) or 0)
+  -- A leased task is in its next delivery.
+  if member then dlv = dlv + 1 end
   local att = redis.call('HGET', k.att, id)
-  return {id, q, t.raw, 32767 - level, t.run, tok, exp or 0, tonumber(dlv or 0), tonumber(att or 0),
+  return {id, q, t.raw, -level, t.run, tok, exp or 0, dlv, tonumber(att or 0),
     score - level * PRI_SPAN}
 end

@@ -40,7 +40,7 @@ end
 if op == 'requeue' then
   local n = 0
   for i = 4, #ARGV, ENV_FIELDS do
-    local id, uk = ARGV[i], ARGV[i + 4]
+    local id, uk = ARGV[i], ARGV[i + 5]
     -- Only when it can be stored: its id and unique key must be free, or it stays dead.
     local free = redis.call('HEXISTS', IDS, id) == 0 and
       (uk == '' or not redis.call('HGET', UNIQ, uk))

@@ -8,8 +8,10 @@
 -- Returns: flat array, 5 entries per task: id, stored value (header and envelope, see
 --   common.lua), token, deliveries, attempts
 --
--- No call per task: ZRANGE + ZREMRANGEBYRANK of the ready index, one HMGET and one HSET of
--- the task hash, one HMGET of the attempts and one ZADD to leased per batch.
+-- No call per task: ZRANGE + ZREMRANGEBYRANK of the ready index, one HMGET of the task hash
+-- and one ZADD to leased per batch (plus one HMGET of each sparse hash that exists). Nothing
+-- is written per task but the lease: the delivery count is written only when a delivery
+-- ends without an outcome (see `dlv` in common.lua).
 local q = ARGV[3]
 local max = tonumber(ARGV[4])
 local exp = ARGV[5]
@@ -17,8 +19,8 @@ local limit = tonumber(ARGV[6])
 promote_scheduled(q, limit)
 promote_expired(q, limit)
 local k = Q(q)
-local out = {}
-local leased, counts = {}, {}
+local out, n = {}, 0
+local leased, nl = {}, 0
 local got = 0
 local ti = 7
 while got < max do
@@ -26,15 +28,11 @@ while got < max do
   local ids = redis.call('ZRANGE', k.ready, 0, max - got - 1)
   if #ids == 0 then break end
   redis.call('ZREMRANGEBYRANK', k.ready, 0, #ids - 1)
-  local asked = {}
+  local vals, dlvs, atts = hmget(k.task, ids), sparse(k.dlv, ids), sparse(k.att, ids)
   for j, id in ipairs(ids) do
-    asked[2 * j - 1], asked[2 * j] = id, 'd:' .. id
-  end
-  local vals, atts = hmget(k.task, asked), hmget(k.att, ids)
-  for j, id in ipairs(ids) do
-    local v = vals[2 * j - 1]
+    local v = vals[j]
     if v then
-      local dlv = tonumber(vals[2 * j] or 0) + 1
+      local dlv = tonumber(dlvs[j] or 0) + 1
       -- Every limit is at least 1: a first delivery never needs the header read.
       local lim = dlv > 1 and task_lim(v) or math.huge
       local att = tonumber(atts[j] or 0)
@@ -49,17 +47,13 @@ while got < max do
         local tok = ARGV[ti]
         ti = ti + 1
         got = got + 1
-        local n = #out
         out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = id, v, tok, dlv, att
-        n = #leased
-        leased[n + 1], leased[n + 2] = exp, lease_member(id, tok)
-        counts[n + 1], counts[n + 2] = 'd:' .. id, dlv
+        n = n + 5
+        leased[nl + 1], leased[nl + 2] = exp, lease_member(id, tok)
+        nl = nl + 2
       end
     end
   end
 end
-if #leased > 0 then
-  batched({'ZADD', k.leased}, leased)
-  batched({'HSET', k.task}, counts)
-end
+if nl > 0 then batched({'ZADD', k.leased}, leased) end
 return out
