@@ -93,11 +93,7 @@ pub(crate) struct Ordinals {
 impl Ordinals {
     /// For a call of at most `n` new tasks.
     pub(crate) fn new(n: usize) -> Self {
-        let width = if n <= 1 {
-            0
-        } else {
-            (n - 1).to_string().len()
-        };
+        let width = if n <= 1 { 0 } else { (n - 1).to_string().len() };
         Self { width, next: 0 }
     }
 
