@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
+use futures::future;
 use queue_core::clock::{duration_millis, from_millis, to_millis};
 use queue_core::storage::{AckStatus, Completion, Delivery, EnqueueOutcome, Lease, Outcome};
 use queue_core::{Envelope, Error, LeaseToken, Result, TaskId};
-use redis::Value;
+use redis::{ScriptInvocation, Value};
 
 use crate::store::RedisStorage;
 use crate::wire::{self, kind_name, next, push_envelope, Ordinals};
@@ -18,43 +19,87 @@ pub(crate) const EXPIRY_SLACK_MS: i64 = 60_000;
 /// Entries per task in the reply of `lua/fetch.lua`: id, raw, token, deliveries, attempts.
 const FETCH_FIELDS: usize = 5;
 
+/// Envelopes per enqueue script call; larger batches are pipelined calls of this size.
+const ENQUEUE_CHUNK: usize = 256;
+
+/// The outcome of each envelope of `batch` from the enqueue script's reply, which names the
+/// envelopes that were not stored: pairs (1-based index, the holder's id).
+fn enqueue_outcomes(batch: &[Envelope], reply: Vec<Value>) -> Result<Vec<EnqueueOutcome>> {
+    let mut out: Vec<EnqueueOutcome> = batch
+        .iter()
+        .map(|env| EnqueueOutcome::Enqueued(env.id))
+        .collect();
+    let mut it = reply.into_iter();
+    while let (Some(index), Some(id)) = (it.next(), it.next()) {
+        let slot = usize::try_from(wire::int(index)?)
+            .ok()
+            .and_then(|k| k.checked_sub(1))
+            .and_then(|k| out.get_mut(k))
+            .ok_or_else(|| {
+                Error::decode("redis reply", "enqueue named an envelope it was not given")
+            })?;
+        *slot = EnqueueOutcome::Duplicate(wire::task_id(id)?);
+    }
+    Ok(out)
+}
+
 impl RedisStorage {
     pub(crate) async fn enqueue_batch(&self, batch: Vec<Envelope>) -> Result<Vec<EnqueueOutcome>> {
         for env in &batch {
             env.validate()?;
         }
-        if batch.is_empty() {
-            return Ok(Vec::new());
+        if batch.len() <= ENQUEUE_CHUNK {
+            let inv = self.enqueue_call(&batch)?;
+            let reply: Vec<Value> = self.run(inv, "enqueue").await?;
+            return enqueue_outcomes(&batch, reply);
         }
-        let raws = batch
-            .iter()
-            .map(Envelope::encode)
-            .collect::<Result<Vec<_>>>()?;
+        // A large batch goes as several calls, pipelined on one connection: each is sent as
+        // soon as it is encoded, so encoding the next overlaps the server's work on this one.
+        // One connection keeps them in order, so FIFO holds across them, and an envelope that
+        // repeats an id or unique key of an earlier chunk is still a duplicate.
+        let lane = self.conn().await?;
+        let mut calls = Vec::with_capacity(batch.len().div_ceil(ENQUEUE_CHUNK));
+        for chunk in batch.chunks(ENQUEUE_CHUNK) {
+            let inv = self.enqueue_call(chunk)?;
+            let mut conn = lane.conn.clone();
+            let mut call = Box::pin(future::maybe_done(async move {
+                inv.invoke_async::<Vec<Value>>(&mut conn).await
+            }));
+            // The first poll queues the call on the connection; its reply is awaited below.
+            let _ = futures::poll!(call.as_mut());
+            calls.push(call);
+        }
+        let mut out = Vec::with_capacity(batch.len());
+        for (chunk, mut call) in batch.chunks(ENQUEUE_CHUNK).zip(calls) {
+            call.as_mut().await;
+            let reply = match call.as_mut().take_output() {
+                Some(Ok(reply)) => reply,
+                Some(Err(e)) => {
+                    self.lanes.failed(lane.lane, &e).await;
+                    return Err(self.redactor.error("enqueue", e));
+                }
+                None => {
+                    return Err(Error::storage_msg(
+                        "redis",
+                        "an enqueue call lost its reply",
+                    ))
+                }
+            };
+            out.extend(enqueue_outcomes(chunk, reply)?);
+        }
+        Ok(out)
+    }
+
+    /// One enqueue script call for `batch` (validated, at most a few thousand envelopes).
+    fn enqueue_call(&self, batch: &[Envelope]) -> Result<ScriptInvocation<'_>> {
         let now = self.now_ms();
         let mut inv = self.call(&self.scripts.enqueue, now);
         inv.arg(batch.len());
         let mut ord = Ordinals::new(batch.len());
-        for (env, raw) in batch.iter().zip(raws) {
-            push_envelope(&mut inv, env, &raw, now, &mut ord);
+        for env in batch {
+            push_envelope(&mut inv, env, &env.encode()?, now, &mut ord);
         }
-        // The reply names the envelopes that were not stored: pairs (1-based index, holder).
-        let reply: Vec<Value> = self.run(inv, "enqueue").await?;
-        let mut out: Vec<EnqueueOutcome> = batch
-            .iter()
-            .map(|env| EnqueueOutcome::Enqueued(env.id))
-            .collect();
-        let mut it = reply.into_iter();
-        while let (Some(index), Some(id)) = (it.next(), it.next()) {
-            let slot = usize::try_from(wire::int(index)?)
-                .ok()
-                .and_then(|k| k.checked_sub(1))
-                .and_then(|k| out.get_mut(k))
-                .ok_or_else(|| {
-                    Error::decode("redis reply", "enqueue named an envelope it was not given")
-                })?;
-            *slot = EnqueueOutcome::Duplicate(wire::task_id(id)?);
-        }
-        Ok(out)
+        Ok(inv)
     }
 
     pub(crate) async fn fetch_batch(

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use queue_core::storage::{Completion, Outcome};
+use queue_core::storage::{Completion, EnqueueOutcome, Outcome};
 use queue_core::{AckStatus, FailureKind, Storage, TaskFailure};
 
 use crate::support;
@@ -140,6 +140,35 @@ async fn scripts_are_reloaded_after_script_flush() {
     );
     store.enqueue(vec![env(&clock, "q", "t")]).await.unwrap();
     assert_eq!(store.counts(Some("q")).await.unwrap().ready, 1);
+}
+
+#[tokio::test]
+async fn a_large_batch_keeps_its_order_and_duplicates_across_pipelined_calls() {
+    // Batches larger than one script call are sent as several pipelined calls.
+    let clock = manual_clock();
+    let store = support::shared_store("pipelined", arc(&clock)).await;
+    let mut batch: Vec<_> = (0..1_000).map(|_| env(&clock, "q", "t")).collect();
+    batch[10].unique_key = Some("k".into());
+    batch[700].unique_key = Some("k".into());
+    let repeated = batch[3].clone();
+    batch.push(repeated);
+    let ids: Vec<_> = batch.iter().map(|e| e.id).collect();
+    let out = store.enqueue(batch).await.unwrap();
+    assert_eq!(out.len(), 1_001);
+    assert_eq!(out[700], EnqueueOutcome::Duplicate(ids[10]), "unique key of an earlier call");
+    assert_eq!(out[1_000], EnqueueOutcome::Duplicate(ids[3]), "id of an earlier call");
+    let stored: Vec<_> = ids[..1_000]
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 700)
+        .map(|(_, id)| *id)
+        .collect();
+    for (i, o) in out.iter().enumerate().take(1_000).filter(|(i, _)| *i != 700) {
+        assert_eq!(*o, EnqueueOutcome::Enqueued(ids[i]));
+    }
+    let got = store.fetch("q", 2_000, LEASE).await.unwrap();
+    let order: Vec<_> = got.iter().map(|d| d.lease.id).collect();
+    assert_eq!(order, stored, "FIFO across the calls of one batch");
 }
 
 #[tokio::test]
