@@ -7,8 +7,9 @@ use futures::future;
 use queue_core::clock::{duration_millis, from_millis, to_millis};
 use queue_core::storage::{AckStatus, Completion, Delivery, EnqueueOutcome, Lease, Outcome};
 use queue_core::{Envelope, Error, LeaseToken, Result, TaskId};
-use redis::{ScriptInvocation, Value};
+use redis::Value;
 
+use crate::scripts::Call;
 use crate::store::RedisStorage;
 use crate::wire::{self, kind_name, next, push_envelope, Ordinals};
 
@@ -63,7 +64,7 @@ impl RedisStorage {
             let inv = self.enqueue_call(chunk)?;
             let mut conn = lane.conn.clone();
             let mut call = Box::pin(future::maybe_done(async move {
-                inv.invoke_async::<Vec<Value>>(&mut conn).await
+                self.invoke::<Vec<Value>>(&mut conn, &inv).await
             }));
             // The first poll queues the call on the connection; its reply is awaited below.
             let _ = futures::poll!(call.as_mut());
@@ -91,7 +92,7 @@ impl RedisStorage {
     }
 
     /// One enqueue script call for `batch` (validated, at most a few thousand envelopes).
-    fn enqueue_call(&self, batch: &[Envelope]) -> Result<ScriptInvocation<'_>> {
+    fn enqueue_call(&self, batch: &[Envelope]) -> Result<Call<'_>> {
         let now = self.now_ms();
         let mut inv = self.call(&self.scripts.enqueue, now);
         inv.arg(batch.len());

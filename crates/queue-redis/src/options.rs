@@ -41,6 +41,7 @@ pub struct RedisOptions {
     pub(crate) response_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) promote_limit: usize,
+    pub(crate) functions: bool,
 }
 
 impl RedisOptions {
@@ -57,6 +58,7 @@ impl RedisOptions {
             response_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(2),
             promote_limit: 1000,
+            functions: true,
         }
     }
 
@@ -117,6 +119,15 @@ impl RedisOptions {
         self
     }
 
+    /// Whether to load Skiff's Lua code once as a Redis Functions library and call it with
+    /// `FCALL` (default `true`; used only when the server has Functions, Redis 7.0 and later).
+    /// With `false`, or on an older server, each call is `EVALSHA` of a script, which runs the
+    /// shared helpers again on every call: the same behaviour, more server time per call.
+    pub fn functions(mut self, enabled: bool) -> Self {
+        self.functions = enabled;
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         if self.pool_size == 0 || self.blocking_pool_size == 0 {
             return Err(Error::InvalidInput(
@@ -155,6 +166,7 @@ impl fmt::Debug for RedisOptions {
             .field("response_timeout", &self.response_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("promote_limit", &self.promote_limit)
+            .field("functions", &self.functions)
             .finish()
     }
 }

@@ -3,6 +3,7 @@
 //! `admin.rs`.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,12 +17,12 @@ use queue_core::storage::{
 };
 use queue_core::{Clock, Envelope, Result, Storage, TaskId};
 use redis::aio::ConnectionLike;
-use redis::{AsyncConnectionConfig, FromRedisValue, IntoConnectionInfo, Script, ScriptInvocation};
+use redis::{AsyncConnectionConfig, FromRedisValue, IntoConnectionInfo, RedisResult};
 
 use crate::lanes::{Lane, Lanes};
 use crate::options::RedisOptions;
 use crate::redact::Redactor;
-use crate::scripts::Scripts;
+use crate::scripts::{self, Call, LuaScript, Scripts};
 
 /// Skiff's Redis store. See the [crate docs](crate) for the key layout and guarantees.
 ///
@@ -44,6 +45,8 @@ pub struct RedisStorage {
     pub(crate) lanes: Lanes,
     pub(crate) blocking: Pool,
     pub(crate) scripts: Scripts,
+    /// Whether calls run as Redis Functions (else scripts); see the `scripts` module.
+    pub(crate) functions: AtomicBool,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) prefix: String,
     pub(crate) redactor: Redactor,
@@ -149,6 +152,7 @@ impl RedisStorage {
             lanes,
             blocking,
             scripts: Scripts::new(),
+            functions: AtomicBool::new(false),
             clock: options.clock,
             prefix: options.key_prefix,
             redactor,
@@ -162,7 +166,41 @@ impl RedisStorage {
             .query_async::<()>(&mut *conn)
             .await
             .map_err(|e| store.redactor.error("PING", e))?;
+        if options.functions {
+            // Servers before 7.0 (no FUNCTION command) and users without the right to load
+            // functions run the same code as scripts instead.
+            let loaded = scripts::load_library(&store.scripts.library)
+                .query_async::<redis::Value>(&mut *conn)
+                .await;
+            let functions = match loaded {
+                Ok(_) => true,
+                Err(e) if scripts::already_loaded(&e) => true,
+                Err(e) => {
+                    tracing::debug!(error = %store.redactor.scrub(&e.to_string()), "Redis Functions unavailable; running scripts with EVALSHA");
+                    false
+                }
+            };
+            store.functions.store(functions, Ordering::Relaxed);
+        }
         Ok(store)
+    }
+
+    /// Whether this store calls its Lua code as Redis Functions (`FCALL` of a library loaded
+    /// once), rather than as scripts (`EVALSHA`): true on Redis 7.0 and later unless
+    /// [`RedisOptions::functions`] turned it off.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[allow(dead_code)]
+    /// # async fn demo(store: &queue_redis::RedisStorage) {
+    /// if !store.runs_functions() {
+    ///     eprintln!("Redis before 7.0: each call runs the shared Lua helpers again");
+    /// }
+    /// # }
+    /// ```
+    pub fn runs_functions(&self) -> bool {
+        self.functions.load(Ordering::Relaxed)
     }
 
     /// The key prefix of this store.
@@ -184,20 +222,16 @@ impl RedisStorage {
     }
 
     /// Starts a script call with the arguments every script takes: prefix and now.
-    pub(crate) fn call<'a>(&self, script: &'a Script, now: i64) -> ScriptInvocation<'a> {
-        let mut inv = script.prepare_invoke();
-        inv.arg(self.prefix.as_str()).arg(now);
-        inv
+    pub(crate) fn call<'a>(&self, script: &'a LuaScript, now: i64) -> Call<'a> {
+        let mut call = Call::new(script, self.functions.load(Ordering::Relaxed));
+        call.arg(self.prefix.as_str()).arg(now);
+        call
     }
 
-    /// Runs a prepared script call.
-    pub(crate) async fn run<T: FromRedisValue>(
-        &self,
-        inv: ScriptInvocation<'_>,
-        what: &str,
-    ) -> Result<T> {
+    /// Runs a script call.
+    pub(crate) async fn run<T: FromRedisValue>(&self, call: Call<'_>, what: &str) -> Result<T> {
         let mut conn = self.conn().await?;
-        match inv.invoke_async(&mut *conn).await {
+        match self.invoke(&mut *conn, &call).await {
             Ok(v) => Ok(v),
             Err(e) => {
                 self.lanes.failed(conn.lane, &e).await;
@@ -206,15 +240,38 @@ impl RedisStorage {
         }
     }
 
+    /// Runs a script call on `conn`.
     pub(crate) async fn run_on<T: FromRedisValue>(
         &self,
         conn: &mut impl ConnectionLike,
-        inv: ScriptInvocation<'_>,
+        call: Call<'_>,
         what: &str,
     ) -> Result<T> {
-        inv.invoke_async(conn)
+        self.invoke(conn, &call)
             .await
             .map_err(|e| self.redactor.error(what, e))
+    }
+
+    /// Runs a script call on `conn`; when the server has lost the script or library, loads it
+    /// again and retries once.
+    pub(crate) async fn invoke<T: FromRedisValue>(
+        &self,
+        conn: &mut impl ConnectionLike,
+        call: &Call<'_>,
+    ) -> RedisResult<T> {
+        match call.cmd.query_async(conn).await {
+            Err(e) => match call.reload(&e, &self.scripts.library) {
+                Some(load) => {
+                    match load.query_async::<redis::Value>(conn).await {
+                        Err(e) if !scripts::already_loaded(&e) => return Err(e),
+                        _ => {}
+                    }
+                    call.cmd.query_async(conn).await
+                }
+                None => Err(e),
+            },
+            ok => ok,
+        }
     }
 
     /// Runs a plain command.

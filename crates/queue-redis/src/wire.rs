@@ -3,12 +3,14 @@
 use queue_core::clock::to_millis;
 use queue_core::storage::Lease;
 use queue_core::{Envelope, Error, FailureKind, Result, TaskFailure, TaskId};
-use redis::{ScriptInvocation, Value};
+use redis::Value;
+
+use crate::scripts::Call;
 
 /// Appends the fields of one envelope, as `stage` in `lua/common.lua` reads them. `now` must
 /// be the time the script call is given.
 pub(crate) fn push_envelope(
-    inv: &mut ScriptInvocation<'_>,
+    inv: &mut Call<'_>,
     env: &Envelope,
     raw: &[u8],
     now: i64,
@@ -55,7 +57,7 @@ pub(crate) struct NewTask<'a> {
 /// "<deliveries>|<attempts>"), and the stored value without its leading ready score
 /// (`<run_at>|<limit>|<name length>|<name><raw>`), which the script prefixes with the score it
 /// assigns. Numbers go as the strings the script compares, so it parses none of them.
-pub(crate) fn push_task(inv: &mut ScriptInvocation<'_>, t: NewTask<'_>, raw: &[u8]) {
+pub(crate) fn push_task(inv: &mut Call<'_>, t: NewTask<'_>, raw: &[u8]) {
     let mut tail = format!(
         "{}|{}|{}|{}",
         t.run_at,

@@ -1,4 +1,6 @@
--- common.lua: helpers prepended to every Skiff script (see scripts.rs).
+-- common.lua: the key layout and the helpers every Skiff script uses (see scripts.rs: they are
+-- loaded once as a Redis Functions library with each script a function of it, or prepended to
+-- each script run with EVALSHA on servers without Functions). `init(args)` starts each call.
 --
 -- KEYS: none. Every key is built from ARGV[1], the store's key prefix, so one script call can
 --       touch a queue's hash-tagged keys and the store's few global ones (single-node Redis;
@@ -51,25 +53,36 @@
 --   P:lock:<name>    HASH o (owner) x (expires ms);  P:locks SET of lock names
 --   P:rate:<key>     HASH w (window start ms) n (hits)
 
--- Globals read in hot loops, as locals (a local is a register; a global a table lookup).
-local ARGV, redis, tonumber, unpack, ipairs, pairs = ARGV, redis, tonumber, unpack, ipairs, pairs
-local format, match, sub = string.format, string.match, string.sub
+-- Globals read in hot loops, as locals (a local is a register; a global a table lookup). Set
+-- by `init`: while a Functions library loads, only a reduced `redis` table is visible.
+local redis, tonumber, unpack, ipairs, pairs, format, match, sub
 local EXISTS = 'EXISTS'
-
-local P = ARGV[1]
-local NOW = tonumber(ARGV[2])
 local PRI_SPAN = 137438953472 -- 2^37: sequence numbers per priority level
 local WAKE_MAX = 16
 local WAKE_TTL_MS = 30000
-local IDS = P .. ':ids'
-local UNIQ = P .. ':unique'
-local QUEUES = P .. ':queues'
-local RESULTS = P .. ':results'
-local RESULT_EXP = P .. ':result-exp'
-local WAITERS = P .. ':result-waiters'
-local DEAD = P .. ':dead'
 
-local qkeys = {}
+-- The state of one call, set by `init`: its arguments, the store's key prefix and global keys,
+-- now, and what the call has gathered so far (queue keys, wake-ups, sequence numbers).
+local ARGV, P, NOW, IDS, UNIQ, QUEUES, RESULTS, RESULT_EXP, WAITERS, DEAD
+local qkeys, woken, seqs, bases
+
+local function init(args)
+  local G = _G
+  redis, tonumber, unpack, ipairs, pairs = G.redis, G.tonumber, G.unpack, G.ipairs, G.pairs
+  format, match, sub = G.string.format, G.string.match, G.string.sub
+  ARGV = args
+  P = args[1]
+  NOW = tonumber(args[2])
+  IDS = P .. ':ids'
+  UNIQ = P .. ':unique'
+  QUEUES = P .. ':queues'
+  RESULTS = P .. ':results'
+  RESULT_EXP = P .. ':result-exp'
+  WAITERS = P .. ':result-waiters'
+  DEAD = P .. ':dead'
+  qkeys, woken, seqs, bases = {}, {}, {}, {}
+end
+
 -- The keys of queue q, by suffix (built once per script call).
 local function Q(q)
   local k = qkeys[q]
@@ -105,11 +118,9 @@ end
 local function task_score(v) return v and match(v, '^(%-?[%d.]+)|') end
 local function task_lim(v) return tonumber(match(v, '^%-?[%d.]+|%-?%d+|(%d+)|')) end
 
-local woken = {}
 local function wake(q) woken[q] = (woken[q] or 0) + 1 end
 
 -- Sequence numbers are read once per queue per call and written back by finish().
-local seqs = {}
 local function next_seq(q)
   local s = seqs[q]
   if not s then
@@ -233,7 +244,6 @@ end
 -- per queue and call, and the client's fixed-width fraction ".000", ".001", … (or "" for a
 -- call of one task) keeps FIFO within the call; no number is formatted per task. Any other
 -- priority takes a sequence number of its own.
-local bases = {}
 local function new_score(q, pri, ord)
   if pri == '0' then
     local base = bases[q]

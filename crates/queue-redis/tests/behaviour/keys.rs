@@ -155,20 +155,69 @@ async fn a_large_batch_keeps_its_order_and_duplicates_across_pipelined_calls() {
     let ids: Vec<_> = batch.iter().map(|e| e.id).collect();
     let out = store.enqueue(batch).await.unwrap();
     assert_eq!(out.len(), 1_001);
-    assert_eq!(out[700], EnqueueOutcome::Duplicate(ids[10]), "unique key of an earlier call");
-    assert_eq!(out[1_000], EnqueueOutcome::Duplicate(ids[3]), "id of an earlier call");
+    assert_eq!(
+        out[700],
+        EnqueueOutcome::Duplicate(ids[10]),
+        "unique key of an earlier call"
+    );
+    assert_eq!(
+        out[1_000],
+        EnqueueOutcome::Duplicate(ids[3]),
+        "id of an earlier call"
+    );
     let stored: Vec<_> = ids[..1_000]
         .iter()
         .enumerate()
         .filter(|(i, _)| *i != 700)
         .map(|(_, id)| *id)
         .collect();
-    for (i, o) in out.iter().enumerate().take(1_000).filter(|(i, _)| *i != 700) {
+    for (i, o) in out
+        .iter()
+        .enumerate()
+        .take(1_000)
+        .filter(|(i, _)| *i != 700)
+    {
         assert_eq!(*o, EnqueueOutcome::Enqueued(ids[i]));
     }
     let got = store.fetch("q", 2_000, LEASE).await.unwrap();
     let order: Vec<_> = got.iter().map(|d| d.lease.id).collect();
     assert_eq!(order, stored, "FIFO across the calls of one batch");
+}
+
+#[tokio::test]
+async fn functions_are_loaded_again_after_function_flush() {
+    let clock = manual_clock();
+    let store = support::shared_store("nofunction", arc(&clock)).await;
+    assert!(store.runs_functions());
+    store.enqueue(vec![env(&clock, "q", "t")]).await.unwrap();
+    let mut conn = support::raw_client(&support::shared_url())
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let libraries: redis::Value = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .arg("LIBRARYNAME")
+        .arg("skiff_*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        format!("{libraries:?}").contains("skiff_"),
+        "the library is loaded: {libraries:?}"
+    );
+    let () = redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let got = store.fetch("q", 10, LEASE).await.unwrap();
+    assert_eq!(
+        got.len(),
+        1,
+        "fetch works after FUNCTION FLUSH (loaded again)"
+    );
+    store.enqueue(vec![env(&clock, "q", "t")]).await.unwrap();
+    assert_eq!(store.counts(Some("q")).await.unwrap().ready, 1);
 }
 
 #[tokio::test]
