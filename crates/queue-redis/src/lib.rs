@@ -1,6 +1,6 @@
 //! Skiff's Redis store: [`RedisStorage`], the [`Storage`](queue_core::Storage) contract on
-//! Redis (≥ 6.2): a few shared multiplexed connections for commands and scripts, and a
-//! `deadpool-redis` pool for blocking waits.
+//! Redis (≥ 6.2; its Lua code runs as Functions on 7.0 and later): a few shared multiplexed
+//! connections for commands and scripts, and a `deadpool-redis` pool for blocking waits.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -24,9 +24,13 @@
 //!
 //! * **One script per state change.** Enqueue, fetch, complete, extend, requeue, reschedule,
 //!   revocation checks, locks, rate limits and the dead-letter operations are each one Lua
-//!   script (`src/lua/*.lua`), run with `EVALSHA` and loaded again on `NOSCRIPT`. A batch is
-//!   one call, so a fetch of 100 tasks or a completion of 100 outcomes is one round trip. A
-//!   single-command change (revoke, restore) is that command.
+//!   script (`src/lua/*.lua`). On Redis 7.0 and later they are functions of one library,
+//!   loaded once per server (`FUNCTION LOAD`) and called with `FCALL`; on older servers, or
+//!   with [`RedisOptions::functions`]`(false)`, each call is `EVALSHA`, loaded again on
+//!   `NOSCRIPT` (see the `scripts` module). A batch is one call, so a fetch of 100 tasks or a
+//!   completion of 100 outcomes is one round trip, and an `enqueue` of more than 256
+//!   envelopes is calls of 256 pipelined on one connection. A single-command change (revoke,
+//!   restore) is that command.
 //! * **No command per task.** A pending task is a few fields of its queue's task hash, not a
 //!   key of its own, and a result is a field of the results hash; so a script reads and writes
 //!   a whole batch with one variadic `HMGET` / `HSET` / `HDEL` / `ZADD` per key. (One key per
