@@ -292,6 +292,11 @@ pub trait Storage: Send + Sync + 'static {
     /// Stores a batch of envelopes. An envelope whose id or unique key belongs to a task that
     /// is still pending or running is not stored ([`EnqueueOutcome::Duplicate`]). Returns one
     /// outcome per envelope, in order.
+    ///
+    /// On an error, part of the batch may be stored: a store may write a large batch in
+    /// steps (Redis: 256 envelopes each), and a lost reply leaves any store's last step
+    /// unknown. Enqueueing the same envelopes again is safe: the stored ones, still pending,
+    /// come back as duplicates of themselves.
     async fn enqueue(&self, batch: Vec<Envelope>) -> Result<Vec<EnqueueOutcome>>;
 
     /// Leases up to `max` due tasks of `queue` for `lease`, highest priority first, FIFO within

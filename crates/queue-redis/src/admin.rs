@@ -72,7 +72,7 @@ fn state_name(state: TaskState) -> &'static str {
 
 impl RedisStorage {
     pub(crate) async fn count_tasks(&self, queue: Option<&str>) -> Result<Counts> {
-        let mut inv = self.call(&self.scripts.admin, self.now_ms());
+        let mut inv = self.call(&self.scripts.admin_read, self.now_ms());
         inv.arg("counts").arg(queue.unwrap_or(""));
         let c: Vec<i64> = self.run(inv, "count tasks").await?;
         let get = |i: usize| wire::count64(c.get(i).copied().unwrap_or(0));
@@ -135,7 +135,7 @@ impl RedisStorage {
 
     pub(crate) async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>> {
         let now = self.now_ms();
-        let mut inv = self.call(&self.scripts.admin, now);
+        let mut inv = self.call(&self.scripts.admin_read, now);
         inv.arg("task").arg(id.to_string());
         let row: Value = self.run(inv, "read a task").await?;
         if matches!(row, Value::Nil) {
@@ -153,7 +153,7 @@ impl RedisStorage {
     }
 
     pub(crate) async fn queue_names(&self) -> Result<Vec<String>> {
-        let mut inv = self.call(&self.scripts.admin, self.now_ms());
+        let mut inv = self.call(&self.scripts.admin_read, self.now_ms());
         inv.arg("queues");
         let mut names: Vec<String> = self.run(inv, "list queues").await?;
         names.sort();

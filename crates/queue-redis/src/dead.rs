@@ -38,7 +38,7 @@ impl RedisStorage {
         if page.limit == 0 {
             return Ok(Vec::new());
         }
-        let mut inv = self.call(&self.scripts.dead, self.now_ms());
+        let mut inv = self.call(&self.scripts.dead_free, self.now_ms());
         inv.arg("list")
             .arg(queue.unwrap_or(""))
             .arg(page.offset)
@@ -102,7 +102,7 @@ impl RedisStorage {
     pub(crate) async fn dead_requeue_all(&self, queue: Option<&str>) -> Result<u64> {
         let mut ids = Vec::new();
         loop {
-            let mut inv = self.call(&self.scripts.dead, self.now_ms());
+            let mut inv = self.call(&self.scripts.dead_free, self.now_ms());
             inv.arg("ids")
                 .arg(queue.unwrap_or(""))
                 .arg(ids.len())
@@ -122,7 +122,7 @@ impl RedisStorage {
     pub(crate) async fn dead_purge(&self, queue: Option<&str>) -> Result<u64> {
         let mut total = 0;
         loop {
-            let mut inv = self.call(&self.scripts.dead, self.now_ms());
+            let mut inv = self.call(&self.scripts.dead_free, self.now_ms());
             inv.arg("purge").arg(queue.unwrap_or("")).arg(CHUNK);
             let (deleted, seen): (i64, i64) = self.run(inv, "purge dead tasks").await?;
             total += wire::count64(deleted);

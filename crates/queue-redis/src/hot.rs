@@ -1,6 +1,9 @@
 //! The hot path: enqueue, fetch, complete, extend, requeue expired leases. One script call per
 //! batch.
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use futures::future;
@@ -22,6 +25,18 @@ const FETCH_FIELDS: usize = 5;
 
 /// Envelopes per enqueue script call; larger batches are pipelined calls of this size.
 const ENQUEUE_CHUNK: usize = 256;
+
+/// Pipelined enqueue calls awaiting their replies at most.
+const ENQUEUE_IN_FLIGHT: usize = 4;
+
+/// A pipelined script call: sent, its reply not yet taken.
+type PendingCall<'a> = Pin<
+    Box<
+        future::MaybeDone<
+            Pin<Box<dyn Future<Output = redis::RedisResult<Vec<Value>>> + Send + 'a>>,
+        >,
+    >,
+>;
 
 /// The outcome of each envelope of `batch` from the enqueue script's reply, which names the
 /// envelopes that were not stored: pairs (1-based index, the holder's id).
@@ -49,46 +64,85 @@ impl RedisStorage {
         for env in &batch {
             env.validate()?;
         }
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         if batch.len() <= ENQUEUE_CHUNK {
             let inv = self.enqueue_call(&batch)?;
             let reply: Vec<Value> = self.run(inv, "enqueue").await?;
             return enqueue_outcomes(&batch, reply);
         }
-        // A large batch goes as several calls, pipelined on one connection: each is sent as
-        // soon as it is encoded, so encoding the next overlaps the server's work on this one.
-        // One connection keeps them in order, so FIFO holds across them, and an envelope that
-        // repeats an id or unique key of an earlier chunk is still a duplicate.
+        // A large batch goes as calls of ENQUEUE_CHUNK, pipelined on one connection: each is
+        // sent as soon as it is encoded, so encoding the next overlaps the server's work on
+        // this one. One connection keeps them in order, so FIFO holds across them, and an
+        // envelope that repeats an id or unique key of an earlier call is still a duplicate.
+        // At most ENQUEUE_IN_FLIGHT calls wait at a time, so none waits behind a long queue
+        // of others for its reply. Each call is atomic, the batch is not: after an error the
+        // calls before it are stored, and enqueueing the same envelopes again reports those
+        // as duplicates (see `Storage::enqueue`).
         let lane = self.conn().await?;
-        let mut calls = Vec::with_capacity(batch.len().div_ceil(ENQUEUE_CHUNK));
-        for chunk in batch.chunks(ENQUEUE_CHUNK) {
-            let inv = self.enqueue_call(chunk)?;
-            let mut conn = lane.conn.clone();
-            let mut call = Box::pin(future::maybe_done(async move {
-                self.invoke::<Vec<Value>>(&mut conn, &inv).await
-            }));
-            // The first poll queues the call on the connection; its reply is awaited below.
-            let _ = futures::poll!(call.as_mut());
-            calls.push(call);
-        }
         let mut out = Vec::with_capacity(batch.len());
-        for (chunk, mut call) in batch.chunks(ENQUEUE_CHUNK).zip(calls) {
-            call.as_mut().await;
-            let reply = match call.as_mut().take_output() {
-                Some(Ok(reply)) => reply,
-                Some(Err(e)) => {
-                    self.lanes.failed(lane.lane, &e).await;
-                    return Err(self.redactor.error("enqueue", e));
+        let mut in_flight = VecDeque::with_capacity(ENQUEUE_IN_FLIGHT);
+        let mut failure = None;
+        for chunk in batch.chunks(ENQUEUE_CHUNK) {
+            if in_flight.len() == ENQUEUE_IN_FLIGHT {
+                if let Some((chunk, call)) = in_flight.pop_front() {
+                    if let Err(e) = self.enqueue_reply(lane.lane, chunk, call, &mut out).await {
+                        failure = Some(e);
+                        break;
+                    }
                 }
-                None => {
-                    return Err(Error::storage_msg(
-                        "redis",
-                        "an enqueue call lost its reply",
-                    ))
+            }
+            let inv = match self.enqueue_call(chunk) {
+                Ok(inv) => inv,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
                 }
             };
-            out.extend(enqueue_outcomes(chunk, reply)?);
+            let mut conn = lane.conn.clone();
+            let mut call: PendingCall<'_> = Box::pin(future::maybe_done(Box::pin(async move {
+                self.invoke::<Vec<Value>>(&mut conn, &inv).await
+            })));
+            // The first poll queues the call on the connection; its reply is awaited later.
+            let _ = futures::poll!(call.as_mut());
+            in_flight.push_back((chunk, call));
         }
-        Ok(out)
+        // Every call sent is awaited, also after an error: it runs on the server either way.
+        for (chunk, call) in in_flight {
+            if let Err(e) = self.enqueue_reply(lane.lane, chunk, call, &mut out).await {
+                failure.get_or_insert(e);
+            }
+        }
+        match failure {
+            None => Ok(out),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// Awaits one pipelined enqueue call and appends its outcomes to `out`.
+    async fn enqueue_reply(
+        &self,
+        lane: usize,
+        chunk: &[Envelope],
+        mut call: PendingCall<'_>,
+        out: &mut Vec<EnqueueOutcome>,
+    ) -> Result<()> {
+        call.as_mut().await;
+        match call.as_mut().take_output() {
+            Some(Ok(reply)) => {
+                out.extend(enqueue_outcomes(chunk, reply)?);
+                Ok(())
+            }
+            Some(Err(e)) => {
+                self.lanes.failed(lane, &e).await;
+                Err(self.redactor.error("enqueue", e))
+            }
+            None => Err(Error::storage_msg(
+                "redis",
+                "an enqueue call lost its reply",
+            )),
+        }
     }
 
     /// One enqueue script call for `batch` (validated, at most a few thousand envelopes).

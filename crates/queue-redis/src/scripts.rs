@@ -45,54 +45,85 @@ pub(crate) struct Scripts {
     pub(crate) lock: LuaScript,
     pub(crate) rate: LuaScript,
     pub(crate) dead: LuaScript,
+    /// dead.lua for `list`, `ids` and `purge`, which never add data: as a function it runs
+    /// while the server is out of memory, so a full store can still be purged.
+    pub(crate) dead_free: LuaScript,
     pub(crate) admin: LuaScript,
+    /// admin.lua for `counts`, `queues` and `task`, which only read: as a function it runs
+    /// while the server is out of memory and refuses to write.
+    pub(crate) admin_read: LuaScript,
     /// The `FUNCTION LOAD` source of the library.
     pub(crate) library: String,
 }
 
-const BODIES: [(&str, &str); 15] = [
-    ("enqueue", include_str!("lua/enqueue.lua")),
-    ("fetch", include_str!("lua/fetch.lua")),
-    ("complete", include_str!("lua/complete.lua")),
-    ("extend", include_str!("lua/extend.lua")),
-    ("requeue_expired", include_str!("lua/requeue_expired.lua")),
-    ("peek", include_str!("lua/peek.lua")),
-    ("bury", include_str!("lua/bury.lua")),
-    ("delete_result", include_str!("lua/delete_result.lua")),
-    ("purge_expired", include_str!("lua/purge_expired.lua")),
-    ("reschedule", include_str!("lua/reschedule.lua")),
-    ("check_revoked", include_str!("lua/check_revoked.lua")),
-    ("lock", include_str!("lua/lock.lua")),
-    ("rate", include_str!("lua/rate.lua")),
-    ("dead", include_str!("lua/dead.lua")),
-    ("admin", include_str!("lua/admin.lua")),
+/// Flags of a function that only reads (it may run on a full server, and may not write).
+const READS: &str = "'no-writes'";
+/// Flags of a function that only removes data (it may run on a full server).
+const FREES: &str = "'allow-oom'";
+
+/// Each script: its name, its body and its flags as a function (Redis refuses to start a
+/// function without flags while it is out of memory, rather than failing at its first write).
+const BODIES: [(&str, &str, &str); 17] = [
+    ("enqueue", include_str!("lua/enqueue.lua"), ""),
+    ("fetch", include_str!("lua/fetch.lua"), ""),
+    ("complete", include_str!("lua/complete.lua"), ""),
+    ("extend", include_str!("lua/extend.lua"), ""),
+    (
+        "requeue_expired",
+        include_str!("lua/requeue_expired.lua"),
+        "",
+    ),
+    ("peek", include_str!("lua/peek.lua"), READS),
+    ("bury", include_str!("lua/bury.lua"), ""),
+    (
+        "delete_result",
+        include_str!("lua/delete_result.lua"),
+        FREES,
+    ),
+    (
+        "purge_expired",
+        include_str!("lua/purge_expired.lua"),
+        FREES,
+    ),
+    ("reschedule", include_str!("lua/reschedule.lua"), ""),
+    ("check_revoked", include_str!("lua/check_revoked.lua"), ""),
+    ("lock", include_str!("lua/lock.lua"), ""),
+    ("rate", include_str!("lua/rate.lua"), ""),
+    ("dead", include_str!("lua/dead.lua"), ""),
+    ("dead_free", include_str!("lua/dead.lua"), FREES),
+    ("admin", include_str!("lua/admin.lua"), ""),
+    ("admin_read", include_str!("lua/admin.lua"), READS),
 ];
+
+/// Stands for the library's name until its code is complete and can be hashed.
+const NAME: &str = "skiff_LIBRARY";
 
 impl Scripts {
     pub(crate) fn new() -> Self {
-        let mut all = COMMON.to_owned();
-        for (_, body) in BODIES {
-            all.push_str(body);
-        }
-        // A name per version of the code (sha1, as Redis names scripts).
-        let name = format!("skiff_{}", &Script::new(&all).get_hash()[..12]);
         // While the library loads, `redis` is the loading API (register_function); common.lua
         // then shadows the name with the one it uses at run time.
-        let mut library = format!("#!lua name={name}\nlocal LOADING = redis\n{COMMON}\n");
-        let mut scripts = BODIES.map(|(short, body)| {
-            let function = format!("{name}_{short}");
+        let mut library = format!("#!lua name={NAME}\nlocal LOADING = redis\n{COMMON}\n");
+        for (short, body, flags) in BODIES {
             library.push_str(&format!(
                 "local function body_{short}()\n{body}\nend\n\
-                 LOADING.register_function('{function}', function(_, args)\n  init(args)\n  return body_{short}()\nend)\n"
+                 LOADING.register_function{{function_name = '{NAME}_{short}', flags = {{{flags}}},\n  \
+                 callback = function(_, args)\n    init(args)\n    return body_{short}()\n  end}}\n"
             ));
-            let code = format!("local EVAL_ARGS = ARGV\n{COMMON}\ninit(EVAL_ARGS)\n{body}");
-            LuaScript {
-                function,
-                sha: Script::new(&code).get_hash().to_owned(),
-                code,
-            }
-        })
-        .into_iter();
+        }
+        // A name per version of the whole library (sha1, as Redis names scripts), so a store
+        // never calls another version's functions.
+        let name = format!("skiff_{}", &Script::new(&library).get_hash()[..12]);
+        let library = library.replace(NAME, &name);
+        let mut scripts = BODIES
+            .map(|(short, body, _)| {
+                let code = format!("local EVAL_ARGS = ARGV\n{COMMON}\ninit(EVAL_ARGS)\n{body}");
+                LuaScript {
+                    function: format!("{name}_{short}"),
+                    sha: Script::new(&code).get_hash().to_owned(),
+                    code,
+                }
+            })
+            .into_iter();
         let mut next = || {
             scripts
                 .next()
@@ -113,7 +144,9 @@ impl Scripts {
             lock: next(),
             rate: next(),
             dead: next(),
+            dead_free: next(),
             admin: next(),
+            admin_read: next(),
             library,
         }
     }

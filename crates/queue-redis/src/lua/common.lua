@@ -429,20 +429,23 @@ local function bury(id, q, name, raw, fk, fm, fa)
   redis.call('ZADD', qkey(q, 'dead'), seq, id)
 end
 
--- Puts `ids` (taken out of scheduled or leased) into ready by their stored scores.
+-- Puts `ids` (taken out of scheduled or leased) into ready by their stored scores. Returns
+-- the ids that were put back (an id without a stored task is skipped).
 local function make_ready(q, ids)
-  if #ids == 0 then return end
+  if #ids == 0 then return ids end
   local k = Q(q)
   local values = hmget(k.task, ids)
-  local pairs_ = {}
+  local pairs_, placed = {}, {}
   for j, id in ipairs(ids) do
     local score = task_score(values[j])
     if score then
       pairs_[#pairs_ + 1] = score
       pairs_[#pairs_ + 1] = id
+      placed[#placed + 1] = id
     end
   end
   batched({'ZADD', k.ready}, pairs_)
+  return placed
 end
 
 -- Moves at most `limit` due scheduled tasks of q to ready. Returns how many.
@@ -458,13 +461,12 @@ local function promote_expired(q, limit)
   local due = redis.call('ZRANGEBYSCORE', qkey(q, 'leased'), '-inf', NOW, 'LIMIT', 0, limit)
   batched({'ZREM', qkey(q, 'leased')}, due)
   local ids = {}
+  for j, m in ipairs(due) do ids[j] = member_id(m) end
   local dk = qkey(q, 'dlv')
-  for j, m in ipairs(due) do
-    ids[j] = member_id(m)
+  for _, id in ipairs(make_ready(q, ids)) do
     -- That delivery ended without an outcome: it counts.
-    redis.call('HINCRBY', dk, ids[j], 1)
+    redis.call('HINCRBY', dk, id, 1)
   end
-  make_ready(q, ids)
   return #due
 end
 

@@ -144,42 +144,43 @@ async fn scripts_are_reloaded_after_script_flush() {
 
 #[tokio::test]
 async fn a_large_batch_keeps_its_order_and_duplicates_across_pipelined_calls() {
-    // Batches larger than one script call are sent as several pipelined calls.
+    // Batches larger than one script call are sent as several pipelined calls (8 here, more
+    // than are in flight at once).
     let clock = manual_clock();
     let store = support::shared_store("pipelined", arc(&clock)).await;
-    let mut batch: Vec<_> = (0..1_000).map(|_| env(&clock, "q", "t")).collect();
+    let mut batch: Vec<_> = (0..2_000).map(|_| env(&clock, "q", "t")).collect();
     batch[10].unique_key = Some("k".into());
-    batch[700].unique_key = Some("k".into());
+    batch[1_500].unique_key = Some("k".into());
     let repeated = batch[3].clone();
     batch.push(repeated);
     let ids: Vec<_> = batch.iter().map(|e| e.id).collect();
     let out = store.enqueue(batch).await.unwrap();
-    assert_eq!(out.len(), 1_001);
+    assert_eq!(out.len(), 2_001);
     assert_eq!(
-        out[700],
+        out[1_500],
         EnqueueOutcome::Duplicate(ids[10]),
         "unique key of an earlier call"
     );
     assert_eq!(
-        out[1_000],
+        out[2_000],
         EnqueueOutcome::Duplicate(ids[3]),
         "id of an earlier call"
     );
-    let stored: Vec<_> = ids[..1_000]
+    let stored: Vec<_> = ids[..2_000]
         .iter()
         .enumerate()
-        .filter(|(i, _)| *i != 700)
+        .filter(|(i, _)| *i != 1_500)
         .map(|(_, id)| *id)
         .collect();
     for (i, o) in out
         .iter()
         .enumerate()
-        .take(1_000)
-        .filter(|(i, _)| *i != 700)
+        .take(2_000)
+        .filter(|(i, _)| *i != 1_500)
     {
         assert_eq!(*o, EnqueueOutcome::Enqueued(ids[i]));
     }
-    let got = store.fetch("q", 2_000, LEASE).await.unwrap();
+    let got = store.fetch("q", 3_000, LEASE).await.unwrap();
     let order: Vec<_> = got.iter().map(|d| d.lease.id).collect();
     assert_eq!(order, stored, "FIFO across the calls of one batch");
 }

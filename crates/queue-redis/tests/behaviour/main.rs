@@ -7,6 +7,7 @@
 mod support;
 
 mod keys;
+mod oom;
 mod restart;
 mod secrets;
 mod wake;
