@@ -7,7 +7,7 @@
 //! compared with the store's clock, never Redis' own.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use queue_core::clock::{duration_millis, to_millis};
@@ -16,7 +16,6 @@ use queue_core::{Result, TaskId};
 
 use crate::hot::EXPIRY_SLACK_MS;
 use crate::store::RedisStorage;
-use crate::store::NO_REVOCATIONS_TTL;
 
 fn field(target: &RevokeTarget) -> String {
     match target {
@@ -65,30 +64,20 @@ impl RedisStorage {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
-        // Fast path: no revocation exists (the usual case). A consumer checks every batch it
-        // fetches; instead of a script with two reads per task, one EXISTS at most every
-        // NO_REVOCATIONS_TTL. Revocations written through this store invalidate the answer at
-        // once; those of other processes are seen within the TTL (a task fetched meanwhile
-        // runs, as one fetched just before the revocation would).
-        let version = self.revocations.version.load(Ordering::SeqCst);
-        let cached = *self
-            .revocations
-            .none_since
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some((at, v)) = cached {
-            if v == version && at.elapsed() < NO_REVOCATIONS_TTL {
-                return Ok(vec![false; tasks.len()]);
-            }
+        // Fast path: no revocation exists (the usual case). Every fetch reads whether any
+        // does (one EXISTS in its script), so the check of the batch it fetched needs no call:
+        // a revocation written (by any process) before a batch is fetched applies to it.
+        // Without a fetch, the answer of an EXISTS is reused for NO_REVOCATIONS_TTL;
+        // revocations written through this store invalidate it at once.
+        let version = self.revocations.version();
+        if self.revocations.none_known(version) {
+            return Ok(vec![false; tasks.len()]);
         }
         let mut exists = redis::cmd("EXISTS");
         exists.arg(self.key("revoked"));
-        if self.cmd::<i64>(&exists, "check revocations").await? == 0 {
-            *self
-                .revocations
-                .none_since
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), version));
+        let any = self.cmd::<i64>(&exists, "check revocations").await? != 0;
+        self.revocations.learnt(any, version);
+        if !any {
             return Ok(vec![false; tasks.len()]);
         }
         let mut inv = self.call(&self.scripts.check_revoked, self.now_ms());

@@ -176,12 +176,19 @@ impl RedisStorage {
         for i in 0..max as u64 {
             inv.arg((base.wrapping_add(i) & (i64::MAX as u64)).max(1));
         }
-        let reply: Vec<Value> = self.run(inv, "fetch").await?;
+        let version = self.revocations.version();
+        let mut reply: Vec<Value> = self.run(inv, "fetch").await?;
+        // The last entry says whether any revocation exists: `check_revoked` of this batch,
+        // which follows, uses that answer instead of a call of its own.
+        let revocations = reply.pop().map(wire::int).transpose()?;
         if reply.len() % FETCH_FIELDS != 0 {
             return Err(Error::decode(
                 "redis reply",
                 "fetch answered a partial task",
             ));
+        }
+        if let Some(any) = revocations {
+            self.revocations.learnt(any != 0, version);
         }
         let mut out = Vec::with_capacity(reply.len() / FETCH_FIELDS);
         let mut garbage = Vec::new();

@@ -52,9 +52,9 @@
 //! * **Bounded work.** A fetch moves at most [`RedisOptions::promote_limit`] due scheduled tasks
 //!   and expired leases to ready, then pops at most `max` (no `unpack` of unbounded tables);
 //!   a backlog of any size is drained over successive fetches.
-//! * **Revocation checks** (once per fetched batch) cost one `EXISTS` at most every 100 ms while
-//!   no revocation exists; revocations written through this store count at once, those of other
-//!   processes within 100 ms.
+//! * **Revocation checks** (once per fetched batch) cost nothing while no revocation exists:
+//!   each fetch answers whether any does (one `EXISTS` in its script), so a revocation written
+//!   by any process before a batch is fetched applies to it.
 //! * **Time** comes from the store's [`Clock`](queue_core::Clock) and is passed to every script:
 //!   lease expiry, eta, result, lock and revocation expiry, rate windows. Locks and rate windows
 //!   also get a real `PEXPIRE` a minute longer than their TTL, for cleanup only; expired results

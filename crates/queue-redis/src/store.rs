@@ -67,6 +67,25 @@ pub(crate) struct RevocationCache {
     pub(crate) version: std::sync::atomic::AtomicU64,
 }
 
+impl RevocationCache {
+    /// The version of this store's own revocation writes now.
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(Ordering::SeqCst)
+    }
+
+    /// Records whether any revocation exists, as read now, with `version` read before.
+    pub(crate) fn learnt(&self, any: bool, version: u64) {
+        *self.none_since.lock().unwrap_or_else(|e| e.into_inner()) =
+            (!any).then(|| (std::time::Instant::now(), version));
+    }
+
+    /// Whether "none" is known for `version` and younger than [`NO_REVOCATIONS_TTL`].
+    pub(crate) fn none_known(&self, version: u64) -> bool {
+        let cached = *self.none_since.lock().unwrap_or_else(|e| e.into_inner());
+        cached.is_some_and(|(at, v)| v == version && at.elapsed() < NO_REVOCATIONS_TTL)
+    }
+}
+
 impl fmt::Debug for RedisStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStorage")

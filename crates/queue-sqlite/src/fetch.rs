@@ -39,11 +39,14 @@ pub(crate) const PROMOTE: &str = "UPDATE tasks SET state = 0, lease_token = NULL
      WHERE seq IN (SELECT seq FROM tasks WHERE queue = ?1 AND state <> 0 AND wake_at <= ?2 \
      ORDER BY wake_at LIMIT ?3)";
 
+/// Claims up to `?4` ready tasks of queue `?3`. Its last column says whether any revocation
+/// exists (`kind >= 0` holds for every row: a search of the primary key, stopped at the first).
 pub(crate) const CLAIM: &str = "UPDATE tasks SET state = 2, \
      lease_token = (?1 | seq) - (?1 & seq), wake_at = ?2, deliveries = deliveries + 1 \
      WHERE seq IN (SELECT seq FROM tasks WHERE queue = ?3 AND state = 0 \
      ORDER BY priority DESC, seq LIMIT ?4) \
-     RETURNING seq, id, priority, deliveries, attempts, max_deliveries, lease_token, raw";
+     RETURNING seq, id, priority, deliveries, attempts, max_deliveries, lease_token, raw, \
+     (SELECT EXISTS (SELECT 1 FROM revocations WHERE kind >= 0))";
 
 /// [`PROMOTE`] then [`CLAIM`], sent to SQLite's thread as one command (its statements run in
 /// order; numbered parameters are shared): `?3` queue, `?5` now, `?6` promote limit.
@@ -54,7 +57,8 @@ pub(crate) const PROMOTE_AND_CLAIM: &str = "UPDATE tasks SET state = 0, lease_to
      lease_token = (?1 | seq) - (?1 & seq), wake_at = ?2, deliveries = deliveries + 1 \
      WHERE seq IN (SELECT seq FROM tasks WHERE queue = ?3 AND state = 0 \
      ORDER BY priority DESC, seq LIMIT ?4) \
-     RETURNING seq, id, priority, deliveries, attempts, max_deliveries, lease_token, raw";
+     RETURNING seq, id, priority, deliveries, attempts, max_deliveries, lease_token, raw, \
+     (SELECT EXISTS (SELECT 1 FROM revocations WHERE kind >= 0))";
 
 /// `fetch(queue, max, lease)`.
 pub(crate) struct Fetch {
@@ -72,21 +76,34 @@ struct Claimed {
     limit: i64,
     token: i64,
     raw: Vec<u8>,
+    /// Whether any revocation exists (the same for every row of a claim).
+    revocations: bool,
+}
+
+/// What a fetch hands out, and whether any revocation existed when it claimed them (`None`
+/// when it claimed nothing), so that `check_revoked` right after it needs no read of its own.
+pub(crate) struct Fetched {
+    pub(crate) deliveries: Vec<Delivery>,
+    pub(crate) revocations: Option<bool>,
 }
 
 #[async_trait]
 impl Work for Fetch {
-    type Output = Vec<Delivery>;
+    type Output = Fetched;
 
     async fn run(
         &mut self,
         conn: &mut SqliteConnection,
         now: i64,
         fx: &mut Effects,
-    ) -> Result<Vec<Delivery>> {
+    ) -> Result<Fetched> {
         let mut out = Vec::with_capacity(self.max);
+        let mut revocations = None;
         if self.max == 0 {
-            return Ok(out);
+            return Ok(Fetched {
+                deliveries: out,
+                revocations,
+            });
         }
         let expires = now.saturating_add(duration_millis(self.lease));
         // The first claim carries the promotion (one round trip to SQLite's thread for both).
@@ -103,13 +120,17 @@ impl Work for Fetch {
             if claimed.is_empty() {
                 break;
             }
+            revocations = Some(claimed.iter().any(|c| c.revocations));
             for c in claimed {
                 if let Some(d) = check(conn, c, &self.queue, now, expires, fx).await? {
                     out.push(d);
                 }
             }
         }
-        Ok(out)
+        Ok(Fetched {
+            deliveries: out,
+            revocations,
+        })
     }
 }
 
@@ -154,6 +175,7 @@ async fn claim(
                 limit: r.try_get(5)?,
                 token: r.try_get(6)?,
                 raw: r.try_get(7)?,
+                revocations: r.try_get(8)?,
             })
         })
         .collect::<std::result::Result<Vec<_>, sqlx::Error>>()

@@ -36,9 +36,9 @@
 //! * **Checkpoints** of the WAL run in the background every 250 ms on a read connection
 //!   (`PRAGMA wal_checkpoint(PASSIVE)`), never inside a commit, so no enqueue or claim waits
 //!   for the copy and its fsync.
-//! * **Revocation checks** (once per fetched batch) are answered from memory for 100 ms after a
-//!   read found no revocation; revocations written through this store count at once, those of
-//!   other processes within 100 ms.
+//! * **Revocation checks** (once per fetched batch) cost nothing while no revocation exists:
+//!   each claim also reads whether any does (a column of its `RETURNING`), so a revocation
+//!   written by any process before a batch is claimed applies to it.
 //! * **Time** comes from the store's [`Clock`](queue_core::Clock), bound into SQL as
 //!   milliseconds; SQLite's own clock is never read.
 

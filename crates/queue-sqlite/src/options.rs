@@ -5,16 +5,7 @@
 //! uses) or for a throw-away store ([`SqliteOptions::in_memory`]), adjust them with the chained
 //! setters, and pass them to [`SqliteStorage::open`](crate::SqliteStorage::open).
 //!
-//! # URLs
-//!
-//! | URL | Store |
-//! |-----|-------|
-//! | `sqlite://skiff.db` | `skiff.db`, relative to the working directory |
-//! | `sqlite:///var/lib/app/skiff.db` | an absolute path |
-//! | `sqlite::memory:` or `sqlite://:memory:` | an anonymous store, deleted when dropped |
-//!
-//! Query parameters: `synchronous=normal|full`, `busy_timeout_ms=N`, `pool_size=N`,
-//! `poll_interval_ms=N`, `max_batch=N`, e.g. `sqlite://skiff.db?synchronous=full`.
+//! The URL forms and parameters are listed on [`SqliteOptions::from_url`].
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -118,7 +109,16 @@ impl SqliteOptions {
         }
     }
 
-    /// Parses a `sqlite:` URL (see the [module docs](self) for the forms and parameters).
+    /// Parses a `sqlite:` URL.
+    ///
+    /// | URL | Store |
+    /// |-----|-------|
+    /// | `sqlite://skiff.db` | `skiff.db`, relative to the working directory |
+    /// | `sqlite:///var/lib/app/skiff.db` | an absolute path |
+    /// | `sqlite::memory:` or `sqlite://:memory:` | an anonymous store, deleted when dropped |
+    ///
+    /// Query parameters: `synchronous=normal|full`, `busy_timeout_ms=N`, `pool_size=N`,
+    /// `poll_interval_ms=N`, `max_batch=N`, e.g. `sqlite://skiff.db?synchronous=full`.
     ///
     /// # Errors
     ///

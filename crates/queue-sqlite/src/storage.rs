@@ -62,7 +62,19 @@ impl Storage for SqliteStorage {
             return Ok(Vec::new());
         }
         let queue = queue.to_owned();
-        self.writer.call(Fetch { queue, max, lease }).await
+        let version = self.shared.revocation_version.load(Ordering::SeqCst);
+        let fetched = self.writer.call(Fetch { queue, max, lease }).await?;
+        // The claim read whether any revocation exists: `check_revoked` of this batch, which
+        // follows, uses that answer instead of a read of its own.
+        if let Some(any) = fetched.revocations {
+            *self
+                .shared
+                .no_revocations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) =
+                (!any).then(|| (std::time::Instant::now(), version));
+        }
+        Ok(fetched.deliveries)
     }
 
     async fn wait_for_work(&self, queue: &str, timeout: Duration) -> Result<()> {
@@ -163,11 +175,11 @@ impl Storage for SqliteStorage {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
-        // Fast path: nothing is revoked (the usual case) is a read, not a write transaction,
-        // and that answer is reused for NO_REVOCATIONS_TTL: a consumer checks every batch it
-        // fetches, and the read is a round trip to another SQLite thread. Revocations written
-        // through this store invalidate it at once; those of other processes are seen within
-        // the TTL (a task fetched meanwhile runs, as one fetched just before the revocation).
+        // Fast path: nothing is revoked (the usual case). Every fetch that claims tasks reads
+        // whether any revocation exists, in its claim, so the check of the batch it fetched
+        // needs no read of its own: a revocation written (by any process) before a batch is
+        // claimed applies to it. Without a fetch that answer is reused for NO_REVOCATIONS_TTL;
+        // revocations written through this store invalidate it at once.
         let version = self.shared.revocation_version.load(Ordering::SeqCst);
         let cached = *self
             .shared

@@ -6,7 +6,8 @@
 -- ARGV[3]: queue   ARGV[4]: max   ARGV[5]: lease expiry ms   ARGV[6]: promote limit
 -- ARGV[7 .. 6+max]: one fresh lease token per task that may be handed out
 -- Returns: flat array, 5 entries per task: id, stored value (header and envelope, see
---   common.lua), token, deliveries, attempts
+--   common.lua), token, deliveries, attempts; then 1 if any revocation exists, else 0 (so
+--   the revocation check of this batch needs no call of its own)
 --
 -- No call per task: ZRANGE + ZREMRANGEBYRANK of the ready index, one HMGET of the task hash
 -- and one ZADD to leased per batch (plus one HMGET of each sparse hash that exists). Nothing
@@ -56,4 +57,5 @@ while got < max do
   end
 end
 if nl > 0 then batched({'ZADD', k.leased}, leased) end
+out[n + 1] = redis.call(EXISTS, P .. ':revoked')
 return out

@@ -3,8 +3,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use queue_core::storage::{Completion, EnqueueOutcome, Outcome};
+use queue_core::storage::{Completion, EnqueueOutcome, Outcome, Revocation, RevokeTarget};
 use queue_core::{AckStatus, FailureKind, Storage, TaskFailure};
+use queue_redis::RedisStorage;
 
 use crate::support;
 use crate::{arc, env, manual_clock, LEASE};
@@ -183,6 +184,42 @@ async fn a_large_batch_keeps_its_order_and_duplicates_across_pipelined_calls() {
     let got = store.fetch("q", 3_000, LEASE).await.unwrap();
     let order: Vec<_> = got.iter().map(|d| d.lease.id).collect();
     assert_eq!(order, stored, "FIFO across the calls of one batch");
+}
+
+#[tokio::test]
+async fn a_revocation_by_another_store_applies_to_the_next_fetched_batch() {
+    // A consumer checks each batch it fetches; the "nothing is revoked" answer it keeps must
+    // not hide a revocation written by another process before the next fetch.
+    let clock = manual_clock();
+    let options = support::shared_options("revoke").clock(arc(&clock));
+    let consumer = RedisStorage::open(options.clone()).await.unwrap();
+    let admin = RedisStorage::open(options).await.unwrap();
+    let (first, second) = (env(&clock, "r", "t"), env(&clock, "r", "t"));
+    let second_id = second.id;
+    consumer.enqueue(vec![first, second]).await.unwrap();
+    let got = consumer.fetch("r", 1, LEASE).await.unwrap();
+    assert_eq!(
+        consumer
+            .check_revoked(&[(got[0].lease.id, "t")])
+            .await
+            .unwrap(),
+        [false]
+    );
+
+    admin
+        .revoke(Revocation {
+            target: RevokeTarget::Id(second_id),
+            until: None,
+            once: false,
+        })
+        .await
+        .unwrap();
+    let got = consumer.fetch("r", 1, LEASE).await.unwrap();
+    assert_eq!(got[0].lease.id, second_id);
+    assert_eq!(
+        consumer.check_revoked(&[(second_id, "t")]).await.unwrap(),
+        [true]
+    );
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use queue_core::storage::{Revocation, RevokeTarget};
 use queue_core::{AckStatus, Completion, FailureKind, ManualClock, Outcome, Storage, StoredResult};
 use queue_sqlite::{SqliteOptions, SqliteStorage};
 use sqlx::{ConnectOptions, Connection};
@@ -117,6 +118,37 @@ async fn leases_are_fenced_across_stores_on_one_clock() {
         b.complete(vec![done(second.lease)]).await.unwrap(),
         [AckStatus::Acked]
     );
+}
+
+#[tokio::test]
+async fn a_revocation_by_another_store_applies_to_the_next_fetched_batch() {
+    // A consumer checks each batch it fetches; the "nothing is revoked" answer it keeps must
+    // not hide a revocation written by another process before the next fetch.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let clock = ManualClock::new();
+    let open = || SqliteStorage::open(SqliteOptions::new(&path).clock(Arc::new(clock.clone())));
+    let (consumer, admin) = (open().await.unwrap(), open().await.unwrap());
+    let (first, second) = (env("r"), env("r"));
+    let second_id = second.id;
+    consumer.enqueue(vec![first, second]).await.unwrap();
+    let lease = Duration::from_secs(30);
+    let got = consumer.fetch("r", 1, lease).await.unwrap();
+    let asked = [(got[0].lease.id, got[0].envelope.task.as_str())];
+    assert_eq!(consumer.check_revoked(&asked).await.unwrap(), [false]);
+
+    admin
+        .revoke(Revocation {
+            target: RevokeTarget::Id(second_id),
+            until: None,
+            once: false,
+        })
+        .await
+        .unwrap();
+    let got = consumer.fetch("r", 1, lease).await.unwrap();
+    assert_eq!(got[0].lease.id, second_id);
+    let asked = [(second_id, got[0].envelope.task.as_str())];
+    assert_eq!(consumer.check_revoked(&asked).await.unwrap(), [true]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
