@@ -72,22 +72,35 @@ async fn handles_revoke_restore_and_reschedule() {
     );
 }
 
-#[tokio::test]
+/// Tokio's timers are paused (the guard renews on them) and the store reads a manual clock
+/// (the TTL runs out on it); the test moves both together, so the outcome does not depend on
+/// how fast the machine is.
+#[tokio::test(start_paused = true)]
 async fn lock_guard_renews_while_held_and_releases_on_drop() {
-    let queue = Queue::memory();
+    let clock = ManualClock::new();
+    let queue = Queue::new(Arc::new(MemoryStorage::with_clock(Arc::new(clock.clone()))));
+    let ttl = Duration::from_millis(150);
+    let renew_every = ttl / 3;
     let guard = queue
         .lock("nightly")
-        .ttl(Duration::from_millis(150))
+        .ttl(ttl)
         .try_acquire()
         .await
         .unwrap()
         .expect("free at first");
-    // Well past the TTL, the guard's renewals keep others out.
-    for _ in 0..5 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(queue.lock("nightly").try_acquire().await.unwrap().is_none());
+    // Ten renewal periods, well past the TTL: only the guard's renewals keep others out. A
+    // renewal that ran a period late would still hold the lock; none at all lets it lapse at
+    // the third step.
+    for step in 1..=10 {
+        clock.advance(renew_every);
+        tokio::time::advance(renew_every).await;
+        assert!(
+            queue.lock("nightly").try_acquire().await.unwrap().is_none(),
+            "the lock lapsed {step} renewal periods after it was taken"
+        );
     }
     drop(guard);
+    // Released by the drop, not by its TTL: the store's clock stands still from here on.
     let again = queue
         .lock("nightly")
         .acquire(Duration::from_secs(2))
