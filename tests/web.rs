@@ -3,28 +3,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
-/// The web example binary, built by `cargo test` next to this test binary.
+mod support;
+
+/// The web example binary, brought up to date once per test process.
 fn web_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<test> -> target/<profile>/examples/web
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = profile_dir.join("examples").join("web");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--example", "web"])
-            .status()
-            .expect("run cargo build --example web");
-        assert!(status.success(), "building the web example failed");
-    }
-    assert!(bin.exists(), "no web binary at {}", bin.display());
-    bin
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| support::example_binary("web")).clone()
 }
 
 /// A running web example, killed on drop if the test did not stop it.

@@ -3,24 +3,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The soak example binary, built by `cargo test` next to this test binary.
+/// The soak example binary, brought up to date once per test process.
 pub fn soak_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<test> -> target/<profile>/examples/soak
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = profile_dir.join("examples").join("soak");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--example", "soak"])
-            .status()
-            .expect("run cargo build --example soak");
-        assert!(status.success(), "building the soak example failed");
-    }
-    assert!(bin.exists(), "no soak binary at {}", bin.display());
-    bin
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| super::example_binary("soak")).clone()
 }
 
 /// Runs `soak URL args...` to completion and returns its stdout; panics on failure.

@@ -1,5 +1,4 @@
 //! The backend conformance suite on [`MemoryStorage`], the reference store.
-#![cfg(feature = "testing")]
 
 use std::sync::Arc;
 

@@ -8,8 +8,10 @@
 //! * [`shared_url`] is one server for the whole test binary, started on first use, for tests
 //!   that only need isolation by key prefix ([`unique_prefix`]). A watchdog process kills it
 //!   when the test binary exits.
-//! * With `SKIFF_TEST_REDIS_URL` set, [`shared_url`] is that URL instead (tests that need a
-//!   server of their own, e.g. to restart it, are skipped there).
+//! * With `SKIFF_TEST_REDIS_URL` set, [`shared_url`] is that URL instead; tests that need a
+//!   server of their own (to restart it, say) still start one.
+//! * Every server the tests use is checked for [`MIN_VERSION`]: an older one fails the test
+//!   with the version found and the one needed, instead of failing cases one by one.
 
 // Test support: a panic here is the failure report of the test that called it.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -51,14 +53,62 @@ pub struct RedisServer {
     config: ServerConfig,
 }
 
-fn check_installed() {
-    match Command::new("redis-server").arg("--version").output() {
-        Ok(out) if out.status.success() => {}
+/// The oldest server the tests accept: the conformance suite runs the store's Lua code as a
+/// Functions library, which Redis has since 7.0 (the store itself also runs on 6.2, as scripts).
+pub const MIN_VERSION: (u32, u32) = (7, 0);
+
+/// `(major, minor)` from a version text such as `7.0.15`.
+fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let mut parts = text.trim().split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+fn require_version(found: &str, what: &str) {
+    match parse_version(found) {
+        Some(version) if version >= MIN_VERSION => {}
         _ => panic!(
-            "`redis-server` is not on PATH: the Redis tests start their own server. \
-             Install it (`apt-get install redis-server`) or set {EXTERNAL}=redis://host:port/db"
+            "{what} is Redis {found}, but the Redis tests need {}.{} or later (the conformance \
+             suite runs the store's Lua code as Functions). Install a newer redis-server or set \
+             {EXTERNAL} to a newer server.",
+            MIN_VERSION.0, MIN_VERSION.1
         ),
     }
+}
+
+fn check_installed() {
+    static CHECKED: OnceLock<()> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let out = match Command::new("redis-server").arg("--version").output() {
+            Ok(out) if out.status.success() => out,
+            _ => panic!(
+                "`redis-server` is not on PATH: the Redis tests start their own server. \
+                 Install it (`apt-get install redis-server`); {EXTERNAL}=redis://host:port/db \
+                 points the tests that need no private server at an existing one"
+            ),
+        };
+        // "Redis server v=7.0.15 sha=…"
+        let text = String::from_utf8_lossy(&out.stdout);
+        let version = text
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("v="))
+            .unwrap_or("(unknown version)");
+        require_version(version, "`redis-server` on PATH");
+    });
+}
+
+/// Checks an external server's version (`INFO server`).
+fn check_external(url: &str) {
+    let info: String = redis::Client::open(url)
+        .and_then(|client| client.get_connection())
+        .and_then(|mut conn| redis::cmd("INFO").arg("server").query(&mut conn))
+        .unwrap_or_else(|e| panic!("{EXTERNAL} ({}): {e}", crate::redact_url(url)));
+    let version = info
+        .lines()
+        .find_map(|line| line.strip_prefix("redis_version:"))
+        .unwrap_or("(unknown version)");
+    require_version(version, &format!("the server at {EXTERNAL}"));
 }
 
 fn free_port() -> u16 {
@@ -217,7 +267,10 @@ pub fn shared_url() -> String {
     static SHARED: OnceLock<String> = OnceLock::new();
     SHARED
         .get_or_init(|| match external_url() {
-            Some(url) => url,
+            Some(url) => {
+                check_external(&url);
+                url
+            }
             None => RedisServer::start().detach_until_exit().0,
         })
         .clone()
@@ -250,4 +303,24 @@ pub async fn shared_store(tag: &str, clock: Arc<dyn Clock>) -> RedisStorage {
     RedisStorage::open(shared_options(tag).clock(clock))
         .await
         .expect("open a Redis store on the test server")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_and_compare() {
+        assert_eq!(parse_version("7.0.15"), Some((7, 0)));
+        assert_eq!(parse_version("6.2"), Some((6, 2)));
+        assert_eq!(parse_version("unknown"), None);
+        assert!(parse_version("7.2.4").unwrap() >= MIN_VERSION);
+        assert!(parse_version("6.2.14").unwrap() < MIN_VERSION);
+    }
+
+    #[test]
+    #[should_panic(expected = "need 7.0 or later")]
+    fn an_old_server_is_refused_with_the_versions() {
+        require_version("6.2.14", "test server");
+    }
 }

@@ -8,7 +8,7 @@ use queue_core::storage::{Completion, Outcome};
 use queue_core::{AckStatus, Error, Storage};
 use queue_redis::{RedisOptions, RedisStorage};
 
-use crate::support::{self, RedisServer, ServerConfig};
+use crate::support::{RedisServer, ServerConfig};
 use crate::{arc, env, manual_clock, LEASE};
 
 fn is_storage(err: &Error) -> bool {
@@ -17,13 +17,6 @@ fn is_storage(err: &Error) -> bool {
 
 #[tokio::test]
 async fn restart_keeps_tasks_and_operations_recover() {
-    if support::external_url().is_some() {
-        eprintln!(
-            "skipped: needs a private server ({} is set)",
-            support::EXTERNAL
-        );
-        return;
-    }
     let mut server = RedisServer::with(ServerConfig {
         appendonly: true,
         ..ServerConfig::default()
