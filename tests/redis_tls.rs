@@ -45,7 +45,7 @@ fn start_tls_server() -> TlsServer {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .expect("openssl is needed to make a test certificate");
+        .expect("`openssl` is needed to make a test certificate (apt-get install openssl)");
     assert!(made.success(), "openssl could not make a certificate");
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
