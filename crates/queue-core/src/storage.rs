@@ -287,6 +287,21 @@ pub trait Storage: Send + Sync + 'static {
     /// The clock the store reads time from. The runtime uses the same one.
     fn clock(&self) -> Arc<dyn Clock>;
 
+    /// The store as [`Any`](std::any::Any), so that code which knows a backend can reach the
+    /// store behind a `dyn Storage` (PostgreSQL's transactional enqueue finds its schema this
+    /// way). `None` by default: a store that does not offer it cannot be downcast.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let queue = queue_core::Queue::memory();
+    /// // The memory store does not offer itself for downcasting.
+    /// assert!(queue.storage().as_any().is_none());
+    /// ```
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+
     // ----- the hot path -----
 
     /// Stores a batch of envelopes. An envelope whose id or unique key belongs to a task that
