@@ -1,0 +1,257 @@
+//! Storing new tasks: one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING` per batch.
+//!
+//! A batch travels as one array per column, so a batch of any size is one statement with
+//! twelve parameters (no statement text per batch size, no limit on bind parameters). Rows are
+//! inserted in batch order (`WITH ORDINALITY … ORDER BY ord`), so the identity column `seq`
+//! gives FIFO order within a priority. A row that conflicts — its id is pending, or its unique
+//! key is held by a pending or leased task (`tasks_unique_key`, a partial unique index), or it
+//! repeats an earlier row of the batch — is skipped. The same statement deletes results left
+//! by an earlier run of each inserted id (a new run replaces them) and notifies the store's
+//! channel once per queue it added work to (`w<queue>`; delivered when the transaction
+//! commits, so never for a rolled-back enqueue).
+//!
+//! Only when some rows were skipped does a second statement ([`HOLDERS`]) look up which
+//! pending tasks hold their ids or keys, to report [`EnqueueOutcome::Duplicate`].
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use queue_core::{EnqueueOutcome, Envelope, Result, TaskId};
+
+use crate::error::{check_text, Context};
+use crate::sql::{q, Sql};
+
+pub(crate) const ENQUEUE: &str = "\
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int2[], $5::int8[], $6::int4[],
+                         $7::int4[], $8::int4[], $9::text[], $10::bytea[]) WITH ORDINALITY
+        AS v(id, queue, task, priority, run_at, deliveries, attempts, max_deliveries, unique_key, raw, ord)
+), ins AS (
+    INSERT INTO {s}.tasks (id, queue, task, priority, state, run_at, wake_at, deliveries, attempts,
+                           max_deliveries, unique_key, raw)
+    SELECT id, queue, task, priority, CASE WHEN run_at <= $11 THEN 0 ELSE 1 END, run_at, run_at,
+           deliveries, attempts, max_deliveries, unique_key, raw
+    FROM input ORDER BY ord
+    ON CONFLICT DO NOTHING
+    RETURNING id, queue
+), forget AS (
+    DELETE FROM {s}.results r USING ins WHERE r.id = ins.id
+)
+SELECT (SELECT array_agg(id) FROM ins),
+       (SELECT count(pg_notify($12, 'w' || queue)) FROM (SELECT DISTINCT queue FROM ins) q)";
+
+pub(crate) const HOLDERS: &str = "\
+SELECT v.ord, coalesce((SELECT t.id FROM {s}.tasks t WHERE t.id = v.id),
+                       (SELECT t.id FROM {s}.tasks t WHERE t.unique_key = v.key))
+FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS v(id, key, ord)";
+
+/// A task ready to be inserted: the hot columns plus the encoded envelope.
+#[derive(Debug, Clone)]
+pub(crate) struct NewTask {
+    pub(crate) id: TaskId,
+    pub(crate) queue: String,
+    pub(crate) task: String,
+    pub(crate) priority: i16,
+    pub(crate) eta: Option<i64>,
+    pub(crate) deliveries: u32,
+    pub(crate) attempts: u32,
+    pub(crate) limit: u32,
+    pub(crate) unique_key: Option<String>,
+    pub(crate) raw: Vec<u8>,
+}
+
+impl NewTask {
+    /// Validates and encodes an envelope.
+    pub(crate) fn from_envelope(env: Envelope) -> Result<Self> {
+        env.validate()?;
+        check_text("queue name", &env.queue)?;
+        check_text("task name", &env.task)?;
+        if let Some(key) = &env.unique_key {
+            check_text("unique key", key)?;
+        }
+        Self::from_stored(env)
+    }
+
+    /// Encodes an envelope that was stored before (no validation: it was valid then).
+    pub(crate) fn from_stored(env: Envelope) -> Result<Self> {
+        let raw = env.encode()?;
+        let limit = env.delivery_limit();
+        Ok(Self {
+            id: env.id,
+            priority: env.priority,
+            eta: env.eta.map(queue_core::clock::to_millis),
+            deliveries: env.deliveries,
+            attempts: env.attempt,
+            limit,
+            queue: env.queue,
+            task: env.task,
+            unique_key: env.unique_key,
+            raw,
+        })
+    }
+}
+
+fn int(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// A batch of new tasks as one array per column.
+#[derive(Debug, Default)]
+pub(crate) struct Columns {
+    pub(crate) ids: Vec<Uuid>,
+    pub(crate) queues: Vec<String>,
+    pub(crate) tasks: Vec<String>,
+    pub(crate) priorities: Vec<i16>,
+    pub(crate) run_at: Vec<i64>,
+    pub(crate) deliveries: Vec<i32>,
+    pub(crate) attempts: Vec<i32>,
+    pub(crate) limits: Vec<i32>,
+    pub(crate) unique_keys: Vec<Option<String>>,
+    pub(crate) raws: Vec<Vec<u8>>,
+}
+
+impl Columns {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Self {
+            ids: Vec::with_capacity(n),
+            queues: Vec::with_capacity(n),
+            tasks: Vec::with_capacity(n),
+            priorities: Vec::with_capacity(n),
+            run_at: Vec::with_capacity(n),
+            deliveries: Vec::with_capacity(n),
+            attempts: Vec::with_capacity(n),
+            limits: Vec::with_capacity(n),
+            unique_keys: Vec::with_capacity(n),
+            raws: Vec::with_capacity(n),
+        }
+    }
+
+    /// Appends a task (moving its envelope bytes) due at its eta, or at `now`.
+    pub(crate) fn push(&mut self, t: NewTask, now: i64) {
+        self.ids.push(*t.id.as_uuid());
+        self.queues.push(t.queue);
+        self.tasks.push(t.task);
+        self.priorities.push(t.priority);
+        self.run_at.push(t.eta.unwrap_or(now));
+        self.deliveries.push(int(t.deliveries));
+        self.attempts.push(int(t.attempts));
+        self.limits.push(int(t.limit));
+        self.unique_keys.push(t.unique_key);
+        self.raws.push(t.raw);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// What [`insert`] did: one outcome per row, and the queues that got new work.
+#[derive(Debug)]
+pub(crate) struct Inserted {
+    pub(crate) outcomes: Vec<EnqueueOutcome>,
+    pub(crate) queues: Vec<String>,
+}
+
+/// Inserts `rows` in order on `conn` (the store's connection, or the caller's transaction).
+pub(crate) async fn insert(
+    conn: &mut PgConnection,
+    sql: &Sql,
+    channel: &str,
+    rows: Columns,
+    now: i64,
+) -> Result<Inserted> {
+    if rows.is_empty() {
+        return Ok(Inserted {
+            outcomes: Vec::new(),
+            queues: Vec::new(),
+        });
+    }
+    let (ids, _): (Option<Vec<Uuid>>, Option<i64>) = sqlx::query_as(q(&sql.enqueue))
+        .bind(&rows.ids)
+        .bind(&rows.queues)
+        .bind(&rows.tasks)
+        .bind(&rows.priorities)
+        .bind(&rows.run_at)
+        .bind(&rows.deliveries)
+        .bind(&rows.attempts)
+        .bind(&rows.limits)
+        .bind(&rows.unique_keys)
+        .bind(&rows.raws)
+        .bind(now)
+        .bind(channel)
+        .fetch_one(&mut *conn)
+        .await
+        .ctx("insert tasks")?;
+    let mut inserted: HashSet<Uuid> = ids.unwrap_or_default().into_iter().collect();
+    let mut queues: Vec<String> = Vec::new();
+    let mut outcomes: Vec<Option<EnqueueOutcome>> = Vec::with_capacity(rows.len());
+    // Holders within the batch: the first inserted row of each id and key.
+    let mut key_holder: HashMap<&str, Uuid> = HashMap::new();
+    let mut first: HashSet<Uuid> = HashSet::new();
+    let mut unresolved = Vec::new();
+    for (i, id) in rows.ids.iter().enumerate() {
+        let key = rows.unique_keys[i].as_deref();
+        if inserted.remove(id) {
+            first.insert(*id);
+            if let Some(key) = key {
+                key_holder.insert(key, *id);
+            }
+            if !queues.contains(&rows.queues[i]) {
+                queues.push(rows.queues[i].clone());
+            }
+            outcomes.push(Some(EnqueueOutcome::Enqueued(TaskId::from_uuid(*id))));
+        } else if first.contains(id) {
+            outcomes.push(Some(EnqueueOutcome::Duplicate(TaskId::from_uuid(*id))));
+        } else if let Some(holder) = key.and_then(|k| key_holder.get(k)) {
+            outcomes.push(Some(EnqueueOutcome::Duplicate(TaskId::from_uuid(*holder))));
+        } else {
+            outcomes.push(None);
+            unresolved.push(i);
+        }
+    }
+    if !unresolved.is_empty() {
+        let ids: Vec<Uuid> = unresolved.iter().map(|&i| rows.ids[i]).collect();
+        let keys: Vec<Option<&str>> = unresolved
+            .iter()
+            .map(|&i| rows.unique_keys[i].as_deref())
+            .collect();
+        let found: Vec<(i64, Option<Uuid>)> = sqlx::query_as(q(&sql.holders))
+            .bind(&ids)
+            .bind(&keys)
+            .fetch_all(&mut *conn)
+            .await
+            .ctx("look up duplicate tasks")?;
+        for (ord, holder) in found {
+            let Some(&i) = usize::try_from(ord - 1)
+                .ok()
+                .and_then(|o| unresolved.get(o))
+            else {
+                continue;
+            };
+            // A holder that finished in the meantime: report the envelope's own id.
+            let holder = holder.unwrap_or(rows.ids[i]);
+            outcomes[i] = Some(EnqueueOutcome::Duplicate(TaskId::from_uuid(holder)));
+        }
+    }
+    let outcomes = outcomes
+        .into_iter()
+        .zip(&rows.ids)
+        .map(|(o, id)| o.unwrap_or(EnqueueOutcome::Duplicate(TaskId::from_uuid(*id))))
+        .collect();
+    Ok(Inserted { outcomes, queues })
+}
+
+/// Encodes envelopes into columns (validating each).
+pub(crate) fn columns(batch: Vec<Envelope>, now: i64) -> Result<Columns> {
+    let mut rows = Columns::with_capacity(batch.len());
+    for env in batch {
+        rows.push(NewTask::from_envelope(env)?, now);
+    }
+    Ok(rows)
+}

@@ -1,0 +1,370 @@
+//! Skiff's PostgreSQL store: [`PostgresStorage`], the [`Storage`](queue_core::Storage)
+//! contract on the database most services already run, and **transactional enqueue**: a task
+//! stored inside the application's own transaction exists if and only if that transaction
+//! commits ([`EnqueueIn`]).
+//!
+//! ```no_run
+//! # #![allow(dead_code)]
+//! use std::sync::Arc;
+//! use queue_core::{Queue, Storage};
+//! use queue_postgres::{PostgresOptions, PostgresStorage};
+//!
+//! # async fn demo() -> queue_core::Result<()> {
+//! // The simple way: defaults, tables in schema `skiff`.
+//! let _simple = PostgresStorage::connect("postgres://app:secret@localhost/app").await?;
+//! // Or with options.
+//! let store = PostgresStorage::open(
+//!     PostgresOptions::new("postgres://app:secret@db.internal/app?sslmode=require")?
+//!         .schema("jobs")?
+//!         .pool_size(16),
+//! )
+//! .await?;
+//! let queue = Queue::new(Arc::new(store) as Arc<dyn Storage>);
+//! # let _ = queue; Ok(()) }
+//! ```
+//!
+//! # How it works
+//!
+//! * **Schema.** Every table lives in one schema (`skiff` by default, see
+//!   [`PostgresOptions::schema`]), created at connect by embedded, versioned migrations under an
+//!   advisory lock, so any number of workers may start at once; a schema written by a newer
+//!   Skiff is refused (see the `schema` module). Tables: `tasks` (pending work only), `results`,
+//!   `dead`, `locks`, `rates`, `revocations`, `skiff_meta`, `skiff_migrations`. Times are
+//!   milliseconds since the epoch from the store's [`Clock`](queue_core::Clock).
+//! * **Claims** are one statement: `FOR UPDATE SKIP LOCKED` on the partial index
+//!   `tasks_ready (queue, priority DESC, seq) WHERE state = 0`, with due etas and expired
+//!   leases taken in the same statement (see the `fetch` module). Fetchers in any number of
+//!   processes never wait for each other and never share a task.
+//! * **Completions** of a batch are one statement too, fenced by each delivery's lease token:
+//!   results, retries, dead letters and follow-ups (next pipeline stages, chord callbacks)
+//!   commit together or not at all (see the `complete` module). Finished tasks are deleted from
+//!   `tasks` (results live in their own table), so the hot table and its indexes hold pending
+//!   work only and autovacuum keeps up with a few percent of churn.
+//! * **Batches travel as arrays** (`unnest($1::uuid[], …)`): one statement text per
+//!   operation, whatever the batch size, prepared once per connection.
+//! * **Wake-ups** by `LISTEN/NOTIFY`: writes notify the store's channel in the same statement
+//!   (delivered at commit); one listener connection per store wakes its waits; while it is down
+//!   they poll (see the `notify` and `wait` modules).
+//! * **Pool.** [`PostgresOptions::pool_size`] connections (10 by default) plus the listener's;
+//!   a call that finds none free within [`PostgresOptions::acquire_timeout`] fails with an error
+//!   that says whether the pool was exhausted or the server unreachable. After a server restart
+//!   the pool reconnects on its own; calls made while it is down fail with
+//!   [`Error::Storage`](queue_core::Error::Storage) (transient), and leased tasks come back when
+//!   their leases run out: nothing is lost.
+//! * **TLS** as in libpq URLs: `?sslmode=require` (or `verify-ca`, `verify-full`, with
+//!   `sslrootcert=…`), through rustls.
+//! * **Secrets.** No error message, log line or `Debug` output shows the URL's password (see
+//!   [`redact_url`]).
+//!
+//! # Transactional enqueue
+//!
+//! ```no_run
+//! # #![allow(dead_code)]
+//! use std::time::Duration;
+//! use queue_core::{Queue, Task};
+//! use queue_postgres::EnqueueIn;
+//! # use queue_core::{TaskContext, TaskError};
+//! # use futures::future::BoxFuture;
+//! # struct SendReceipt;
+//! # impl Task for SendReceipt {
+//! #     const NAME: &'static str = "send_receipt";
+//! #     type Args = (i64,);
+//! #     type Output = ();
+//! #     fn run(_: TaskContext, _: (i64,)) -> BoxFuture<'static, Result<(), TaskError>> {
+//! #         Box::pin(async { Ok(()) })
+//! #     }
+//! # }
+//!
+//! # async fn demo(queue: Queue, app: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+//! let mut tx = app.begin().await?;
+//! let order_id: i64 = sqlx::query_scalar("INSERT INTO orders (total) VALUES (42) RETURNING id")
+//!     .fetch_one(&mut *tx)
+//!     .await?;
+//! // Stored in the same transaction as the order: both commit, or neither does.
+//! let receipt = SendReceipt::call((order_id,)).enqueue_in(&mut tx, &queue).await?;
+//! tx.commit().await?;
+//! receipt.get(Duration::from_secs(30)).await?;
+//! # Ok(()) }
+//! ```
+
+#![doc(test(attr(deny(warnings))))]
+
+mod admin;
+mod complete;
+mod control;
+mod enqueue;
+mod error;
+mod fetch;
+mod notify;
+mod options;
+mod redact;
+mod schema;
+mod sql;
+mod storage;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod tx;
+mod wait;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use queue_core::{Clock, Error, Result, TaskId};
+
+pub(crate) use error::PoolInfo;
+pub use options::{PostgresOptions, DEFAULT_SCHEMA, MAX_SCHEMA_LEN};
+pub use redact::redact_url;
+pub use schema::SCHEMA_VERSION;
+pub use tx::EnqueueIn;
+
+use crate::notify::Waiters;
+use crate::sql::Sql;
+
+/// Skiff's PostgreSQL store. See the [crate docs](crate).
+///
+/// Dropping the store stops its listener task and lets its pool close once the calls in flight
+/// are done.
+pub struct PostgresStorage {
+    pool: PgPool,
+    info: PoolInfo,
+    sql: Arc<Sql>,
+    schema: String,
+    channel: String,
+    clock: Arc<dyn Clock>,
+    waiters: Arc<Waiters>,
+    poll: Duration,
+    /// Bumped around every revocation written through this store (see `check_revoked`).
+    revocation_version: AtomicU64,
+    /// When a read last found no revocation, and the version then.
+    no_revocations: Mutex<Option<(Instant, u64)>>,
+    _listener: Option<DropGuard>,
+}
+
+impl std::fmt::Debug for PostgresStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStorage")
+            .field("target", &self.info.target)
+            .field("schema", &self.schema)
+            .field("pool_size", &self.info.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStorage {
+    /// Connects to the database at a `postgres://` or `postgresql://` URL (see
+    /// [`PostgresOptions::new`] for its parameters), creating or upgrading the schema.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a bad URL; [`Error::NewerSchema`] for a schema written by a
+    /// newer Skiff; [`Error::Storage`] when the server cannot be reached in time, refuses the
+    /// login, or the role may not create the schema.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #![allow(dead_code)]
+    /// # async fn demo() -> queue_core::Result<()> {
+    /// use queue_core::Storage;
+    /// use queue_postgres::PostgresStorage;
+    ///
+    /// let store = PostgresStorage::connect("postgres://app@localhost/app?schema=jobs").await?;
+    /// assert_eq!(store.backend(), "postgres");
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::open(PostgresOptions::new(url)?).await
+    }
+
+    /// Opens the store described by `options`: connects, migrates, and starts the listener.
+    ///
+    /// Must be called within a Tokio runtime: it starts the store's listener task (outside one
+    /// it returns [`Error::InvalidInput`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #![allow(dead_code)]
+    /// # async fn demo() -> queue_core::Result<()> {
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use queue_core::ManualClock;
+    /// use queue_postgres::{PostgresOptions, PostgresStorage};
+    ///
+    /// let clock = ManualClock::new();
+    /// let options = PostgresOptions::new("postgres://app@localhost/app")?
+    ///     .schema("test_jobs")?
+    ///     .acquire_timeout(Duration::from_secs(2))
+    ///     .clock(Arc::new(clock.clone()));
+    /// let store = PostgresStorage::open(options).await?;
+    /// assert_eq!(store.schema(), "test_jobs");
+    /// # Ok(()) }
+    /// ```
+    pub async fn open(options: PostgresOptions) -> Result<Self> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::InvalidInput(
+                "the PostgreSQL store must be opened inside a Tokio runtime (it runs a listener task)"
+                    .into(),
+            ));
+        }
+        let connect = options.connect.clone();
+        let info = PoolInfo {
+            size: options.pool_size,
+            timeout: options.acquire_timeout,
+            target: target(&options),
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(options.pool_size)
+            .min_connections(0)
+            .acquire_timeout(options.acquire_timeout)
+            .idle_timeout(Duration::from_secs(300))
+            .connect_lazy_with(connect.clone());
+        {
+            let mut conn = pool
+                .acquire()
+                .await
+                .map_err(|e| error::storage("connect", e, Some((&pool, &info))))?;
+            schema::migrate(&mut conn, &options.schema, options.migrate).await?;
+        }
+        let waiters = Arc::new(Waiters::new());
+        let channel = notify::channel(&options.schema);
+        let listener = if options.listen {
+            let stop = CancellationToken::new();
+            let listen_pool = PgPoolOptions::new()
+                .max_connections(1)
+                .min_connections(0)
+                .acquire_timeout(options.acquire_timeout)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_lazy_with(connect);
+            let (ready_tx, ready) = tokio::sync::oneshot::channel();
+            notify::spawn(
+                listen_pool,
+                channel.clone(),
+                waiters.clone(),
+                stop.clone(),
+                ready_tx,
+            );
+            // The first attempt to listen, whatever its outcome: a store that can LISTEN is
+            // woken by notifications from its first wait on.
+            let _ = ready.await;
+            Some(stop.drop_guard())
+        } else {
+            None
+        };
+        Ok(Self {
+            pool,
+            info,
+            sql: Arc::new(Sql::new(&options.schema)),
+            schema: options.schema,
+            channel,
+            clock: options.clock,
+            waiters,
+            poll: options.poll_interval,
+            revocation_version: AtomicU64::new(0),
+            no_revocations: Mutex::new(None),
+            _listener: listener,
+        })
+    }
+
+    /// The schema the store's tables live in.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// The store's connection pool: for an application's own queries on the same database,
+    /// such as the transaction that [`EnqueueIn`] stores tasks in.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #![allow(dead_code)]
+    /// # async fn demo(store: queue_postgres::PostgresStorage) -> Result<(), sqlx::Error> {
+    /// let tx = store.pool().begin().await?;
+    /// // … the application's writes and `call.enqueue_in(&mut tx, &queue)` …
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Whether the store's `LISTEN` connection is up (waits are woken by notifications rather
+    /// than by polling).
+    pub fn is_listening(&self) -> bool {
+        *self.waiters.listening.borrow()
+    }
+
+    /// Stores `raw` as a ready task of `queue` without decoding it, the way a corrupted or
+    /// foreign row would look. For tests of how consumers deal with garbage: `fetch`
+    /// dead-letters it with the reason.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #![allow(dead_code)]
+    /// # async fn demo(store: queue_postgres::PostgresStorage) -> queue_core::Result<()> {
+    /// use std::time::Duration;
+    /// use queue_core::{Storage, TaskId};
+    ///
+    /// store.insert_raw("default", TaskId::new(), b"not msgpack".to_vec()).await?;
+    /// assert!(store.fetch("default", 10, Duration::from_secs(30)).await?.is_empty());
+    /// assert_eq!(store.counts(None).await?.dead, 1);
+    /// # Ok(()) }
+    /// ```
+    pub async fn insert_raw(&self, queue: &str, id: TaskId, raw: Vec<u8>) -> Result<()> {
+        error::check_text("queue name", queue)?;
+        let limit = i32::try_from(queue_core::DELIVERY_MARGIN + 1).unwrap_or(i32::MAX);
+        sqlx::query(sql::q(&self.sql.insert_raw))
+            .bind(id.as_uuid())
+            .bind(queue)
+            .bind(self.now())
+            .bind(limit)
+            .bind(raw)
+            .execute(&self.pool)
+            .await
+            .map_err(self.fail("insert a raw task"))?;
+        self.waiters.work.wake(&queue.to_owned());
+        Ok(())
+    }
+
+    fn now(&self) -> i64 {
+        queue_core::clock::to_millis(self.clock.now())
+    }
+
+    /// A pooled connection, or an error that says why there is none.
+    async fn conn(&self, what: &'static str) -> Result<PoolConnection<Postgres>> {
+        self.pool.acquire().await.map_err(self.fail(what))
+    }
+
+    /// Maps a sqlx error of doing `what` (with the pool's state for timeouts).
+    fn fail(&self, what: &'static str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
+        move |e| error::storage(what, e, Some((&self.pool, &self.info)))
+    }
+
+    fn no_revocations(&self) -> MutexGuard<'_, Option<(Instant, u64)>> {
+        self.no_revocations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `host:port/database` of the options, for messages.
+fn target(options: &PostgresOptions) -> String {
+    let c = &options.connect;
+    let host = match c.get_socket() {
+        Some(socket) => socket.display().to_string(),
+        None => c.get_host().to_owned(),
+    };
+    format!(
+        "{host}:{}/{}",
+        c.get_port(),
+        c.get_database().unwrap_or(c.get_username())
+    )
+}

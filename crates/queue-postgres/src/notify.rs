@@ -1,0 +1,276 @@
+//! Wake-ups: one `LISTEN` connection per store, and the registry its waits subscribe to.
+//!
+//! Every statement that gives a queue work (enqueue, retries, deferrals, follow-ups,
+//! reschedules, requeues) notifies the store's channel with `w<queue>`, and every statement
+//! that writes results notifies `r<id>,<id>…` (or `r*` for a large batch), in the statement
+//! itself, so the notification is delivered when — and only if — the transaction commits.
+//!
+//! The store's listener task holds a `PgListener` on its own connection and turns each
+//! notification into a wake-up of the waits registered for that queue or task id
+//! ([`Waiters`]). Waits of this process are also woken directly by the store's own writes,
+//! without waiting for the round trip through the server.
+//!
+//! When the connection is lost, the task marks the listener down (waits then poll every
+//! `poll_interval`), reconnects with backoff (50 ms doubling to 2 s), and once it listens
+//! again wakes every wait, since notifications sent meanwhile were lost.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::postgres::{PgListener, PgPool};
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Wait subscriptions by key (queue name or task id).
+#[derive(Debug)]
+pub(crate) struct Registry<K> {
+    map: Mutex<HashMap<K, watch::Sender<u64>>>,
+}
+
+impl<K: Eq + Hash + Clone> Registry<K> {
+    fn new() -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, watch::Sender<u64>>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Subscribes to wake-ups of `key`; wake-ups from now on are seen by the subscription.
+    pub(crate) fn subscribe(&self, key: K) -> Subscription<'_, K> {
+        let rx = self
+            .lock()
+            .entry(key.clone())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe();
+        Subscription {
+            registry: self,
+            key,
+            rx: Some(rx),
+        }
+    }
+
+    /// Wakes the subscriptions of `key`, if any.
+    pub(crate) fn wake(&self, key: &K) {
+        if let Some(tx) = self.lock().get(key) {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// Wakes every subscription.
+    pub(crate) fn wake_all(&self) {
+        for tx in self.lock().values() {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+}
+
+/// A wait's subscription; removes its registry entry when the last subscriber goes.
+pub(crate) struct Subscription<'a, K: Eq + Hash + Clone> {
+    registry: &'a Registry<K>,
+    key: K,
+    rx: Option<watch::Receiver<u64>>,
+}
+
+impl<K: Eq + Hash + Clone> Subscription<'_, K> {
+    /// Forgets wake-ups so far.
+    pub(crate) fn mark_seen(&mut self) {
+        if let Some(rx) = self.rx.as_mut() {
+            rx.borrow_and_update();
+        }
+    }
+
+    /// Resolves at the next wake-up after the last [`mark_seen`](Self::mark_seen).
+    pub(crate) async fn woken(&mut self) {
+        match self.rx.as_mut() {
+            Some(rx) => {
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone> Drop for Subscription<'_, K> {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        let mut map = self.registry.lock();
+        if map
+            .get(&self.key)
+            .is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            map.remove(&self.key);
+        }
+    }
+}
+
+/// The wake-ups of one store.
+#[derive(Debug)]
+pub(crate) struct Waiters {
+    /// Waits for work, by queue.
+    pub(crate) work: Registry<String>,
+    /// Waits for results, by task id.
+    pub(crate) results: Registry<Uuid>,
+    /// Whether the listener is up (waits poll while it is not).
+    pub(crate) listening: watch::Sender<bool>,
+}
+
+impl Waiters {
+    pub(crate) fn new() -> Self {
+        Self {
+            work: Registry::new(),
+            results: Registry::new(),
+            listening: watch::channel(false).0,
+        }
+    }
+
+    /// Acts on one notification payload.
+    pub(crate) fn dispatch(&self, payload: &str) {
+        match payload.split_at_checked(1) {
+            Some(("w", "*")) => self.work.wake_all(),
+            Some(("w", queue)) => self.work.wake(&queue.to_owned()),
+            Some(("r", "*")) => self.results.wake_all(),
+            Some(("r", ids)) => {
+                for id in ids.split(',').filter_map(|s| Uuid::parse_str(s).ok()) {
+                    self.results.wake(&id);
+                }
+            }
+            _ => tracing::debug!(payload, "ignoring an unknown Skiff notification"),
+        }
+    }
+
+    fn set_listening(&self, up: bool) {
+        let changed = self.listening.send_if_modified(|now| {
+            let changed = *now != up;
+            *now = up;
+            changed
+        });
+        if changed {
+            // Down: waits switch to polling. Up: notifications sent while it was down are
+            // lost, so every wait looks again.
+            self.work.wake_all();
+            self.results.wake_all();
+        }
+    }
+}
+
+/// The `LISTEN` channel of the store on `schema`.
+pub(crate) fn channel(schema: &str) -> String {
+    format!("skiff_{schema}")
+}
+
+/// Starts the listener task of a store. Resolves `ready` after its first attempt to listen
+/// (whatever the outcome); stops when `stop` is cancelled.
+pub(crate) fn spawn(
+    pool: PgPool,
+    channel: String,
+    waiters: Arc<Waiters>,
+    stop: CancellationToken,
+    ready: oneshot::Sender<()>,
+) {
+    tokio::spawn(async move {
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = run(&pool, &channel, &waiters, ready) => {}
+        }
+        waiters.set_listening(false);
+        pool.close().await;
+    });
+}
+
+async fn run(pool: &PgPool, channel: &str, waiters: &Waiters, ready: oneshot::Sender<()>) {
+    let mut ready = Some(ready);
+    let mut backoff = Duration::from_millis(50);
+    let mut warned = false;
+    loop {
+        let listener = async {
+            let mut listener = PgListener::connect_with(pool).await?;
+            listener.eager_reconnect(false);
+            listener.listen(channel).await?;
+            Ok::<_, sqlx::Error>(listener)
+        }
+        .await;
+        let mut listener = match listener {
+            Ok(listener) => listener,
+            Err(err) => {
+                if !warned {
+                    tracing::warn!(channel, error = %crate::redact::redact_url(&err.to_string()), "Skiff cannot LISTEN for wake-ups; waits poll until it can");
+                    warned = true;
+                }
+                waiters.set_listening(false);
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(());
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        if warned {
+            tracing::info!(channel, "Skiff listens for wake-ups again");
+        }
+        backoff = Duration::from_millis(50);
+        waiters.set_listening(true);
+        if let Some(ready) = ready.take() {
+            let _ = ready.send(());
+        }
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) => waiters.dispatch(n.payload()),
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::debug!(channel, error = %err, "the LISTEN connection failed");
+                    break;
+                }
+            }
+        }
+        tracing::warn!(
+            channel,
+            "lost the LISTEN connection; waits poll while it reconnects"
+        );
+        warned = true;
+        waiters.set_listening(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn payloads_wake_the_right_waits_and_entries_are_removed() {
+        let w = Waiters::new();
+        let id = Uuid::now_v7();
+        let mut a = w.work.subscribe("a".to_owned());
+        let mut b = w.work.subscribe("b".to_owned());
+        let mut r = w.results.subscribe(id);
+        a.mark_seen();
+        b.mark_seen();
+        r.mark_seen();
+        w.dispatch("wa");
+        w.dispatch(&format!("r{},{}", Uuid::now_v7(), id));
+        let woken = |s: &mut Subscription<'_, String>| {
+            s.rx.as_mut()
+                .is_some_and(|rx| rx.has_changed().unwrap_or(false))
+        };
+        assert!(woken(&mut a));
+        assert!(!woken(&mut b));
+        assert!(r
+            .rx
+            .as_mut()
+            .is_some_and(|rx| rx.has_changed().unwrap_or(false)));
+        w.dispatch("w*");
+        assert!(woken(&mut b));
+        w.dispatch("nonsense");
+        drop((a, b, r));
+        assert!(w.work.lock().is_empty());
+        assert!(w.results.lock().is_empty());
+    }
+}

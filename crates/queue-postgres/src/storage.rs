@@ -1,0 +1,360 @@
+//! The [`Storage`] implementation: each call encodes its input and runs one statement (a few
+//! for rare paths) on a pooled connection.
+//!
+//! # Cancel safety
+//!
+//! A statement that was sent may commit even if the call's future is dropped while waiting
+//! for its answer: an enqueue whose caller gave up may still be stored (at-least-once), and a
+//! fetch whose caller gave up leases tasks that come back when the lease runs out.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use queue_core::clock::{duration_millis, to_millis};
+use queue_core::{
+    AckStatus, Clock, Completion, Counts, DeadTask, Delivery, EnqueueOutcome, Envelope, Lease,
+    Page, RateDecision, Result, Revocation, RevokeTarget, Storage, StoredResult, TaskId,
+    TaskRecord, TaskState,
+};
+
+use crate::complete::Prepared;
+use crate::control::{revoke_key, uuids};
+use crate::error::{check_text, BACKEND};
+use crate::sql::q;
+use crate::{admin, complete, control, enqueue, fetch, wait, PostgresStorage};
+
+/// How long "no revocation exists" is believed without reading again.
+const NO_REVOCATIONS_TTL: Duration = Duration::from_millis(100);
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl Storage for PostgresStorage {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
+    async fn enqueue(&self, batch: Vec<Envelope>) -> Result<Vec<EnqueueOutcome>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        let rows = enqueue::columns(batch, now)?;
+        let mut conn = self.conn("enqueue").await?;
+        let inserted = enqueue::insert(&mut conn, &self.sql, &self.channel, rows, now).await?;
+        for queue in &inserted.queues {
+            self.waiters.work.wake(queue);
+        }
+        Ok(inserted.outcomes)
+    }
+
+    async fn fetch(&self, queue: &str, max: usize, lease: Duration) -> Result<Vec<Delivery>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let version = self.revocation_version.load(Ordering::SeqCst);
+        let now = self.now();
+        let mut conn = self.conn("fetch").await?;
+        let fetched =
+            fetch::fetch(&mut conn, &self.sql, &self.channel, queue, max, lease, now).await?;
+        for id in &fetched.buried {
+            self.waiters.results.wake(id);
+        }
+        // The claim read whether any revocation exists: `check_revoked` of this batch, which
+        // follows, uses that answer instead of a read of its own.
+        if let Some(any) = fetched.revocations {
+            *self.no_revocations() = (!any).then(|| (std::time::Instant::now(), version));
+        }
+        Ok(fetched.deliveries)
+    }
+
+    async fn wait_for_work(&self, queue: &str, timeout: Duration) -> Result<()> {
+        wait::for_work(&self.wait_ctx(&|| self.now()), queue, timeout).await
+    }
+
+    async fn complete(&self, batch: Vec<Completion>) -> Result<Vec<AckStatus>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prepared = batch
+            .into_iter()
+            .map(Prepared::new)
+            .collect::<Result<Vec<_>>>()?;
+        let now = self.now();
+        let mut conn = self.conn("complete tasks").await?;
+        let done = complete::complete(&mut conn, &self.sql, &self.channel, prepared, now).await?;
+        for id in &done.results {
+            self.waiters.results.wake(id);
+        }
+        for queue in &done.queues {
+            self.waiters.work.wake(queue);
+        }
+        Ok(done.status)
+    }
+
+    async fn extend(&self, leases: &[Lease], lease: Duration) -> Result<Vec<AckStatus>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let expires = self.now().saturating_add(duration_millis(lease));
+        let mut conn = self.conn("extend leases").await?;
+        complete::extend(&mut conn, &self.sql, leases, expires).await
+    }
+
+    async fn requeue_expired(&self, queue: &str, max: usize) -> Result<u64> {
+        let n = control::requeue_expired(
+            &self.pool,
+            &self.sql,
+            &self.channel,
+            queue,
+            limit(max),
+            self.now(),
+        )
+        .await
+        .map_err(self.fail("requeue expired leases"))?;
+        if n > 0 {
+            self.waiters.work.wake(&queue.to_owned());
+        }
+        Ok(n)
+    }
+
+    async fn get_result(&self, id: TaskId) -> Result<Option<StoredResult>> {
+        wait::get_result(&self.pool, &self.info, &self.sql, *id.as_uuid(), self.now()).await
+    }
+
+    async fn wait_result(&self, id: TaskId, timeout: Duration) -> Result<Option<StoredResult>> {
+        wait::for_result(&self.wait_ctx(&|| self.now()), *id.as_uuid(), timeout).await
+    }
+
+    async fn delete_result(&self, id: TaskId) -> Result<bool> {
+        let done = sqlx::query(q(&self.sql.delete_result))
+            .bind(id.as_uuid())
+            .execute(&self.pool)
+            .await
+            .map_err(self.fail("delete a result"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn purge_expired(&self, max: usize) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(q(&self.sql.purge_expired))
+            .bind(self.now())
+            .bind(limit(max))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.fail("purge expired entries"))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn reschedule(&self, id: TaskId, eta: DateTime<Utc>) -> Result<bool> {
+        let eta = to_millis(eta);
+        control::reschedule(&self.pool, &self.sql, &self.channel, id, eta, self.now())
+            .await
+            .map_err(self.fail("reschedule a task"))
+    }
+
+    async fn revoke(&self, revocation: Revocation) -> Result<()> {
+        let (kind, target) = revoke_key(&revocation.target);
+        check_text("revoked task name", &target)?;
+        let version = &self.revocation_version;
+        version.fetch_add(1, Ordering::SeqCst);
+        let stored = sqlx::query(q(&self.sql.revoke))
+            .bind(kind)
+            .bind(&target)
+            .bind(revocation.until.map(to_millis))
+            .bind(revocation.once)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(self.fail("store a revocation"));
+        version.fetch_add(1, Ordering::SeqCst);
+        stored
+    }
+
+    async fn restore(&self, target: &RevokeTarget) -> Result<bool> {
+        let (kind, target) = revoke_key(target);
+        let done = sqlx::query(q(&self.sql.restore))
+            .bind(kind)
+            .bind(&target)
+            .execute(&self.pool)
+            .await
+            .map_err(self.fail("remove a revocation"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn check_revoked(&self, tasks: &[(TaskId, &str)]) -> Result<Vec<bool>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Fast path: nothing is revoked (the usual case). Every fetch that claims tasks reads
+        // whether any revocation exists, in its claim, so the check of the batch it fetched
+        // needs no read of its own: a revocation written (by any process) before a batch is
+        // claimed applies to it. Without a fetch that answer is reused for NO_REVOCATIONS_TTL;
+        // revocations written through this store invalidate it at once.
+        let version = self.revocation_version.load(Ordering::SeqCst);
+        if let Some((at, v)) = *self.no_revocations() {
+            if v == version && at.elapsed() < NO_REVOCATIONS_TTL {
+                return Ok(vec![false; tasks.len()]);
+            }
+        }
+        let any: bool = sqlx::query_scalar(q(&self.sql.any_revocation))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.fail("read revocations"))?;
+        if !any {
+            *self.no_revocations() = Some((std::time::Instant::now(), version));
+            return Ok(vec![false; tasks.len()]);
+        }
+        let mut conn = self.conn("check revocations").await?;
+        control::check_revoked(&mut conn, &self.sql, tasks, self.now()).await
+    }
+
+    async fn acquire_lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool> {
+        check_text("lock name", name)?;
+        check_text("lock owner", owner)?;
+        let now = self.now();
+        let done = sqlx::query(q(&self.sql.acquire_lock))
+            .bind(name)
+            .bind(owner)
+            .bind(now.saturating_add(duration_millis(ttl)))
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(self.fail("take a lock"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn release_lock(&self, name: &str, owner: &str) -> Result<bool> {
+        let done = sqlx::query(q(&self.sql.release_lock))
+            .bind(name)
+            .bind(owner)
+            .bind(self.now())
+            .execute(&self.pool)
+            .await
+            .map_err(self.fail("release a lock"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn flush_locks(&self) -> Result<u64> {
+        let done = sqlx::query(q(&self.sql.flush_locks))
+            .execute(&self.pool)
+            .await
+            .map_err(self.fail("release every lock"))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn rate_limit(&self, key: &str, limit: u32, window: Duration) -> Result<RateDecision> {
+        check_text("rate-limit key", key)?;
+        control::rate_limit(&self.pool, &self.sql, key, limit, window, self.now())
+            .await
+            .map_err(self.fail("count a rate-limit hit"))
+    }
+
+    async fn list_dead(&self, queue: Option<&str>, page: Page) -> Result<Vec<DeadTask>> {
+        admin::list_dead(&self.pool, &self.sql, queue, page)
+            .await
+            .map_err(self.fail("list dead tasks"))
+    }
+
+    async fn get_dead(&self, id: TaskId) -> Result<Option<DeadTask>> {
+        admin::get_dead(&self.pool, &self.sql, id)
+            .await
+            .map_err(self.fail("read a dead task"))
+    }
+
+    async fn requeue_dead(&self, ids: &[TaskId]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.requeue(Some(uuids(ids)), None).await
+    }
+
+    async fn requeue_all_dead(&self, queue: Option<&str>) -> Result<u64> {
+        self.requeue(None, queue).await
+    }
+
+    async fn purge_dead(&self, queue: Option<&str>) -> Result<u64> {
+        let done = sqlx::query(q(&self.sql.purge_dead))
+            .bind(queue)
+            .execute(&self.pool)
+            .await
+            .map_err(self.fail("purge dead tasks"))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn counts(&self, queue: Option<&str>) -> Result<Counts> {
+        admin::counts(&self.pool, &self.sql, queue, self.now())
+            .await
+            .map_err(self.fail("count tasks"))
+    }
+
+    async fn list(
+        &self,
+        state: TaskState,
+        queue: Option<&str>,
+        page: Page,
+    ) -> Result<Vec<TaskRecord>> {
+        admin::list(&self.pool, &self.sql, state, queue, page, self.now())
+            .await
+            .map_err(self.fail("list tasks"))
+    }
+
+    async fn get_task(&self, id: TaskId) -> Result<Option<TaskRecord>> {
+        admin::get_task(&self.pool, &self.sql, id, self.now())
+            .await
+            .map_err(self.fail("read a task"))
+    }
+
+    async fn queues(&self) -> Result<Vec<String>> {
+        sqlx::query_scalar(q(&self.sql.queues))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.fail("list queues"))
+    }
+
+    async fn flush(&self) -> Result<()> {
+        sqlx::query(q(&self.sql.flush))
+            .execute(&self.pool)
+            .await
+            .map_err(self.fail("flush the store"))?;
+        self.waiters.results.wake_all();
+        Ok(())
+    }
+}
+
+impl PostgresStorage {
+    /// `requeue_dead` / `requeue_all_dead`.
+    async fn requeue(&self, ids: Option<Vec<uuid::Uuid>>, queue: Option<&str>) -> Result<u64> {
+        let (n, queues) =
+            admin::requeue_dead(&self.pool, &self.sql, &self.channel, ids, queue, self.now())
+                .await?;
+        for queue in &queues {
+            self.waiters.work.wake(queue);
+        }
+        Ok(n)
+    }
+
+    fn wait_ctx<'a>(&'a self, now: &'a (dyn Fn() -> i64 + Send + Sync)) -> wait::Ctx<'a> {
+        wait::Ctx {
+            pool: &self.pool,
+            info: &self.info,
+            sql: &self.sql,
+            waiters: &self.waiters,
+            now,
+            poll: self.poll,
+        }
+    }
+}
