@@ -1,0 +1,153 @@
+//! LISTEN/NOTIFY: a write by one store wakes the waits of another (through the server, not
+//! process memory); waits poll while the listener is down, and it comes back after a restart.
+//!
+//! The waiting stores poll only once an hour, so a wait that ends within the deadline was
+//! ended by a notification.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use queue_core::{Completion, Outcome, Storage, StoredResult, SystemClock};
+use queue_postgres::testing::{shared_options, PostgresServer};
+use queue_postgres::{PostgresOptions, PostgresStorage};
+
+use crate::{env, within, HOUR, LEASE};
+
+/// Two stores on one schema; the first never polls.
+async fn pair(tag: &str) -> (PostgresStorage, PostgresStorage) {
+    let options = shared_options(tag).clock(Arc::new(SystemClock));
+    let a = PostgresStorage::open(options.clone().poll_interval(HOUR))
+        .await
+        .unwrap();
+    let b = PostgresStorage::open(options).await.unwrap();
+    assert!(a.is_listening());
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_by_another_store_wakes_a_waiting_one() {
+    let (a, b) = pair("wake-work").await;
+    let waiter = tokio::spawn(async move {
+        a.wait_for_work("jobs", HOUR).await.unwrap();
+        a
+    });
+    // Lets the waiter start waiting first. (If it has not yet, its first look finds the task.)
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    b.enqueue(vec![env(&SystemClock, "jobs", "t")])
+        .await
+        .unwrap();
+    let a = within("the enqueue did not wake the other store", waiter)
+        .await
+        .unwrap();
+    assert_eq!(a.fetch("jobs", 10, LEASE).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_for_another_queue_does_not_end_a_wait() {
+    let (a, b) = pair("wake-other").await;
+    let a = Arc::new(a);
+    let waiter = {
+        let a = a.clone();
+        tokio::spawn(async move { a.wait_for_work("mine", HOUR).await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    b.enqueue(vec![env(&SystemClock, "theirs", "t")])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiter.is_finished(), "woken by another queue's work");
+    b.enqueue(vec![env(&SystemClock, "mine", "t")])
+        .await
+        .unwrap();
+    within("work for its own queue did not wake it", waiter)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_by_another_store_wakes_every_result_waiter() {
+    let (a, b) = pair("wake-result").await;
+    let a = Arc::new(a);
+    let envelope = env(&SystemClock, "jobs", "t");
+    let id = envelope.id;
+    b.enqueue(vec![envelope]).await.unwrap();
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move { a.wait_result(id, HOUR).await.unwrap() })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let d = b.fetch("jobs", 1, LEASE).await.unwrap().remove(0);
+    let done = Completion::new(d.lease, Outcome::Success { result: vec![0xc0] }, None);
+    b.complete(vec![done]).await.unwrap();
+    for w in waiters {
+        let got = within("the completion did not wake every waiter", w)
+            .await
+            .unwrap();
+        assert_eq!(got, Some(StoredResult::Success(vec![0xc0])));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_listen_waits_poll() {
+    let options = shared_options("wake-poll").clock(Arc::new(SystemClock));
+    let a = PostgresStorage::open(
+        options
+            .clone()
+            .listen(false)
+            .poll_interval(Duration::from_millis(20)),
+    )
+    .await
+    .unwrap();
+    assert!(!a.is_listening());
+    let b = PostgresStorage::open(options).await.unwrap();
+    let waiter = tokio::spawn(async move { a.wait_for_work("jobs", HOUR).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    b.enqueue(vec![env(&SystemClock, "jobs", "t")])
+        .await
+        .unwrap();
+    within("a polling wait did not see the work", waiter)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_comes_back_after_a_server_crash() {
+    let mut server = PostgresServer::start();
+    let options = PostgresOptions::new(&server.url())
+        .unwrap()
+        .clock(Arc::new(SystemClock))
+        .acquire_timeout(Duration::from_secs(5));
+    let a = PostgresStorage::open(options.clone().poll_interval(HOUR))
+        .await
+        .unwrap();
+    assert!(a.is_listening());
+    server.crash();
+    within("the store did not notice the lost listener", async {
+        while a.is_listening() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    server.restart();
+    within("the listener did not reconnect", async {
+        while !a.is_listening() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // Notifications flow again: another store's enqueue wakes a wait of the first.
+    let b = PostgresStorage::open(options).await.unwrap();
+    let waiter = tokio::spawn(async move { a.wait_for_work("jobs", HOUR).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    b.enqueue(vec![env(&SystemClock, "jobs", "t")])
+        .await
+        .unwrap();
+    within(
+        "the enqueue did not wake the store after the restart",
+        waiter,
+    )
+    .await
+    .unwrap();
+}
