@@ -1,10 +1,19 @@
 //! Shared helpers: a queue on a memory store, hand-written tasks, waiting for conditions.
+//!
+//! Tests whose outcome depends on time (leases, locks, periodic fires, grace periods, measured
+//! task durations) run on paused Tokio time (`#[tokio::test(start_paused = true)]`) with a
+//! store from [`queue_on_tokio_time`]: the consumer's timers and the store's clock then move
+//! together, and only when every task is idle, so a slow or loaded machine cannot change
+//! their outcome. The other tests wait for conditions with generous deadlines, never for a
+//! fixed time.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use queue_core::{MemoryStorage, Queue};
+use chrono::{DateTime, Utc};
+use queue_core::clock::to_delta;
+use queue_core::{Clock, MemoryStorage, Queue};
 use queue_runtime::{Consumer, ConsumerBuilder, Event};
 use tokio::sync::broadcast;
 
@@ -35,6 +44,30 @@ pub fn queue() -> Queue {
     Queue::new(Arc::new(MemoryStorage::new()))
 }
 
+/// A clock that reads Tokio's time, so that with paused time it only moves when the runtime
+/// is idle (or the test calls `tokio::time::advance`), in step with every Tokio timer.
+#[derive(Debug)]
+pub struct TokioClock {
+    start: tokio::time::Instant,
+    at: DateTime<Utc>,
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.at + to_delta(self.start.elapsed())
+    }
+}
+
+/// A queue on a fresh memory store that reads a [`TokioClock`] (starting at a whole second).
+/// For tests on paused time.
+pub fn queue_on_tokio_time() -> Queue {
+    let clock = TokioClock {
+        start: tokio::time::Instant::now(),
+        at: DateTime::from_timestamp(1_700_000_000, 0).expect("a valid time"),
+    };
+    Queue::new(Arc::new(MemoryStorage::with_clock(Arc::new(clock))))
+}
+
 /// A builder with quick acks and a short poll interval.
 pub fn builder(queue: &Queue) -> ConsumerBuilder {
     Consumer::builder(queue.clone())
@@ -43,29 +76,34 @@ pub fn builder(queue: &Queue) -> ConsumerBuilder {
         .poll_interval(Duration::from_millis(200))
 }
 
-/// Polls `check` until it holds, failing the test after 10 s.
+/// How long a test waits for something that should happen, before it fails. Generous: on
+/// paused time it costs nothing, and on real time only a broken test waits it out.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Polls `check` every 5 ms until it holds, failing the test after [`DEADLINE`].
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
     while !check().await {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
+            "{what} did not happen within {DEADLINE:?}"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
-/// Receives events until `pred` matches one, failing after 10 s. Returns every event seen.
+/// Receives events until `pred` matches one, failing after [`DEADLINE`]. Returns every event
+/// seen.
 pub async fn until_event(
     rx: &mut broadcast::Receiver<Event>,
     mut pred: impl FnMut(&Event) -> bool,
 ) -> Vec<Event> {
     let mut seen = Vec::new();
-    let found = tokio::time::timeout(Duration::from_secs(10), async {
+    let found = tokio::time::timeout(DEADLINE, async {
         loop {
             match rx.recv().await {
                 Ok(e) => {
@@ -81,9 +119,12 @@ pub async fn until_event(
         }
     })
     .await;
-    assert!(found.is_ok(), "event not seen; saw {seen:#?}");
+    assert!(
+        found.is_ok(),
+        "event not seen within {DEADLINE:?}; saw {seen:#?}"
+    );
     seen
 }
 
-/// The long wait of a test: a result that should arrive.
-pub const WAIT: Duration = Duration::from_secs(10);
+/// The long wait of a test: a result that should arrive, a shutdown that should finish.
+pub const WAIT: Duration = DEADLINE;

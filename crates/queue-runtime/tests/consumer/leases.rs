@@ -1,5 +1,8 @@
 //! Leases: renewal keeps long tasks from being redelivered; a crashed consumer's tasks come
 //! back after their lease and are completed by another.
+//!
+//! On paused Tokio time with the store on the same clock (see `common`): a 1 s lease and its
+//! renewals every ~333 ms hold whatever the machine's speed.
 
 use queue_core::Task as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,7 +11,7 @@ use std::time::Duration;
 use queue_core::TaskOptions;
 use queue_runtime::Event;
 
-use crate::common::{builder, eventually, queue, WAIT};
+use crate::common::{builder, eventually, queue_on_tokio_time, WAIT};
 
 static LONG_RUNS: AtomicUsize = AtomicUsize::new(0);
 
@@ -18,9 +21,9 @@ task!(LongJob, "long_job", () -> u32, TaskOptions::new(), |ctx| {
     Ok(ctx.deliveries)
 });
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn renewal_keeps_a_long_task_from_being_redelivered() {
-    let q = queue();
+    let q = queue_on_tokio_time();
     let lease = Duration::from_secs(1);
     let h = LongJob::call(()).enqueue(&q).await.unwrap();
     // Two consumers: if the lease ran out, the other one would take the task.
@@ -59,9 +62,9 @@ task!(Survivor, "survivor", () -> u32, TaskOptions::new(), |ctx| {
     Ok(ctx.deliveries)
 });
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn a_crashed_consumers_tasks_come_back_after_the_lease() {
-    let q = queue();
+    let q = queue_on_tokio_time();
     let lease = Duration::from_secs(1);
     let handles = q
         .enqueue_many((0..3).map(|_| Survivor::call(())))

@@ -1,4 +1,8 @@
 //! Task locks and rate limits through running consumers.
+//!
+//! The lock tests run on paused Tokio time with the store on the same clock (see `common`), so
+//! lock TTLs, renewals and task durations do not depend on the machine's speed; the rate-limit
+//! test moves a manual clock window by window.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -8,7 +12,7 @@ use queue_core::task::RateLimit;
 use queue_core::{ManualClock, MemoryStorage, Queue, Task as _, TaskOptions};
 use queue_runtime::Event;
 
-use crate::common::{builder, eventually, queue, until_event, WAIT};
+use crate::common::{builder, eventually, queue_on_tokio_time, until_event, WAIT};
 
 static INSIDE: AtomicU32 = AtomicU32::new(0);
 static HIGH_WATER: AtomicU32 = AtomicU32::new(0);
@@ -32,9 +36,9 @@ task!(Free, "free", (n: u32) -> u32, TaskOptions::new(), |ctx| {
     Ok(n)
 });
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[tokio::test(start_paused = true)]
 async fn tasks_sharing_a_lock_never_overlap_while_others_run_in_parallel() {
-    let q = queue();
+    let q = queue_on_tokio_time();
     // Two consumers on one store: the lock is the store's, not a process's.
     let consumers: Vec<_> = (0..2)
         .map(|_| {
@@ -85,9 +89,9 @@ async fn tasks_sharing_a_lock_never_overlap_while_others_run_in_parallel() {
 
 task!(Guarded, "guarded", () -> (), TaskOptions::new().lock("crashed"), |ctx| { Ok(()) });
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn a_crashed_holder_blocks_others_only_until_its_ttl() {
-    let q = queue();
+    let q = queue_on_tokio_time();
     // A holder that died: it took the lock for 1 s and never released it.
     assert!(q
         .storage()
@@ -114,18 +118,22 @@ task!(LongLocked, "long_locked", () -> (), TaskOptions::new().lock("long"), |ctx
     Ok(())
 });
 
-#[tokio::test(flavor = "multi_thread")]
+#[tokio::test(start_paused = true)]
 async fn a_running_tasks_lock_is_renewed_with_its_lease() {
-    let q = queue();
+    let q = queue_on_tokio_time();
     // Lease 1 s: the lock's TTL. The task runs 2.5 s, so only renewal keeps the lock.
-    let running = builder(&q)
+    let consumer = builder(&q)
         .lease(Duration::from_secs(1))
         .register_task::<LongLocked>()
         .build()
-        .unwrap()
-        .spawn();
+        .unwrap();
+    let mut events = consumer.events();
+    let running = consumer.spawn();
     let h = LongLocked::call(()).enqueue(&q).await.unwrap();
+    until_event(&mut events, |e| matches!(e, Event::Executing { .. })).await;
+    // Past the TTL, and before the task ends.
     tokio::time::sleep(Duration::from_millis(1_800)).await;
+    assert!(h.try_get().await.unwrap().is_none(), "still running");
     assert!(
         !q.storage()
             .acquire_lock("long", "intruder", Duration::from_secs(1))
