@@ -57,10 +57,10 @@ async fn execution_span_is_a_child_of_the_enqueuing_span() {
         .build()
         .unwrap();
     let running = consumer.spawn();
-    assert_eq!(handle.get(Duration::from_secs(10)).await.unwrap(), 42);
+    assert_eq!(handle.get(Duration::from_secs(60)).await.unwrap(), 42);
 
     // The `task` span ends when the execution's future is dropped, just after the outcome.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let task = loop {
         provider.force_flush().unwrap();
         if let Some(span) = finished(&exporter, "task") {
@@ -72,7 +72,7 @@ async fn execution_span_is_a_child_of_the_enqueuing_span() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    running.shutdown(Duration::from_secs(10)).await.unwrap();
+    running.shutdown(Duration::from_secs(60)).await.unwrap();
     provider.force_flush().unwrap();
 
     let request = finished(&exporter, "http_request").expect("the request span was exported");
