@@ -2,7 +2,7 @@
 //!
 //! An async-first task queue for Tokio: typed tasks with results, delays and etas, retries with
 //! backoff, priorities, periodic tasks, pipelines, locks, rate limits and revocation, on an
-//! embedded SQLite file (the default) or Redis. Delivery is at-least-once: a task leaves the
+//! embedded SQLite file (the default), Redis or PostgreSQL. Delivery is at-least-once: a task leaves the
 //! store only when its outcome is written, so a worker that dies loses nothing.
 //!
 //! ```
@@ -28,7 +28,8 @@
 //! ```
 //!
 //! The crates behind it: `queue-core` (envelope, Storage trait, typed tasks), `queue-runtime`
-//! (the consumer), `queue-sqlite`, `queue-redis` and `queue-macros` (`#[task]`).
+//! (the consumer), `queue-sqlite`, `queue-redis`, `queue-postgres` and `queue-macros`
+//! (`#[task]`).
 
 #![doc(test(attr(deny(warnings))))]
 
@@ -54,6 +55,11 @@ pub use queue_sqlite as sqlite;
 #[cfg(feature = "redis")]
 pub use queue_redis as redis;
 
+/// The PostgreSQL store (feature `postgres`), with enqueue inside the application's own
+/// transaction ([`postgres::EnqueueIn`]).
+#[cfg(feature = "postgres")]
+pub use queue_postgres as postgres;
+
 /// The names most programs need: `use skiff::prelude::*;`.
 pub mod prelude {
     pub use crate::QueueConnect;
@@ -69,6 +75,9 @@ pub mod prelude {
 /// * `sqlite://path.db`, `sqlite:///abs/path.db`, `sqlite::memory:` — the embedded store
 ///   (feature `sqlite`); the file and its schema are created on first use.
 /// * `redis://host:port/db`, `rediss://…` — Redis (feature `redis`).
+/// * `postgres://user:password@host:port/database`, `postgresql://…` — PostgreSQL (feature
+///   `postgres`); parameters such as `?sslmode=require&schema=jobs` (see
+///   `PostgresOptions::new` in the `postgres` module).
 /// * `memory://` — process memory, for tests.
 ///
 /// # Examples
@@ -88,13 +97,17 @@ pub async fn connect(url: &str) -> Result<Queue> {
         "sqlite" => Arc::new(queue_sqlite::SqliteStorage::connect(url).await?),
         #[cfg(feature = "redis")]
         "redis" | "rediss" => Arc::new(queue_redis::RedisStorage::connect(url).await?),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Arc::new(queue_postgres::PostgresStorage::connect(url).await?),
         #[cfg(not(feature = "sqlite"))]
         "sqlite" => return Err(missing_feature("sqlite")),
         #[cfg(not(feature = "redis"))]
         "redis" | "rediss" => return Err(missing_feature("redis")),
+        #[cfg(not(feature = "postgres"))]
+        "postgres" | "postgresql" => return Err(missing_feature("postgres")),
         _ => {
             return Err(Error::InvalidInput(format!(
-                "unsupported store URL `{}`: expected sqlite://PATH, redis://HOST:PORT/DB, rediss://… or memory://",
+                "unsupported store URL `{}`: expected sqlite://PATH, redis://HOST:PORT/DB, rediss://…, postgres://USER@HOST/DATABASE or memory://",
                 redact(url)
             )))
         }
@@ -121,19 +134,46 @@ impl QueueConnect for Queue {
     }
 }
 
-/// `url` with any password replaced by `***`, for messages and logs.
+/// `url` with any password replaced by `***` (in the user part, and a `password=`
+/// parameter as PostgreSQL URLs may carry), for messages and logs.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(skiff::redact("redis://:s3cret@host:6379/0"), "redis://:***@host:6379/0");
+/// assert_eq!(
+///     skiff::redact("postgresql://app@db/app?sslmode=require&password=s3cret"),
+///     "postgresql://app@db/app?sslmode=require&password=***"
+/// );
+/// ```
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let path = redact_password_param(path);
     match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
-        None => url.to_owned(),
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => format!("{scheme}://{userinfo}@{host}{path}"),
+        },
+        None => format!("{scheme}://{authority}{path}"),
     }
+}
+
+/// `path?query` with the value of a `password` parameter replaced by `***`.
+fn redact_password_param(path: &str) -> String {
+    let Some((path, query)) = path.split_once('?') else {
+        return path.to_owned();
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", query.join("&"))
 }
 
 /// Used by code that `#[task]` generates. Not a public API.
@@ -158,6 +198,18 @@ mod tests {
         );
         assert_eq!(redact("redis://host:6379/0"), "redis://host:6379/0");
         assert_eq!(redact("sqlite://a.db"), "sqlite://a.db");
+        assert_eq!(
+            redact("postgres://app:p%40ss@db:5432/app?sslmode=require"),
+            "postgres://app:***@db:5432/app?sslmode=require"
+        );
+        assert_eq!(
+            redact("postgresql://db/app?user=app&password=x&schema=jobs"),
+            "postgresql://db/app?user=app&password=***&schema=jobs"
+        );
+        assert_eq!(
+            redact("postgres://db?password=x"),
+            "postgres://db?password=***"
+        );
     }
 
     #[tokio::test]

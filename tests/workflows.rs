@@ -204,3 +204,16 @@ async fn workflows_on_redis() {
         .unwrap();
     all(Queue::new(Arc::new(store))).await;
 }
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_on_postgres() {
+    // Through `Queue::connect`, with the `postgresql://` spelling and a schema of its own.
+    let url = queue_postgres::testing::shared_url().replacen("postgres://", "postgresql://", 1);
+    let schema = queue_postgres::testing::unique_schema("workflows");
+    let sep = if url.contains('?') { '&' } else { '?' };
+    all(Queue::connect(&format!("{url}{sep}schema={schema}"))
+        .await
+        .unwrap())
+    .await;
+}
