@@ -153,17 +153,25 @@ async fn a_revocation_by_another_store_applies_to_the_next_fetched_batch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_enqueue_in_the_same_process_wakes_a_waiting_consumer() {
-    let store = Arc::new(SqliteStorage::connect("sqlite::memory:").await.unwrap());
+    // The store looks for other processes' writes once an hour, and the wait lasts an hour:
+    // only the in-process wake-up can end it within the test's deadline.
+    let hour = Duration::from_secs(3600);
+    let store = Arc::new(
+        SqliteStorage::open(SqliteOptions::in_memory().poll_interval(hour))
+            .await
+            .unwrap(),
+    );
     let waiter = {
         let store = store.clone();
-        tokio::spawn(async move { store.wait_for_work("w", Duration::from_secs(60)).await })
+        tokio::spawn(async move { store.wait_for_work("w", hour).await })
     };
+    // Lets the waiter start waiting. (On a machine so slow that it has not, its first look
+    // finds the task, and the test passes without checking the wake-up.)
     tokio::time::sleep(Duration::from_millis(50)).await;
     store.enqueue(vec![env("w")]).await.unwrap();
-    // Returns long before its 60 s timeout.
-    tokio::time::timeout(Duration::from_secs(30), waiter)
+    tokio::time::timeout(Duration::from_secs(60), waiter)
         .await
-        .unwrap()
+        .expect("the enqueue did not wake the waiting consumer")
         .unwrap()
         .unwrap();
 }
