@@ -1,6 +1,10 @@
 //! Idle waits block on Redis and are woken by writes from other connections.
+//!
+//! The stores block for up to an hour per call (`block_timeout`) and every wait lasts an hour,
+//! so a wait that ends within a test's deadline was ended by a wake-up, however slow the
+//! machine.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use queue_core::storage::{Completion, Outcome, StoredResult};
 use queue_core::{Storage, SystemClock};
@@ -8,8 +12,15 @@ use queue_redis::RedisStorage;
 
 use crate::support;
 
+/// How long a store blocks in one call, and how long each wait lasts.
+const HOUR: Duration = Duration::from_secs(3600);
+/// How long a test waits for a wake-up before it fails.
+const DEADLINE: Duration = Duration::from_secs(60);
+
 async fn pair(tag: &str) -> (RedisStorage, RedisStorage) {
-    let options = support::shared_options(tag).clock(std::sync::Arc::new(SystemClock));
+    let options = support::shared_options(tag)
+        .clock(std::sync::Arc::new(SystemClock))
+        .block_timeout(HOUR);
     let a = RedisStorage::open(options.clone().blocking_pool_size(1))
         .await
         .unwrap();
@@ -30,19 +41,16 @@ fn envelope(queue: &str) -> queue_core::Envelope {
 async fn wait_for_work_wakes_on_enqueue_from_another_store() {
     let (a, b) = pair("wake-work").await;
     let waiter = tokio::spawn(async move {
-        let start = Instant::now();
-        a.wait_for_work("jobs", Duration::from_secs(30))
-            .await
-            .unwrap();
-        (start.elapsed(), a)
+        a.wait_for_work("jobs", HOUR).await.unwrap();
+        a
     });
+    // Lets the waiter block first. (If it has not yet, its first look finds the task.)
     tokio::time::sleep(Duration::from_millis(200)).await;
     b.enqueue(vec![envelope("jobs")]).await.unwrap();
-    let (waited, a) = waiter.await.unwrap();
-    assert!(
-        waited < Duration::from_secs(4),
-        "woken by the enqueue, not the 5 s block timeout"
-    );
+    let a = tokio::time::timeout(DEADLINE, waiter)
+        .await
+        .expect("the enqueue did not wake the waiting store")
+        .unwrap();
     assert_eq!(
         a.fetch("jobs", 10, Duration::from_secs(30))
             .await
@@ -63,17 +71,13 @@ async fn cancelled_wait_does_not_poison_the_blocking_pool() {
     )
     .await;
     assert!(cancelled.is_err(), "the wait was still blocked");
-    let waiter = tokio::spawn(async move {
-        let start = Instant::now();
-        a.wait_for_work("jobs", Duration::from_secs(30))
-            .await
-            .unwrap();
-        start.elapsed()
-    });
+    let waiter = tokio::spawn(async move { a.wait_for_work("jobs", HOUR).await.unwrap() });
     tokio::time::sleep(Duration::from_millis(200)).await;
     b.enqueue(vec![envelope("jobs")]).await.unwrap();
-    let waited = waiter.await.unwrap();
-    assert!(waited < Duration::from_secs(4), "woken by the enqueue");
+    tokio::time::timeout(DEADLINE, waiter)
+        .await
+        .expect("the enqueue did not wake the waiting store")
+        .unwrap();
 }
 
 #[tokio::test]
@@ -87,10 +91,11 @@ async fn wait_result_wakes_every_waiter() {
     for _ in 0..2 {
         let a = a.clone();
         waiters.push(tokio::spawn(async move {
-            a.wait_result(id, Duration::from_secs(30)).await.unwrap()
+            a.wait_result(id, HOUR).await.unwrap()
         }));
     }
-    // Blocking pool of size 1: the second waiter falls back to short sleeps; both must see it.
+    // Blocking pool of size 1: the second waiter waits for the first one's connection; both
+    // must see the result.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let d = b
         .fetch("jobs", 1, Duration::from_secs(30))
@@ -99,12 +104,11 @@ async fn wait_result_wakes_every_waiter() {
         .remove(0);
     let done = Completion::new(d.lease, Outcome::Success { result: vec![0xc0] }, None);
     b.complete(vec![done]).await.unwrap();
-    let start = Instant::now();
     for w in waiters {
-        assert_eq!(w.await.unwrap(), Some(StoredResult::Success(vec![0xc0])));
+        let got = tokio::time::timeout(DEADLINE, w)
+            .await
+            .expect("the write did not wake every waiter")
+            .unwrap();
+        assert_eq!(got, Some(StoredResult::Success(vec![0xc0])));
     }
-    assert!(
-        start.elapsed() < Duration::from_secs(4),
-        "woken by the write"
-    );
 }
