@@ -65,8 +65,16 @@ fn redis_restart_mid_run_loses_nothing() {
             "2000",
         ],
     );
-    std::thread::sleep(Duration::from_millis(800));
-    // Crash Redis (SIGKILL; the AOF is fsynced on every write) and bring it back.
+    // Once the worker is connected and working (it has done a task)...
+    let started = std::time::Instant::now();
+    while soak::done_counts(&record).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the worker did no task within 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // ...crash Redis (SIGKILL; the AOF is fsynced on every write) and bring it back.
     server.stop();
     std::thread::sleep(Duration::from_millis(1500));
     server.restart();
