@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --example worker -- --url sqlite://skiff-web.db -w 16
 //! SKIFF_URL=redis://127.0.0.1:6379/0 cargo run --features redis --example worker -- -v
+//! SKIFF_URL=postgres://app@localhost/app cargo run --features postgres --example worker
 //! cargo run --example worker -- --help
 //! ```
 //!

@@ -91,7 +91,7 @@ pub const DEFAULT_URL: &str = "sqlite://skiff.db";
     long_about = None
 )]
 pub struct WorkerArgs {
-    /// The store: sqlite://PATH, redis://HOST:PORT/DB, rediss://…
+    /// The store: sqlite://PATH, redis://HOST:PORT/DB, rediss://…, postgres://USER@HOST/DB
     #[arg(long, env = "SKIFF_URL", default_value = DEFAULT_URL, hide_env_values = true)]
     pub url: String,
 

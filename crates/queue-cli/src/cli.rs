@@ -2,11 +2,12 @@
 
 use clap::{Args, Parser, Subcommand};
 
-/// Inspect and repair a Skiff task store (SQLite or Redis) without the task code.
+/// Inspect and repair a Skiff task store (SQLite, Redis or PostgreSQL) without the task code.
 #[derive(Debug, Parser)]
 #[command(name = "skiff", version, propagate_version = true)]
 pub(crate) struct Cli {
-    /// The store: sqlite://PATH, sqlite:///ABS/PATH, redis://[:PASSWORD@]HOST:PORT/DB, rediss://…
+    /// The store: sqlite://PATH, sqlite:///ABS/PATH, redis://[:PASSWORD@]HOST:PORT/DB, rediss://…,
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?schema=NAME] (or postgresql://…)
     #[arg(long, global = true, env = "SKIFF_URL", hide_env_values = true)]
     pub(crate) url: Option<String>,
 

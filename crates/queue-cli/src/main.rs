@@ -3,6 +3,7 @@
 //! ```text
 //! skiff --url sqlite://skiff.db stats
 //! SKIFF_URL=redis://127.0.0.1/0 skiff pending --limit 50
+//! skiff --url postgres://app@db.internal/app?schema=jobs dead list
 //! skiff --json dead list
 //! skiff dead requeue --all
 //! ```

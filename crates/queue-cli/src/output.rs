@@ -120,12 +120,22 @@ pub(crate) fn scrub(url: &str, message: &str) -> String {
     text
 }
 
+/// The password in the user part of `url`, or in a `password=` parameter (PostgreSQL).
 fn password_of(url: &str) -> Option<String> {
     let (_, rest) = url.split_once("://")?;
-    let authority = rest.split('/').next()?;
-    let (userinfo, _) = authority.rsplit_once('@')?;
-    let (_, password) = userinfo.split_once(':')?;
-    (!password.is_empty()).then(|| password.to_owned())
+    let in_query = rest.split_once('?').and_then(|(_, query)| {
+        query.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            key.eq_ignore_ascii_case("password")
+                .then(|| value.to_owned())
+        })
+    });
+    let authority = rest.split(['/', '?']).next()?;
+    let in_userinfo = authority
+        .rsplit_once('@')
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, password)| password.to_owned());
+    in_userinfo.or(in_query).filter(|p| !p.is_empty())
 }
 
 #[cfg(test)]
@@ -143,6 +153,11 @@ mod tests {
             "cannot reach redis://:***@db:6379/0 (auth ***)"
         );
         assert_eq!(scrub("sqlite://a.db", "x\ny"), "x y");
+        let url = "postgres://app@db/app?password=s3cret&sslmode=require";
+        assert_eq!(
+            scrub(url, &format!("cannot reach {url}: auth s3cret")),
+            "cannot reach postgres://app@db/app?password=***&sslmode=require: auth ***"
+        );
     }
 
     #[test]

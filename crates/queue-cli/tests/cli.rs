@@ -1,4 +1,5 @@
-//! Runs the `skiff` binary against real stores: a SQLite file and a private `redis-server`.
+//! Runs the `skiff` binary against real stores: a SQLite file, a private `redis-server` and a
+//! schema of the PostgreSQL test server.
 //!
 //! Each store is seeded through `skiff::Queue` / `Storage` (one dead task, one result, one
 //! leased task, three ready and one scheduled), then every command is checked in both the
@@ -405,6 +406,14 @@ async fn every_command_on_redis() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_on_postgres() {
+    let url = queue_postgres::testing::shared_url();
+    let schema = queue_postgres::testing::unique_schema("cli");
+    let sep = if url.contains('?') { '&' } else { '?' };
+    check_every_command(&format!("{url}{sep}schema={schema}")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_requeue_all_and_purge_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("skiff.db").display());
@@ -442,6 +451,14 @@ fn bad_urls_and_unreachable_stores_fail_in_one_line() {
     let url = format!("redis://:sup3rsecret@127.0.0.1:{port}/0");
     let err = fails(&url, &["stats"]);
     assert!(!err.contains("sup3rsecret"), "password leaked: {err}");
+    for url in [
+        format!("postgres://app:sup3rsecret@127.0.0.1:{port}/app?acquire_timeout_ms=200"),
+        format!("postgresql://127.0.0.1:{port}/app?user=app&password=sup3rsecret&acquire_timeout_ms=200"),
+    ] {
+        let err = fails(&url, &["stats"]);
+        assert!(err.contains("could not connect"), "{err}");
+        assert!(!err.contains("sup3rsecret"), "password leaked: {err}");
+    }
 
     // No URL at all.
     let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
