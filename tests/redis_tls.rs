@@ -76,7 +76,7 @@ fn start_tls_server() -> TlsServer {
         .stderr(Stdio::null())
         .spawn()
         .expect("redis-server (apt-get install redis-server)");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "TLS redis-server did not start");
         std::thread::sleep(Duration::from_millis(20));
@@ -105,7 +105,7 @@ async fn rediss_round_trip() {
         .unwrap()
         .spawn();
     assert_eq!(
-        handle.get(Duration::from_secs(10)).await.unwrap(),
+        handle.get(Duration::from_secs(60)).await.unwrap(),
         "over TLS"
     );
     running.shutdown(Duration::from_secs(5)).await.unwrap();

@@ -10,7 +10,9 @@ use std::time::Duration;
 use skiff::prelude::*;
 use skiff::{Error, FailureKind, Group, Page, RunningConsumer};
 
-const WAIT: Duration = Duration::from_secs(20);
+/// How long a step may take before the test fails: generous, so that only a broken workflow,
+/// not a loaded machine, runs into it.
+const WAIT: Duration = Duration::from_secs(60);
 
 #[skiff::task]
 async fn download(url: String) -> Result<Vec<u8>, TaskError> {
