@@ -1,5 +1,6 @@
 //! `#[skiff::task]`: tasks written with the macro, run through an immediate-mode queue, their
-//! options as stored in the envelope, registration, and the compile errors (trybuild).
+//! options as stored in the envelope, and registration. What it refuses to compile is in
+//! `crates/compile-tests`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -385,11 +386,4 @@ fn task_kinds_are_send_sync_and_calls_are_send() {
     is_send_sync::<send_email>();
     is_send_sync::<blocking_thread>();
     is_send(&send_email("a".into(), "b".into()));
-}
-
-#[test]
-fn ui() {
-    let t = trybuild::TestCases::new();
-    t.pass("tests/ui/pass/*.rs");
-    t.compile_fail("tests/ui/fail/*.rs");
 }
