@@ -8,6 +8,7 @@
 //! * typed tasks: [`Task`], [`TaskCall`], [`TaskHandle`], [`TaskError`], [`Registry`];
 //! * [`Queue`], the producer's handle, with an immediate mode for tests;
 //! * [`MemoryStorage`], the contract in process memory;
+//! * [`cron_expr::parse_cron`], the cron expressions of periodic tasks;
 //! * with the `testing` feature, `testing`: the conformance suite every backend runs.
 //!
 //! Most users depend on the `skiff` crate, which re-exports all of this.
@@ -17,6 +18,7 @@
 mod call;
 pub mod clock;
 mod control;
+pub mod cron_expr;
 mod envelope;
 mod error;
 pub mod events;

@@ -168,8 +168,9 @@ fn options_fn(opts: &TaskOptions, krate: &TokenStream) -> TokenStream {
     if let Some(lock) = &opts.lock {
         setters.push(quote!(.lock(#lock)));
     }
-    if let Some((limit, ms)) = opts.rate_limit {
-        let per = millis(ms);
+    if let Some(rate) = opts.rate_limit {
+        let limit = rate.limit;
+        let per = millis(u64::try_from(rate.per.as_millis()).unwrap_or(u64::MAX));
         setters.push(quote!(.rate_limit(#krate::task::RateLimit { limit: #limit, per: #per })));
     }
     quote!(#krate::TaskOptions::new() #(#setters)*)

@@ -5,6 +5,7 @@
 //! an entry in [`OPTIONS`], an arm in `parse_one`, and its code in `expand::options_fn`.
 
 use proc_macro2::Span;
+use queue_core::task::RateLimit;
 use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, ExprUnary, Lit, LitStr, Path, UnOp};
@@ -43,8 +44,7 @@ pub(crate) struct TaskOptions {
     /// A cron expression (seconds first), checked; and the span of the option.
     pub(crate) periodic: Option<(String, Span)>,
     pub(crate) lock: Option<String>,
-    /// Runs allowed per window, and the window in milliseconds.
-    pub(crate) rate_limit: Option<(u32, u64)>,
+    pub(crate) rate_limit: Option<RateLimit>,
     /// The span of the `context` flag.
     pub(crate) context: Option<Span>,
     /// The path of the `skiff` crate (default `::skiff`).
@@ -147,7 +147,10 @@ impl TaskOptions {
                     &key,
                     "a cron expression with a seconds field, e.g. `periodic = \"0 */5 * * * *\"`",
                 )?;
-                check_cron(&s.value()).map_err(|why| syn::Error::new(s.span(), why))?;
+                // The parser of `queue_runtime::Schedule::cron`, so compile-time and run-time
+                // errors agree.
+                queue_core::cron_expr::parse_cron(&s.value())
+                    .map_err(|e| syn::Error::new(s.span(), invalid(e)))?;
                 set(&mut self.periodic, &key, span, (s.value(), span))
             }
             "lock" => {
@@ -163,7 +166,10 @@ impl TaskOptions {
                     &key,
                     "a rate string COUNT/UNIT with UNIT s, m or h, e.g. `rate_limit = \"100/s\"`",
                 )?;
-                let rate = parse_rate(&s.value()).map_err(|why| syn::Error::new(s.span(), why))?;
+                let rate = s
+                    .value()
+                    .parse::<RateLimit>()
+                    .map_err(|e| syn::Error::new(s.span(), invalid(e)))?;
                 set(&mut self.rate_limit, &key, span, rate)
             }
             "context" => {
@@ -335,83 +341,12 @@ fn duration(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<(u64, Span)> {
     Ok((ms, s.span()))
 }
 
-/// The names of the fields of a cron expression, in order.
-const CRON_FIELDS: [(&str, &str); 7] = [
-    ("second", "0-59"),
-    ("minute", "0-59"),
-    ("hour", "0-23"),
-    ("day of month", "1-31"),
-    ("month", "1-12 or JAN-DEC"),
-    ("day of week", "SUN-SAT, or 1-7 from Sunday"),
-    ("year", "1970-2100"),
-];
-
-/// Checks a cron expression (seconds first) as the runtime will read it, naming the bad field.
-/// Mirrors `queue_runtime::Schedule::cron`.
-pub(crate) fn check_cron(expr: &str) -> Result<(), String> {
-    use std::str::FromStr;
-    let text = expr.trim();
-    let fields: Vec<&str> = text.split_whitespace().collect();
-    let example = "e.g. \"0 */5 * * * *\" (every five minutes)";
-    if !text.starts_with('@') && !(6..=7).contains(&fields.len()) {
-        let hint = if fields.len() == 5 {
-            " (a 5-field crontab has no seconds field: put `0 ` in front)"
-        } else {
-            ""
-        };
-        return Err(format!(
-            "invalid `periodic`: cron expression `{text}` has {} fields; expected 6 or 7: \
-             second minute hour day-of-month month day-of-week [year]{hint}, {example}",
-            fields.len()
-        ));
+/// The message of a `queue_core` parse error, as the run time would report it.
+fn invalid(err: queue_core::Error) -> String {
+    match err {
+        queue_core::Error::InvalidInput(message) => message,
+        other => other.to_string(),
     }
-    let Err(err) = cron::Schedule::from_str(text) else {
-        return Ok(());
-    };
-    for (i, field) in fields.iter().enumerate() {
-        let probe: Vec<&str> = (0..fields.len())
-            .map(|j| if j == i { *field } else { "*" })
-            .collect();
-        if cron::Schedule::from_str(&probe.join(" ")).is_err() {
-            let (name, range) = CRON_FIELDS[i];
-            return Err(format!(
-                "invalid `periodic`: bad {name} field `{field}` in cron expression `{text}`; \
-                 expected `*`, `*/n`, `a`, `a-b`, `a-b/n` or a list of those within {range}"
-            ));
-        }
-    }
-    Err(format!(
-        "invalid `periodic`: cron expression `{text}`: {err}; {example}"
-    ))
-}
-
-/// Parses `"100/s"`, `"5/m"`, `"1/h"` into (count, window in ms). Mirrors
-/// `queue_core::task::RateLimit::from_str`.
-pub(crate) fn parse_rate(text: &str) -> Result<(u32, u64), String> {
-    let bad = |why: &str| {
-        format!(
-            "invalid `rate_limit` {text:?}: {why}; write COUNT/UNIT with UNIT s, m or h, \
-             e.g. \"100/s\""
-        )
-    };
-    let (count, unit) = text
-        .trim()
-        .split_once('/')
-        .ok_or_else(|| bad("it has no `/`"))?;
-    let limit: u32 = count
-        .trim()
-        .parse()
-        .map_err(|_| bad("it does not start with a whole number"))?;
-    if limit == 0 {
-        return Err(bad("it allows nothing"));
-    }
-    let per = match unit.trim() {
-        "s" | "sec" | "second" => 1_000,
-        "m" | "min" | "minute" => 60_000,
-        "h" | "hour" => 3_600_000,
-        _ => return Err(bad("unknown unit")),
-    };
-    Ok((limit, per))
 }
 
 /// Parses a duration such as `"500ms"`, `"30s"`, `"2m"`, `"1h"`, `"1d"` or `"1h30m"` into
@@ -514,7 +449,13 @@ mod tests {
         .unwrap();
         assert_eq!(o.periodic.as_ref().unwrap().0, "0 */5 * * * *");
         assert_eq!(o.lock.as_deref(), Some("reports"));
-        assert_eq!(o.rate_limit, Some((100, 1_000)));
+        assert_eq!(
+            o.rate_limit,
+            Some(RateLimit {
+                limit: 100,
+                per: std::time::Duration::from_secs(1)
+            })
+        );
         assert_eq!(o.name.unwrap(), "emails.send");
         assert_eq!(o.retries.unwrap(), 3);
         assert_eq!(o.retry_delay.unwrap(), 60_000);
@@ -570,7 +511,7 @@ mod tests {
         assert!(err(quote!(name = "")).contains("must not be empty"));
         assert!(err(quote!(context = true)).contains("`context` is a flag"));
         assert!(err(quote!(crate = "not a path")).contains("`crate` must be a path"));
-        assert!(err(quote!(periodic = "0 61 * * * *")).contains("bad minute field `61`"));
+        assert!(err(quote!(periodic = "0 61 * * * *")).contains("invalid minute field `61`"));
         assert!(err(quote!(periodic = "*/5 * * * *")).contains("no seconds field"));
         assert!(err(quote!(periodic = 5)).contains("`periodic` expects a cron expression"));
         assert!(err(quote!(lock = "")).contains("must not be empty"));
@@ -580,10 +521,18 @@ mod tests {
     }
 
     #[test]
-    fn rates() {
-        assert_eq!(parse_rate("5/m"), Ok((5, 60_000)));
-        assert_eq!(parse_rate(" 2 / h "), Ok((2, 3_600_000)));
-        assert!(check_cron("@daily").is_ok());
-        assert!(check_cron("0 0 9 * * MON-FRI").is_ok());
+    fn rates_and_cron_expressions_are_read_as_at_run_time() {
+        let o = parse(quote!(rate_limit = " 2 / h ", periodic = "@daily")).unwrap();
+        assert_eq!(
+            o.rate_limit.unwrap().per,
+            std::time::Duration::from_secs(3600)
+        );
+        assert!(parse(quote!(periodic = "0 0 9 * * MON-FRI")).is_ok());
+        let e = err(quote!(rate_limit = "lots/s"));
+        assert_eq!(
+            e,
+            invalid("lots/s".parse::<RateLimit>().unwrap_err()),
+            "the run-time message"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! [`Schedule`]: when a periodic task fires.
 //!
-//! A schedule is either a cron expression (parsed by the `cron` crate, seconds field first,
+//! A schedule is either a cron expression (seconds field first, read by
+//! [`queue_core::cron_expr::parse_cron`] like `#[task(periodic = "…")]` does at compile time,
 //! evaluated in UTC or in a named time zone) or "every N seconds, aligned to the Unix epoch"
 //! ([`Schedule::every`]), which a cron expression cannot say when N does not divide 60. Build
 //! one from a string with [`Schedule::cron`], from Huey-style fields with
@@ -16,18 +17,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use queue_core::clock::{duration_millis, from_millis, to_millis};
+use queue_core::cron_expr::parse_cron;
 use queue_core::{Error, Result};
-
-/// The names of the fields of a cron expression, in order.
-const CRON_FIELDS: [(&str, &str); 7] = [
-    ("second", "0-59"),
-    ("minute", "0-59"),
-    ("hour", "0-23"),
-    ("day of month", "1-31"),
-    ("month", "1-12 or JAN-DEC"),
-    ("day of week", "SUN-SAT, or 1-7 from Sunday"),
-    ("year", "1970-2100"),
-];
 
 #[derive(Clone)]
 enum Kind {
@@ -87,7 +78,7 @@ impl Schedule {
     ///
     /// Fails with [`Error::InvalidInput`] naming the bad field.
     pub fn cron(expr: &str) -> Result<Self> {
-        let parsed = parse_cron(expr).map_err(Error::InvalidInput)?;
+        let parsed = parse_cron(expr)?;
         Ok(Self {
             kind: Kind::Cron(Box::new(parsed)),
             tz: Tz::UTC,
@@ -186,46 +177,6 @@ impl FromStr for Schedule {
 
 fn floor_to(ms: i64, period: i64) -> i64 {
     ms - ms.rem_euclid(period)
-}
-
-/// Parses a cron expression, naming the bad field when it does not parse. Shared with the
-/// `#[task(periodic = "...")]` check, which does the same at compile time.
-pub(crate) fn parse_cron(expr: &str) -> std::result::Result<cron::Schedule, String> {
-    let text = expr.trim();
-    let fields: Vec<&str> = text.split_whitespace().collect();
-    let example = "e.g. \"0 */5 * * * *\" (every five minutes)";
-    if !text.starts_with('@') && !(6..=7).contains(&fields.len()) {
-        let hint = if fields.len() == 5 {
-            " (a 5-field crontab has no seconds field: put `0 ` in front)"
-        } else {
-            ""
-        };
-        return Err(format!(
-            "cron expression `{text}` has {} fields; expected 6 or 7: second minute hour \
-             day-of-month month day-of-week [year]{hint}, {example}",
-            fields.len()
-        ));
-    }
-    match cron::Schedule::from_str(text) {
-        Ok(s) => Ok(s),
-        Err(err) => {
-            for (i, field) in fields.iter().enumerate() {
-                let probe: Vec<&str> = (0..fields.len())
-                    .map(|j| if j == i { *field } else { "*" })
-                    .collect();
-                if cron::Schedule::from_str(&probe.join(" ")).is_err() {
-                    let (name, range) = CRON_FIELDS[i];
-                    return Err(format!(
-                        "invalid {name} field `{field}` in cron expression `{text}`; expected \
-                         `*`, `*/n`, `a`, `a-b`, `a-b/n` or a list of those within {range}"
-                    ));
-                }
-            }
-            Err(format!(
-                "invalid cron expression `{text}`: {err}; {example}"
-            ))
-        }
-    }
 }
 
 #[cfg(test)]
