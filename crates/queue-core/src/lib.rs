@@ -29,6 +29,7 @@ pub mod memory;
 mod pipeline;
 mod queue;
 mod retry;
+mod revocations;
 pub mod storage;
 pub mod task;
 #[cfg(feature = "testing")]

@@ -20,6 +20,9 @@
 //!   the dead-letter queue by `fetch` with the reason; it is never handed out or dropped.
 //!
 //! The trait is object safe: the runtime holds an `Arc<dyn Storage>`.
+//!
+//! For backend authors: [`RevocationCache`] keeps the "no revocation exists" answer that lets
+//! [`Storage::check_revoked`] skip its read in the usual case.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +32,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{Clock, Envelope, Error, LeaseToken, Result, TaskFailure, TaskId};
+
+pub use crate::revocations::RevocationCache;
 
 /// A task handed to a worker: the right to complete it while the lease holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -106,15 +106,15 @@ pub mod testing;
 mod tx;
 mod wait;
 
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use queue_core::storage::RevocationCache;
 use queue_core::{Clock, Error, Result, TaskId};
 
 pub(crate) use error::PoolInfo;
@@ -139,10 +139,8 @@ pub struct PostgresStorage {
     clock: Arc<dyn Clock>,
     waiters: Arc<Waiters>,
     poll: Duration,
-    /// Bumped around every revocation written through this store (see `check_revoked`).
-    revocation_version: AtomicU64,
-    /// When a read last found no revocation, and the version then.
-    no_revocations: Mutex<Option<(Instant, u64)>>,
+    /// "No revocation exists" as last read (see `check_revoked`).
+    revocations: RevocationCache,
     _listener: Option<DropGuard>,
 }
 
@@ -267,8 +265,7 @@ impl PostgresStorage {
             clock: options.clock,
             waiters,
             poll: options.poll_interval,
-            revocation_version: AtomicU64::new(0),
-            no_revocations: Mutex::new(None),
+            revocations: RevocationCache::new(),
             _listener: listener,
         })
     }
@@ -346,12 +343,6 @@ impl PostgresStorage {
     /// Maps a sqlx error of doing `what` (with the pool's state for timeouts).
     fn fail(&self, what: &'static str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
         move |e| error::storage(what, e, Some((&self.pool, &self.info)))
-    }
-
-    fn no_revocations(&self) -> MutexGuard<'_, Option<(Instant, u64)>> {
-        self.no_revocations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -7,7 +7,6 @@
 //! for its answer: an enqueue whose caller gave up may still be stored (at-least-once), and a
 //! fetch whose caller gave up leases tasks that come back when the lease runs out.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,9 +25,6 @@ use crate::control::{revoke_key, uuids};
 use crate::error::{check_text, BACKEND};
 use crate::sql::q;
 use crate::{admin, complete, control, enqueue, fetch, wait, PostgresStorage};
-
-/// How long "no revocation exists" is believed without reading again.
-const NO_REVOCATIONS_TTL: Duration = Duration::from_millis(100);
 
 fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -66,7 +62,7 @@ impl Storage for PostgresStorage {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let version = self.revocation_version.load(Ordering::SeqCst);
+        let version = self.revocations.version();
         let now = self.now();
         let mut conn = self.conn("fetch").await?;
         let fetched =
@@ -77,7 +73,7 @@ impl Storage for PostgresStorage {
         // The claim read whether any revocation exists: `check_revoked` of this batch, which
         // follows, uses that answer instead of a read of its own.
         if let Some(any) = fetched.revocations {
-            *self.no_revocations() = (!any).then(|| (std::time::Instant::now(), version));
+            self.revocations.record(any, version);
         }
         Ok(fetched.deliveries)
     }
@@ -169,19 +165,17 @@ impl Storage for PostgresStorage {
     async fn revoke(&self, revocation: Revocation) -> Result<()> {
         let (kind, target) = revoke_key(&revocation.target);
         check_text("revoked task name", &target)?;
-        let version = &self.revocation_version;
-        version.fetch_add(1, Ordering::SeqCst);
-        let stored = sqlx::query(q(&self.sql.revoke))
+        let store = sqlx::query(q(&self.sql.revoke))
             .bind(kind)
             .bind(&target)
             .bind(revocation.until.map(to_millis))
             .bind(revocation.once)
-            .execute(&self.pool)
+            .execute(&self.pool);
+        self.revocations
+            .writing(store)
             .await
             .map(|_| ())
-            .map_err(self.fail("store a revocation"));
-        version.fetch_add(1, Ordering::SeqCst);
-        stored
+            .map_err(self.fail("store a revocation"))
     }
 
     async fn restore(&self, target: &RevokeTarget) -> Result<bool> {
@@ -202,20 +196,18 @@ impl Storage for PostgresStorage {
         // Fast path: nothing is revoked (the usual case). Every fetch that claims tasks reads
         // whether any revocation exists, in its claim, so the check of the batch it fetched
         // needs no read of its own: a revocation written (by any process) before a batch is
-        // claimed applies to it. Without a fetch that answer is reused for NO_REVOCATIONS_TTL;
-        // revocations written through this store invalidate it at once.
-        let version = self.revocation_version.load(Ordering::SeqCst);
-        if let Some((at, v)) = *self.no_revocations() {
-            if v == version && at.elapsed() < NO_REVOCATIONS_TTL {
-                return Ok(vec![false; tasks.len()]);
-            }
-        }
-        let any: bool = sqlx::query_scalar(q(&self.sql.any_revocation))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(self.fail("read revocations"))?;
+        // claimed applies to it. Without a fetch that answer is reused for a while
+        // (`RevocationCache`); revocations written through this store invalidate it at once.
+        let any = self
+            .revocations
+            .any_exists(|| async {
+                sqlx::query_scalar(q(&self.sql.any_revocation))
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(self.fail("read revocations"))
+            })
+            .await?;
         if !any {
-            *self.no_revocations() = Some((std::time::Instant::now(), version));
             return Ok(vec![false; tasks.len()]);
         }
         let mut conn = self.conn("check revocations").await?;

@@ -6,13 +6,12 @@
 //! `P:rate:<key>` holding the start of the current fixed window and its hit count. Expiries are
 //! compared with the store's clock, never Redis' own.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use queue_core::clock::{duration_millis, to_millis};
 use queue_core::storage::{RateDecision, Revocation, RevokeTarget};
-use queue_core::{Result, TaskId};
+use queue_core::{Error, Result, TaskId};
 
 use crate::hot::EXPIRY_SLACK_MS;
 use crate::store::RedisStorage;
@@ -45,11 +44,9 @@ impl RedisStorage {
         cmd.arg(self.key("revoked"))
             .arg(field(&revocation.target))
             .arg(value);
-        let version = &self.revocations.version;
-        version.fetch_add(1, Ordering::SeqCst);
-        let stored = self.cmd::<i64>(&cmd, "revoke").await;
-        version.fetch_add(1, Ordering::SeqCst);
-        stored?;
+        self.revocations
+            .writing(self.cmd::<i64>(&cmd, "revoke"))
+            .await?;
         Ok(())
     }
 
@@ -67,16 +64,17 @@ impl RedisStorage {
         // Fast path: no revocation exists (the usual case). Every fetch reads whether any
         // does (one EXISTS in its script), so the check of the batch it fetched needs no call:
         // a revocation written (by any process) before a batch is fetched applies to it.
-        // Without a fetch, the answer of an EXISTS is reused for NO_REVOCATIONS_TTL;
+        // Without a fetch, the answer of an EXISTS is reused for a while (`RevocationCache`);
         // revocations written through this store invalidate it at once.
-        let version = self.revocations.version();
-        if self.revocations.none_known(version) {
-            return Ok(vec![false; tasks.len()]);
-        }
-        let mut exists = redis::cmd("EXISTS");
-        exists.arg(self.key("revoked"));
-        let any = self.cmd::<i64>(&exists, "check revocations").await? != 0;
-        self.revocations.learnt(any, version);
+        let any = self
+            .revocations
+            .any_exists(|| async {
+                let mut exists = redis::cmd("EXISTS");
+                exists.arg(self.key("revoked"));
+                let n: i64 = self.cmd(&exists, "check revocations").await?;
+                Ok::<_, Error>(n != 0)
+            })
+            .await?;
         if !any {
             return Ok(vec![false; tasks.len()]);
         }

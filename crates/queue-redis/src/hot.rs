@@ -188,7 +188,7 @@ impl RedisStorage {
             ));
         }
         if let Some(any) = revocations {
-            self.revocations.learnt(any != 0, version);
+            self.revocations.record(any != 0, version);
         }
         let mut out = Vec::with_capacity(reply.len() / FETCH_FIELDS);
         let mut garbage = Vec::new();

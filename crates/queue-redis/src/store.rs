@@ -13,7 +13,7 @@ use deadpool_redis::{Pool, Runtime};
 use queue_core::clock::to_millis;
 use queue_core::storage::{
     AckStatus, Completion, Counts, DeadTask, Delivery, EnqueueOutcome, Lease, Page, RateDecision,
-    Revocation, RevokeTarget, StoredResult, TaskRecord, TaskState,
+    Revocation, RevocationCache, RevokeTarget, StoredResult, TaskRecord, TaskState,
 };
 use queue_core::{Clock, Envelope, Result, Storage, TaskId};
 use redis::aio::ConnectionLike;
@@ -53,37 +53,8 @@ pub struct RedisStorage {
     pub(crate) block_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) promote_limit: usize,
+    /// "No revocation exists", as last read (see `control.rs`).
     pub(crate) revocations: RevocationCache,
-}
-
-/// How long "no revocation exists" is believed without asking again (see `control.rs`).
-pub(crate) const NO_REVOCATIONS_TTL: Duration = Duration::from_millis(100);
-
-/// What `check_revoked` last learnt: "none" as of an instant, and the version of this store's
-/// own revocation writes then.
-#[derive(Default)]
-pub(crate) struct RevocationCache {
-    pub(crate) none_since: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
-    pub(crate) version: std::sync::atomic::AtomicU64,
-}
-
-impl RevocationCache {
-    /// The version of this store's own revocation writes now.
-    pub(crate) fn version(&self) -> u64 {
-        self.version.load(Ordering::SeqCst)
-    }
-
-    /// Records whether any revocation exists, as read now, with `version` read before.
-    pub(crate) fn learnt(&self, any: bool, version: u64) {
-        *self.none_since.lock().unwrap_or_else(|e| e.into_inner()) =
-            (!any).then(|| (std::time::Instant::now(), version));
-    }
-
-    /// Whether "none" is known for `version` and younger than [`NO_REVOCATIONS_TTL`].
-    pub(crate) fn none_known(&self, version: u64) -> bool {
-        let cached = *self.none_since.lock().unwrap_or_else(|e| e.into_inner());
-        cached.is_some_and(|(at, v)| v == version && at.elapsed() < NO_REVOCATIONS_TTL)
-    }
 }
 
 impl fmt::Debug for RedisStorage {

@@ -7,7 +7,6 @@
 //! not take it back. An enqueue whose caller gave up may still be stored (at-least-once), and a
 //! fetch whose caller gave up leases tasks that come back when the lease runs out.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,9 +27,6 @@ use crate::enqueue::NewTask;
 use crate::error::Context;
 use crate::fetch::Fetch;
 use crate::{wait, SqliteStorage};
-
-/// How long "no revocation exists" is believed without reading again.
-const NO_REVOCATIONS_TTL: Duration = Duration::from_millis(100);
 
 fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -62,17 +58,13 @@ impl Storage for SqliteStorage {
             return Ok(Vec::new());
         }
         let queue = queue.to_owned();
-        let version = self.shared.revocation_version.load(Ordering::SeqCst);
+        let revocations = &self.shared.revocations;
+        let version = revocations.version();
         let fetched = self.writer.call(Fetch { queue, max, lease }).await?;
         // The claim read whether any revocation exists: `check_revoked` of this batch, which
         // follows, uses that answer instead of a read of its own.
         if let Some(any) = fetched.revocations {
-            *self
-                .shared
-                .no_revocations
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) =
-                (!any).then(|| (std::time::Instant::now(), version));
+            revocations.record(any, version);
         }
         Ok(fetched.deliveries)
     }
@@ -155,11 +147,10 @@ impl Storage for SqliteStorage {
     }
 
     async fn revoke(&self, revocation: Revocation) -> Result<()> {
-        let version = &self.shared.revocation_version;
-        version.fetch_add(1, Ordering::SeqCst);
-        let stored = self.store_revocation(revocation).await;
-        version.fetch_add(1, Ordering::SeqCst);
-        stored
+        self.shared
+            .revocations
+            .writing(self.store_revocation(revocation))
+            .await
     }
 
     async fn restore(&self, target: &RevokeTarget) -> Result<bool> {
@@ -178,29 +169,19 @@ impl Storage for SqliteStorage {
         // Fast path: nothing is revoked (the usual case). Every fetch that claims tasks reads
         // whether any revocation exists, in its claim, so the check of the batch it fetched
         // needs no read of its own: a revocation written (by any process) before a batch is
-        // claimed applies to it. Without a fetch that answer is reused for NO_REVOCATIONS_TTL;
-        // revocations written through this store invalidate it at once.
-        let version = self.shared.revocation_version.load(Ordering::SeqCst);
-        let cached = *self
+        // claimed applies to it. Without a fetch that answer is reused for a while
+        // (`RevocationCache`); revocations written through this store invalidate it at once.
+        let any = self
             .shared
-            .no_revocations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some((at, v)) = cached {
-            if v == version && at.elapsed() < NO_REVOCATIONS_TTL {
-                return Ok(vec![false; tasks.len()]);
-            }
-        }
-        let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM revocations)")
-            .fetch_one(&self.pool)
-            .await
-            .ctx("read revocations")?;
+            .revocations
+            .any_exists(|| async {
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM revocations)")
+                    .fetch_one(&self.pool)
+                    .await
+                    .ctx("read revocations")
+            })
+            .await?;
         if !any {
-            *self
-                .shared
-                .no_revocations
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = Some((std::time::Instant::now(), version));
             return Ok(vec![false; tasks.len()]);
         }
         let tasks = tasks

@@ -29,6 +29,7 @@ use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use queue_core::clock::to_millis;
+use queue_core::storage::RevocationCache;
 use queue_core::{Clock, EnqueueOutcome, Error, Result};
 
 use crate::enqueue::{insert_tasks, NewTask};
@@ -48,10 +49,7 @@ pub(crate) struct Shared {
     pub(crate) results: watch::Sender<u64>,
     pub(crate) counters: Counters,
     /// "No revocation exists" as last read, for `check_revoked` (see `storage.rs`).
-    pub(crate) no_revocations: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
-    /// Bumped around every revocation this store writes; a cached answer from an older
-    /// version is not used.
-    pub(crate) revocation_version: AtomicU64,
+    pub(crate) revocations: RevocationCache,
 }
 
 impl Shared {
@@ -61,8 +59,7 @@ impl Shared {
             work: watch::channel(0).0,
             results: watch::channel(0).0,
             counters: Counters::default(),
-            no_revocations: std::sync::Mutex::new(None),
-            revocation_version: AtomicU64::new(0),
+            revocations: RevocationCache::new(),
         }
     }
 
