@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use queue_core::storage::{Completion, Outcome};
+use queue_core::testing::successes;
 use queue_core::{to_msgpack, Envelope, Storage};
 use queue_redis::{RedisOptions, RedisStorage};
 
@@ -70,16 +70,7 @@ async fn main() -> queue_core::Result<()> {
                     return Ok::<_, queue_core::Error>(done);
                 }
                 done += got.len();
-                let acks = got
-                    .into_iter()
-                    .map(|d| {
-                        Completion::new(
-                            d.lease,
-                            Outcome::Success { result: vec![0xc0] },
-                            Some(Duration::from_secs(3600)),
-                        )
-                    })
-                    .collect();
+                let acks = successes(&got, Some(Duration::from_secs(3600)));
                 let t = Instant::now();
                 store.complete(acks).await?;
                 in_complete += t.elapsed();

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use queue_core::{Completion, Envelope, Outcome, Storage};
+use queue_core::testing::successes;
+use queue_core::{Envelope, Storage};
 use queue_sqlite::SqliteStorage;
 
 fn env() -> Envelope {
@@ -29,16 +30,7 @@ async fn drain(store: &SqliteStorage, n: usize, batch: usize) -> f64 {
             .unwrap();
         assert!(!got.is_empty());
         done += got.len();
-        let acks = got
-            .iter()
-            .map(|d| {
-                Completion::new(
-                    d.lease,
-                    Outcome::Success { result: vec![0xc0] },
-                    Some(Duration::from_secs(3600)),
-                )
-            })
-            .collect();
+        let acks = successes(&got, Some(Duration::from_secs(3600)));
         store.complete(acks).await.unwrap();
     }
     n as f64 / started.elapsed().as_secs_f64()

@@ -1,7 +1,7 @@
 //! Cases: reschedule, revocation, locks, rate limits.
 
-use super::{ms, open, secs, Backend};
-use crate::{Revocation, RevokeTarget, Storage, TaskId, TaskState};
+use super::{ms, open, secs, Backend, LEASE};
+use crate::{to_msgpack, Envelope, Revocation, RevokeTarget, Storage, TaskId, TaskState};
 
 /// `reschedule` moves a ready or scheduled task to a new eta (later or earlier), and refuses
 /// leased and unknown tasks.
@@ -155,6 +155,48 @@ pub async fn revoke_once_and_until<B: Backend>(b: &B) {
         fx.store.check_revoked(&[(id, "u")]).await.unwrap(),
         vec![false],
         "lapsed"
+    );
+}
+
+/// Two stores on one backing store (one Redis server and key prefix, one SQLite file): a
+/// revocation written through `admin` applies to the next batch `consumer` fetches, although
+/// `consumer` has just learnt that nothing is revoked (the answer a store keeps for the fast
+/// path of `check_revoked`, see [`RevocationCache`](crate::storage::RevocationCache)).
+///
+/// Not one of the cases of [`conformance_tests!`](crate::conformance_tests): it needs two stores
+/// that share their data, which [`Backend::open`] does not give. Call it from a backend's own
+/// tests with two stores opened on the same data and the same clock.
+pub async fn revocation_by_another_store_applies_to_the_next_fetched_batch<S: Storage>(
+    consumer: &S,
+    admin: &S,
+) {
+    let now = consumer.clock().now();
+    let env = || Envelope::new("r", "t", to_msgpack(&()).unwrap(), now);
+    let (first, second) = (env(), env());
+    let second_id = second.id;
+    consumer.enqueue(vec![first, second]).await.unwrap();
+    let got = consumer.fetch("r", 1, LEASE).await.unwrap();
+    assert_eq!(
+        consumer
+            .check_revoked(&[(got[0].lease.id, "t")])
+            .await
+            .unwrap(),
+        [false],
+        "nothing is revoked yet"
+    );
+
+    let revocation = Revocation {
+        target: RevokeTarget::Id(second_id),
+        until: None,
+        once: false,
+    };
+    admin.revoke(revocation).await.unwrap();
+    let got = consumer.fetch("r", 1, LEASE).await.unwrap();
+    assert_eq!(got[0].lease.id, second_id);
+    assert_eq!(
+        consumer.check_revoked(&[(second_id, "t")]).await.unwrap(),
+        [true],
+        "revoked through the other store before this fetch"
     );
 }
 

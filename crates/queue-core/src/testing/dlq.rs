@@ -32,12 +32,7 @@ pub async fn requeue_dead_restores_fresh_counts<B: Backend>(b: &B) {
         1
     );
     assert!(fx.store.get_dead(id).await.unwrap().is_none());
-    assert!(fx
-        .store
-        .list_dead(None, Page::first(10))
-        .await
-        .unwrap()
-        .is_empty());
+    fx.no_dead_letters("requeued").await;
     let d = fx.fetch_one(q).await;
     assert_eq!(d.lease.id, id);
     assert_eq!(

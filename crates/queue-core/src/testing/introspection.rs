@@ -226,12 +226,7 @@ pub async fn flush_empties_everything<B: Backend>(b: &B) {
         assert!(fx.store.get_result(id).await.unwrap().is_none());
         assert!(fx.store.get_dead(id).await.unwrap().is_none());
     }
-    assert!(fx
-        .store
-        .list_dead(None, Page::first(10))
-        .await
-        .unwrap()
-        .is_empty());
+    fx.no_dead_letters("flushed").await;
     assert!(
         fx.store.acquire_lock("l", "other", secs(60)).await.unwrap(),
         "locks"

@@ -41,7 +41,7 @@ use chrono::{DateTime, Utc};
 use crate::clock::{from_millis, to_millis};
 use crate::{
     to_msgpack, AckStatus, Clock, Completion, Counts, Delivery, EnqueueOutcome, Envelope,
-    FailureKind, Lease, ManualClock, Outcome, Storage, TaskFailure, TaskId,
+    FailureKind, Lease, ManualClock, Outcome, Page, Storage, TaskFailure, TaskId,
 };
 
 mod control;
@@ -387,6 +387,17 @@ impl<S: Storage> Fx<S> {
         out[0]
     }
 
+    /// Checks that the dead-letter queue is empty.
+    pub(crate) async fn no_dead_letters(&self, why: &str) {
+        let dead = self
+            .store
+            .list_dead(None, Page::first(10))
+            .await
+            .expect("list_dead");
+        let ids: Vec<TaskId> = dead.iter().map(|d| d.id).collect();
+        assert!(ids.is_empty(), "{why}: expected no dead task, got {ids:?}");
+    }
+
     pub(crate) async fn counts(&self, queue: Option<&str>) -> Counts {
         self.store.counts(queue).await.expect("counts")
     }
@@ -421,6 +432,36 @@ impl<S: Storage> Fx<S> {
 /// The ids of deliveries, in order.
 pub(crate) fn ids(deliveries: &[Delivery]) -> Vec<TaskId> {
     deliveries.iter().map(|d| d.lease.id).collect()
+}
+
+/// Completions of `deliveries` as successes with a nil result (msgpack `0xc0`), the result
+/// kept for `result_ttl`: what a store test or a benchmark writes when only the delivery
+/// matters.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> queue_core::Result<()> {
+/// use std::time::Duration;
+/// use queue_core::{to_msgpack, Envelope, MemoryStorage, Storage};
+///
+/// let store = MemoryStorage::new();
+/// let env = Envelope::new("q", "t", to_msgpack(&())?, store.clock().now());
+/// store.enqueue(vec![env]).await?;
+/// let got = store.fetch("q", 10, Duration::from_secs(30)).await?;
+/// store.complete(queue_core::testing::successes(&got, None)).await?;
+/// assert_eq!(store.counts(None).await?.results, 1);
+/// # Ok(()) }
+/// ```
+pub fn successes(deliveries: &[Delivery], result_ttl: Option<Duration>) -> Vec<Completion> {
+    deliveries
+        .iter()
+        .map(|d| {
+            let outcome = Outcome::Success { result: vec![0xc0] };
+            Completion::new(d.lease, outcome, result_ttl)
+        })
+        .collect()
 }
 
 /// A success outcome with `value` (msgpack-encoded) as its result.

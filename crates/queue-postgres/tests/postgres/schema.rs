@@ -1,4 +1,5 @@
-//! Schemas: created at connect under an advisory lock, one per store, newer ones refused.
+//! Schemas: created at connect under an advisory lock, one per store, newer ones refused;
+//! stores sharing one schema see each other's revocations.
 
 use std::sync::Arc;
 
@@ -104,4 +105,16 @@ async fn stores_in_different_schemas_of_one_database_are_separate() {
         .await
         .unwrap();
     assert_eq!(same.counts(None).await.unwrap().ready, 1);
+}
+
+#[tokio::test]
+async fn a_revocation_by_another_store_on_the_schema_applies_to_the_next_fetched_batch() {
+    let clock = manual_clock();
+    let options = shared_options("revoke").clock(crate::arc(&clock));
+    let consumer = PostgresStorage::open(options.clone()).await.unwrap();
+    let admin = PostgresStorage::open(options).await.unwrap();
+    queue_core::testing::revocation_by_another_store_applies_to_the_next_fetched_batch(
+        &consumer, &admin,
+    )
+    .await;
 }

@@ -3,8 +3,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use queue_core::storage::{Completion, EnqueueOutcome, Outcome, Revocation, RevokeTarget};
-use queue_core::{AckStatus, FailureKind, Storage, TaskFailure};
+use queue_core::storage::{Completion, EnqueueOutcome, Outcome};
+use queue_core::{testing, AckStatus, FailureKind, ManualClock, Storage, TaskFailure};
 use queue_redis::RedisStorage;
 
 use crate::support;
@@ -119,28 +119,32 @@ fn clock_now(clock: &queue_core::ManualClock) -> chrono::DateTime<chrono::Utc> {
     clock.now()
 }
 
+/// With a task ready, sends `flush` (which empties the server's scripts or functions) to the
+/// shared server, then checks that the store still fetches and enqueues: its Lua code is
+/// loaded again when the server misses it.
+async fn works_after(store: &RedisStorage, clock: &ManualClock, flush: &redis::Cmd, what: &str) {
+    store.enqueue(vec![env(clock, "q", "t")]).await.unwrap();
+    let mut conn = shared_connection().await;
+    let () = flush.query_async(&mut conn).await.unwrap();
+    let got = store.fetch("q", 10, LEASE).await.unwrap();
+    assert_eq!(got.len(), 1, "fetch works after {what}");
+    store.enqueue(vec![env(clock, "q", "t")]).await.unwrap();
+    assert_eq!(store.counts(Some("q")).await.unwrap().ready, 1);
+}
+
+async fn shared_connection() -> redis::aio::MultiplexedConnection {
+    support::raw_client(&support::shared_url())
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn scripts_are_reloaded_after_script_flush() {
     let clock = manual_clock();
     let store = support::shared_store("noscript", arc(&clock)).await;
-    store.enqueue(vec![env(&clock, "q", "t")]).await.unwrap();
-    let mut conn = support::raw_client(&support::shared_url())
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let () = redis::cmd("SCRIPT")
-        .arg("FLUSH")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let got = store.fetch("q", 10, LEASE).await.unwrap();
-    assert_eq!(
-        got.len(),
-        1,
-        "fetch works after SCRIPT FLUSH (NOSCRIPT -> reload)"
-    );
-    store.enqueue(vec![env(&clock, "q", "t")]).await.unwrap();
-    assert_eq!(store.counts(Some("q")).await.unwrap().ready, 1);
+    let flush = redis::cmd("SCRIPT").arg("FLUSH").clone();
+    works_after(&store, &clock, &flush, "SCRIPT FLUSH (NOSCRIPT -> reload)").await;
 }
 
 #[tokio::test]
@@ -188,38 +192,11 @@ async fn a_large_batch_keeps_its_order_and_duplicates_across_pipelined_calls() {
 
 #[tokio::test]
 async fn a_revocation_by_another_store_applies_to_the_next_fetched_batch() {
-    // A consumer checks each batch it fetches; the "nothing is revoked" answer it keeps must
-    // not hide a revocation written by another process before the next fetch.
     let clock = manual_clock();
     let options = support::shared_options("revoke").clock(arc(&clock));
     let consumer = RedisStorage::open(options.clone()).await.unwrap();
     let admin = RedisStorage::open(options).await.unwrap();
-    let (first, second) = (env(&clock, "r", "t"), env(&clock, "r", "t"));
-    let second_id = second.id;
-    consumer.enqueue(vec![first, second]).await.unwrap();
-    let got = consumer.fetch("r", 1, LEASE).await.unwrap();
-    assert_eq!(
-        consumer
-            .check_revoked(&[(got[0].lease.id, "t")])
-            .await
-            .unwrap(),
-        [false]
-    );
-
-    admin
-        .revoke(Revocation {
-            target: RevokeTarget::Id(second_id),
-            until: None,
-            once: false,
-        })
-        .await
-        .unwrap();
-    let got = consumer.fetch("r", 1, LEASE).await.unwrap();
-    assert_eq!(got[0].lease.id, second_id);
-    assert_eq!(
-        consumer.check_revoked(&[(second_id, "t")]).await.unwrap(),
-        [true]
-    );
+    testing::revocation_by_another_store_applies_to_the_next_fetched_batch(&consumer, &admin).await;
 }
 
 #[tokio::test]
@@ -227,35 +204,19 @@ async fn functions_are_loaded_again_after_function_flush() {
     let clock = manual_clock();
     let store = support::shared_store("nofunction", arc(&clock)).await;
     assert!(store.runs_functions());
-    store.enqueue(vec![env(&clock, "q", "t")]).await.unwrap();
-    let mut conn = support::raw_client(&support::shared_url())
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
     let libraries: redis::Value = redis::cmd("FUNCTION")
         .arg("LIST")
         .arg("LIBRARYNAME")
         .arg("skiff_*")
-        .query_async(&mut conn)
+        .query_async(&mut shared_connection().await)
         .await
         .unwrap();
     assert!(
         format!("{libraries:?}").contains("skiff_"),
         "the library is loaded: {libraries:?}"
     );
-    let () = redis::cmd("FUNCTION")
-        .arg("FLUSH")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let got = store.fetch("q", 10, LEASE).await.unwrap();
-    assert_eq!(
-        got.len(),
-        1,
-        "fetch works after FUNCTION FLUSH (loaded again)"
-    );
-    store.enqueue(vec![env(&clock, "q", "t")]).await.unwrap();
-    assert_eq!(store.counts(Some("q")).await.unwrap().ready, 1);
+    let flush = redis::cmd("FUNCTION").arg("FLUSH").clone();
+    works_after(&store, &clock, &flush, "FUNCTION FLUSH (loaded again)").await;
 }
 
 #[tokio::test]

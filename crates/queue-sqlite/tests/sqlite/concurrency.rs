@@ -4,7 +4,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use queue_core::{AckStatus, Completion, Outcome, Storage, TaskId};
+use queue_core::testing::successes;
+use queue_core::{AckStatus, Storage, TaskId};
 use queue_sqlite::SqliteStorage;
 
 use crate::env;
@@ -40,12 +41,7 @@ async fn stores_sharing_a_file_never_deliver_a_task_twice() {
                 if got.is_empty() {
                     return seen;
                 }
-                let acks: Vec<_> = got
-                    .iter()
-                    .map(|d| {
-                        Completion::new(d.lease, Outcome::Success { result: vec![0xc0] }, None)
-                    })
-                    .collect();
+                let acks = successes(&got, None);
                 let status = store.complete(acks).await.unwrap();
                 assert!(status.iter().all(|s| *s == AckStatus::Acked));
                 seen.extend(got.iter().map(|d| d.lease.id));
@@ -89,12 +85,7 @@ async fn producers_on_two_stores_never_see_database_is_locked() {
                     .await
                     .unwrap();
                 n += got.len();
-                let acks: Vec<_> = got
-                    .iter()
-                    .map(|d| {
-                        Completion::new(d.lease, Outcome::Success { result: vec![0xc0] }, None)
-                    })
-                    .collect();
+                let acks = successes(&got, None);
                 store.complete(acks).await.unwrap();
                 if got.is_empty() {
                     store
