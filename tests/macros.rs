@@ -8,9 +8,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use skiff::{Backoff, Error, FailureKind, Queue, Registry, Task, TaskContext, TaskError};
+use skiff::{Backoff, Error, FailureKind, Queue, Registry, Task, TaskCall, TaskContext, TaskError};
 
 const WAIT: Duration = Duration::from_secs(5);
+
+/// Enqueues `call` on `queue` and waits for its output.
+async fn output<T: Task>(queue: &Queue, call: TaskCall<T>) -> T::Output {
+    call.enqueue(queue).await.unwrap().get(WAIT).await.unwrap()
+}
 
 /// What `send_email` returns (public, like the task: a `pub` task's types must be public).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -164,8 +169,7 @@ async fn async_task_runs_and_returns_its_typed_output() {
 async fn plain_fn_runs_on_the_blocking_pool() {
     let queue = Queue::immediate();
     let here = format!("{:?}", std::thread::current().id());
-    let handle = blocking_thread(41).enqueue(&queue).await.unwrap();
-    let (thread, n) = handle.get(WAIT).await.unwrap();
+    let (thread, n) = output(&queue, blocking_thread(41)).await;
     assert_eq!(n, 42);
     assert_ne!(thread, here, "a plain fn must not run on the async thread");
 }
@@ -182,15 +186,13 @@ async fn context_parameter_sees_the_task() {
     // The context is not an argument.
     let _: <introspect as Task>::Args = ("only the tag".to_owned(),);
 
-    let handle = blocking_with_context().enqueue(&queue).await.unwrap();
-    assert_eq!(handle.get(WAIT).await.unwrap(), 1);
+    assert_eq!(output(&queue, blocking_with_context()).await, 1);
 }
 
 #[tokio::test]
 async fn std_errors_convert_into_task_errors() {
     let queue = Queue::immediate();
-    let ok = parse_number("21".into()).enqueue(&queue).await.unwrap();
-    assert_eq!(ok.get(WAIT).await.unwrap(), 42);
+    assert_eq!(output(&queue, parse_number("21".into())).await, 42);
 
     let bad = parse_number("x".into()).enqueue(&queue).await.unwrap();
     match bad.get(WAIT).await {
@@ -218,46 +220,12 @@ async fn std_errors_convert_into_task_errors() {
 #[tokio::test]
 async fn bare_and_unit_returns_are_successes() {
     let queue = Queue::immediate();
-    assert_eq!(
-        bare_value(2, 3)
-            .enqueue(&queue)
-            .await
-            .unwrap()
-            .get(WAIT)
-            .await
-            .unwrap(),
-        5
-    );
-    no_return()
-        .enqueue(&queue)
-        .await
-        .unwrap()
-        .get(WAIT)
-        .await
-        .unwrap();
-    assert_eq!(
-        no_args()
-            .enqueue(&queue)
-            .await
-            .unwrap()
-            .get(WAIT)
-            .await
-            .unwrap(),
-        "none"
-    );
-    assert_eq!(
-        r#type(9)
-            .enqueue(&queue)
-            .await
-            .unwrap()
-            .get(WAIT)
-            .await
-            .unwrap(),
-        9
-    );
+    assert_eq!(output(&queue, bare_value(2, 3)).await, 5);
+    output(&queue, no_return()).await;
+    assert_eq!(output(&queue, no_args()).await, "none");
+    assert_eq!(output(&queue, r#type(9)).await, 9);
     assert_eq!(<r#type as Task>::NAME, "type");
-    let pong = inner::ping().enqueue(&queue).await.unwrap();
-    assert_eq!(pong.get(WAIT).await.unwrap(), "pong");
+    assert_eq!(output(&queue, inner::ping()).await, "pong");
 }
 
 #[test]
@@ -299,8 +267,7 @@ fn options_land_in_the_envelope() {
 #[tokio::test]
 async fn immediate_mode_retries_until_success() {
     let queue = Queue::immediate();
-    let handle = flaky().enqueue(&queue).await.unwrap();
-    assert_eq!(handle.get(WAIT).await.unwrap(), 3);
+    assert_eq!(output(&queue, flaky()).await, 3);
     assert_eq!(FLAKY_CALLS.load(Ordering::SeqCst), 3);
 
     let handle = always_fails().enqueue(&queue).await.unwrap();

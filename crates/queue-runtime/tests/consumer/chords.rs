@@ -2,7 +2,8 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use queue_core::{Error, Group, TaskCall, TaskError, TaskOptions};
+use queue_core::{Error, Group, Queue, TaskCall, TaskError, TaskOptions};
+use queue_runtime::RunningConsumer;
 
 use crate::common::{builder, queue, WAIT};
 
@@ -25,24 +26,22 @@ fn sum(v: Vec<u64>) -> TaskCall<Sum> {
     TaskCall::new((v,))
 }
 
+/// A running consumer of both task kinds with `workers` workers.
+fn spawn_consumer(q: &Queue, workers: usize) -> RunningConsumer {
+    builder(q)
+        .workers(workers)
+        .register_task::<Square>()
+        .register_task::<Sum>()
+        .build()
+        .unwrap()
+        .spawn()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn chord_callback_runs_once_with_every_output() {
     let q = queue();
     // Two consumers compete for members and callback.
-    let a = builder(&q)
-        .workers(3)
-        .register_task::<Square>()
-        .register_task::<Sum>()
-        .build()
-        .unwrap()
-        .spawn();
-    let b = builder(&q)
-        .workers(3)
-        .register_task::<Square>()
-        .register_task::<Sum>()
-        .build()
-        .unwrap()
-        .spawn();
+    let (a, b) = (spawn_consumer(&q, 3), spawn_consumer(&q, 3));
     let before = SUM_RUNS.load(Ordering::SeqCst);
     let h = Group::<Square>::map((1..=12).map(|n| (n,)))
         .then(sum)
@@ -65,12 +64,7 @@ async fn chord_callback_runs_once_with_every_output() {
 #[tokio::test(flavor = "multi_thread")]
 async fn chord_with_a_failed_member_fails_the_callback() {
     let q = queue();
-    let c = builder(&q)
-        .register_task::<Square>()
-        .register_task::<Sum>()
-        .build()
-        .unwrap()
-        .spawn();
+    let c = spawn_consumer(&q, 8);
     let h = Group::<Square>::map([(12,), (13,)])
         .then(sum)
         .enqueue(&q)

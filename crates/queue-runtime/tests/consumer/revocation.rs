@@ -8,7 +8,7 @@ use queue_core::{
     Clock as _, Error, FailureKind, ManualClock, MemoryStorage, Queue, RevokeTarget, Task as _,
     TaskOptions,
 };
-use queue_runtime::Event;
+use queue_runtime::{Event, RunningConsumer};
 
 use crate::common::{builder, queue, until_event, WAIT};
 
@@ -20,6 +20,15 @@ task!(Victim, "victim", (n: u32) -> u32, TaskOptions::new(), |ctx| {
 });
 
 task!(Bystander, "bystander", (n: u32) -> u32, TaskOptions::new(), |ctx| { Ok(n) });
+
+/// A running consumer of `Bystander` only.
+fn spawn_bystanders(q: &Queue) -> RunningConsumer {
+    builder(q)
+        .register_task::<Bystander>()
+        .build()
+        .unwrap()
+        .spawn()
+}
 
 fn revoked<T: std::fmt::Debug>(r: &Result<T, Error>) -> bool {
     matches!(r, Err(Error::TaskFailed { failure, .. }) if failure.kind == FailureKind::Revoked)
@@ -77,11 +86,7 @@ async fn revoke_until_lapses_at_its_time() {
     q.revoke_with(RevokeTarget::Task("bystander".into()), Some(until), false)
         .await
         .unwrap();
-    let running = builder(&q)
-        .register_task::<Bystander>()
-        .build()
-        .unwrap()
-        .spawn();
+    let running = spawn_bystanders(&q);
     let before = Bystander::call((1,)).enqueue(&q).await.unwrap();
     assert!(revoked(&before.get(WAIT).await));
     clock.advance(Duration::from_secs(61));
@@ -100,11 +105,7 @@ async fn revoke_once_stops_exactly_one_task() {
         .enqueue_many((0..4).map(|n| Bystander::call((n,))))
         .await
         .unwrap();
-    let running = builder(&q)
-        .register_task::<Bystander>()
-        .build()
-        .unwrap()
-        .spawn();
+    let running = spawn_bystanders(&q);
     let mut stopped = 0;
     for h in handles {
         match h.get(WAIT).await {
