@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench --bench throughput -- --backend sqlite --tasks 100000 --concurrency 64
 //! cargo bench --bench throughput -- --backend redis --tasks 100000 --concurrency 64 --json
+//! cargo bench --bench throughput --features postgres -- --backend postgres --tasks 100000
 //! cargo bench --bench throughput -- --backend sqlite --tasks 20000 --backlog 1000000
 //! ```
 //!
@@ -23,8 +24,11 @@
 //! `peak_rss_mb` is the process's VmHWM after phase 6; it is reset (`/proc/self/clear_refs`)
 //! before phase 5, so it is the worker's peak, not the producers'.
 //!
-//! Redis without `--url` runs a private `redis-server`; SQLite without `--url` uses a file in a
-//! temporary directory. With `--json` the last line printed is one JSON object.
+//! Redis without `--url` runs a private `redis-server`; PostgreSQL without `--url` runs a private
+//! server at PostgreSQL's default durability (`queue_postgres::testing`); SQLite without `--url`
+//! uses a file in a temporary directory. PostgreSQL's tables go to a schema of the bench's own
+//! (`skiff_bench_<pid>`), emptied at the end. With `--json` the last line printed is one JSON
+//! object.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -47,6 +51,7 @@ enum Backend {
     Memory,
     Sqlite,
     Redis,
+    Postgres,
 }
 
 impl Backend {
@@ -55,6 +60,7 @@ impl Backend {
             Self::Memory => "memory",
             Self::Sqlite => "sqlite",
             Self::Redis => "redis",
+            Self::Postgres => "postgres",
         }
     }
 }
@@ -152,6 +158,7 @@ struct Store {
     queue: Queue,
     sqlite: Option<Arc<skiff::sqlite::SqliteStorage>>,
     _redis: Option<queue_redis::testing::RedisServer>,
+    _postgres: Option<queue_postgres::testing::PostgresServer>,
     _dir: Option<tempfile::TempDir>,
     describe: String,
 }
@@ -160,6 +167,7 @@ async fn open(args: &Args) -> Result<Store, BoxError> {
     let mut redis_server = None;
     let mut dir = None;
     let mut sqlite = None;
+    let mut postgres_server = None;
     let (storage, describe): (Arc<dyn Storage>, String) = match args.backend {
         Backend::Memory => (Arc::new(skiff::MemoryStorage::new()), "memory".into()),
         Backend::Sqlite => {
@@ -191,11 +199,31 @@ async fn open(args: &Args) -> Result<Store, BoxError> {
             let store = queue_redis::RedisStorage::open(options).await?;
             (Arc::new(store), skiff::redact(&url))
         }
+        Backend::Postgres => {
+            let url = match &args.url {
+                Some(url) => url.clone(),
+                None => {
+                    let server = queue_postgres::testing::PostgresServer::with(
+                        queue_postgres::testing::ServerConfig { durable: true },
+                    );
+                    let url = server.url();
+                    postgres_server = Some(server);
+                    url
+                }
+            };
+            let schema = format!("skiff_bench_{}", std::process::id());
+            let options = queue_postgres::PostgresOptions::new(&url)?
+                .schema(&schema)?
+                .pool_size(16);
+            let store = queue_postgres::PostgresStorage::open(options).await?;
+            (Arc::new(store), skiff::redact(&url))
+        }
     };
     Ok(Store {
         queue: Queue::new(storage),
         sqlite,
         _redis: redis_server,
+        _postgres: postgres_server,
         _dir: dir,
         describe,
     })
@@ -603,6 +631,9 @@ async fn main() -> Result<(), BoxError> {
             "peak_rss_mb": (r.peak_rss_mb * 10.0).round() / 10.0,
         });
         println!("{obj}");
+    }
+    if args.backend == Backend::Postgres {
+        storage.flush().await?;
     }
     Ok(())
 }

@@ -57,7 +57,7 @@ use queue_core::Clock;
 
 use crate::{PostgresOptions, PostgresStorage};
 
-pub use server::PostgresServer;
+pub use server::{PostgresServer, ServerConfig};
 
 /// The variable that points the tests at an existing server instead.
 pub const EXTERNAL: &str = "SKIFF_TEST_POSTGRES_URL";

@@ -224,9 +224,24 @@ pub(super) fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
+/// How a private server is started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// PostgreSQL's default durability (`fsync`, `full_page_writes`): for benchmarks. Tests
+    /// run without them (a crash of the server process still loses nothing: the OS has every
+    /// write), which makes every commit cheaper.
+    pub durable: bool,
+}
+
 /// Starts `postgres` on `data` and waits until it accepts connections; the server log on
 /// failure. `detached` servers get a process group of their own (they outlive this process).
-pub(super) fn launch(data: &Path, port: u16, log: &Path, detached: bool) -> Result<Child, String> {
+pub(super) fn launch(
+    data: &Path,
+    port: u16,
+    log: &Path,
+    detached: bool,
+    config: ServerConfig,
+) -> Result<Child, String> {
     let log_file = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -240,13 +255,18 @@ pub(super) fn launch(data: &Path, port: u16, log: &Path, detached: bool) -> Resu
         .args(["-c", "listen_addresses=127.0.0.1"])
         .args(["-c", "unix_socket_directories="])
         .args(["-c", "max_connections=300"])
-        .args(["-c", "shared_buffers=32MB"])
+        .args(["-c", "max_wal_senders=0", "-c", "wal_level=minimal"])
+        .args(["-c", "log_min_messages=warning"]);
+    if config.durable {
+        // The defaults, except the buffer cache: 128 MB.
+        cmd.args(["-c", "shared_buffers=128MB"]);
+    } else {
         // Test servers trade durability against power loss for speed; a crash of the server
         // process (what the crash tests do) loses nothing, the OS still has every write.
-        .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
-        .args(["-c", "max_wal_senders=0", "-c", "wal_level=minimal"])
-        .args(["-c", "log_min_messages=warning"])
-        .stdin(Stdio::null())
+        cmd.args(["-c", "shared_buffers=32MB"]);
+        cmd.args(["-c", "fsync=off", "-c", "full_page_writes=off"]);
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file);
     if detached {
@@ -312,6 +332,7 @@ pub struct PostgresServer {
     data: PathBuf,
     log: PathBuf,
     tmp: Option<tempfile::TempDir>,
+    config: ServerConfig,
     /// The watchdog: when its stdin closes (this handle is dropped, or the process dies,
     /// however), it stops the server and removes its files.
     watchdog: Option<Child>,
@@ -328,8 +349,13 @@ impl std::fmt::Debug for PostgresServer {
 }
 
 impl PostgresServer {
-    /// Starts a server on a fresh copy of the template.
+    /// Starts a server on a fresh copy of the template, configured for tests.
     pub fn start() -> Self {
+        Self::with(ServerConfig::default())
+    }
+
+    /// Starts a server on a fresh copy of the template, configured by `config`.
+    pub fn with(config: ServerConfig) -> Self {
         let tmp = tempfile::Builder::new()
             .prefix("skiff-pg-")
             .tempdir()
@@ -344,12 +370,13 @@ impl PostgresServer {
             log: tmp.path().join("postgres.log"),
             data,
             tmp: Some(tmp),
+            config,
             watchdog: Some(watchdog),
         };
         let mut last = String::new();
         for _ in 0..5 {
             server.port = free_port();
-            match launch(&server.data, server.port, &server.log, false) {
+            match launch(&server.data, server.port, &server.log, false, config) {
                 Ok(child) => {
                     server.child = Some(child);
                     return server;
@@ -405,7 +432,7 @@ impl PostgresServer {
     /// Starts the server again (crashing it first if it runs) on the same port and data.
     pub fn restart(&mut self) {
         self.crash();
-        match launch(&self.data, self.port, &self.log, false) {
+        match launch(&self.data, self.port, &self.log, false, self.config) {
             Ok(child) => self.child = Some(child),
             Err(log) => panic!("the PostgreSQL test server did not restart:\n{log}"),
         }

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
+use super::server::ServerConfig;
 use super::server::{
     bin_dir, cache_dir, copy_template, free_port, give_to_server, is_ready, launch, server_command,
     server_user, PostgresServer,
@@ -142,7 +143,7 @@ fn start(dir: &Path, data: &Path) -> String {
     let mut last = String::new();
     for _ in 0..5 {
         let port = free_port();
-        match launch(data, port, &log, true) {
+        match launch(data, port, &log, true, ServerConfig::default()) {
             Ok(child) => {
                 // The watchdog stops it; this process only forgets it.
                 std::mem::forget(child);
