@@ -3,8 +3,9 @@
 //! the same statement.
 //!
 //! Index use: locks, rate counters and revocations are looked up by primary key; purges walk
-//! the `*_expiry` indexes and stop after `max` rows; `requeue_expired` walks `tasks_timer`
-//! up to the first lease that still holds.
+//! the `*_expiry` indexes and stop after `max` rows, then delete those rows by key
+//! (`= ANY (ARRAY (…))`, never a join the planner could turn into a scan); `requeue_expired`
+//! walks `tasks_timer` up to the first lease that still holds.
 
 use std::time::Duration;
 
@@ -84,19 +85,19 @@ WHERE r.window_start <> excluded.window_start OR r.hits < $4";
 
 pub(crate) const PURGE_EXPIRED: &str = "\
 WITH r AS (
-    DELETE FROM {s}.results WHERE id IN
-        (SELECT id FROM {s}.results WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)
+    DELETE FROM {s}.results WHERE id = ANY (ARRAY (
+        SELECT id FROM {s}.results WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2))
     RETURNING 1
 ), l AS (
-    DELETE FROM {s}.locks WHERE name IN
-        (SELECT name FROM {s}.locks WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)
+    DELETE FROM {s}.locks WHERE name = ANY (ARRAY (
+        SELECT name FROM {s}.locks WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2))
     RETURNING 1
 ), c AS (
-    DELETE FROM {s}.rates WHERE key IN
-        (SELECT key FROM {s}.rates WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)
+    DELETE FROM {s}.rates WHERE key = ANY (ARRAY (
+        SELECT key FROM {s}.rates WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2))
 ), v AS (
-    DELETE FROM {s}.revocations WHERE (kind, target) IN
-        (SELECT kind, target FROM {s}.revocations WHERE until <= $1 LIMIT $2)
+    DELETE FROM {s}.revocations WHERE ctid = ANY (ARRAY (
+        SELECT ctid FROM {s}.revocations WHERE until <= $1 LIMIT $2))
 )
 SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM l)";
 

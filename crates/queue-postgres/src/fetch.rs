@@ -17,6 +17,8 @@
 //!   in delivery order and stops after `n` rows; `due` reads `tasks_timer (queue, wake_at)
 //!   WHERE state <> 0` up to the first timer in the future. Neither visits finished work (it
 //!   is deleted) or the rest of the backlog, so the claim's cost is the batch size.
+//! * The updates find their rows by primary key (`id = ANY (ARRAY (…))`: an index scan for
+//!   the batch, whatever the planner estimates for the candidates).
 //! * The lease token of each row is `base XOR seq`, with a fresh random `base` per fetch (bit
 //!   61 set, so tokens are positive and never zero).
 //!
@@ -59,11 +61,11 @@ WITH ready AS MATERIALIZED (
     LIMIT $2
 ), promoted AS (
     UPDATE {s}.tasks t SET state = 0, lease_token = NULL
-    FROM due WHERE t.id = due.id AND due.id NOT IN (SELECT id FROM pick)
+    WHERE t.id = ANY (ARRAY (SELECT id FROM due WHERE id NOT IN (SELECT id FROM pick)))
 ), claimed AS (
     UPDATE {s}.tasks t
     SET state = 2, lease_token = $5 # t.seq, wake_at = $4, deliveries = t.deliveries + 1
-    FROM pick WHERE t.id = pick.id
+    WHERE t.id = ANY (ARRAY (SELECT id FROM pick))
     RETURNING t.id, t.seq, t.priority, t.deliveries, t.attempts, t.max_deliveries,
               t.lease_token, t.raw
 )

@@ -94,6 +94,7 @@ mod complete;
 mod control;
 mod enqueue;
 mod error;
+mod explain;
 mod fetch;
 mod notify;
 mod options;
@@ -118,6 +119,7 @@ use queue_core::storage::RevocationCache;
 use queue_core::{Clock, Error, Result, TaskId};
 
 pub(crate) use error::PoolInfo;
+pub use explain::QueryPlan;
 pub use options::{PostgresOptions, DEFAULT_SCHEMA, MAX_SCHEMA_LEN};
 pub use redact::redact_url;
 pub use schema::SCHEMA_VERSION;

@@ -22,9 +22,12 @@ use crate::notify::Waiters;
 use crate::sql::{q, Sql};
 use crate::PoolInfo;
 
-/// Is anything ready, and when is the next timer? (two index reads, one round trip)
+/// Is anything ready, and when is the next timer? (two index reads, one round trip; the first
+/// is a scalar subquery in the index's order, not an `EXISTS`, which the planner may answer
+/// by scanning the table — the whole table for a queue with no ready row)
 pub(crate) const PROBE: &str = "\
-SELECT EXISTS (SELECT 1 FROM {s}.tasks WHERE queue = $1 AND state = 0),
+SELECT (SELECT seq FROM {s}.tasks WHERE queue = $1 AND state = 0
+        ORDER BY priority DESC, seq LIMIT 1) IS NOT NULL,
        (SELECT min(wake_at) FROM {s}.tasks WHERE queue = $1 AND state <> 0)";
 
 pub(crate) const GET_RESULT: &str =
