@@ -120,12 +120,15 @@ struct Inner {
 /// let queue = Queue::memory();
 /// let consumer = Consumer::builder(queue.clone()).register_task::<Ping>().build()?;
 /// let metrics = Metrics::new();
-/// metrics.observe(consumer.events());
+/// let observer = metrics.observe(consumer.events());
 /// let running = consumer.spawn();
 ///
 /// Ping::call(()).enqueue(&queue).await?.get(Duration::from_secs(5)).await?;
 /// running.shutdown(Duration::from_secs(5)).await?;
-/// // The observer ends when the consumer is gone; its counters stay.
+/// // The observer ends once the consumer and the queue are gone (no more events can come),
+/// // having recorded every event; its counters stay.
+/// drop(queue);
+/// let _ = observer.await;
 /// let text = metrics.render();
 /// assert!(text.contains("skiff_task_duration_seconds_count{task=\"ping\"}"), "{text}");
 /// # Ok(()) }
