@@ -39,6 +39,9 @@
 //! * **Revocation checks** (once per fetched batch) cost nothing while no revocation exists:
 //!   each claim also reads whether any does (a column of its `RETURNING`), so a revocation
 //!   written by any process before a batch is claimed applies to it.
+//! * **Transactional enqueue**: [`EnqueueIn`] stores tasks with the application's own
+//!   transaction on the same file (`call.enqueue_in(&mut tx, &queue)`), so a task exists if
+//!   and only if that transaction commits.
 //! * **Time** comes from the store's [`Clock`](queue_core::Clock), bound into SQL as
 //!   milliseconds; SQLite's own clock is never read.
 
@@ -56,6 +59,7 @@ mod options;
 mod schema;
 mod sql;
 mod storage;
+mod tx;
 mod wait;
 mod writer;
 
@@ -71,6 +75,7 @@ use queue_core::{Result, TaskId};
 pub use explain::QueryPlan;
 pub use options::{SqliteOptions, Synchronous};
 pub use schema::migrate::SCHEMA_VERSION;
+pub use tx::EnqueueIn;
 
 use control::{Arg, Exec};
 use schema::TempFile;
@@ -171,6 +176,25 @@ impl SqliteStorage {
             path: opened.path,
             _temp: opened.temp,
         })
+    }
+
+    /// A pool of connections to the store's file, for an application's own queries on it, such
+    /// as the transaction that [`EnqueueIn`] stores tasks in. It is the pool the store reads
+    /// with; its writes wait for the store's writer like any other process's.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = queue_sqlite::SqliteStorage::connect("sqlite::memory:").await?;
+    /// let tx = store.pool().begin_with("BEGIN IMMEDIATE").await?;
+    /// // … the application's writes and `call.enqueue_in(&mut tx, &queue)` …
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     /// The database file (a temporary file for `sqlite::memory:`).

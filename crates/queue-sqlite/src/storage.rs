@@ -42,6 +42,10 @@ impl Storage for SqliteStorage {
         self.shared.clock.clone()
     }
 
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     async fn enqueue(&self, batch: Vec<Envelope>) -> Result<Vec<EnqueueOutcome>> {
         if batch.is_empty() {
             return Ok(Vec::new());

@@ -67,9 +67,14 @@ impl Shared {
         to_millis(self.clock.now())
     }
 
+    /// Wakes the consumers waiting for work (a commit made tasks deliverable).
+    pub(crate) fn wake_work(&self) {
+        self.work.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
     fn wake(&self, fx: &Effects) {
         if fx.work {
-            self.work.send_modify(|v| *v = v.wrapping_add(1));
+            self.wake_work();
         }
         if fx.results {
             self.results.send_modify(|v| *v = v.wrapping_add(1));

@@ -7,6 +7,7 @@ mod concurrency;
 mod open;
 mod plans;
 mod store;
+mod tx;
 
 use std::path::Path;
 use std::sync::Arc;
