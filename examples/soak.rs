@@ -5,10 +5,15 @@
 //! ```text
 //! cargo run --release --example soak -- URL enqueue --count N [--start S] [--sleep-ms MAX]
 //!     [--fail-first K] [--poison K] [--priority P] [--delay-ms D] [--batch B]
+//!     [--queue NAME] [--rollback R] [--hold-ms H]
 //! cargo run --release --example soak -- URL work --concurrency C --record FILE
-//!     [--periodic-every-secs S] [--exit-when-idle-ms MS] [--lease-ms L]
-//! cargo run --release --example soak -- URL stats
+//!     [--periodic-every-secs S] [--exit-when-idle-ms MS] [--lease-ms L] [--queues A,B]
+//! cargo run --release --example soak -- URL stats [--queue NAME]
+//! cargo run --release --example soak -- URL orders
 //! ```
+//!
+//! An option a store cannot honour (`--rollback` on Redis) exits with status 2 and a one-line
+//! reason.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -56,6 +61,16 @@ enum Command {
         /// Enqueue in batches of B through the batch API (default: one call per task).
         #[arg(long)]
         batch: Option<usize>,
+        /// The queue to store the tasks in.
+        #[arg(long, default_value = "default")]
+        queue: String,
+        /// Enqueue each task in an application transaction that also inserts n into
+        /// `soak_orders` and commits; then R more tasks in transactions that roll back.
+        #[arg(long)]
+        rollback: Option<u64>,
+        /// Every task sleeps exactly H ms (instead of the random --sleep-ms time).
+        #[arg(long)]
+        hold_ms: Option<u64>,
     },
     /// Run a consumer until killed, or until the store is idle for --exit-when-idle-ms.
     Work {
@@ -70,9 +85,18 @@ enum Command {
         /// Lease length in ms (default 30000); a killed worker's tasks come back after it.
         #[arg(long)]
         lease_ms: Option<u64>,
+        /// The queues to consume, comma-separated (the concurrency is split between them).
+        #[arg(long, value_delimiter = ',', default_value = "default")]
+        queues: Vec<String>,
     },
     /// Print the store's counts as one JSON line.
-    Stats,
+    Stats {
+        /// Count one queue only.
+        #[arg(long)]
+        queue: Option<String>,
+    },
+    /// Print the rows of `soak_orders` as one JSON line: `{"orders": rows, "distinct": n}`.
+    Orders,
 }
 
 /// The soak workload. Fails on purpose when asked to; records each success.
@@ -84,6 +108,8 @@ async fn soak_task(
     fail_first: bool,
     poison: bool,
 ) -> Result<u64, TaskError> {
+    // `--hold-ms` and `--sleep-ms` both end up here: an async sleep, so a cancelled task ends
+    // at once.
     if sleep_ms > 0 {
         tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
     }
@@ -124,7 +150,127 @@ async fn open(url: &str) -> Result<Queue, skiff::Error> {
         let store = queue_redis::RedisStorage::connect(url).await?;
         return Ok(Queue::new(Arc::new(store)));
     }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = queue_postgres::PostgresStorage::connect(url).await?;
+        return Ok(Queue::new(Arc::new(store)));
+    }
     Queue::connect(url).await
+}
+
+/// Exits with status 2 and a one-line reason: the store cannot do what was asked.
+fn unsupported(what: &str, queue: &Queue) -> ! {
+    eprintln!(
+        "{what} is not supported on the {} store",
+        queue.storage().backend()
+    );
+    std::process::exit(2)
+}
+
+/// The application side of `--rollback` and `orders`: the store's database, reached with sqlx.
+enum AppDb<'q> {
+    Sqlite(&'q skiff::sqlite::SqliteStorage),
+    Postgres(&'q queue_postgres::PostgresStorage),
+}
+
+impl<'q> AppDb<'q> {
+    /// The database of `queue`'s store, or `None` when it shares no transactions.
+    fn of(queue: &'q Queue) -> Option<Self> {
+        let any = queue.storage().as_any()?;
+        if let Some(s) = any.downcast_ref::<skiff::sqlite::SqliteStorage>() {
+            return Some(Self::Sqlite(s));
+        }
+        any.downcast_ref().map(Self::Postgres)
+    }
+
+    /// `soak_orders`, created if missing (beside the store's tables).
+    async fn orders_table(&self) -> Result<String, sqlx::Error> {
+        let (table, create) = match self {
+            Self::Sqlite(_) => (
+                "soak_orders".to_owned(),
+                "CREATE TABLE IF NOT EXISTS soak_orders (n INTEGER NOT NULL)".to_owned(),
+            ),
+            Self::Postgres(s) => {
+                let table = format!("\"{}\".soak_orders", s.schema());
+                let create = format!("CREATE TABLE IF NOT EXISTS {table} (n bigint NOT NULL)");
+                (table, create)
+            }
+        };
+        match self {
+            Self::Sqlite(s) => {
+                sqlx::query(sqlx::AssertSqlSafe(create))
+                    .execute(s.pool())
+                    .await?;
+            }
+            Self::Postgres(s) => {
+                sqlx::query(sqlx::AssertSqlSafe(create))
+                    .execute(s.pool())
+                    .await?;
+            }
+        }
+        Ok(table)
+    }
+
+    /// Inserts order `n` and enqueues `call` in one transaction, then commits or rolls back.
+    async fn order(
+        &self,
+        queue: &Queue,
+        table: &str,
+        n: u64,
+        call: skiff::TaskCall<soak_task>,
+        commit: bool,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let insert = format!("INSERT INTO {table} (n) VALUES ($1)");
+        let n = i64::try_from(n)?;
+        match self {
+            Self::Sqlite(s) => {
+                use skiff::sqlite::EnqueueIn as _;
+                let mut tx = s.pool().begin_with("BEGIN IMMEDIATE").await?;
+                sqlx::query(sqlx::AssertSqlSafe(insert))
+                    .bind(n)
+                    .execute(&mut *tx)
+                    .await?;
+                call.enqueue_in(&mut tx, queue).await?;
+                if commit {
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
+            }
+            Self::Postgres(s) => {
+                use queue_postgres::EnqueueIn as _;
+                let mut tx = s.pool().begin().await?;
+                sqlx::query(sqlx::AssertSqlSafe(insert))
+                    .bind(n)
+                    .execute(&mut *tx)
+                    .await?;
+                call.enqueue_in(&mut tx, queue).await?;
+                if commit {
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `(rows, distinct n)` of `soak_orders`.
+    async fn orders(&self) -> Result<(i64, i64), sqlx::Error> {
+        let table = self.orders_table().await?;
+        let select = format!("SELECT count(*), count(DISTINCT n) FROM {table}");
+        match self {
+            Self::Sqlite(s) => {
+                sqlx::query_as(sqlx::AssertSqlSafe(select))
+                    .fetch_one(s.pool())
+                    .await
+            }
+            Self::Postgres(s) => {
+                sqlx::query_as(sqlx::AssertSqlSafe(select))
+                    .fetch_one(s.pool())
+                    .await
+            }
+        }
+    }
 }
 
 #[tokio::main]
@@ -141,18 +287,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             priority,
             delay_ms,
             batch,
+            queue: queue_name,
+            rollback,
+            hold_ms,
         } => {
             let began = Instant::now();
             let mut rng = rand::rng();
-            let calls = (start..start + count).map(|n| {
-                let sleep = if sleep_ms > 0 {
-                    rng.random_range(0..=sleep_ms)
-                } else {
-                    0
+            let make = |n: u64, rng: &mut rand::rngs::ThreadRng| {
+                let sleep = match hold_ms {
+                    Some(h) => h,
+                    None if sleep_ms > 0 => rng.random_range(0..=sleep_ms),
+                    None => 0,
                 };
                 let is_poison = poison.is_some_and(|k| k > 0 && n % k == 0);
                 let fails_first = !is_poison && fail_first.is_some_and(|k| k > 0 && n % k == 0);
-                let mut call = soak_task(n, sleep, fails_first, is_poison);
+                let mut call = soak_task(n, sleep, fails_first, is_poison).queue(&queue_name);
                 if let Some(p) = priority {
                     call = call.priority(p);
                 }
@@ -160,7 +309,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     call = call.delay(Duration::from_millis(d));
                 }
                 call
-            });
+            };
+            if let Some(rolled_back) = rollback {
+                let Some(db) = AppDb::of(&queue) else {
+                    unsupported("--rollback (enqueue in an application transaction)", &queue)
+                };
+                let table = db.orders_table().await?;
+                for n in start..start + count {
+                    db.order(&queue, &table, n, make(n, &mut rng), true).await?;
+                }
+                let end = start + count;
+                for n in end..end + rolled_back {
+                    db.order(&queue, &table, n, make(n, &mut rng), false)
+                        .await?;
+                }
+                let seconds = began.elapsed().as_secs_f64();
+                println!(
+                    "{}",
+                    serde_json::json!({ "enqueued": count, "rolled_back": rolled_back, "seconds": seconds })
+                );
+                return Ok(());
+            }
+            let calls = (start..start + count).map(|n| make(n, &mut rng));
             match batch {
                 Some(size) if size > 1 => {
                     let calls: Vec<_> = calls.collect();
@@ -188,47 +358,76 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             periodic_every_secs,
             exit_when_idle_ms,
             lease_ms,
+            queues,
         } => {
             let file = OpenOptions::new().create(true).append(true).open(&record)?;
             RECORD
                 .set(file)
                 .map_err(|_| "the record file was already open")?;
             let lease = Duration::from_millis(lease_ms.unwrap_or(30_000));
-            work(
-                queue,
+            let options = WorkOptions {
                 concurrency,
                 lease,
                 periodic_every_secs,
                 exit_when_idle_ms,
-            )
-            .await?;
+                queues,
+            };
+            work(queue, options).await?;
         }
-        Command::Stats => {
-            let counts = queue.counts().await?;
+        Command::Stats { queue: name } => {
+            let counts = match name {
+                Some(name) => queue.storage().counts(Some(&name)).await?,
+                None => queue.counts().await?,
+            };
             println!("{}", serde_json::to_string(&counts)?);
+        }
+        Command::Orders => {
+            let Some(db) = AppDb::of(&queue) else {
+                unsupported("orders (an application table)", &queue)
+            };
+            let (rows, distinct) = db.orders().await?;
+            println!(
+                "{}",
+                serde_json::json!({ "orders": rows, "distinct": distinct })
+            );
         }
     }
     Ok(())
 }
 
-async fn work(
-    queue: Queue,
+/// What `work` was asked to do.
+struct WorkOptions {
     concurrency: usize,
     lease: Duration,
     periodic_every_secs: Option<u64>,
     exit_when_idle_ms: Option<u64>,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let mut builder = Consumer::builder(queue.clone())
-        .workers(concurrency)
-        .lease(lease)
-        .register(soak_task);
-    if let Some(secs) = periodic_every_secs {
-        // Fires at every multiple of `secs` since the Unix epoch, once across all workers.
-        let every = skiff::Schedule::every(Duration::from_secs(secs.max(1)))?;
-        builder = builder.periodic_task(soak_cron, every);
+    queues: Vec<String>,
+}
+
+async fn work(queue: Queue, options: WorkOptions) -> Result<(), Box<dyn std::error::Error>> {
+    let WorkOptions {
+        concurrency,
+        lease,
+        periodic_every_secs,
+        exit_when_idle_ms,
+        queues,
+    } = options;
+    // One consumer per queue, the concurrency split between them (at least one each).
+    let share = (concurrency / queues.len().max(1)).max(1);
+    let mut running = Vec::with_capacity(queues.len());
+    for (i, name) in queues.iter().enumerate() {
+        let mut builder = Consumer::builder(queue.clone())
+            .queue(name)
+            .workers(share)
+            .lease(lease)
+            .register(soak_task);
+        if let (0, Some(secs)) = (i, periodic_every_secs) {
+            // Fires at every multiple of `secs` since the Unix epoch, once across all workers.
+            let every = skiff::Schedule::every(Duration::from_secs(secs.max(1)))?;
+            builder = builder.periodic_task(soak_cron, every);
+        }
+        running.push(builder.build()?.spawn());
     }
-    let consumer = builder.build()?;
-    let running = consumer.spawn();
     match exit_when_idle_ms {
         Some(idle_ms) => {
             let idle_for = Duration::from_millis(idle_ms);
@@ -264,6 +463,8 @@ async fn work(
             tokio::signal::ctrl_c().await?;
         }
     }
-    running.shutdown(Duration::from_secs(30)).await?;
+    for consumer in running {
+        consumer.shutdown(Duration::from_secs(30)).await?;
+    }
     Ok(())
 }
