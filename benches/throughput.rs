@@ -204,7 +204,10 @@ async fn open(args: &Args) -> Result<Store, BoxError> {
                 Some(url) => url.clone(),
                 None => {
                     let server = queue_postgres::testing::PostgresServer::with(
-                        queue_postgres::testing::ServerConfig { durable: true },
+                        queue_postgres::testing::ServerConfig {
+                            durable: true,
+                            ..Default::default()
+                        },
                     );
                     let url = server.url();
                     postgres_server = Some(server);

@@ -24,29 +24,8 @@ impl Drop for TlsServer {
 
 fn start_tls_server() -> TlsServer {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("`openssl` is needed to make a test certificate (apt-get install openssl)");
-    assert!(made.success(), "openssl could not make a certificate");
+    let queue_core::testing::TestCertificates { cert, key, .. } =
+        queue_core::testing::test_certificates(dir.path());
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

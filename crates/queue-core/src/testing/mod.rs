@@ -52,6 +52,7 @@ mod outcomes;
 mod periodic;
 mod poison;
 mod results;
+mod tls;
 mod unique;
 mod wait;
 
@@ -63,6 +64,7 @@ pub use outcomes::*;
 pub use periodic::*;
 pub use poison::*;
 pub use results::*;
+pub use tls::*;
 pub use unique::*;
 pub use wait::*;
 

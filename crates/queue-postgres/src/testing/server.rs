@@ -231,6 +231,10 @@ pub struct ServerConfig {
     /// run without them (a crash of the server process still loses nothing: the OS has every
     /// write), which makes every commit cheaper.
     pub durable: bool,
+    /// TLS on (`ssl=on`) with a certificate for `localhost` and `127.0.0.1` signed by a test
+    /// authority ([`PostgresServer::tls_root_cert`] is the root to verify it with); plain
+    /// connections are still accepted.
+    pub tls: bool,
 }
 
 /// Starts `postgres` on `data` and waits until it accepts connections; the server log on
@@ -266,6 +270,17 @@ pub(super) fn launch(
         cmd.args(["-c", "shared_buffers=32MB"]);
         cmd.args(["-c", "fsync=off", "-c", "full_page_writes=off"]);
     }
+    if config.tls {
+        let dir = data.join("tls");
+        if !dir.join("cert.pem").exists() {
+            make_certificate(&dir);
+        }
+        cmd.args(["-c", "ssl=on"])
+            .arg("-c")
+            .arg(format!("ssl_cert_file={}", dir.join("cert.pem").display()))
+            .arg("-c")
+            .arg(format!("ssl_key_file={}", dir.join("key.pem").display()));
+    }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file);
@@ -295,6 +310,18 @@ pub(super) fn launch(
             ));
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A certificate and key in `dir` the server may read (its key owned by the server's user,
+/// mode 0600, as PostgreSQL demands).
+fn make_certificate(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(dir).expect("create the certificate directory");
+    let certs = queue_core::testing::test_certificates(dir);
+    fs::set_permissions(&certs.key, fs::Permissions::from_mode(0o600)).expect("chmod the key");
+    for path in [dir, certs.cert.as_path(), certs.key.as_path()] {
+        give_to_server(path);
     }
 }
 
@@ -406,6 +433,14 @@ impl PostgresServer {
     /// The server log (its stderr).
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The root that signed the certificate of a server started with [`ServerConfig::tls`],
+    /// for `sslrootcert=`.
+    pub fn tls_root_cert(&self) -> Option<PathBuf> {
+        self.config
+            .tls
+            .then(|| self.data.join("tls").join("root.pem"))
     }
 
     /// `postgres://skiff@127.0.0.1:PORT/postgres`.

@@ -11,6 +11,7 @@
 mod errors;
 mod plans;
 mod schema;
+mod tls;
 mod tx;
 mod wake;
 
