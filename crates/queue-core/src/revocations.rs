@@ -118,6 +118,54 @@ impl RevocationCache {
         Ok(any)
     }
 
+    /// [`Storage::check_revoked`](crate::Storage::check_revoked) with this cache's fast path:
+    /// no flags for no tasks; all `false`, without running `check`, while no revocation exists
+    /// (as [`any_exists`](Self::any_exists) answers with `read`); otherwise the flags of
+    /// `check`, the store's own check of the `tasks` tasks.
+    ///
+    /// A store's fetch reads whether any revocation exists in its claim and
+    /// [`record`](Self::record)s it, so the check of the batch it fetched needs no read of its
+    /// own: a revocation written (by any process) before a batch is claimed applies to it.
+    /// Without a fetch the answer is reused for the time to live; revocations written through
+    /// this store ([`writing`](Self::writing)) invalidate it at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use queue_core::storage::RevocationCache;
+    ///
+    /// # futures::executor::block_on(async {
+    /// let cache = RevocationCache::new();
+    /// let any = || async { Ok::<_, std::io::Error>(false) }; // e.g. `EXISTS revoked`
+    /// let each = || async { Ok(vec![true, true]) }; // the store's check of each task
+    /// assert_eq!(cache.check_revoked(2, any, each).await?, [false, false]);
+    /// # Ok::<(), std::io::Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future records nothing.
+    pub async fn check_revoked<R, RF, C, CF, E>(
+        &self,
+        tasks: usize,
+        read: R,
+        check: C,
+    ) -> Result<Vec<bool>, E>
+    where
+        R: FnOnce() -> RF,
+        RF: Future<Output = Result<bool, E>>,
+        C: FnOnce() -> CF,
+        CF: Future<Output = Result<Vec<bool>, E>>,
+    {
+        if tasks == 0 {
+            return Ok(Vec::new());
+        }
+        if !self.any_exists(read).await? {
+            return Ok(vec![false; tasks]);
+        }
+        check().await
+    }
+
     /// Runs `write`, a revocation write of this store, moving the version when it starts and
     /// when it ends, so no "none" answer read before it ends is used after it.
     ///
@@ -180,6 +228,36 @@ mod tests {
         }))
         .unwrap_or_else(|()| unreachable!());
         (any, ran.get())
+    }
+
+    /// `check_revoked` of `tasks` tasks when `any` revocation exists; returns the flags and
+    /// whether the store's own check ran.
+    fn check(cache: &RevocationCache, tasks: usize, any: bool) -> (Vec<bool>, bool) {
+        let checked = Cell::new(false);
+        let flags = futures::executor::block_on(cache.check_revoked(
+            tasks,
+            || async move { Ok::<_, ()>(any) },
+            || {
+                checked.set(true);
+                async move { Ok(vec![true; tasks]) }
+            },
+        ))
+        .unwrap_or_else(|()| unreachable!());
+        (flags, checked.get())
+    }
+
+    #[test]
+    fn check_revoked_runs_the_store_check_only_when_a_revocation_exists() {
+        let cache = RevocationCache::with_ttl(LONG);
+        assert_eq!(check(&cache, 0, true), (vec![], false), "no tasks, no read");
+        assert_eq!(check(&cache, 2, false), (vec![false, false], false));
+        assert_eq!(
+            check(&cache, 2, true),
+            (vec![false, false], false),
+            "\"none\" is cached"
+        );
+        let cache = RevocationCache::with_ttl(LONG);
+        assert_eq!(check(&cache, 2, true), (vec![true, true], true));
     }
 
     #[test]

@@ -22,7 +22,9 @@
 //! The trait is object safe: the runtime holds an `Arc<dyn Storage>`.
 //!
 //! For backend authors: [`RevocationCache`] keeps the "no revocation exists" answer that lets
-//! [`Storage::check_revoked`] skip its read in the usual case.
+//! [`Storage::check_revoked`] skip its read in the usual case; [`RateWindow`] is the window
+//! arithmetic of [`Storage::rate_limit`]; [`rows`] holds what stores that keep tasks as rows of
+//! tables (SQLite, PostgreSQL) do alike around their SQL.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +36,11 @@ use serde::{Deserialize, Serialize};
 use crate::{Clock, Envelope, Error, LeaseToken, Result, TaskFailure, TaskId};
 
 pub use crate::revocations::RevocationCache;
+
+mod rate_window;
+pub mod rows;
+
+pub use rate_window::RateWindow;
 
 /// A task handed to a worker: the right to complete it while the lease holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
