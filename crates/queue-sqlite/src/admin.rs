@@ -9,10 +9,9 @@ use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use queue_core::clock::from_millis;
+use queue_core::storage::rows::{page_bounds, DeadRow, TaskRow};
 use queue_core::{
-    Counts, DeadTask, EnqueueOutcome, Envelope, FailureKind, Page, Result, StoredResult,
-    TaskFailure, TaskId, TaskRecord, TaskState,
+    Counts, DeadTask, EnqueueOutcome, Envelope, Page, Result, TaskId, TaskRecord, TaskState,
 };
 
 use crate::enqueue::{insert_tasks, NewTask};
@@ -25,63 +24,31 @@ const TASK_COLUMNS: &str = "id, queue, state, run_at, wake_at, deliveries, attem
 fn task_record(row: &SqliteRow, now: i64) -> Result<TaskRecord> {
     let id: Vec<u8> = row.try_get(0).ctx("read a task")?;
     let state: i64 = row.try_get(2).ctx("read a task")?;
-    let run_at: i64 = row.try_get(3).ctx("read a task")?;
-    let wake_at: i64 = row.try_get(4).ctx("read a task")?;
-    let deliveries: i64 = row.try_get(5).ctx("read a task")?;
-    let attempts: i64 = row.try_get(6).ctx("read a task")?;
-    let priority: i64 = row.try_get(7).ctx("read a task")?;
-    let raw: Vec<u8> = row.try_get(8).ctx("read a task")?;
-    let state = match state {
-        2 => TaskState::Leased,
-        _ if run_at <= now => TaskState::Ready,
-        _ => TaskState::Scheduled,
-    };
-    let envelope = Envelope::decode(&raw)
-        .map(|mut env| {
-            env.deliveries = u32::try_from(deliveries).unwrap_or(0);
-            env.attempt = u32::try_from(attempts).unwrap_or(0);
-            env.priority = i16::try_from(priority).unwrap_or(env.priority);
-            env
-        })
-        .map_err(|e| e.to_string());
-    Ok(TaskRecord {
+    let task = TaskRow {
         id: TaskId::from_slice(&id)?,
         queue: row.try_get(1).ctx("read a task")?,
-        state,
-        run_at: from_millis(run_at),
-        lease_expires_at: (state == TaskState::Leased).then(|| from_millis(wake_at)),
-        envelope,
-    })
+        leased: state == 2,
+        run_at: row.try_get(3).ctx("read a task")?,
+        wake_at: row.try_get(4).ctx("read a task")?,
+        deliveries: row.try_get(5).ctx("read a task")?,
+        attempts: row.try_get(6).ctx("read a task")?,
+        priority: row.try_get(7).ctx("read a task")?,
+        raw: row.try_get(8).ctx("read a task")?,
+    };
+    Ok(task.into_record(now))
 }
 
 fn dead_task(row: &SqliteRow) -> Result<DeadTask> {
     let id: Vec<u8> = row.try_get(0).ctx("read a dead task")?;
-    let failure: Vec<u8> = row.try_get(3).ctx("read a dead task")?;
-    let failed_at: i64 = row.try_get(4).ctx("read a dead task")?;
-    let raw: Vec<u8> = row.try_get(5).ctx("read a dead task")?;
-    let failure = match StoredResult::decode(&failure) {
-        Ok(StoredResult::Failure(f)) => f,
-        _ => TaskFailure::new(
-            FailureKind::Undecodable,
-            "the stored failure does not decode",
-            0,
-        ),
-    };
-    Ok(DeadTask {
+    let dead = DeadRow {
         id: TaskId::from_slice(&id)?,
         queue: row.try_get(1).ctx("read a dead task")?,
         task: row.try_get(2).ctx("read a dead task")?,
-        failure,
-        failed_at: from_millis(failed_at),
-        envelope: Envelope::decode(&raw).map_err(|e| e.to_string()),
-    })
-}
-
-fn page_args(page: Page) -> (i64, i64) {
-    (
-        i64::from(page.limit),
-        i64::try_from(page.offset).unwrap_or(i64::MAX),
-    )
+        failure: row.try_get(3).ctx("read a dead task")?,
+        failed_at: row.try_get(4).ctx("read a dead task")?,
+        raw: row.try_get(5).ctx("read a dead task")?,
+    };
+    Ok(dead.into_dead_task())
 }
 
 pub(crate) async fn list_dead(
@@ -89,7 +56,7 @@ pub(crate) async fn list_dead(
     queue: Option<&str>,
     page: Page,
 ) -> Result<Vec<DeadTask>> {
-    let (limit, offset) = page_args(page);
+    let (limit, offset) = page_bounds(page);
     sqlx::query(
         "SELECT id, queue, task, failure, failed_at, raw FROM dead \
          WHERE (?1 IS NULL OR queue = ?1) ORDER BY failed_at, seq LIMIT ?2 OFFSET ?3",
@@ -175,7 +142,7 @@ pub(crate) async fn list(
         }
     };
     debug_assert!(sql.contains(TASK_COLUMNS));
-    let (limit, offset) = page_args(page);
+    let (limit, offset) = page_bounds(page);
     sqlx::query(sql)
         .bind(now)
         .bind(queue)
@@ -248,12 +215,9 @@ impl Work for RequeueDead {
                 .fetch_optional(&mut *conn)
                 .await
                 .ctx("read a dead task")?;
-            let Some(Ok(mut env)) = raw.map(|r| Envelope::decode(&r)) else {
+            let Some(Ok(env)) = raw.map(|r| Envelope::decode(&r)) else {
                 continue;
             };
-            env.attempt = 0;
-            env.deliveries = 0;
-            env.eta = None;
             let pending: Option<i64> = sqlx::query_scalar("SELECT 1 FROM tasks WHERE id = ?1")
                 .bind(key)
                 .fetch_optional(&mut *conn)
@@ -264,7 +228,7 @@ impl Work for RequeueDead {
             }
             // Insert first: a unique-key duplicate leaves the task in the dead-letter queue
             // instead of losing it. An insert also forgets the old result (the failure).
-            let task = NewTask::from_stored(env)?;
+            let task = NewTask::requeued(env)?;
             if let [EnqueueOutcome::Enqueued(_)] = insert_tasks(conn, &[&task], now, fx).await?[..]
             {
                 sqlx::query("DELETE FROM dead WHERE id = ?1")

@@ -28,79 +28,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::{Row, SqliteConnection};
 
-use queue_core::clock::{duration_millis, to_millis};
-use queue_core::{
-    AckStatus, Completion, Envelope, Lease, Outcome, Result, StoredResult, TaskFailure, TaskId,
-};
+use queue_core::clock::duration_millis;
+use queue_core::storage::rows::{Ending, Settlement};
+use queue_core::{AckStatus, Envelope, Lease, Result, TaskId};
 
 use crate::enqueue::{insert_tasks, NewTask};
 use crate::error::Context;
 use crate::fetch::{bury, Grave};
 use crate::sql::{bucket, padded, values, Shapes, MAX_CHUNK};
 use crate::writer::{Effects, Work};
-
-/// How a delivery ends, as the writer applies it.
-#[derive(Debug)]
-enum Kind {
-    /// Success or drop: the row goes, the result stays.
-    Finish(Vec<u8>),
-    /// Dead: the row moves to the dead-letter queue.
-    Dead(TaskFailure),
-    /// Retry (counts an attempt) or defer (uncounts the delivery): back to the queue at `eta`.
-    Later { eta: i64, retry: bool },
-}
-
-/// A completion encoded by the caller.
-#[derive(Debug)]
-pub(crate) struct Prepared {
-    lease: Lease,
-    kind: Kind,
-    follow_ups: Vec<NewTask>,
-    ttl: Option<Duration>,
-}
-
-impl Prepared {
-    /// Validates follow-ups and encodes the result outside the writer.
-    pub(crate) fn new(c: Completion) -> Result<Self> {
-        let (kind, follow) = match c.outcome {
-            Outcome::Success { result } => {
-                (Kind::Finish(StoredResult::Success(result).encode()?), true)
-            }
-            Outcome::Drop { failure } => {
-                (Kind::Finish(StoredResult::Failure(failure).encode()?), true)
-            }
-            Outcome::Dead { failure } => (Kind::Dead(failure), true),
-            Outcome::Retry { eta, .. } => (
-                Kind::Later {
-                    eta: to_millis(eta),
-                    retry: true,
-                },
-                false,
-            ),
-            Outcome::Defer { eta } => (
-                Kind::Later {
-                    eta: to_millis(eta),
-                    retry: false,
-                },
-                false,
-            ),
-        };
-        let follow_ups = if follow {
-            c.follow_ups
-                .into_iter()
-                .map(NewTask::from_envelope)
-                .collect::<Result<Vec<_>>>()?
-        } else {
-            Vec::new()
-        };
-        Ok(Self {
-            lease: c.lease,
-            kind,
-            follow_ups,
-            ttl: c.result_ttl,
-        })
-    }
-}
 
 pub(crate) static FINISH: Shapes = Shapes::new(|n| {
     format!(
@@ -152,7 +88,7 @@ fn token(lease: &Lease) -> i64 {
 }
 
 /// `complete(batch)`.
-pub(crate) struct Complete(pub(crate) Vec<Prepared>);
+pub(crate) struct Complete(pub(crate) Vec<Settlement>);
 
 #[async_trait]
 impl Work for Complete {
@@ -169,7 +105,7 @@ impl Work for Complete {
         let mut i = 0;
         while i < batch.len() {
             let end = (i..batch.len())
-                .find(|&j| !matches!(batch[j].kind, Kind::Finish(_)))
+                .find(|&j| !matches!(batch[j].ending, Ending::Finish { .. }))
                 .unwrap_or(batch.len());
             if end > i {
                 finish_run(conn, &batch[i..end], &mut status[i..end], now).await?;
@@ -196,7 +132,7 @@ impl Work for Complete {
 /// Successes and drops: per chunk, one command with the result INSERT and the DELETE.
 async fn finish_run(
     conn: &mut SqliteConnection,
-    run: &[Prepared],
+    run: &[Settlement],
     status: &mut [AckStatus],
     now: i64,
 ) -> Result<()> {
@@ -205,16 +141,15 @@ async fn finish_run(
         let size = bucket(chunk.len());
         let mut q = sqlx::query(RESULTS_AND_FINISH.get(size));
         for p in padded(chunk, size) {
-            let value: &[u8] = match &p.kind {
-                Kind::Finish(value) => value,
+            let value: &[u8] = match &p.ending {
+                Ending::Finish { result } => result,
                 _ => &[],
             };
-            let expires = p.ttl.map(|t| now.saturating_add(duration_millis(t)));
             q = q
                 .bind(p.lease.id.as_bytes().as_slice())
                 .bind(token(&p.lease))
                 .bind(value)
-                .bind(expires);
+                .bind(p.result_expires(now));
         }
         for p in padded(chunk, size) {
             q = q
@@ -238,13 +173,13 @@ async fn finish_run(
 /// A retry, defer or dead letter.
 async fn one(
     conn: &mut SqliteConnection,
-    p: &Prepared,
+    p: &Settlement,
     now: i64,
     fx: &mut Effects,
 ) -> Result<AckStatus> {
     let id = p.lease.id.as_bytes().as_slice();
-    match &p.kind {
-        Kind::Later { eta, retry } => {
+    match &p.ending {
+        Ending::Later { eta, retry } => {
             let done = sqlx::query(LATER)
                 .bind(*eta)
                 .bind(now)
@@ -260,7 +195,7 @@ async fn one(
             }
             fx.work = true;
         }
-        Kind::Dead(failure) => {
+        Ending::Dead { failure } => {
             let row = sqlx::query(TAKE)
                 .bind(id)
                 .bind(token(&p.lease))
@@ -283,10 +218,9 @@ async fn one(
                 task: &task,
                 raw: &raw,
             };
-            let expires = p.ttl.map(|t| now.saturating_add(duration_millis(t)));
-            bury(conn, &grave, failure, now, expires, fx).await?;
+            bury(conn, &grave, failure, now, p.result_expires(now), fx).await?;
         }
-        Kind::Finish(_) => return Ok(AckStatus::Stale),
+        Ending::Finish { .. } => return Ok(AckStatus::Stale),
     }
     Ok(AckStatus::Acked)
 }

@@ -16,7 +16,7 @@ use sqlx::query::Query;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Sqlite, SqliteConnection};
 
-use queue_core::clock::duration_millis;
+use queue_core::storage::RateWindow;
 use queue_core::{RateDecision, Result, RevokeTarget, TaskId};
 
 use crate::error::Context;
@@ -177,9 +177,7 @@ impl Work for RateLimit {
         now: i64,
         _fx: &mut Effects,
     ) -> Result<RateDecision> {
-        let window = duration_millis(self.window).max(1);
-        let start = now - now.rem_euclid(window);
-        let end = start.saturating_add(window);
+        let window = RateWindow::at(now, self.window);
         let counted = if self.limit == 0 {
             0
         } else {
@@ -191,25 +189,15 @@ impl Work for RateLimit {
                  WHERE rates.window_start <> excluded.window_start OR rates.hits < ?4",
             )
             .bind(self.key.as_str())
-            .bind(start)
-            .bind(end)
+            .bind(window.start)
+            .bind(window.end)
             .bind(i64::from(self.limit))
             .execute(&mut *conn)
             .await
             .ctx("count a rate-limit hit")?
             .rows_affected()
         };
-        Ok(if counted > 0 {
-            RateDecision {
-                allowed: true,
-                retry_after: Duration::ZERO,
-            }
-        } else {
-            RateDecision {
-                allowed: false,
-                retry_after: Duration::from_millis(u64::try_from(end - now).unwrap_or(0)),
-            }
-        })
+        Ok(window.decision(counted > 0, now))
     }
 }
 

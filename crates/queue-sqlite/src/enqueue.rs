@@ -16,50 +16,12 @@ use std::collections::HashSet;
 
 use sqlx::{Row, SqliteConnection};
 
-use queue_core::{EnqueueOutcome, Envelope, Result, TaskId};
+pub(crate) use queue_core::storage::rows::NewTask;
+use queue_core::{EnqueueOutcome, Result, TaskId};
 
 use crate::error::Context;
 use crate::sql::{bucket, padded, values, Shapes, MAX_CHUNK};
 use crate::writer::Effects;
-
-/// A task ready to be inserted: the hot columns plus the encoded envelope.
-#[derive(Debug, Clone)]
-pub(crate) struct NewTask {
-    pub(crate) id: TaskId,
-    pub(crate) queue: String,
-    pub(crate) priority: i16,
-    pub(crate) eta: Option<i64>,
-    pub(crate) deliveries: u32,
-    pub(crate) attempts: u32,
-    pub(crate) limit: u32,
-    pub(crate) unique_key: Option<String>,
-    pub(crate) raw: Vec<u8>,
-}
-
-impl NewTask {
-    /// Validates and encodes an envelope.
-    pub(crate) fn from_envelope(env: Envelope) -> Result<Self> {
-        env.validate()?;
-        Self::from_stored(env)
-    }
-
-    /// Encodes an envelope that was stored before (no validation: it was valid then).
-    pub(crate) fn from_stored(env: Envelope) -> Result<Self> {
-        let raw = env.encode()?;
-        let limit = env.delivery_limit();
-        Ok(Self {
-            id: env.id,
-            priority: env.priority,
-            eta: env.eta.map(queue_core::clock::to_millis),
-            deliveries: env.deliveries,
-            attempts: env.attempt,
-            limit,
-            queue: env.queue,
-            unique_key: env.unique_key,
-            raw,
-        })
-    }
-}
 
 pub(crate) static INSERT: Shapes = Shapes::new(|n| {
     format!(

@@ -24,10 +24,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::{Row, SqliteConnection};
 
-use queue_core::clock::{duration_millis, from_millis};
-use queue_core::{
-    Delivery, Envelope, FailureKind, Lease, LeaseToken, Result, StoredResult, TaskFailure, TaskId,
-};
+use queue_core::clock::duration_millis;
+use queue_core::storage::rows::ClaimedRow;
+use queue_core::{Delivery, Envelope, LeaseToken, Result, StoredResult, TaskFailure, TaskId};
 
 use crate::error::Context;
 use crate::writer::{Effects, Work};
@@ -185,7 +184,8 @@ async fn claim(
     Ok(claimed)
 }
 
-/// Hands out a claimed row, or dead-letters it (garbage, newer format, poison).
+/// Hands out a claimed row, or dead-letters it (garbage, newer format, poison). A row whose
+/// id does not read is garbage too; it is dead-lettered under an id derived from its `seq`.
 async fn check(
     conn: &mut SqliteConnection,
     c: Claimed,
@@ -194,63 +194,33 @@ async fn check(
     expires: i64,
     fx: &mut Effects,
 ) -> Result<Option<Delivery>> {
-    let attempts = u32::try_from(c.attempts).unwrap_or(0);
-    let deliveries = u32::try_from(c.deliveries).unwrap_or(u32::MAX);
-    let id =
-        TaskId::from_slice(&c.id).unwrap_or_else(|_| TaskId::derived(&format!("seq:{}", c.seq)));
-    let env = TaskId::from_slice(&c.id).and_then(|_| Envelope::decode(&c.raw));
-    let mut env = match env {
-        Ok(env) => env,
-        Err(err) => {
-            let kind = if matches!(err, queue_core::Error::NewerFormat { .. }) {
-                FailureKind::NewerFormat
-            } else {
-                FailureKind::Undecodable
-            };
-            tracing::warn!(%id, queue, error = %err, "dead-lettering an undecodable task");
-            let failure = TaskFailure::new(kind, err.to_string(), attempts);
+    let read_id = TaskId::from_slice(&c.id);
+    let id = read_id
+        .as_ref()
+        .map_or_else(|_| TaskId::derived(&format!("seq:{}", c.seq)), |id| *id);
+    let envelope = read_id.and_then(|_| Envelope::decode(&c.raw));
+    let row = ClaimedRow {
+        id,
+        token: c.token,
+        deliveries: c.deliveries,
+        attempts: c.attempts,
+        max_deliveries: c.limit,
+        priority: c.priority,
+    };
+    match row.deliver(envelope, queue, expires) {
+        Ok(delivery) => Ok(Some(delivery)),
+        Err(rejected) => {
             let grave = Grave {
                 seq: c.seq,
                 id,
                 queue,
-                task: "?",
+                task: &rejected.task,
                 raw: &c.raw,
             };
-            bury(conn, &grave, &failure, now, None, fx).await?;
-            return Ok(None);
+            bury(conn, &grave, &rejected.failure, now, None, fx).await?;
+            Ok(None)
         }
-    };
-    let limit = u32::try_from(c.limit).unwrap_or(u32::MAX);
-    if deliveries > limit {
-        let failure = TaskFailure::new(
-            FailureKind::DeliveryLimit,
-            format!(
-                "delivered {} times without completing (limit {limit}); treated as poison",
-                deliveries - 1
-            ),
-            attempts,
-        );
-        let grave = Grave {
-            seq: c.seq,
-            id,
-            queue,
-            task: &env.task,
-            raw: &c.raw,
-        };
-        bury(conn, &grave, &failure, now, None, fx).await?;
-        return Ok(None);
     }
-    env.deliveries = deliveries;
-    env.attempt = attempts;
-    env.priority = i16::try_from(c.priority).unwrap_or(env.priority);
-    Ok(Some(Delivery {
-        envelope: env,
-        lease: Lease {
-            id,
-            token: LeaseToken(u64::try_from(c.token).unwrap_or(0)),
-        },
-        lease_expires_at: from_millis(expires),
-    }))
 }
 
 /// A task row on its way to the dead-letter queue.

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use queue_core::clock::{duration_millis, to_millis};
+use queue_core::storage::rows::Settlement;
 use queue_core::{
     AckStatus, Clock, Completion, Counts, DeadTask, Delivery, EnqueueOutcome, Envelope, Lease,
     Page, RateDecision, Result, Revocation, RevokeTarget, Storage, StoredResult, TaskId,
@@ -21,7 +22,7 @@ use queue_core::{
 };
 
 use crate::admin::{self, Flush, RequeueDead};
-use crate::complete::{Complete, Extend, Prepared};
+use crate::complete::{Complete, Extend};
 use crate::control::{revoke_key, Arg, CheckRevoked, Exec, PurgeExpired, RateLimit};
 use crate::enqueue::NewTask;
 use crate::error::Context;
@@ -91,11 +92,11 @@ impl Storage for SqliteStorage {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let prepared = batch
+        let settled = batch
             .into_iter()
-            .map(Prepared::new)
+            .map(|c| Settlement::new(c, NewTask::from_envelope))
             .collect::<Result<Vec<_>>>()?;
-        self.writer.call(Complete(prepared)).await
+        self.writer.call(Complete(settled)).await
     }
 
     async fn extend(&self, leases: &[Lease], lease: Duration) -> Result<Vec<AckStatus>> {
@@ -167,32 +168,24 @@ impl Storage for SqliteStorage {
     }
 
     async fn check_revoked(&self, tasks: &[(TaskId, &str)]) -> Result<Vec<bool>> {
-        if tasks.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Fast path: nothing is revoked (the usual case). Every fetch that claims tasks reads
-        // whether any revocation exists, in its claim, so the check of the batch it fetched
-        // needs no read of its own: a revocation written (by any process) before a batch is
-        // claimed applies to it. Without a fetch that answer is reused for a while
-        // (`RevocationCache`); revocations written through this store invalidate it at once.
-        let any = self
-            .shared
+        // Fast path: nothing is revoked (the usual case), as the last fetch or a read says.
+        let any = || async {
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM revocations)")
+                .fetch_one(&self.pool)
+                .await
+                .ctx("read revocations")
+        };
+        let each = || {
+            let tasks = tasks
+                .iter()
+                .map(|(id, name)| (*id, (*name).to_owned()))
+                .collect();
+            self.writer.call(CheckRevoked(tasks))
+        };
+        self.shared
             .revocations
-            .any_exists(|| async {
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM revocations)")
-                    .fetch_one(&self.pool)
-                    .await
-                    .ctx("read revocations")
-            })
-            .await?;
-        if !any {
-            return Ok(vec![false; tasks.len()]);
-        }
-        let tasks = tasks
-            .iter()
-            .map(|(id, name)| (*id, (*name).to_owned()))
-            .collect();
-        self.writer.call(CheckRevoked(tasks)).await
+            .check_revoked(tasks.len(), any, each)
+            .await
     }
 
     async fn acquire_lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool> {
