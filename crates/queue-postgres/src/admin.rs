@@ -8,13 +8,10 @@ use sqlx::postgres::PgRow;
 use sqlx::{Acquire, PgPool, Row};
 use uuid::Uuid;
 
-use queue_core::clock::from_millis;
-use queue_core::{
-    Counts, DeadTask, Envelope, FailureKind, Page, Result, StoredResult, TaskFailure, TaskId,
-    TaskRecord, TaskState,
-};
+use queue_core::storage::rows::{page_bounds, DeadRow, NewTask, TaskRow};
+use queue_core::{Counts, DeadTask, Envelope, Page, Result, TaskId, TaskRecord, TaskState};
 
-use crate::enqueue::{insert, Columns, NewTask};
+use crate::enqueue::{insert, Columns};
 use crate::error::{storage, Context};
 use crate::sql::{q, Sql};
 
@@ -82,65 +79,31 @@ ON CONFLICT (id) DO UPDATE SET queue = excluded.queue, task = excluded.task, sta
 
 /// Builds a [`TaskRecord`] from a row of [`TASK_COLUMNS`].
 fn task_record(row: &PgRow, now: i64) -> std::result::Result<TaskRecord, sqlx::Error> {
-    let id: Uuid = row.try_get(0)?;
     let state: i16 = row.try_get(2)?;
-    let run_at: i64 = row.try_get(3)?;
-    let wake_at: i64 = row.try_get(4)?;
-    let deliveries: i32 = row.try_get(5)?;
-    let attempts: i32 = row.try_get(6)?;
-    let priority: i16 = row.try_get(7)?;
-    let raw: Vec<u8> = row.try_get(8)?;
-    let state = match state {
-        2 => TaskState::Leased,
-        _ if run_at <= now => TaskState::Ready,
-        _ => TaskState::Scheduled,
-    };
-    let envelope = Envelope::decode(&raw)
-        .map(|mut env| {
-            env.deliveries = u32::try_from(deliveries).unwrap_or(0);
-            env.attempt = u32::try_from(attempts).unwrap_or(0);
-            env.priority = priority;
-            env
-        })
-        .map_err(|e| e.to_string());
-    Ok(TaskRecord {
-        id: TaskId::from_uuid(id),
+    let task = TaskRow {
+        id: TaskId::from_uuid(row.try_get(0)?),
         queue: row.try_get(1)?,
-        state,
-        run_at: from_millis(run_at),
-        lease_expires_at: (state == TaskState::Leased).then(|| from_millis(wake_at)),
-        envelope,
-    })
+        leased: state == 2,
+        run_at: row.try_get(3)?,
+        wake_at: row.try_get(4)?,
+        deliveries: i64::from(row.try_get::<i32, _>(5)?),
+        attempts: i64::from(row.try_get::<i32, _>(6)?),
+        priority: i64::from(row.try_get::<i16, _>(7)?),
+        raw: row.try_get(8)?,
+    };
+    Ok(task.into_record(now))
 }
 
 fn dead_task(row: &PgRow) -> std::result::Result<DeadTask, sqlx::Error> {
-    let id: Uuid = row.try_get(0)?;
-    let failure: Vec<u8> = row.try_get(3)?;
-    let failed_at: i64 = row.try_get(4)?;
-    let raw: Vec<u8> = row.try_get(5)?;
-    let failure = match StoredResult::decode(&failure) {
-        Ok(StoredResult::Failure(f)) => f,
-        _ => TaskFailure::new(
-            FailureKind::Undecodable,
-            "the stored failure does not decode",
-            0,
-        ),
-    };
-    Ok(DeadTask {
-        id: TaskId::from_uuid(id),
+    let dead = DeadRow {
+        id: TaskId::from_uuid(row.try_get(0)?),
         queue: row.try_get(1)?,
         task: row.try_get(2)?,
-        failure,
-        failed_at: from_millis(failed_at),
-        envelope: Envelope::decode(&raw).map_err(|e| e.to_string()),
-    })
-}
-
-fn page_args(page: Page) -> (i64, i64) {
-    (
-        i64::from(page.limit),
-        i64::try_from(page.offset).unwrap_or(i64::MAX),
-    )
+        failure: row.try_get(3)?,
+        failed_at: row.try_get(4)?,
+        raw: row.try_get(5)?,
+    };
+    Ok(dead.into_dead_task())
 }
 
 pub(crate) async fn counts(
@@ -179,7 +142,7 @@ pub(crate) async fn list(
         TaskState::Leased => &sql.list_leased,
     };
     debug_assert!(statement.contains(TASK_COLUMNS));
-    let (limit, offset) = page_args(page);
+    let (limit, offset) = page_bounds(page);
     sqlx::query(q(statement))
         .bind(now)
         .bind(queue)
@@ -213,7 +176,7 @@ pub(crate) async fn list_dead(
     queue: Option<&str>,
     page: Page,
 ) -> std::result::Result<Vec<DeadTask>, sqlx::Error> {
-    let (limit, offset) = page_args(page);
+    let (limit, offset) = page_bounds(page);
     sqlx::query(q(&sql.list_dead))
         .bind(queue)
         .bind(limit)
@@ -278,13 +241,10 @@ pub(crate) async fn requeue_dead(
         let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= REQUEUE_PAGE;
         let mut columns = Columns::with_capacity(rows.len());
         for (_, raw, _) in rows {
-            let Ok(mut env) = Envelope::decode(&raw) else {
+            let Ok(env) = Envelope::decode(&raw) else {
                 continue;
             };
-            env.attempt = 0;
-            env.deliveries = 0;
-            env.eta = None;
-            columns.push(NewTask::from_stored(env)?, now);
+            columns.push(NewTask::requeued(env)?, now);
         }
         let inserted = insert(&mut tx, sql, channel, columns, now).await?;
         let back: Vec<Uuid> = inserted

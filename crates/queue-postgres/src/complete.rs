@@ -22,15 +22,14 @@
 //! whatever the backlog or the history.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use queue_core::clock::{duration_millis, to_millis};
-use queue_core::{AckStatus, Completion, Lease, Outcome, Result, StoredResult};
+use queue_core::storage::rows::{Ending, Settlement};
+use queue_core::{AckStatus, Lease, Result, StoredResult};
 
-use crate::enqueue::{Columns, NewTask};
+use crate::enqueue::Columns;
 use crate::error::Context;
 use crate::sql::{q, Sql};
 
@@ -106,89 +105,6 @@ UPDATE {s}.tasks t SET wake_at = $3 FROM v
 WHERE t.id = v.id AND t.lease_token = v.lease_token AND t.state = 2
 RETURNING t.id, t.lease_token";
 
-/// How a delivery ends, as the statement applies it.
-#[derive(Debug)]
-enum Kind {
-    /// Success or drop: the row goes, the result stays.
-    Finish(Vec<u8>),
-    /// Dead: the row moves to the dead-letter queue; the failure is also its result.
-    Dead { failure: Vec<u8>, kind: String },
-    /// Retry (counts an attempt) or defer (uncounts the delivery): back to the queue at `eta`.
-    Later { eta: i64, retry: bool },
-}
-
-/// A completion encoded by the caller.
-#[derive(Debug)]
-pub(crate) struct Prepared {
-    lease: Lease,
-    kind: Kind,
-    follow_ups: Vec<NewTask>,
-    ttl: Option<Duration>,
-}
-
-impl Prepared {
-    /// Validates follow-ups and encodes the result.
-    pub(crate) fn new(c: Completion) -> Result<Self> {
-        let (kind, follow) = match c.outcome {
-            Outcome::Success { result } => {
-                (Kind::Finish(StoredResult::Success(result).encode()?), true)
-            }
-            Outcome::Drop { failure } => {
-                (Kind::Finish(StoredResult::Failure(failure).encode()?), true)
-            }
-            Outcome::Dead { failure } => {
-                let kind = failure.kind.to_string();
-                let failure = StoredResult::Failure(failure).encode()?;
-                (Kind::Dead { failure, kind }, true)
-            }
-            Outcome::Retry { eta, .. } => (
-                Kind::Later {
-                    eta: to_millis(eta),
-                    retry: true,
-                },
-                false,
-            ),
-            Outcome::Defer { eta } => (
-                Kind::Later {
-                    eta: to_millis(eta),
-                    retry: false,
-                },
-                false,
-            ),
-        };
-        let follow_ups = if follow {
-            c.follow_ups
-                .into_iter()
-                .map(NewTask::from_envelope)
-                .collect::<Result<Vec<_>>>()?
-        } else {
-            Vec::new()
-        };
-        Ok(Self {
-            lease: c.lease,
-            kind,
-            follow_ups,
-            ttl: c.result_ttl,
-        })
-    }
-
-    /// A dead-lettering the store decides itself (garbage, poison), kept with `ttl`.
-    pub(crate) fn bury(
-        lease: Lease,
-        failure: queue_core::TaskFailure,
-        ttl: Option<Duration>,
-    ) -> Result<Self> {
-        let kind = failure.kind.to_string();
-        let failure = StoredResult::Failure(failure).encode()?;
-        Ok(Self {
-            lease,
-            kind: Kind::Dead { failure, kind },
-            follow_ups: Vec::new(),
-            ttl,
-        })
-    }
-}
-
 pub(crate) fn token(lease: &Lease) -> i64 {
     i64::try_from(lease.token.0).unwrap_or(-1)
 }
@@ -219,7 +135,7 @@ pub(crate) async fn complete(
     conn: &mut PgConnection,
     sql: &Sql,
     channel: &str,
-    batch: Vec<Prepared>,
+    batch: Vec<Settlement>,
     now: i64,
 ) -> Result<Completed> {
     let n = batch.len();
@@ -247,25 +163,25 @@ pub(crate) async fn complete(
         sent.push((i, (id, token(&p.lease))));
         ids.push(id);
         tokens.push(token(&p.lease));
-        expires.push(p.ttl.map(|t| now.saturating_add(duration_millis(t))));
-        match p.kind {
-            Kind::Finish(value) => {
+        expires.push(p.result_expires(now));
+        match p.ending {
+            Ending::Finish { result } => {
                 kinds.push(0);
-                values.push(Some(value));
+                values.push(Some(result));
                 fkinds.push(None);
                 etas.push(None);
                 att.push(0);
                 dec.push(0);
             }
-            Kind::Dead { failure, kind } => {
+            Ending::Dead { failure } => {
                 kinds.push(1);
-                values.push(Some(failure));
-                fkinds.push(Some(kind));
+                fkinds.push(Some(failure.kind.to_string()));
+                values.push(Some(StoredResult::Failure(failure).encode()?));
                 etas.push(None);
                 att.push(0);
                 dec.push(0);
             }
-            Kind::Later { eta, retry } => {
+            Ending::Later { eta, retry } => {
                 kinds.push(2);
                 values.push(None);
                 fkinds.push(None);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use queue_core::clock::duration_millis;
+use queue_core::storage::RateWindow;
 use queue_core::{RateDecision, Result, RevokeTarget, TaskId};
 
 use crate::error::Context;
@@ -206,32 +206,20 @@ pub(crate) async fn rate_limit(
     window: Duration,
     now: i64,
 ) -> std::result::Result<RateDecision, sqlx::Error> {
-    let window = duration_millis(window).max(1);
-    let start = now - now.rem_euclid(window);
-    let end = start.saturating_add(window);
+    let window = RateWindow::at(now, window);
     let counted = if limit == 0 {
         0
     } else {
         sqlx::query(q(&sql.rate_limit))
             .bind(key)
-            .bind(start)
-            .bind(end)
+            .bind(window.start)
+            .bind(window.end)
             .bind(i32::try_from(limit).unwrap_or(i32::MAX))
             .execute(pool)
             .await?
             .rows_affected()
     };
-    Ok(if counted > 0 {
-        RateDecision {
-            allowed: true,
-            retry_after: Duration::ZERO,
-        }
-    } else {
-        RateDecision {
-            allowed: false,
-            retry_after: Duration::from_millis(u64::try_from(end - now).unwrap_or(0)),
-        }
-    })
+    Ok(window.decision(counted > 0, now))
 }
 
 /// Ids as uuids, for array parameters.

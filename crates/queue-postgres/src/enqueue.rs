@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use queue_core::storage::rows::NewTask;
 use queue_core::{EnqueueOutcome, Envelope, Result, TaskId};
 
 use crate::error::{check_text, Context};
@@ -47,50 +48,16 @@ SELECT v.ord, coalesce((SELECT t.id FROM {s}.tasks t WHERE t.id = v.id),
                        (SELECT t.id FROM {s}.tasks t WHERE t.unique_key = v.key))
 FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS v(id, key, ord)";
 
-/// A task ready to be inserted: the hot columns plus the encoded envelope.
-#[derive(Debug, Clone)]
-pub(crate) struct NewTask {
-    pub(crate) id: TaskId,
-    pub(crate) queue: String,
-    pub(crate) task: String,
-    pub(crate) priority: i16,
-    pub(crate) eta: Option<i64>,
-    pub(crate) deliveries: u32,
-    pub(crate) attempts: u32,
-    pub(crate) limit: u32,
-    pub(crate) unique_key: Option<String>,
-    pub(crate) raw: Vec<u8>,
-}
-
-impl NewTask {
-    /// Validates and encodes an envelope.
-    pub(crate) fn from_envelope(env: Envelope) -> Result<Self> {
-        env.validate()?;
-        check_text("queue name", &env.queue)?;
-        check_text("task name", &env.task)?;
-        if let Some(key) = &env.unique_key {
-            check_text("unique key", key)?;
-        }
-        Self::from_stored(env)
+/// Validates and encodes a new envelope ([`NewTask::from_envelope`]); PostgreSQL's text
+/// columns also refuse NUL bytes, so names and keys holding one are refused here.
+pub(crate) fn new_task(env: Envelope) -> Result<NewTask> {
+    env.validate()?;
+    check_text("queue name", &env.queue)?;
+    check_text("task name", &env.task)?;
+    if let Some(key) = &env.unique_key {
+        check_text("unique key", key)?;
     }
-
-    /// Encodes an envelope that was stored before (no validation: it was valid then).
-    pub(crate) fn from_stored(env: Envelope) -> Result<Self> {
-        let raw = env.encode()?;
-        let limit = env.delivery_limit();
-        Ok(Self {
-            id: env.id,
-            priority: env.priority,
-            eta: env.eta.map(queue_core::clock::to_millis),
-            deliveries: env.deliveries,
-            attempts: env.attempt,
-            limit,
-            queue: env.queue,
-            task: env.task,
-            unique_key: env.unique_key,
-            raw,
-        })
-    }
+    NewTask::from_stored(env)
 }
 
 fn int(n: u32) -> i32 {
@@ -251,7 +218,7 @@ pub(crate) async fn insert(
 pub(crate) fn columns(batch: Vec<Envelope>, now: i64) -> Result<Columns> {
     let mut rows = Columns::with_capacity(batch.len());
     for env in batch {
-        rows.push(NewTask::from_envelope(env)?, now);
+        rows.push(new_task(env)?, now);
     }
     Ok(rows)
 }

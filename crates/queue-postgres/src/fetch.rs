@@ -32,10 +32,11 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use queue_core::clock::{duration_millis, from_millis};
-use queue_core::{Delivery, Envelope, FailureKind, Lease, LeaseToken, Result, TaskFailure, TaskId};
+use queue_core::clock::duration_millis;
+use queue_core::storage::rows::{ClaimedRow, Settlement};
+use queue_core::{Delivery, Envelope, LeaseToken, Result, TaskId};
 
-use crate::complete::{complete, Prepared};
+use crate::complete::complete;
 use crate::error::Context;
 use crate::sql::{q, Sql};
 
@@ -71,14 +72,10 @@ WITH ready AS MATERIALIZED (
 )
 SELECT c.*, EXISTS (SELECT 1 FROM {s}.revocations) FROM claimed c";
 
+/// A row of [`CLAIM`].
 struct Claimed {
-    id: Uuid,
+    row: ClaimedRow,
     seq: i64,
-    priority: i16,
-    deliveries: i32,
-    attempts: i32,
-    limit: i32,
-    token: i64,
     raw: Vec<u8>,
     /// Whether any revocation exists (the same for every row of a claim).
     revocations: bool,
@@ -86,14 +83,17 @@ struct Claimed {
 
 impl Claimed {
     fn from_row(r: &PgRow) -> std::result::Result<Self, sqlx::Error> {
-        Ok(Self {
-            id: r.try_get(0)?,
-            seq: r.try_get(1)?,
-            priority: r.try_get(2)?,
-            deliveries: r.try_get(3)?,
-            attempts: r.try_get(4)?,
-            limit: r.try_get(5)?,
+        let row = ClaimedRow {
+            id: TaskId::from_uuid(r.try_get(0)?),
+            priority: i64::from(r.try_get::<i16, _>(2)?),
+            deliveries: i64::from(r.try_get::<i32, _>(3)?),
+            attempts: i64::from(r.try_get::<i32, _>(4)?),
+            max_deliveries: i64::from(r.try_get::<i32, _>(5)?),
             token: r.try_get(6)?,
+        };
+        Ok(Self {
+            row,
+            seq: r.try_get(1)?,
             raw: r.try_get(7)?,
             revocations: r.try_get(8)?,
         })
@@ -151,76 +151,23 @@ pub(crate) async fn fetch(
             .collect::<std::result::Result<Vec<_>, _>>()
             .ctx("read claimed tasks")?;
         // RETURNING does not promise the claim's order.
-        claimed.sort_unstable_by_key(|c| (std::cmp::Reverse(c.priority), c.seq));
+        claimed.sort_unstable_by_key(|c| (std::cmp::Reverse(c.row.priority), c.seq));
         out.revocations = Some(claimed.iter().any(|c| c.revocations));
         let mut graves = Vec::new();
         for c in claimed {
-            match check(c, queue, expires) {
+            // Garbage, a newer format or poison goes to the dead-letter queue.
+            match c.row.deliver(Envelope::decode(&c.raw), queue, expires) {
                 Ok(d) => out.deliveries.push(d),
-                Err(grave) => graves.push(grave),
+                Err(rejected) => {
+                    graves.push(Settlement::bury(rejected.lease, rejected.failure, None))
+                }
             }
         }
         if !graves.is_empty() {
             let ids: Vec<Uuid> = graves.iter().map(|g| *g.lease.id.as_uuid()).collect();
-            let graves = graves
-                .into_iter()
-                .map(|g| Prepared::bury(g.lease, g.failure, None))
-                .collect::<Result<Vec<_>>>()?;
             complete(conn, sql, channel, graves, now).await?;
             out.buried.extend(ids);
         }
     }
     Ok(out)
-}
-
-/// A claimed row on its way to the dead-letter queue.
-struct Grave {
-    lease: Lease,
-    failure: TaskFailure,
-}
-
-/// Hands out a claimed row, or says why it goes to the dead-letter queue (garbage, newer
-/// format, poison).
-fn check(c: Claimed, queue: &str, expires: i64) -> std::result::Result<Delivery, Grave> {
-    let attempts = u32::try_from(c.attempts).unwrap_or(0);
-    let deliveries = u32::try_from(c.deliveries).unwrap_or(u32::MAX);
-    let id = TaskId::from_uuid(c.id);
-    let lease = Lease {
-        id,
-        token: LeaseToken(u64::try_from(c.token).unwrap_or(0)),
-    };
-    let mut env = match Envelope::decode(&c.raw) {
-        Ok(env) => env,
-        Err(err) => {
-            let kind = if matches!(err, queue_core::Error::NewerFormat { .. }) {
-                FailureKind::NewerFormat
-            } else {
-                FailureKind::Undecodable
-            };
-            tracing::warn!(%id, queue, error = %err, "dead-lettering an undecodable task");
-            let failure = TaskFailure::new(kind, err.to_string(), attempts);
-            return Err(Grave { lease, failure });
-        }
-    };
-    let limit = u32::try_from(c.limit).unwrap_or(u32::MAX);
-    if deliveries > limit {
-        let failure = TaskFailure::new(
-            FailureKind::DeliveryLimit,
-            format!(
-                "delivered {} times without completing (limit {limit}); treated as poison",
-                deliveries - 1
-            ),
-            attempts,
-        );
-        tracing::warn!(%id, queue, task = %env.task, "dead-lettering a poison task");
-        return Err(Grave { lease, failure });
-    }
-    env.deliveries = deliveries;
-    env.attempt = attempts;
-    env.priority = c.priority;
-    Ok(Delivery {
-        envelope: env,
-        lease,
-        lease_expires_at: from_millis(expires),
-    })
 }

@@ -14,13 +14,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use queue_core::clock::{duration_millis, to_millis};
+use queue_core::storage::rows::Settlement;
 use queue_core::{
     AckStatus, Clock, Completion, Counts, DeadTask, Delivery, EnqueueOutcome, Envelope, Lease,
     Page, RateDecision, Result, Revocation, RevokeTarget, Storage, StoredResult, TaskId,
     TaskRecord, TaskState,
 };
 
-use crate::complete::Prepared;
 use crate::control::{revoke_key, uuids};
 use crate::error::{check_text, BACKEND};
 use crate::sql::q;
@@ -86,13 +86,13 @@ impl Storage for PostgresStorage {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let prepared = batch
+        let settled = batch
             .into_iter()
-            .map(Prepared::new)
+            .map(|c| Settlement::new(c, enqueue::new_task))
             .collect::<Result<Vec<_>>>()?;
         let now = self.now();
         let mut conn = self.conn("complete tasks").await?;
-        let done = complete::complete(&mut conn, &self.sql, &self.channel, prepared, now).await?;
+        let done = complete::complete(&mut conn, &self.sql, &self.channel, settled, now).await?;
         for id in &done.results {
             self.waiters.results.wake(id);
         }
@@ -190,28 +190,18 @@ impl Storage for PostgresStorage {
     }
 
     async fn check_revoked(&self, tasks: &[(TaskId, &str)]) -> Result<Vec<bool>> {
-        if tasks.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Fast path: nothing is revoked (the usual case). Every fetch that claims tasks reads
-        // whether any revocation exists, in its claim, so the check of the batch it fetched
-        // needs no read of its own: a revocation written (by any process) before a batch is
-        // claimed applies to it. Without a fetch that answer is reused for a while
-        // (`RevocationCache`); revocations written through this store invalidate it at once.
-        let any = self
-            .revocations
-            .any_exists(|| async {
-                sqlx::query_scalar(q(&self.sql.any_revocation))
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(self.fail("read revocations"))
-            })
-            .await?;
-        if !any {
-            return Ok(vec![false; tasks.len()]);
-        }
-        let mut conn = self.conn("check revocations").await?;
-        control::check_revoked(&mut conn, &self.sql, tasks, self.now()).await
+        // Fast path: nothing is revoked (the usual case), as the last fetch or a read says.
+        let any = || async {
+            sqlx::query_scalar(q(&self.sql.any_revocation))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(self.fail("read revocations"))
+        };
+        let each = || async {
+            let mut conn = self.conn("check revocations").await?;
+            control::check_revoked(&mut conn, &self.sql, tasks, self.now()).await
+        };
+        self.revocations.check_revoked(tasks.len(), any, each).await
     }
 
     async fn acquire_lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool> {
