@@ -162,6 +162,57 @@ pub fn kill_9_scenario(url: &str) -> u64 {
     duplicates
 }
 
+/// The server-outage scenario on any store with a server: 3,000 tasks of 10 ms (every 10th
+/// fails its first attempt) and one worker at concurrency 16 with 2 s leases. Once the worker
+/// is connected and working (it has done a task), `outage` takes the server down and brings it
+/// back (the worker's calls fail meanwhile and it reconnects). Asserts the worker then drains
+/// the store: every task ran, nothing is left ready, scheduled, leased or dead.
+pub fn outage_scenario(url: &str, outage: impl FnOnce()) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = dir.path().join("record.txt");
+    let rec = record.to_str().expect("utf-8 path");
+    run(
+        url,
+        &[
+            "enqueue",
+            "--count",
+            "3000",
+            "--batch",
+            "500",
+            "--sleep-ms",
+            "10",
+            "--fail-first",
+            "10",
+        ],
+    );
+    let worker = spawn_worker(
+        url,
+        &[
+            "--concurrency",
+            "16",
+            "--record",
+            rec,
+            "--lease-ms",
+            "2000",
+            "--exit-when-idle-ms",
+            "2000",
+        ],
+    );
+    let started = Instant::now();
+    while done_counts(&record).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the worker did no task within 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    outage();
+    wait_success(worker, Duration::from_secs(300));
+
+    assert_all_done(&record, 0..3000);
+    assert_drained(url);
+}
+
 /// Asserts the store has nothing ready, scheduled, leased or dead.
 pub fn assert_drained(url: &str) {
     let stats = stats(url);
