@@ -4,11 +4,14 @@
 //! and the queue list read the pending tasks of the store (PostgreSQL keeps no row counts);
 //! listings are pages of an index in its order.
 
-use sqlx::postgres::PgRow;
-use sqlx::{Acquire, PgPool, Row};
+use std::sync::Arc;
+
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{Acquire, PgPool, Postgres, Row};
 use uuid::Uuid;
 
-use queue_core::storage::rows::{page_bounds, DeadRow, NewTask, TaskRow};
+use queue_core::storage::rows::{counts_of, page_bounds, DeadRow, NewTask, TaskRow};
 use queue_core::{Counts, DeadTask, Envelope, Page, Result, TaskId, TaskRecord, TaskState};
 
 use crate::enqueue::{insert, Columns};
@@ -118,14 +121,7 @@ pub(crate) async fn counts(
             .bind(queue)
             .fetch_one(pool)
             .await?;
-    let n = |v: i64| u64::try_from(v).unwrap_or(0);
-    Ok(Counts {
-        ready: n(ready),
-        scheduled: n(scheduled),
-        leased: n(leased),
-        dead: n(dead),
-        results: n(results),
-    })
+    Ok(counts_of(ready, scheduled, leased, dead, results))
 }
 
 pub(crate) async fn list(
@@ -143,16 +139,12 @@ pub(crate) async fn list(
     };
     debug_assert!(statement.contains(TASK_COLUMNS));
     let (limit, offset) = page_bounds(page);
-    sqlx::query(q(statement))
+    let query = sqlx::query(q(statement))
         .bind(now)
         .bind(queue)
         .bind(limit)
-        .bind(offset)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(|r| task_record(r, now))
-        .collect()
+        .bind(offset);
+    read_all(pool, query, |r| task_record(r, now)).await
 }
 
 pub(crate) async fn get_task(
@@ -161,13 +153,7 @@ pub(crate) async fn get_task(
     id: TaskId,
     now: i64,
 ) -> std::result::Result<Option<TaskRecord>, sqlx::Error> {
-    sqlx::query(q(&sql.get_task))
-        .bind(id.as_uuid())
-        .fetch_optional(pool)
-        .await?
-        .as_ref()
-        .map(|r| task_record(r, now))
-        .transpose()
+    read_by_id(pool, &sql.get_task, id, |r| task_record(r, now)).await
 }
 
 pub(crate) async fn list_dead(
@@ -177,15 +163,11 @@ pub(crate) async fn list_dead(
     page: Page,
 ) -> std::result::Result<Vec<DeadTask>, sqlx::Error> {
     let (limit, offset) = page_bounds(page);
-    sqlx::query(q(&sql.list_dead))
+    let query = sqlx::query(q(&sql.list_dead))
         .bind(queue)
         .bind(limit)
-        .bind(offset)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(dead_task)
-        .collect()
+        .bind(offset);
+    read_all(pool, query, dead_task).await
 }
 
 pub(crate) async fn get_dead(
@@ -193,13 +175,30 @@ pub(crate) async fn get_dead(
     sql: &Sql,
     id: TaskId,
 ) -> std::result::Result<Option<DeadTask>, sqlx::Error> {
-    sqlx::query(q(&sql.get_dead))
+    read_by_id(pool, &sql.get_dead, id, dead_task).await
+}
+
+/// Every row of `query`, each read by `read`.
+async fn read_all<T>(
+    pool: &PgPool,
+    query: Query<'_, Postgres, PgArguments>,
+    read: impl FnMut(&PgRow) -> std::result::Result<T, sqlx::Error>,
+) -> std::result::Result<Vec<T>, sqlx::Error> {
+    query.fetch_all(pool).await?.iter().map(read).collect()
+}
+
+/// The row of `statement` (its one parameter: a task id) for `id`, read by `read`.
+async fn read_by_id<T>(
+    pool: &PgPool,
+    statement: &Arc<str>,
+    id: TaskId,
+    read: impl FnOnce(&PgRow) -> std::result::Result<T, sqlx::Error>,
+) -> std::result::Result<Option<T>, sqlx::Error> {
+    let row = sqlx::query(q(statement))
         .bind(id.as_uuid())
         .fetch_optional(pool)
-        .await?
-        .as_ref()
-        .map(dead_task)
-        .transpose()
+        .await?;
+    row.as_ref().map(read).transpose()
 }
 
 /// How many dead tasks one transaction of `requeue_*` moves.

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use queue_core::clock::{duration_millis, to_millis};
-use queue_core::storage::rows::Settlement;
+use queue_core::storage::rows::{sql_limit, Settlement};
 use queue_core::{
     AckStatus, Clock, Completion, Counts, DeadTask, Delivery, EnqueueOutcome, Envelope, Lease,
     Page, RateDecision, Result, Revocation, RevokeTarget, Storage, StoredResult, TaskId,
@@ -25,10 +25,6 @@ use crate::control::{revoke_key, uuids};
 use crate::error::{check_text, BACKEND};
 use crate::sql::q;
 use crate::{admin, complete, control, enqueue, fetch, wait, PostgresStorage};
-
-fn limit(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
 
 #[async_trait]
 impl Storage for PostgresStorage {
@@ -86,10 +82,7 @@ impl Storage for PostgresStorage {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let settled = batch
-            .into_iter()
-            .map(|c| Settlement::new(c, enqueue::new_task))
-            .collect::<Result<Vec<_>>>()?;
+        let settled = Settlement::all(batch, enqueue::new_task)?;
         let now = self.now();
         let mut conn = self.conn("complete tasks").await?;
         let done = complete::complete(&mut conn, &self.sql, &self.channel, settled, now).await?;
@@ -117,7 +110,7 @@ impl Storage for PostgresStorage {
             &self.sql,
             &self.channel,
             queue,
-            limit(max),
+            sql_limit(max),
             self.now(),
         )
         .await
@@ -148,7 +141,7 @@ impl Storage for PostgresStorage {
     async fn purge_expired(&self, max: usize) -> Result<u64> {
         let n: i64 = sqlx::query_scalar(q(&self.sql.purge_expired))
             .bind(self.now())
-            .bind(limit(max))
+            .bind(sql_limit(max))
             .fetch_one(&self.pool)
             .await
             .map_err(self.fail("purge expired entries"))?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use queue_core::clock::{duration_millis, to_millis};
-use queue_core::storage::{RateDecision, Revocation, RevokeTarget};
+use queue_core::storage::{RateDecision, RateWindow, Revocation, RevokeTarget};
 use queue_core::{Error, Result, TaskId};
 
 use crate::hot::EXPIRY_SLACK_MS;
@@ -58,32 +58,23 @@ impl RedisStorage {
     }
 
     pub(crate) async fn revoked(&self, tasks: &[(TaskId, &str)]) -> Result<Vec<bool>> {
-        if tasks.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Fast path: no revocation exists (the usual case). Every fetch reads whether any
-        // does (one EXISTS in its script), so the check of the batch it fetched needs no call:
-        // a revocation written (by any process) before a batch is fetched applies to it.
-        // Without a fetch, the answer of an EXISTS is reused for a while (`RevocationCache`);
-        // revocations written through this store invalidate it at once.
-        let any = self
-            .revocations
-            .any_exists(|| async {
-                let mut exists = redis::cmd("EXISTS");
-                exists.arg(self.key("revoked"));
-                let n: i64 = self.cmd(&exists, "check revocations").await?;
-                Ok::<_, Error>(n != 0)
-            })
-            .await?;
-        if !any {
-            return Ok(vec![false; tasks.len()]);
-        }
-        let mut inv = self.call(&self.scripts.check_revoked, self.now_ms());
-        for (id, name) in tasks {
-            inv.arg(id.to_string()).arg(*name);
-        }
-        let flags: Vec<i64> = self.run(inv, "check revocations").await?;
-        Ok(flags.into_iter().map(|f| f == 1).collect())
+        // Fast path: no revocation exists (the usual case), as the last fetch (one EXISTS in
+        // its script) or an EXISTS says.
+        let any = || async {
+            let mut exists = redis::cmd("EXISTS");
+            exists.arg(self.key("revoked"));
+            let n: i64 = self.cmd(&exists, "check revocations").await?;
+            Ok::<_, Error>(n != 0)
+        };
+        let each = || async {
+            let mut inv = self.call(&self.scripts.check_revoked, self.now_ms());
+            for (id, name) in tasks {
+                inv.arg(id.to_string()).arg(*name);
+            }
+            let flags: Vec<i64> = self.run(inv, "check revocations").await?;
+            Ok(flags.into_iter().map(|f| f == 1).collect())
+        };
+        self.revocations.check_revoked(tasks.len(), any, each).await
     }
 
     pub(crate) async fn lock_acquire(
@@ -125,24 +116,13 @@ impl RedisStorage {
         window: Duration,
     ) -> Result<RateDecision> {
         let now = self.now_ms();
-        let window_ms = duration_millis(window).max(1);
-        let start = now - now.rem_euclid(window_ms);
+        let window = RateWindow::at(now, window);
         let mut inv = self.call(&self.scripts.rate, now);
         inv.arg(key)
-            .arg(start)
+            .arg(window.start)
             .arg(limit)
-            .arg(window_ms.saturating_add(EXPIRY_SLACK_MS));
+            .arg(window.length.saturating_add(EXPIRY_SLACK_MS));
         let allowed: i64 = self.run(inv, "rate limit").await?;
-        if allowed == 1 {
-            return Ok(RateDecision {
-                allowed: true,
-                retry_after: Duration::ZERO,
-            });
-        }
-        let wait = u64::try_from(start.saturating_add(window_ms) - now).unwrap_or(0);
-        Ok(RateDecision {
-            allowed: false,
-            retry_after: Duration::from_millis(wait),
-        })
+        Ok(window.decision(allowed == 1, now))
     }
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use queue_core::storage::rows::{page_bounds, DeadRow, TaskRow};
+use queue_core::storage::rows::{counts_of, page_bounds, DeadRow, TaskRow};
 use queue_core::{
     Counts, DeadTask, EnqueueOutcome, Envelope, Page, Result, TaskId, TaskRecord, TaskState,
 };
@@ -107,14 +107,7 @@ pub(crate) async fn counts(pool: &SqlitePool, queue: Option<&str>, now: i64) -> 
     .fetch_one(pool)
     .await
     .ctx("count results")?;
-    let n = |v: i64| u64::try_from(v).unwrap_or(0);
-    Ok(Counts {
-        ready: n(ready),
-        scheduled: n(scheduled),
-        leased: n(leased),
-        dead: n(dead),
-        results: n(results),
-    })
+    Ok(counts_of(ready, scheduled, leased, dead, results))
 }
 
 pub(crate) async fn list(

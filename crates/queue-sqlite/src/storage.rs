@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use queue_core::clock::{duration_millis, to_millis};
-use queue_core::storage::rows::Settlement;
+use queue_core::storage::rows::{sql_limit, Settlement};
 use queue_core::{
     AckStatus, Clock, Completion, Counts, DeadTask, Delivery, EnqueueOutcome, Envelope, Lease,
     Page, RateDecision, Result, Revocation, RevokeTarget, Storage, StoredResult, TaskId,
@@ -28,10 +28,6 @@ use crate::enqueue::NewTask;
 use crate::error::Context;
 use crate::fetch::Fetch;
 use crate::{wait, SqliteStorage};
-
-fn limit(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
 
 #[async_trait]
 impl Storage for SqliteStorage {
@@ -92,10 +88,7 @@ impl Storage for SqliteStorage {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let settled = batch
-            .into_iter()
-            .map(|c| Settlement::new(c, NewTask::from_envelope))
-            .collect::<Result<Vec<_>>>()?;
+        let settled = Settlement::all(batch, NewTask::from_envelope)?;
         self.writer.call(Complete(settled)).await
     }
 
@@ -111,7 +104,7 @@ impl Storage for SqliteStorage {
         let exec = Exec::new(
             "UPDATE tasks SET state = 0, lease_token = NULL WHERE seq IN (SELECT seq FROM tasks \
              WHERE queue = ?1 AND state <> 0 AND wake_at <= ?2 AND state = 2 ORDER BY wake_at LIMIT ?3)",
-            vec![Arg::Text(queue.to_owned()), Arg::Now, Arg::Int(limit(max))],
+            vec![Arg::Text(queue.to_owned()), Arg::Now, Arg::Int(sql_limit(max))],
         );
         self.writer.call(exec.waking()).await
     }
@@ -139,7 +132,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn purge_expired(&self, max: usize) -> Result<u64> {
-        self.writer.call(PurgeExpired(limit(max))).await
+        self.writer.call(PurgeExpired(sql_limit(max))).await
     }
 
     async fn reschedule(&self, id: TaskId, eta: DateTime<Utc>) -> Result<bool> {

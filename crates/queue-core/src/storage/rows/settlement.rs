@@ -92,6 +92,21 @@ impl Settlement {
         })
     }
 
+    /// [`new`](Self::new) for each completion of `batch`, in order.
+    ///
+    /// # Errors
+    ///
+    /// The first error of one of them.
+    pub fn all(
+        batch: Vec<Completion>,
+        mut follow_up: impl FnMut(Envelope) -> Result<NewTask>,
+    ) -> Result<Vec<Self>> {
+        batch
+            .into_iter()
+            .map(|c| Self::new(c, &mut follow_up))
+            .collect()
+    }
+
     /// A dead-lettering the store decides itself (an envelope that does not decode, a poison
     /// task): no follow-ups, the failure kept as the result for `result_ttl`.
     pub fn bury(lease: Lease, failure: TaskFailure, result_ttl: Option<Duration>) -> Self {
@@ -200,11 +215,15 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_follow_up_refuses_the_completion() {
+    fn a_bad_follow_up_refuses_the_completion_and_its_batch() {
         let mut c = Completion::new(lease(), Outcome::Success { result: vec![] }, None);
         c.follow_ups
             .push(Envelope::new("", "next", vec![0xc0], Utc::now()));
-        assert!(Settlement::new(c, NewTask::from_envelope).is_err());
+        assert!(Settlement::new(c.clone(), NewTask::from_envelope).is_err());
+        let good = Completion::new(lease(), Outcome::Success { result: vec![] }, None);
+        assert!(Settlement::all(vec![good.clone(), c], NewTask::from_envelope).is_err());
+        let settled = Settlement::all(vec![good.clone(), good], NewTask::from_envelope).unwrap();
+        assert_eq!(settled.len(), 2);
     }
 
     #[test]
