@@ -28,6 +28,14 @@ pub fn run(url: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs `soak URL enqueue OPTIONS...` (`options`: words separated by spaces) to completion
+/// and returns its stdout; panics on failure.
+pub fn enqueue(url: &str, options: &str) -> String {
+    let mut args = vec!["enqueue"];
+    args.extend(options.split_whitespace());
+    run(url, &args)
+}
+
 /// Starts `soak URL work ...` in the background.
 pub fn spawn_worker(url: &str, args: &[&str]) -> Child {
     Command::new(soak_binary())
@@ -134,18 +142,7 @@ pub fn kill_restart_drain(url: &str, record: &Path, cycles: u32, run_for: Durati
 pub fn kill_9_scenario(url: &str) -> u64 {
     let dir = tempfile::tempdir().expect("temp dir");
     let record = dir.path().join("record.txt");
-    let out = run(
-        url,
-        &[
-            "enqueue",
-            "--count",
-            "10000",
-            "--batch",
-            "500",
-            "--sleep-ms",
-            "20",
-        ],
-    );
+    let out = enqueue(url, "--count 10000 --batch 500 --sleep-ms 20");
     assert!(out.contains("\"enqueued\":10000"), "{out}");
 
     let done_before_drain = kill_restart_drain(url, &record, 3, Duration::from_millis(700));
@@ -171,19 +168,9 @@ pub fn outage_scenario(url: &str, outage: impl FnOnce()) {
     let dir = tempfile::tempdir().expect("temp dir");
     let record = dir.path().join("record.txt");
     let rec = record.to_str().expect("utf-8 path");
-    run(
+    enqueue(
         url,
-        &[
-            "enqueue",
-            "--count",
-            "3000",
-            "--batch",
-            "500",
-            "--sleep-ms",
-            "10",
-            "--fail-first",
-            "10",
-        ],
+        "--count 3000 --batch 500 --sleep-ms 10 --fail-first 10",
     );
     let worker = spawn_worker(
         url,
@@ -227,20 +214,7 @@ pub fn poison_scenario(url: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let record = dir.path().join("record.txt");
     let rec = record.to_str().expect("utf-8 path");
-    run(
-        url,
-        &[
-            "enqueue",
-            "--count",
-            "1000",
-            "--fail-first",
-            "7",
-            "--poison",
-            "100",
-            "--batch",
-            "100",
-        ],
-    );
+    enqueue(url, "--count 1000 --fail-first 7 --poison 100 --batch 100");
     wait_success(
         spawn_worker(
             url,
