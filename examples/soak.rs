@@ -85,7 +85,7 @@ enum Command {
         /// Lease length in ms (default 30000); a killed worker's tasks come back after it.
         #[arg(long)]
         lease_ms: Option<u64>,
-        /// The queues to consume, comma-separated (the concurrency is split between them).
+        /// The queues to consume, comma-separated (by equal weights).
         #[arg(long, value_delimiter = ',', default_value = "default")]
         queues: Vec<String>,
     },
@@ -412,22 +412,18 @@ async fn work(queue: Queue, options: WorkOptions) -> Result<(), Box<dyn std::err
         exit_when_idle_ms,
         queues,
     } = options;
-    // One consumer per queue, the concurrency split between them (at least one each).
-    let share = (concurrency / queues.len().max(1)).max(1);
-    let mut running = Vec::with_capacity(queues.len());
-    for (i, name) in queues.iter().enumerate() {
-        let mut builder = Consumer::builder(queue.clone())
-            .queue(name)
-            .workers(share)
-            .lease(lease)
-            .register(soak_task);
-        if let (0, Some(secs)) = (i, periodic_every_secs) {
-            // Fires at every multiple of `secs` since the Unix epoch, once across all workers.
-            let every = skiff::Schedule::every(Duration::from_secs(secs.max(1)))?;
-            builder = builder.periodic_task(soak_cron, every);
-        }
-        running.push(builder.build()?.spawn());
+    // One consumer of every queue, by equal weights.
+    let mut builder = Consumer::builder(queue.clone())
+        .queues(queues.iter().map(|q| (q.as_str(), 1)))
+        .workers(concurrency)
+        .lease(lease)
+        .register(soak_task);
+    if let Some(secs) = periodic_every_secs {
+        // Fires at every multiple of `secs` since the Unix epoch, once across all workers.
+        let every = skiff::Schedule::every(Duration::from_secs(secs.max(1)))?;
+        builder = builder.periodic_task(soak_cron, every);
     }
+    let running = builder.build()?.spawn();
     match exit_when_idle_ms {
         Some(idle_ms) => {
             let idle_for = Duration::from_millis(idle_ms);
@@ -463,8 +459,6 @@ async fn work(queue: Queue, options: WorkOptions) -> Result<(), Box<dyn std::err
             tokio::signal::ctrl_c().await?;
         }
     }
-    for consumer in running {
-        consumer.shutdown(Duration::from_secs(30)).await?;
-    }
+    running.shutdown(Duration::from_secs(30)).await?;
     Ok(())
 }

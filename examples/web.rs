@@ -214,6 +214,13 @@ async fn metrics(State(app): State<Shared>) -> Response {
         Ok(counts) => app.metrics.set_counts(&counts),
         Err(err) => tracing::warn!(error = %err, "metrics: could not read the queue's counts"),
     }
+    let storage = app.queue.storage();
+    match (storage.queues().await, storage.paused_queues().await) {
+        (Ok(queues), Ok(paused)) => app.metrics.set_paused(&queues, &paused),
+        (Err(err), _) | (_, Err(err)) => {
+            tracing::warn!(error = %err, "metrics: could not read which queues are paused");
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

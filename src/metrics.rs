@@ -16,6 +16,7 @@
 //! | `skiff_task_duration_seconds` | histogram | `task` | run time of successful attempts |
 //! | `skiff_events_lost_total` | counter | | events missed because the observer fell behind |
 //! | `skiff_queue_tasks` | gauge | `state` | the store's [`Counts`], as of the last [`Metrics::set_counts`] |
+//! | `skiff_queue_paused` | gauge | `queue` | 1 for a paused queue, 0 for a running one, as of the last [`Metrics::set_paused`] |
 //!
 //! The event stream is a broadcast channel: an observer that falls behind misses events rather
 //! than slowing the consumer down. Missed events are counted in `skiff_events_lost_total`, and
@@ -75,6 +76,11 @@ struct StateLabels {
     state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    queue: String,
+}
+
 type HistogramFamily = Family<TaskLabels, Histogram, fn() -> Histogram>;
 
 /// Buckets from 1 ms to about 33 s, doubling.
@@ -92,6 +98,7 @@ struct Inner {
     duration: HistogramFamily,
     lost: Counter,
     queue: Family<StateLabels, Gauge>,
+    paused: Family<QueueLabels, Gauge>,
 }
 
 /// Prometheus metrics of a consumer, fed by its [`Event`] stream. Cheap to clone; clones share
@@ -164,6 +171,7 @@ impl Metrics {
         let duration: HistogramFamily = Family::new_with_constructor(duration_histogram);
         let lost = Counter::default();
         let queue = Family::<StateLabels, Gauge>::default();
+        let paused = Family::<QueueLabels, Gauge>::default();
         registry.register("tasks_processed", "Tasks that succeeded", processed.clone());
         registry.register(
             "tasks_failed",
@@ -196,6 +204,11 @@ impl Metrics {
             "Tasks in the store by state, as last sampled",
             queue.clone(),
         );
+        registry.register(
+            "queue_paused",
+            "1 for a paused queue, 0 for a running one, as last sampled",
+            paused.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -207,6 +220,7 @@ impl Metrics {
                 duration,
                 lost,
                 queue,
+                paused,
             }),
         }
     }
@@ -282,6 +296,33 @@ impl Metrics {
         set("leased", counts.leased);
         set("dead", counts.dead);
         set("results", counts.results);
+    }
+
+    /// Sets the `skiff_queue_paused` gauges: 1 for each queue of `paused`, 0 for the other
+    /// queues of `queues` (for example [`Storage::queues`](crate::Storage::queues) and
+    /// [`Queue::paused_queues`] just before [`render`](Self::render)). Queues named in
+    /// neither are no longer reported.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let metrics = skiff::Metrics::new();
+    /// metrics.set_paused(&["emails".into(), "reports".into()], &["emails".into()]);
+    /// let text = metrics.render();
+    /// assert!(text.contains("skiff_queue_paused{queue=\"emails\"} 1"), "{text}");
+    /// assert!(text.contains("skiff_queue_paused{queue=\"reports\"} 0"), "{text}");
+    /// ```
+    pub fn set_paused(&self, queues: &[String], paused: &[String]) {
+        self.inner.paused.clear();
+        for queue in queues.iter().chain(paused) {
+            let value = i64::from(paused.contains(queue));
+            self.inner
+                .paused
+                .get_or_create(&QueueLabels {
+                    queue: queue.clone(),
+                })
+                .set(value);
+        }
     }
 
     /// Spawns a task that records every event of `events` until the consumer is gone (the

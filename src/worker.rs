@@ -27,7 +27,8 @@
 //! | flag | default | what |
 //! |---|---|---|
 //! | `--url URL` (env `SKIFF_URL`) | `sqlite://skiff.db` | the store |
-//! | `--queue NAME` | `default` | the queue to consume |
+//! | `--queue LIST` | `default` | the queue(s) to consume: `emails`, or weighted `critical:6,default:3,low:1` (see [`ConsumerBuilder::queues`](crate::ConsumerBuilder::queues)) |
+//! | `--strict-priority` | off | take from the queues in the listed order instead of by weight |
 //! | `-w, --workers N` | 4 × CPUs | tasks run at once |
 //! | `--prefetch N` | = workers | most tasks leased ahead of a free worker, only while tasks are short (`0`: none; see [`ConsumerBuilder::prefetch`](crate::ConsumerBuilder::prefetch)) |
 //! | `--periodic` / `-n, --no-periodic` | periodic on | run the periodic (cron) scheduler |
@@ -95,9 +96,14 @@ pub struct WorkerArgs {
     #[arg(long, env = "SKIFF_URL", default_value = DEFAULT_URL, hide_env_values = true)]
     pub url: String,
 
-    /// The queue to consume.
+    /// The queue(s) to consume: NAME, or NAME:WEIGHT,NAME:WEIGHT,… (weight 1 when left out).
     #[arg(long, default_value = DEFAULT_QUEUE)]
     pub queue: String,
+
+    /// Take tasks from the queues in the order listed (the next only when the ones before
+    /// have nothing due) instead of by weight.
+    #[arg(long)]
+    pub strict_priority: bool,
 
     /// How many tasks run at once [default: 4 × CPUs].
     #[arg(short = 'w', long)]
@@ -146,6 +152,50 @@ pub struct WorkerArgs {
     pub flush_locks: bool,
 }
 
+/// Parses `--queue`: `emails`, or `critical:6,default:3,low:1` (a weight of 1 when left out).
+///
+/// # Examples
+///
+/// ```
+/// let queues = skiff::worker::parse_queues("critical:6,default:3,low")?;
+/// assert_eq!(queues, vec![("critical".into(), 6), ("default".into(), 3), ("low".into(), 1)]);
+/// assert!(skiff::worker::parse_queues("a:zero").is_err());
+/// # Ok::<(), skiff::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::InvalidInput`] for an empty name or a weight that is not a whole number from 1.
+pub fn parse_queues(list: &str) -> Result<Vec<(String, u32)>> {
+    list.split(',')
+        .map(|item| {
+            let item = item.trim();
+            let (name, weight) = match item.rsplit_once(':') {
+                Some((name, weight)) => {
+                    let weight = weight
+                        .trim()
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|w| *w >= 1)
+                        .ok_or_else(|| {
+                            Error::InvalidInput(format!(
+                            "--queue: weight `{weight}` of `{name}` is not a whole number from 1"
+                        ))
+                        })?;
+                    (name.trim(), weight)
+                }
+                None => (item, 1),
+            };
+            if name.is_empty() {
+                return Err(Error::InvalidInput(format!(
+                    "--queue: an empty queue name in `{list}`"
+                )));
+            }
+            Ok((name.to_owned(), weight))
+        })
+        .collect()
+}
+
 impl WorkerArgs {
     /// The default flags with the store at `url` (for tests and programs that set flags in
     /// code).
@@ -172,6 +222,7 @@ impl WorkerArgs {
             shutdown_timeout: Duration::from_secs(30),
             max_tasks: None,
             flush_locks: false,
+            strict_priority: false,
         }
     }
 
@@ -302,8 +353,10 @@ pub async fn run(registry: Registry, args: WorkerArgs) -> Result<WorkerReport> {
         tracing::info!(flushed, "released every lock (--flush-locks)");
     }
 
+    let queues = parse_queues(&args.queue)?;
     let mut builder = Consumer::builder(queue)
-        .queue(args.queue.clone())
+        .queues(queues)
+        .strict_priority(args.strict_priority)
         .periodic(args.periodic())
         .poll_interval(args.scheduler_interval)
         .shutdown_timeout(args.shutdown_timeout)

@@ -199,7 +199,10 @@ async fn users_payments_tasks_health_and_metrics_over_http() {
     assert_eq!(health["scheduled"], 0);
     assert_eq!(health["dead"], 1);
 
-    // Metrics in the Prometheus text format.
+    // Metrics in the Prometheus text format; an operator paused the queue meanwhile.
+    let store = format!("sqlite://{}", web._dir.path().join("web.db").display());
+    let operator = skiff::connect(&store).await.unwrap();
+    assert!(operator.pause("default").await.unwrap());
     let resp = client.get(web.url("/metrics")).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
@@ -211,6 +214,7 @@ async fn users_payments_tasks_health_and_metrics_over_http() {
         "skiff_tasks_dead_total{task=\"charge_payment\"} 1",
         "skiff_queue_tasks{state=\"dead\"} 1",
         "skiff_events_lost_total 0",
+        "skiff_queue_paused{queue=\"default\"} 1",
     ] {
         assert!(
             text.lines().any(|l| l == line),

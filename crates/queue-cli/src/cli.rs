@@ -60,6 +60,38 @@ pub(crate) enum Command {
         /// The task id.
         id: String,
     },
+    /// Stop workers taking tasks from a queue (it still accepts new ones; running tasks finish).
+    Pause {
+        /// The queue.
+        queue: String,
+    },
+    /// Let workers take tasks from a paused queue again.
+    Resume {
+        /// The queue.
+        queue: String,
+    },
+    /// Delete the waiting (ready and scheduled) tasks of one queue.
+    Purge {
+        /// The queue.
+        queue: String,
+        /// Yes, delete them.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Cancel a task: a running one is stopped by its worker within about a second, a
+    /// waiting one is revoked.
+    Cancel {
+        /// The task id.
+        id: String,
+    },
+    /// The live workers (every process on this store) and what each runs now.
+    Workers,
+    /// One task's whole record: state, arguments, attempts, the worker running it,
+    /// progress, result.
+    Task {
+        /// The task id.
+        id: String,
+    },
     /// Delete everything in the store: tasks, results, dead tasks, locks, revocations.
     Flush {
         /// Yes, delete everything.

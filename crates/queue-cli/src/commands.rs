@@ -10,6 +10,7 @@ use skiff::{
 };
 
 use crate::cli::{Cli, Command, DeadCommand, ListArgs};
+use crate::control;
 use crate::output::{fields, short, table, time, truncate, CliError, Report};
 
 type Result<T, E = CliError> = std::result::Result<T, E>;
@@ -44,6 +45,12 @@ pub(crate) async fn execute(cli: Cli) -> Result<Report> {
         Command::Result { id } => result(&storage, parse_id(&id)?).await,
         Command::Revoke { id, force } => revoke(&storage, parse_id(&id)?, force).await,
         Command::Restore { id } => restore(&storage, parse_id(&id)?).await,
+        Command::Pause { queue: name } => control::pause(&queue, &name, true).await,
+        Command::Resume { queue: name } => control::pause(&queue, &name, false).await,
+        Command::Purge { queue: name, yes } => control::purge(&queue, &name, yes).await,
+        Command::Cancel { id } => control::cancel(&queue, parse_id(&id)?).await,
+        Command::Workers => control::workers(&queue).await,
+        Command::Task { id } => control::task(&queue, &storage, parse_id(&id)?).await,
         Command::Flush { yes } => flush(&storage, url, yes).await,
     }
 }
@@ -98,15 +105,24 @@ async fn stats(storage: &Arc<dyn Storage>, queue: Option<&str>) -> Result<Report
 async fn queues(storage: &Arc<dyn Storage>) -> Result<Report> {
     let mut json = Vec::new();
     let mut rows = Vec::new();
-    for name in storage.queues().await? {
+    let paused = storage.paused_queues().await?;
+    // A paused queue is listed even while it has no tasks.
+    let mut names = storage.queues().await?;
+    names.extend(paused.iter().cloned());
+    names.sort();
+    names.dedup();
+    for name in names {
         let c = storage.counts(Some(&name)).await?;
+        let is_paused = paused.contains(&name);
         let mut entry = counts_json(&c);
         if let Some(obj) = entry.as_object_mut() {
             obj.insert("queue".into(), json!(name));
+            obj.insert("paused".into(), json!(is_paused));
         }
         json.push(entry);
         rows.push(vec![
             name,
+            if is_paused { "paused" } else { "running" }.to_owned(),
             c.ready.to_string(),
             c.scheduled.to_string(),
             c.leased.to_string(),
@@ -117,9 +133,9 @@ async fn queues(storage: &Arc<dyn Storage>) -> Result<Report> {
         "no queues with pending or dead tasks".to_owned()
     } else {
         table(
-            &["queue", "ready", "scheduled", "leased", "dead"],
+            &["queue", "state", "ready", "scheduled", "leased", "dead"],
             rows,
-            &[1, 2, 3, 4],
+            &[2, 3, 4, 5],
         )
     };
     Ok(Report::new(Value::Array(json), human))
@@ -140,7 +156,7 @@ fn state_name(state: TaskState) -> &'static str {
     }
 }
 
-fn record_json(r: &TaskRecord) -> Value {
+pub(crate) fn record_json(r: &TaskRecord) -> Value {
     let mut value = json!({
         "id": r.id.to_string(),
         "queue": r.queue,

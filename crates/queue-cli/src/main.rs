@@ -14,6 +14,7 @@
 
 mod cli;
 mod commands;
+mod control;
 mod output;
 
 use std::process::ExitCode;

@@ -383,6 +383,85 @@ async fn check_every_command(url: &str) {
     assert_eq!(ok_json(url, &["dead", "list"]), json!([]));
     assert_eq!(ok_json(url, &["dead", "purge"]), json!({"purged": 0}));
 
+    // ----- control plane: pause, resume, workers, task, cancel, purge
+    assert_eq!(ok_json(url, &["queues"])[0]["paused"], false);
+    assert_eq!(
+        ok_json(url, &["pause", "default"]),
+        json!({"queue": "default", "paused": true, "changed": true})
+    );
+    assert_eq!(ok_json(url, &["pause", "default"])["changed"], false);
+    assert_eq!(ok_json(url, &["queues"])[0]["paused"], true);
+    assert_eq!(row(&ok(url, &["queues"]), "default")[1], "paused");
+    assert_eq!(ok_json(url, &["resume", "default"])["changed"], true);
+    assert_eq!(ok_json(url, &["queues"])[0]["paused"], false);
+
+    assert_eq!(ok(url, &["workers"]).trim(), "no live workers");
+    let worker =
+        skiff::WorkerInfo::this_process(vec![("default".into(), 1)], 8, chrono::Utc::now());
+    let beat = skiff::Heartbeat {
+        worker: worker.clone(),
+        running: vec![skiff::RunningTask {
+            id: s.leased,
+            task: "resize_image".into(),
+            queue: "default".into(),
+            since: chrono::Utc::now(),
+        }],
+        progress: Vec::new(),
+        ttl: Duration::from_secs(300),
+    };
+    queue.storage().heartbeat(&beat).await.unwrap();
+    let workers = ok_json(url, &["workers"]);
+    assert_eq!(workers[0]["pid"], std::process::id());
+    assert_eq!(workers[0]["id"], worker.id);
+    assert_eq!(workers[0]["running"][0]["id"], s.leased.to_string());
+    assert!(ok(url, &["workers"]).contains("resize_image"));
+
+    let task = ok_json(url, &["task", &s.leased.to_string()]);
+    assert_eq!(task["state"], "leased");
+    assert_eq!(task["task"], "resize_image");
+    assert_eq!(task["worker"]["pid"], std::process::id());
+    assert_eq!(task["progress"], Value::Null);
+    let finished = ok_json(url, &["task", &s.done.to_string()]);
+    assert_eq!(finished["state"], "finished");
+    assert_eq!(finished["result"]["status"], "success");
+    assert!(fails(url, &["task", &TaskId::new().to_string()]).contains("no task with id"));
+
+    assert_eq!(
+        ok_json(url, &["cancel", &s.leased.to_string()]),
+        json!({"canceled": s.leased.to_string(), "state": "running"})
+    );
+    assert_eq!(
+        ok_json(url, &["cancel", &s.ready[0].to_string()])["state"],
+        "pending"
+    );
+    assert!(
+        fails(url, &["cancel", &TaskId::new().to_string()]).contains("no pending or running task")
+    );
+    let canceled = queue.storage().heartbeat(&beat).await.unwrap();
+    assert_eq!(canceled, vec![s.leased], "the worker learns of the cancel");
+
+    let before = ok_json(url, &["stats"]);
+    let waiting = before["ready"].as_u64().unwrap() + before["scheduled"].as_u64().unwrap();
+    assert!(fails(url, &["purge", "default"]).contains("without --yes"));
+    assert_eq!(
+        ok_json(url, &["stats"]),
+        before,
+        "nothing purged without --yes"
+    );
+    assert_eq!(
+        ok_json(url, &["purge", "default", "--yes"]),
+        json!({"queue": "default", "purged": waiting})
+    );
+    let after = ok_json(url, &["stats"]);
+    assert_eq!(
+        (
+            after["ready"].as_u64(),
+            after["scheduled"].as_u64(),
+            after["leased"].as_u64()
+        ),
+        (Some(0), Some(0), Some(1))
+    );
+
     // ----- flush
     assert!(fails(url, &["flush"]).contains("without --yes"));
     assert_eq!(ok_json(url, &["flush", "--yes"]), json!({"flushed": true}));

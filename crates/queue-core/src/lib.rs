@@ -18,6 +18,7 @@
 mod call;
 pub mod clock;
 mod control;
+mod control_plane;
 pub mod cron_expr;
 mod envelope;
 mod error;
@@ -35,6 +36,7 @@ pub mod task;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod trace;
+pub mod workers;
 
 pub use call::TaskCall;
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -53,10 +55,15 @@ pub use pipeline::{Pipeline, PipelineHandle};
 pub use queue::{chord_inputs, panic_message, ChordInputs, Queue};
 pub use retry::{Backoff, RetryPolicy};
 pub use storage::{
-    AckStatus, Completion, Counts, DeadTask, Delivery, EnqueueOutcome, Lease, Outcome, Page,
-    RateDecision, Revocation, RevokeTarget, Storage, StoredResult, TaskRecord, TaskState,
+    AckStatus, CancelRequest, Completion, Counts, DeadTask, Delivery, EnqueueOutcome, Lease,
+    Outcome, Page, RateDecision, Revocation, RevokeTarget, Storage, StoredResult, TaskRecord,
+    TaskState,
 };
-pub use task::{run_blocking, ErasedTask, Registry, Task, TaskContext, TaskFn, TaskOptions};
+pub use task::{
+    run_blocking, CancellationToken, ErasedTask, Progress, ProgressSlot, Registry, Task,
+    TaskContext, TaskFn, TaskOptions,
+};
+pub use workers::{Heartbeat, RunningTask, WorkerInfo, WorkerStatus, CANCEL_REQUEST_TTL};
 
 /// Re-exports used by code that `#[task]` generates. Not a public API.
 #[doc(hidden)]

@@ -14,10 +14,13 @@ use tokio::sync::watch;
 
 use crate::clock::{duration_millis, from_millis, system_clock, to_millis};
 use crate::storage::{
-    AckStatus, Completion, Counts, DeadTask, Delivery, EnqueueOutcome, Lease, Outcome, Page,
-    RateDecision, Revocation, RevokeTarget, StoredResult, TaskRecord, TaskState,
+    AckStatus, CancelRequest, Completion, Counts, DeadTask, Delivery, EnqueueOutcome, Lease,
+    Outcome, Page, RateDecision, Revocation, RevokeTarget, StoredResult, TaskRecord, TaskState,
 };
-use crate::{Clock, Envelope, FailureKind, LeaseToken, Result, Storage, TaskFailure, TaskId};
+use crate::{
+    Clock, Envelope, FailureKind, Heartbeat, LeaseToken, Result, Storage, TaskFailure, TaskId,
+    WorkerStatus,
+};
 
 /// An in-memory store. See the [module docs](self).
 ///
@@ -51,6 +54,13 @@ struct State {
     revocations: HashMap<RevokeTarget, Revocation>,
     locks: HashMap<String, (String, i64)>,
     rates: HashMap<String, (i64, u32)>,
+    paused: BTreeSet<String>,
+    /// Worker id -> (newest heartbeat, live until).
+    workers: HashMap<String, (WorkerStatus, i64)>,
+    /// Cancel requests: task id -> kept until.
+    cancels: HashMap<TaskId, i64>,
+    /// The newest progress of pending tasks.
+    progress: HashMap<TaskId, Vec<u8>>,
 }
 
 #[derive(Debug, Default)]
@@ -239,6 +249,7 @@ impl State {
     fn remove(&mut self, id: TaskId) -> Option<Stored> {
         self.unplace(id);
         let t = self.tasks.remove(&id)?;
+        self.progress.remove(&id);
         if let Some(key) = &t.unique_key {
             if self.unique.get(key) == Some(&id) {
                 self.unique.remove(key);
@@ -387,6 +398,9 @@ impl Storage for MemoryStorage {
         let now = self.now();
         let expires = now.saturating_add(duration_millis(lease));
         let mut st = self.lock();
+        if st.paused.contains(queue) {
+            return Ok(Vec::new());
+        }
         st.promote(queue, now, usize::MAX);
         let mut out = Vec::new();
         while out.len() < max {
@@ -455,6 +469,8 @@ impl Storage for MemoryStorage {
         let next = {
             let st = self.lock();
             match st.queues.get(queue) {
+                // Paused: only a resume (or anything else that wakes) ends the wait early.
+                _ if st.paused.contains(queue) => None,
                 Some(idx) if !idx.ready.is_empty() => return Ok(()),
                 Some(idx) => {
                     let sched = idx.scheduled.first().map(|k| k.0);
@@ -866,5 +882,105 @@ impl Storage for MemoryStorage {
         *self.lock() = State::default();
         self.wake_results();
         Ok(())
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool> {
+        let changed = {
+            let mut st = self.lock();
+            if paused {
+                st.paused.insert(queue.to_owned())
+            } else {
+                st.paused.remove(queue)
+            }
+        };
+        if changed && !paused {
+            self.wake_workers();
+        }
+        Ok(changed)
+    }
+
+    async fn paused_queues(&self) -> Result<Vec<String>> {
+        Ok(self.lock().paused.iter().cloned().collect())
+    }
+
+    async fn purge_queue(&self, queue: &str) -> Result<u64> {
+        let mut st = self.lock();
+        let ids: Vec<TaskId> = st
+            .queues
+            .get(queue)
+            .map(|idx| {
+                let ready = idx.ready.iter().map(|k| k.2);
+                ready.chain(idx.scheduled.iter().map(|k| k.2)).collect()
+            })
+            .unwrap_or_default();
+        let mut purged = 0;
+        for id in ids {
+            if st.tasks.get(&id).is_some_and(|t| t.lease.is_none()) && st.remove(id).is_some() {
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+
+    async fn request_cancel(&self, id: TaskId, ttl: Duration) -> Result<CancelRequest> {
+        let now = self.now();
+        let mut st = self.lock();
+        let Some(state) = st.record(id, now).map(|r| r.state) else {
+            return Ok(CancelRequest::NotFound);
+        };
+        st.cancels.retain(|_, until| *until > now);
+        st.cancels
+            .insert(id, now.saturating_add(duration_millis(ttl)));
+        Ok(match state {
+            TaskState::Leased => CancelRequest::Running,
+            TaskState::Ready | TaskState::Scheduled => CancelRequest::Pending,
+        })
+    }
+
+    async fn heartbeat(&self, beat: &Heartbeat) -> Result<Vec<TaskId>> {
+        let now = self.now();
+        let mut st = self.lock();
+        for (lease, progress) in &beat.progress {
+            let current = st
+                .tasks
+                .get(&lease.id)
+                .is_some_and(|t| t.lease.is_some_and(|(token, _)| token == lease.token));
+            if current {
+                st.progress.insert(lease.id, progress.clone());
+            }
+        }
+        let until = now.saturating_add(duration_millis(beat.ttl));
+        st.workers.retain(|_, (_, live_until)| *live_until > now);
+        st.workers.insert(
+            beat.worker.id.clone(),
+            (WorkerStatus::of(beat, from_millis(now)), until),
+        );
+        Ok(beat
+            .running
+            .iter()
+            .filter(|r| st.cancels.get(&r.id).is_some_and(|until| *until > now))
+            .map(|r| r.id)
+            .collect())
+    }
+
+    async fn remove_worker(&self, worker_id: &str) -> Result<bool> {
+        Ok(self.lock().workers.remove(worker_id).is_some())
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerStatus>> {
+        let now = self.now();
+        let st = self.lock();
+        let mut live: Vec<WorkerStatus> = st
+            .workers
+            .values()
+            .filter(|(_, until)| *until > now)
+            .map(|(w, _)| w.clone())
+            .collect();
+        live.sort_by(|a, b| (a.info.started_at, &a.info.id).cmp(&(b.info.started_at, &b.info.id)));
+        Ok(live)
+    }
+
+    async fn get_progress(&self, id: TaskId) -> Result<Option<Vec<u8>>> {
+        Ok(self.lock().progress.get(&id).cloned())
     }
 }

@@ -317,6 +317,8 @@ async fn run_with_retries(env: &Envelope, task: &dyn ErasedTask) -> StoredResult
             retries_left: env.retry.max_retries.saturating_sub(attempt - 1),
             deliveries: attempt,
             enqueued_at: env.enqueued_at,
+            cancellation: crate::CancellationToken::new(),
+            progress_slot: crate::ProgressSlot::default(),
         };
         let fut = match task.start(ctx, &env.args) {
             Ok(fut) => fut,

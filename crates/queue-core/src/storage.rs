@@ -280,6 +280,20 @@ pub struct Revocation {
     pub once: bool,
 }
 
+/// What [`Storage::request_cancel`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelRequest {
+    /// The task is running: the worker holding its lease learns of the request at its next
+    /// heartbeat.
+    Running,
+    /// The task is pending (ready or scheduled): the request is kept for the delivery that
+    /// may be under way; [`Queue::cancel`](crate::Queue::cancel) also revokes it.
+    Pending,
+    /// No pending or running task has this id.
+    NotFound,
+}
+
 /// The answer of [`Storage::rate_limit`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateDecision {
@@ -427,6 +441,41 @@ pub trait Storage: Send + Sync + 'static {
     /// The queues that have pending or dead tasks.
     async fn queues(&self) -> Result<Vec<String>>;
 
-    /// Deletes everything: tasks, results, dead tasks, locks, revocations, counters.
+    /// Deletes everything: tasks, results, dead tasks, locks, revocations, counters, paused
+    /// queues, workers and cancel requests.
     async fn flush(&self) -> Result<()>;
+
+    // ----- the control plane -----
+
+    /// Pauses (`true`) or resumes (`false`) `queue`. A paused queue still accepts enqueues,
+    /// but [`fetch`](Storage::fetch) hands out nothing from it (running tasks finish), and
+    /// [`wait_for_work`](Storage::wait_for_work) on it returns only at its timeout or when it
+    /// is resumed. The state is stored: it survives restarts of workers and of the store.
+    /// Returns whether the state changed.
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool>;
+
+    /// The paused queues, sorted by name.
+    async fn paused_queues(&self) -> Result<Vec<String>>;
+
+    /// Deletes the pending tasks of `queue` that are not running (ready and scheduled), with
+    /// their unique keys. Returns how many. Running tasks and dead letters stay.
+    async fn purge_queue(&self, queue: &str) -> Result<u64>;
+
+    /// Records an operator's request to cancel task `id`, kept for `ttl`: a worker running it
+    /// learns of it from its next [`heartbeat`](Storage::heartbeat).
+    async fn request_cancel(&self, id: TaskId, ttl: Duration) -> Result<CancelRequest>;
+
+    /// Stores a consumer's heartbeat (replacing its previous one, live until `beat.ttl` has
+    /// passed) and the progress of its running tasks (written only where the lease is still
+    /// the task's current one). Returns the ids of `beat.running` that have a cancel request.
+    async fn heartbeat(&self, beat: &crate::Heartbeat) -> Result<Vec<TaskId>>;
+
+    /// Removes a worker's heartbeat (it stopped). Returns whether there was one.
+    async fn remove_worker(&self, worker_id: &str) -> Result<bool>;
+
+    /// The live workers (whose last heartbeat is younger than its ttl), sorted by start time.
+    async fn workers(&self) -> Result<Vec<crate::WorkerStatus>>;
+
+    /// The newest progress a running or pending task reported (msgpack), if any.
+    async fn get_progress(&self, id: TaskId) -> Result<Option<Vec<u8>>>;
 }

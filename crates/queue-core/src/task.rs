@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+pub use tokio_util::sync::CancellationToken;
 
 use crate::envelope::{from_msgpack, to_msgpack, DEFAULT_QUEUE};
 use crate::{Error, RetryPolicy, TaskCall, TaskError, TaskId};
@@ -298,6 +299,102 @@ pub struct TaskContext {
     pub deliveries: u32,
     /// When it was first enqueued.
     pub enqueued_at: DateTime<Utc>,
+    /// Fired when an operator cancels this task while it runs
+    /// ([`Queue::cancel`](crate::Queue::cancel)). An async task's future is dropped right
+    /// after; a plain `fn` (which cannot be stopped from outside) should check
+    /// [`is_cancelled`](CancellationToken::is_cancelled) and return early.
+    pub cancellation: CancellationToken,
+    /// Where [`TaskContext::progress`] writes; the worker's heartbeat stores the newest value.
+    pub progress_slot: ProgressSlot,
+}
+
+impl TaskContext {
+    /// Reports how far the task has come: any small serializable value (at most
+    /// [`ProgressSlot::MAX_BYTES`] encoded), such as a [`Progress`]. Cheap: the newest value is
+    /// stored with the task at the worker's next heartbeat (about a second), not once per
+    /// call; [`TaskHandle::progress`](crate::TaskHandle::progress) reads it.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError`] when the value does not encode or is too large (the task may go on).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #![allow(dead_code)]
+    /// use queue_core::{Progress, TaskContext, TaskError};
+    ///
+    /// async fn resize(ctx: TaskContext, images: Vec<String>) -> Result<(), TaskError> {
+    ///     for (i, image) in images.iter().enumerate() {
+    ///         // … resize `image` …
+    ///         ctx.progress(&Progress::new(100.0 * (i + 1) as f64 / images.len() as f64, image))?;
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn progress<P: Serialize + ?Sized>(&self, value: &P) -> Result<(), TaskError> {
+        let bytes = to_msgpack(value).map_err(|e| TaskError::msg(e.to_string()))?;
+        if bytes.len() > ProgressSlot::MAX_BYTES {
+            return Err(TaskError::msg(format!(
+                "progress of {} bytes is larger than the {} bytes a task may report",
+                bytes.len(),
+                ProgressSlot::MAX_BYTES
+            )));
+        }
+        self.progress_slot.set(bytes);
+        Ok(())
+    }
+}
+
+/// A percentage and a message: the usual shape of [`TaskContext::progress`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// How much is done, 0 to 100.
+    pub percent: f64,
+    /// What it is doing now.
+    pub message: String,
+}
+
+impl Progress {
+    /// `percent` (clamped to 0..=100) done, now doing `message`.
+    pub fn new(percent: f64, message: impl Into<String>) -> Self {
+        Self {
+            percent: if percent.is_nan() {
+                0.0
+            } else {
+                percent.clamp(0.0, 100.0)
+            },
+            message: message.into(),
+        }
+    }
+}
+
+/// The newest progress a running task reported and its worker has not sent yet. Cheap to
+/// clone; clones share the value.
+#[derive(Clone, Debug, Default)]
+pub struct ProgressSlot(Arc<Mutex<Option<Vec<u8>>>>);
+
+impl ProgressSlot {
+    /// The largest encoded progress value a task may report.
+    pub const MAX_BYTES: usize = 16 * 1024;
+
+    /// Replaces the unsent value.
+    pub fn set(&self, bytes: Vec<u8>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(bytes);
+    }
+
+    /// Takes the unsent value, if any (the heartbeat sends it).
+    pub fn take(&self) -> Option<Vec<u8>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Puts back a value that could not be sent, unless a newer one was set meanwhile.
+    pub fn restore(&self, bytes: Vec<u8>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(bytes);
+    }
 }
 
 /// Something that names a task kind: the function `#[task]` writes (`send_email`) implements

@@ -70,7 +70,8 @@ pub(crate) const UNBURY: &str = "DELETE FROM {s}.dead WHERE id = ANY($1)";
 pub(crate) const PURGE_DEAD: &str = "DELETE FROM {s}.dead WHERE $1::text IS NULL OR queue = $1";
 
 pub(crate) const FLUSH: &str = "\
-TRUNCATE {s}.tasks, {s}.results, {s}.dead, {s}.locks, {s}.rates, {s}.revocations";
+TRUNCATE {s}.tasks, {s}.results, {s}.dead, {s}.locks, {s}.rates, {s}.revocations, \
+{s}.paused_queues, {s}.workers, {s}.cancel_requests";
 
 pub(crate) const INSERT_RAW: &str = "\
 INSERT INTO {s}.tasks (id, queue, task, priority, state, run_at, wake_at, deliveries, attempts,

@@ -47,12 +47,14 @@ pub(crate) const CLAIM: &str = "\
 WITH ready AS MATERIALIZED (
     SELECT id, priority, seq FROM {s}.tasks
     WHERE queue = $1 AND state = 0
+      AND NOT EXISTS (SELECT 1 FROM {s}.paused_queues WHERE queue = $1)
     ORDER BY priority DESC, seq
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 ), due AS MATERIALIZED (
     SELECT id, priority, seq FROM {s}.tasks
     WHERE queue = $1 AND state <> 0 AND wake_at <= $3
+      AND NOT EXISTS (SELECT 1 FROM {s}.paused_queues WHERE queue = $1)
     ORDER BY wake_at
     LIMIT $6
     FOR UPDATE SKIP LOCKED

@@ -98,6 +98,7 @@ mod explain;
 mod fetch;
 mod notify;
 mod options;
+mod plane;
 mod redact;
 mod schema;
 mod sql;

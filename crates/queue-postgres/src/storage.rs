@@ -16,9 +16,9 @@ use chrono::{DateTime, Utc};
 use queue_core::clock::{duration_millis, to_millis};
 use queue_core::storage::rows::{sql_limit, Settlement};
 use queue_core::{
-    AckStatus, Clock, Completion, Counts, DeadTask, Delivery, EnqueueOutcome, Envelope, Lease,
-    Page, RateDecision, Result, Revocation, RevokeTarget, Storage, StoredResult, TaskId,
-    TaskRecord, TaskState,
+    AckStatus, CancelRequest, Clock, Completion, Counts, DeadTask, Delivery, EnqueueOutcome,
+    Envelope, Heartbeat, Lease, Page, RateDecision, Result, Revocation, RevokeTarget, Storage,
+    StoredResult, TaskId, TaskRecord, TaskState, WorkerStatus,
 };
 
 use crate::control::{revoke_key, uuids};
@@ -307,6 +307,40 @@ impl Storage for PostgresStorage {
             .map_err(self.fail("flush the store"))?;
         self.waiters.results.wake_all();
         Ok(())
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool> {
+        check_text("queue name", queue)?;
+        self.plane_set_paused(queue, paused).await
+    }
+
+    async fn paused_queues(&self) -> Result<Vec<String>> {
+        self.plane_paused_queues().await
+    }
+
+    async fn purge_queue(&self, queue: &str) -> Result<u64> {
+        check_text("queue name", queue)?;
+        self.plane_purge_queue(queue).await
+    }
+
+    async fn request_cancel(&self, id: TaskId, ttl: Duration) -> Result<CancelRequest> {
+        self.plane_request_cancel(id, ttl).await
+    }
+
+    async fn heartbeat(&self, beat: &Heartbeat) -> Result<Vec<TaskId>> {
+        self.plane_heartbeat(beat).await
+    }
+
+    async fn remove_worker(&self, worker_id: &str) -> Result<bool> {
+        self.plane_remove_worker(worker_id).await
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerStatus>> {
+        self.plane_workers().await
+    }
+
+    async fn get_progress(&self, id: TaskId) -> Result<Option<Vec<u8>>> {
+        self.plane_get_progress(id).await
     }
 }
 

@@ -25,10 +25,13 @@ use crate::PoolInfo;
 /// Is anything ready, and when is the next timer? (two index reads, one round trip; the first
 /// is a scalar subquery in the index's order, not an `EXISTS`, which the planner may answer
 /// by scanning the table — the whole table for a queue with no ready row)
+/// A paused queue has nothing ready and no timer (a resume notifies its waiters).
 pub(crate) const PROBE: &str = "\
 SELECT (SELECT seq FROM {s}.tasks WHERE queue = $1 AND state = 0
-        ORDER BY priority DESC, seq LIMIT 1) IS NOT NULL,
-       (SELECT min(wake_at) FROM {s}.tasks WHERE queue = $1 AND state <> 0)";
+        ORDER BY priority DESC, seq LIMIT 1) IS NOT NULL AND NOT paused,
+       CASE WHEN paused THEN NULL ELSE
+       (SELECT min(wake_at) FROM {s}.tasks WHERE queue = $1 AND state <> 0) END
+FROM (SELECT EXISTS (SELECT 1 FROM {s}.paused_queues WHERE queue = $1) AS paused) p";
 
 pub(crate) const GET_RESULT: &str =
     "SELECT value FROM {s}.results WHERE id = $1 AND (expires_at IS NULL OR expires_at > $2)";

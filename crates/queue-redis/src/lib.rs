@@ -43,12 +43,16 @@
 //!   `id|token`), `skiff:{Q}:task` (hash: per task, under its id, its ready score, run time,
 //!   delivery limit, name and envelope bytes), `skiff:{Q}:dlv`, `skiff:{Q}:att` and
 //!   `skiff:{Q}:uk` (deliveries that ended without an outcome, attempts and unique keys of the
-//!   tasks that have any), `skiff:{Q}:seq`,
-//!   `skiff:{Q}:dead` and `skiff:{Q}:wake`. The full layout is in `src/lua/common.lua`.
+//!   tasks that have any), `skiff:{Q}:progress` (the newest progress of running tasks),
+//!   `skiff:{Q}:seq`, `skiff:{Q}:dead` and `skiff:{Q}:wake`. The full layout is in
+//!   `src/lua/common.lua`.
 //!   Store-wide keys: `skiff:ids` (id → queue of pending tasks, for lookups by id alone),
 //!   `skiff:unique`, `skiff:results` (hash id → result), `skiff:result-exp` (ZSET of results
 //!   with a TTL, by expiry), `skiff:result-waiters`, `skiff:dead:<id>`, `skiff:dead`,
-//!   `skiff:revoked`, `skiff:lock:<name>`, `skiff:rate:<key>`, `skiff:queues`.
+//!   `skiff:revoked`, `skiff:lock:<name>`, `skiff:rate:<key>`, `skiff:queues`, and for the
+//!   control plane `skiff:paused` (SET of paused queues), `skiff:workers` and
+//!   `skiff:worker-exp` (each worker's newest heartbeat and until when it is live),
+//!   `skiff:cancel` (ZSET task id → cancel request kept until).
 //! * **Bounded work.** A fetch moves at most [`RedisOptions::promote_limit`] due scheduled tasks
 //!   and expired leases to ready, then pops at most `max` (no `unpack` of unbounded tables);
 //!   a backlog of any size is drained over successive fetches.
@@ -60,6 +64,11 @@
 //!   also get a real `PEXPIRE` a minute longer than their TTL, for cleanup only; expired results
 //!   are removed by [`Storage::purge_expired`](queue_core::Storage::purge_expired), which every
 //!   consumer calls once a minute.
+//! * **Control plane** (see `plane.rs`): a pause is checked inside the fetch script, so no fetch
+//!   that starts after it hands out a task of the queue, expired leases included; a resume wakes
+//!   the queue's idle consumers like an enqueue. A heartbeat is one script call (status, fenced
+//!   progress, cancel requests of its running tasks); a purge of a queue goes in atomic calls of
+//!   1,000 tasks; expired heartbeats and cancel requests are removed 100 per call at most.
 //! * **Idle waits block** on Redis (`BLPOP` on a per-queue wake-up list; `BLMOVE` on a per-result
 //!   list) on connections of their own; see `wait.rs` for the details.
 //! * **Connections.** Ordinary commands and scripts share a few multiplexed connections
@@ -95,6 +104,7 @@ mod dead;
 mod hot;
 mod lanes;
 mod options;
+mod plane;
 mod redact;
 mod scripts;
 mod store;

@@ -49,9 +49,17 @@ pub(crate) struct Scripts {
     /// while the server is out of memory, so a full store can still be purged.
     pub(crate) dead_free: LuaScript,
     pub(crate) admin: LuaScript,
-    /// admin.lua for `counts`, `queues` and `task`, which only read: as a function it runs
-    /// while the server is out of memory and refuses to write.
+    /// admin.lua for `counts`, `queues`, `task` and `progress`, which only read: as a function
+    /// it runs while the server is out of memory and refuses to write.
     pub(crate) admin_read: LuaScript,
+    pub(crate) pause: LuaScript,
+    /// purge_queue.lua only removes data: as a function it runs while the server is out of
+    /// memory, so a full queue can still be purged.
+    pub(crate) purge_queue: LuaScript,
+    pub(crate) cancel: LuaScript,
+    pub(crate) heartbeat: LuaScript,
+    /// workers.lua (`list`, `remove`) only removes data.
+    pub(crate) workers: LuaScript,
     /// The `FUNCTION LOAD` source of the library.
     pub(crate) library: String,
 }
@@ -63,7 +71,7 @@ const FREES: &str = "'allow-oom'";
 
 /// Each script: its name, its body and its flags as a function (Redis refuses to start a
 /// function without flags while it is out of memory, rather than failing at its first write).
-const BODIES: [(&str, &str, &str); 17] = [
+const BODIES: [(&str, &str, &str); 22] = [
     ("enqueue", include_str!("lua/enqueue.lua"), ""),
     ("fetch", include_str!("lua/fetch.lua"), ""),
     ("complete", include_str!("lua/complete.lua"), ""),
@@ -93,6 +101,11 @@ const BODIES: [(&str, &str, &str); 17] = [
     ("dead_free", include_str!("lua/dead.lua"), FREES),
     ("admin", include_str!("lua/admin.lua"), ""),
     ("admin_read", include_str!("lua/admin.lua"), READS),
+    ("pause", include_str!("lua/pause.lua"), ""),
+    ("purge_queue", include_str!("lua/purge_queue.lua"), FREES),
+    ("cancel", include_str!("lua/cancel.lua"), ""),
+    ("heartbeat", include_str!("lua/heartbeat.lua"), ""),
+    ("workers", include_str!("lua/workers.lua"), FREES),
 ];
 
 /// Stands for the library's name until its code is complete and can be hashed.
@@ -147,6 +160,11 @@ impl Scripts {
             dead_free: next(),
             admin: next(),
             admin_read: next(),
+            pause: next(),
+            purge_queue: next(),
+            cancel: next(),
+            heartbeat: next(),
+            workers: next(),
             library,
         }
     }

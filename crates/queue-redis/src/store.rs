@@ -1,6 +1,6 @@
 //! [`RedisStorage`]: opening the store, its connection pools, and the [`Storage`] impl, which
-//! delegates to the inherent methods in `hot.rs`, `wait.rs`, `control.rs`, `dead.rs` and
-//! `admin.rs`.
+//! delegates to the inherent methods in `hot.rs`, `wait.rs`, `control.rs`, `dead.rs`,
+//! `admin.rs` and `plane.rs`.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,10 +12,10 @@ use chrono::{DateTime, Utc};
 use deadpool_redis::{Pool, Runtime};
 use queue_core::clock::to_millis;
 use queue_core::storage::{
-    AckStatus, Completion, Counts, DeadTask, Delivery, EnqueueOutcome, Lease, Page, RateDecision,
-    Revocation, RevocationCache, RevokeTarget, StoredResult, TaskRecord, TaskState,
+    AckStatus, CancelRequest, Completion, Counts, DeadTask, Delivery, EnqueueOutcome, Lease, Page,
+    RateDecision, Revocation, RevocationCache, RevokeTarget, StoredResult, TaskRecord, TaskState,
 };
-use queue_core::{Clock, Envelope, Result, Storage, TaskId};
+use queue_core::{Clock, Envelope, Heartbeat, Result, Storage, TaskId, WorkerStatus};
 use redis::aio::ConnectionLike;
 use redis::{AsyncConnectionConfig, FromRedisValue, IntoConnectionInfo, RedisResult};
 
@@ -406,5 +406,37 @@ impl Storage for RedisStorage {
 
     async fn flush(&self) -> Result<()> {
         self.flush_all().await
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool> {
+        self.pause(queue, paused).await
+    }
+
+    async fn paused_queues(&self) -> Result<Vec<String>> {
+        self.paused_list().await
+    }
+
+    async fn purge_queue(&self, queue: &str) -> Result<u64> {
+        self.purge_pending(queue).await
+    }
+
+    async fn request_cancel(&self, id: TaskId, ttl: Duration) -> Result<CancelRequest> {
+        self.cancel_request(id, ttl).await
+    }
+
+    async fn heartbeat(&self, beat: &Heartbeat) -> Result<Vec<TaskId>> {
+        self.beat(beat).await
+    }
+
+    async fn remove_worker(&self, worker_id: &str) -> Result<bool> {
+        self.worker_remove(worker_id).await
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerStatus>> {
+        self.live_workers().await
+    }
+
+    async fn get_progress(&self, id: TaskId) -> Result<Option<Vec<u8>>> {
+        self.progress(id).await
     }
 }

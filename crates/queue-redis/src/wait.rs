@@ -8,6 +8,12 @@
 //! makes work available (enqueue, retry, defer, reschedule, requeue) pushes a token there (at
 //! most 16 are kept), so a waiter wakes within a round trip of new work.
 //!
+//! On a paused queue the script answers "paused" whatever the queue holds, and the wait blocks
+//! for `min(timeout, block_timeout)`. A token it pops then (from an enqueue while paused, or a
+//! resume) sends it back to the script: it ends if the queue was resumed, and blocks again
+//! while it stays paused, so it never returns at once, again and again, while there is work it
+//! may not take. A resume pushes tokens like an enqueue (see `lua/pause.lua`).
+//!
 //! # Result waiters
 //!
 //! `wait_result` reads the result once; if there is none it enters the id in the ZSET
@@ -38,6 +44,9 @@ use tokio::time::Instant;
 
 use crate::store::RedisStorage;
 use crate::wire;
+
+/// What `lua/peek.lua` answers for a paused queue.
+const PAUSED: i64 = -2;
 
 /// Extra time a blocking command is given beyond its own server-side timeout.
 const BLOCK_MARGIN: Duration = Duration::from_secs(2);
@@ -97,24 +106,30 @@ impl RedisStorage {
     }
 
     pub(crate) async fn wait_work(&self, queue: &str, timeout: Duration) -> Result<()> {
-        let mut inv = self.call(&self.scripts.peek, self.now_ms());
-        inv.arg(queue);
-        let until: i64 = self.run(inv, "checking for work").await?;
-        if until == 0 {
-            return Ok(());
+        let deadline = Instant::now() + timeout.min(self.block_timeout);
+        loop {
+            let mut inv = self.call(&self.scripts.peek, self.now_ms());
+            inv.arg(queue);
+            let until: i64 = self.run(inv, "checking for work").await?;
+            if until == 0 {
+                return Ok(());
+            }
+            let mut wait = deadline.saturating_duration_since(Instant::now());
+            if let Ok(ms) = u64::try_from(until) {
+                wait = wait.min(Duration::from_millis(ms));
+            }
+            if wait < Duration::from_millis(1) {
+                return Ok(());
+            }
+            let mut cmd = redis::cmd("BLPOP");
+            cmd.arg(self.key(&format!("{{{queue}}}:wake")))
+                .arg(seconds(wait));
+            let woken = self.block_on(cmd, wait, "waiting for work").await?;
+            // A token popped while paused: look again (resumed?) rather than return at once.
+            if !(woken && until == PAUSED) {
+                return Ok(());
+            }
         }
-        let mut wait = timeout.min(self.block_timeout);
-        if let Ok(ms) = u64::try_from(until) {
-            wait = wait.min(Duration::from_millis(ms));
-        }
-        if wait < Duration::from_millis(1) {
-            return Ok(());
-        }
-        let mut cmd = redis::cmd("BLPOP");
-        cmd.arg(self.key(&format!("{{{queue}}}:wake")))
-            .arg(seconds(wait));
-        self.block_on(cmd, wait, "waiting for work").await?;
-        Ok(())
     }
 
     pub(crate) async fn read_result(&self, id: TaskId) -> Result<Option<StoredResult>> {

@@ -21,7 +21,11 @@ pub(crate) struct Config {
     pub(crate) workers: usize,
     /// Most tasks leased beyond `workers` (see `pace.rs`); `None`: `workers`.
     pub(crate) prefetch: Option<usize>,
-    pub(crate) queue: String,
+    /// The queues consumed, with their weights (at least one).
+    pub(crate) queues: Vec<(String, u32)>,
+    /// Take from the first queue with work, in order, instead of by weight.
+    pub(crate) strict: bool,
+    pub(crate) heartbeat: Duration,
     pub(crate) lease: Duration,
     pub(crate) result_ttl: Option<Duration>,
     pub(crate) ack_batch: usize,
@@ -42,6 +46,16 @@ impl Config {
     /// How often running tasks' leases are renewed.
     pub(crate) fn renew_every(&self) -> Duration {
         self.lease / 3
+    }
+
+    /// How long a heartbeat keeps this consumer among the live workers.
+    pub(crate) fn heartbeat_ttl(&self) -> Duration {
+        (self.heartbeat * 10).max(Duration::from_secs(10))
+    }
+
+    /// The names of the queues consumed, in order.
+    pub(crate) fn queue_names(&self) -> Vec<String> {
+        self.queues.iter().map(|(q, _)| q.clone()).collect()
     }
 
     /// How often tasks of crashed workers are requeued.
@@ -68,7 +82,9 @@ pub fn default_workers() -> usize {
 /// |---|---|
 /// | [`workers`](Self::workers) | [`default_workers`]: 4 × CPUs |
 /// | [`prefetch`](Self::prefetch) | `workers`, while tasks are short |
-/// | [`queue`](Self::queue) | [`DEFAULT_QUEUE`] |
+/// | [`queue`](Self::queue) / [`queues`](Self::queues) | [`DEFAULT_QUEUE`] |
+/// | [`strict_priority`](Self::strict_priority) | `false` (by weight) |
+/// | [`heartbeat_interval`](Self::heartbeat_interval) | 1 s |
 /// | [`lease`](Self::lease) | 30 s, renewed every lease/3 |
 /// | [`result_ttl`](Self::result_ttl) | 7 days |
 /// | [`ack_batch`](Self::ack_batch) | 128 outcomes or 5 ms |
@@ -132,7 +148,9 @@ impl ConsumerBuilder {
             config: Config {
                 workers: default_workers(),
                 prefetch: None,
-                queue: DEFAULT_QUEUE.to_owned(),
+                queues: vec![(DEFAULT_QUEUE.to_owned(), 1)],
+                strict: false,
+                heartbeat: Duration::from_secs(1),
                 lease: Duration::from_secs(30),
                 result_ttl: Some(Duration::from_secs(7 * 24 * 3600)),
                 ack_batch: 128,
@@ -178,9 +196,44 @@ impl ConsumerBuilder {
         self
     }
 
-    /// The queue to consume.
+    /// The queue to consume (one; see [`queues`](Self::queues) for several).
     pub fn queue(mut self, queue: impl Into<String>) -> Self {
-        self.config.queue = queue.into();
+        self.config.queues = vec![(queue.into(), 1)];
+        self
+    }
+
+    /// Several queues to consume, each with a weight: with every queue full, the tasks taken
+    /// from each follow the weights (a queue of weight 6 gives six tasks for every one of a
+    /// queue of weight 1); a queue with nothing due gives its share to the others. With
+    /// [`strict_priority`](Self::strict_priority), the order of the list decides instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use queue_core::Queue;
+    /// # use queue_runtime::Consumer;
+    /// let builder = Consumer::builder(Queue::memory())
+    ///     .queues([("critical", 6), ("default", 3), ("low", 1)]);
+    /// # drop(builder);
+    /// ```
+    pub fn queues<Q: Into<String>>(mut self, queues: impl IntoIterator<Item = (Q, u32)>) -> Self {
+        self.config.queues = queues.into_iter().map(|(q, w)| (q.into(), w)).collect();
+        self
+    }
+
+    /// Takes tasks from the [`queues`](Self::queues) in their order: from the second only when
+    /// the first has nothing due, and so on (weights are ignored). Off by default.
+    pub fn strict_priority(mut self, strict: bool) -> Self {
+        self.config.strict = strict;
+        self
+    }
+
+    /// How often the consumer reports itself to the store (live workers, what each runs, the
+    /// progress of its tasks) and learns of cancel requests for its running tasks (default
+    /// 1 s). A consumer that stops reporting disappears from the live workers after ten
+    /// intervals (at least 10 s).
+    pub fn heartbeat_interval(mut self, every: Duration) -> Self {
+        self.config.heartbeat = every;
         self
     }
 
@@ -352,11 +405,24 @@ impl ConsumerBuilder {
         if c.ack_batch == 0 {
             return invalid("ack_batch max must be at least 1".into());
         }
-        if c.queue.is_empty() || c.queue.len() > 200 || c.queue.contains(['{', '}']) {
-            return invalid(format!(
-                "queue name `{}` must be 1 to 200 bytes without `{{` or `}}`",
-                c.queue
-            ));
+        if c.queues.is_empty() {
+            return invalid("queues needs at least one queue".into());
+        }
+        for (i, (queue, weight)) in c.queues.iter().enumerate() {
+            if queue.is_empty() || queue.len() > 200 || queue.contains(['{', '}']) {
+                return invalid(format!(
+                    "queue name `{queue}` must be 1 to 200 bytes without `{{` or `}}`"
+                ));
+            }
+            if *weight == 0 && !c.strict {
+                return invalid(format!("queue `{queue}` has weight 0; weights start at 1"));
+            }
+            if c.queues[..i].iter().any(|(q, _)| q == queue) {
+                return invalid(format!("queue `{queue}` is listed twice"));
+            }
+        }
+        if c.heartbeat.is_zero() {
+            return invalid("heartbeat_interval must be more than zero".into());
         }
         if self.registry.is_empty() {
             return invalid(

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use queue_core::{Queue, Registry, Result};
+use queue_core::{Queue, Registry, Result, WorkerInfo};
 use tokio::sync::{broadcast, mpsc, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -17,11 +17,13 @@ use crate::acker::Acker;
 use crate::builder::{Config, ConsumerBuilder};
 use crate::executor::Executor;
 use crate::fetcher::Fetcher;
+use crate::heartbeat;
 use crate::hooks::Hooks;
 use crate::inflight::{Handoff, InFlight, Stats};
 use crate::limits::limits_of;
 use crate::pace::Pace;
 use crate::periodic::{Periodic, Ticker};
+use crate::picker::Picker;
 use crate::renewer;
 use crate::shutdown::{drain, RunningConsumer, ShutdownReport, Stop};
 use queue_core::{Event, Events};
@@ -48,7 +50,7 @@ pub struct Consumer {
 impl fmt::Debug for Consumer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Consumer")
-            .field("queue", &self.config.queue)
+            .field("queues", &self.config.queues)
             .field("workers", &self.config.workers)
             .field("tasks", &self.registry.names())
             .finish_non_exhaustive()
@@ -107,9 +109,14 @@ impl Consumer {
         self.events.subscribe()
     }
 
-    /// The queue this consumer takes tasks from.
+    /// The (first) queue this consumer takes tasks from.
     pub fn queue_name(&self) -> &str {
-        &self.config.queue
+        self.config.queues.first().map_or("", |(q, _)| q.as_str())
+    }
+
+    /// The queues this consumer takes tasks from, with their weights.
+    pub fn queues(&self) -> &[(String, u32)] {
+        &self.config.queues
     }
 
     /// The most tasks it runs at once.
@@ -222,7 +229,7 @@ impl Consumer {
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::unbounded_channel();
         tracing::info!(
-            queue = %config.queue, workers = config.workers, backend = storage.backend(),
+            queues = ?config.queues, workers = config.workers, backend = storage.backend(),
             tasks = ?self.registry.names(), "consumer starting"
         );
 
@@ -257,9 +264,22 @@ impl Consumer {
             config.renew_every(),
             background.clone(),
         )));
+        let worker = WorkerInfo::this_process(
+            config.queues.clone(),
+            u32::try_from(config.workers).unwrap_or(u32::MAX),
+            storage.clock().now(),
+        );
+        let _heartbeat = AbortOnDropHandle::new(tokio::spawn(heartbeat::beat(
+            storage.clone(),
+            inflight.clone(),
+            worker.clone(),
+            config.heartbeat,
+            config.heartbeat_ttl(),
+            background.clone(),
+        )));
         let _housekeeping = AbortOnDropHandle::new(tokio::spawn(renewer::housekeeping(
             storage.clone(),
-            config.queue.clone(),
+            config.queue_names(),
             config.requeue_every(),
             background.clone(),
         )));
@@ -288,6 +308,7 @@ impl Consumer {
             runs: Arc::new(Semaphore::new(config.workers)),
             freed: freed.clone(),
             pace: pace.clone(),
+            picker: Picker::new(config.queues.iter().map(|(_, w)| *w), config.strict),
             tasks: JoinSet::new(),
             executor: Arc::new(Executor {
                 storage: storage.clone(),
@@ -341,6 +362,10 @@ impl Consumer {
             inflight.len() as u64
         });
         background.cancel();
+        // Gone from the live workers at once rather than after its heartbeat's ttl.
+        if let Err(err) = storage.remove_worker(&worker.id).await {
+            tracing::debug!(error = %err, "could not remove this worker's heartbeat; it lapses");
+        }
         Hooks::life(&self.hooks.shutdown).await;
         events_done.cancel();
         if let Some(feed) = event_feed.as_mut() {

@@ -14,8 +14,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use queue_core::{
-    chord_inputs, panic_message, ChordInputs, Clock, Completion, Delivery, Envelope, FailureKind,
-    Lease, Outcome, Registry, Storage, TaskContext, TaskError, TaskFailure,
+    chord_inputs, panic_message, CancellationToken, ChordInputs, Clock, Completion, Delivery,
+    Envelope, FailureKind, Outcome, Registry, Storage, TaskContext, TaskError, TaskFailure,
 };
 use tokio::time::Instant;
 
@@ -70,7 +70,7 @@ impl Executor {
             outcome,
             duration,
             event,
-        } = self.run(&env, delivery.lease, revoked).await;
+        } = self.run(&env, &slot, revoked).await;
         if duration > Duration::ZERO {
             self.pace.record(duration);
         }
@@ -89,7 +89,8 @@ impl Executor {
     }
 
     /// Decides the outcome: the checks before running, then the run itself.
-    async fn run(&self, env: &Envelope, lease: Lease, revoked: bool) -> Ran {
+    async fn run(&self, env: &Envelope, slot: &Slot, revoked: bool) -> Ran {
+        let lease = slot.lease();
         let not_run = |kind, message: String| {
             let failure = TaskFailure::new(kind, message, env.attempt);
             let outcome = match kind {
@@ -127,6 +128,8 @@ impl Executor {
             retries_left: env.retry.max_retries.saturating_sub(env.attempt),
             deliveries: env.deliveries,
             enqueued_at: env.enqueued_at,
+            cancellation: slot.cancellation(),
+            progress_slot: slot.progress(),
         };
         let chord_args;
         let mut args = env.args.as_slice();
@@ -194,7 +197,7 @@ impl Executor {
         });
         tracing::debug!("task executing");
         let started = Instant::now();
-        let ran = guarded(body, env.timeout).await;
+        let ran = guarded(body, env.timeout, slot.cancellation()).await;
         let duration = started.elapsed();
         if let Some(held) = held {
             held.release().await;
@@ -267,18 +270,27 @@ fn chord_backoff(env: &Envelope, now: chrono::DateTime<chrono::Utc>) -> chrono::
     chrono::TimeDelta::milliseconds((waited / 10).clamp(50, 2_000))
 }
 
-/// Runs a task body, turning a panic or a timeout into a failure.
+/// Runs a task body, turning a panic, a timeout or a cancellation into a failure. A
+/// cancellation drops the body (an async task stops at its next `.await`; a plain `fn` on the
+/// blocking pool runs on, and should check its token).
 async fn guarded(
     body: BoxFuture<'static, Result<Vec<u8>, TaskError>>,
     timeout: Option<Duration>,
+    cancel: CancellationToken,
 ) -> Result<Vec<u8>, Failed> {
     let caught = AssertUnwindSafe(body).catch_unwind();
-    let ran = match timeout {
-        Some(limit) => match tokio::time::timeout(limit, caught).await {
-            Ok(ran) => ran,
-            Err(_) => return Err(Failed::TimedOut(limit)),
-        },
-        None => caught.await,
+    let limited = async {
+        match timeout {
+            Some(limit) => tokio::time::timeout(limit, caught)
+                .await
+                .map_err(|_| Failed::TimedOut(limit)),
+            None => Ok(caught.await),
+        }
+    };
+    let ran = tokio::select! {
+        biased;
+        () = cancel.cancelled() => return Err(Failed::Canceled),
+        ran = limited => ran?,
     };
     match ran {
         Ok(Ok(result)) => Ok(result),

@@ -29,6 +29,7 @@ use crate::executor::Executor;
 use crate::inflight::{Handoff, Slot};
 use crate::outcome::attempt_number;
 use crate::pace::Pace;
+use crate::picker::Picker;
 use crate::shutdown::log_join;
 
 /// The fetch loop. See the [module docs](self).
@@ -42,6 +43,8 @@ pub(crate) struct Fetcher {
     /// Told when an execution gives its lease permit back.
     pub(crate) freed: Arc<Notify>,
     pub(crate) pace: Arc<Pace>,
+    /// Which queues each fetch asks.
+    pub(crate) picker: Picker,
     pub(crate) tasks: JoinSet<()>,
     pub(crate) executor: Arc<Executor>,
     pub(crate) handoff: Handoff,
@@ -86,10 +89,7 @@ impl Fetcher {
                 }
             }
 
-            let fetched = self
-                .storage
-                .fetch(&self.config.queue, permits.len(), self.config.lease)
-                .await;
+            let fetched = self.fetch(permits.len()).await;
             let deliveries = match fetched {
                 Ok(deliveries) => deliveries,
                 Err(err) => {
@@ -106,7 +106,7 @@ impl Fetcher {
                 drop(permits);
                 let waited = tokio::select! {
                     () = self.stop.cancelled() => return,
-                    waited = self.storage.wait_for_work(&self.config.queue, self.config.poll_interval) => waited,
+                    waited = self.wait_for_work() => waited,
                 };
                 match waited {
                     Ok(()) => backoff.reset(),
@@ -140,6 +140,60 @@ impl Fetcher {
         (workers + self.pace.ahead(workers, max)).saturating_sub(held)
     }
 
+    /// Leases up to `n` tasks from the consumer's queues: as the picker plans, then what a
+    /// queue could not give from the others (see the `picker` module). An error is returned
+    /// only when nothing was fetched.
+    async fn fetch(&mut self, n: usize) -> queue_core::Result<Vec<Delivery>> {
+        let (queues, lease) = (&self.config.queues, self.config.lease);
+        if queues.len() == 1 {
+            return self.storage.fetch(&queues[0].0, n, lease).await;
+        }
+        let plan = self.picker.plan(n);
+        let mut got = Vec::with_capacity(n);
+        let mut short = vec![false; queues.len()];
+        let mut error = None;
+        for (i, asked) in plan.iter().enumerate().filter(|(_, k)| **k > 0) {
+            match self.storage.fetch(&queues[i].0, *asked, lease).await {
+                Ok(d) => {
+                    short[i] = d.len() < *asked;
+                    got.extend(d);
+                }
+                Err(e) => {
+                    short[i] = true;
+                    error = Some(e);
+                }
+            }
+        }
+        for i in self.picker.fallback_order() {
+            let wanted = n.saturating_sub(got.len());
+            if wanted == 0 {
+                break;
+            }
+            if short[i] {
+                continue;
+            }
+            match self.storage.fetch(&queues[i].0, wanted, lease).await {
+                Ok(d) => got.extend(d),
+                Err(e) => error = Some(e),
+            }
+        }
+        match error {
+            Some(e) if got.is_empty() => Err(e),
+            _ => Ok(got),
+        }
+    }
+
+    /// Waits until any of the consumer's queues may have work, or the poll interval passes.
+    async fn wait_for_work(&self) -> queue_core::Result<()> {
+        let poll = self.config.poll_interval;
+        let waits = self
+            .config
+            .queues
+            .iter()
+            .map(|(q, _)| self.storage.wait_for_work(q, poll));
+        futures::future::select_all(waits).await.0
+    }
+
     /// Sleeps for `wait`; returns `true` if stopped meanwhile.
     async fn pause(&self, wait: Duration) -> bool {
         tokio::select! {
@@ -160,7 +214,13 @@ impl Fetcher {
         for d in deliveries {
             let permit = permits.next();
             let has_permit = permit.is_some();
-            let slot = Slot::new(d.lease, &d.envelope.task, permit, self.handoff.clone());
+            let slot = Slot::new(
+                d.lease,
+                &d.envelope.task,
+                &d.envelope.queue,
+                permit,
+                self.handoff.clone(),
+            );
             if has_permit {
                 slots.push((d, slot));
             } else {

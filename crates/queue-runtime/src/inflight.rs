@@ -16,7 +16,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use queue_core::{Clock, Completion, Lease, Outcome};
+use chrono::{DateTime, Utc};
+use queue_core::{
+    CancellationToken, Clock, Completion, Lease, Outcome, ProgressSlot, RunningTask, TaskId,
+};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit};
 
 use queue_core::Event;
@@ -39,6 +42,13 @@ enum Phase {
 #[derive(Debug)]
 struct Entry {
     task: String,
+    queue: String,
+    /// When it was fetched.
+    since: DateTime<Utc>,
+    /// Fired when an operator cancels the task (learned from a heartbeat).
+    cancel: CancellationToken,
+    /// The progress the task reports, sent with the next heartbeat.
+    progress: ProgressSlot,
     phase: Phase,
     /// The store said the lease is gone; reported once, no longer renewed.
     stale: bool,
@@ -58,16 +68,72 @@ impl InFlight {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn insert(&self, lease: Lease, task: &str) {
+    fn insert(
+        &self,
+        lease: Lease,
+        task: &str,
+        queue: &str,
+        since: DateTime<Utc>,
+    ) -> (CancellationToken, ProgressSlot) {
+        let (cancel, progress) = (CancellationToken::new(), ProgressSlot::default());
         self.lock().insert(
             lease,
             Entry {
                 task: task.to_owned(),
+                queue: queue.to_owned(),
+                since,
+                cancel: cancel.clone(),
+                progress: progress.clone(),
                 phase: Phase::Open,
                 stale: false,
                 lock: None,
             },
         );
+        (cancel, progress)
+    }
+
+    /// The tasks running or waiting to run (not those whose outcome is being written), for a
+    /// heartbeat, and the progress they reported since the last one.
+    pub(crate) fn report(&self) -> (Vec<RunningTask>, Vec<(Lease, Vec<u8>)>) {
+        let map = self.lock();
+        let mut running = Vec::with_capacity(map.len());
+        let mut progress = Vec::new();
+        for (lease, e) in map.iter().filter(|(_, e)| !e.stale) {
+            running.push(RunningTask {
+                id: lease.id,
+                task: e.task.clone(),
+                queue: e.queue.clone(),
+                since: e.since,
+            });
+            if let Some(bytes) = e.progress.take() {
+                progress.push((*lease, bytes));
+            }
+        }
+        running.sort_by_key(|r| (r.since, r.id));
+        (running, progress)
+    }
+
+    /// Puts back progress a heartbeat could not deliver, unless the task reported newer.
+    pub(crate) fn restore_progress(&self, unsent: Vec<(Lease, Vec<u8>)>) {
+        let map = self.lock();
+        for (lease, bytes) in unsent {
+            if let Some(e) = map.get(&lease) {
+                e.progress.restore(bytes);
+            }
+        }
+    }
+
+    /// Fires the cancellation of the running tasks among `ids`. Returns how many it fired.
+    pub(crate) fn cancel(&self, ids: &[TaskId]) -> usize {
+        let map = self.lock();
+        let mut fired = 0;
+        for (lease, e) in map.iter() {
+            if ids.contains(&lease.id) && e.phase == Phase::Open && !e.cancel.is_cancelled() {
+                e.cancel.cancel();
+                fired += 1;
+            }
+        }
+        fired
     }
 
     /// How many leases are held.
@@ -156,6 +222,8 @@ pub(crate) struct Handoff {
 pub(crate) struct Slot {
     lease: Lease,
     task: String,
+    cancel: CancellationToken,
+    progress: ProgressSlot,
     permit: Option<OwnedSemaphorePermit>,
     handoff: Handoff,
     armed: bool,
@@ -166,13 +234,17 @@ impl Slot {
     pub(crate) fn new(
         lease: Lease,
         task: &str,
+        queue: &str,
         permit: Option<OwnedSemaphorePermit>,
         handoff: Handoff,
     ) -> Self {
-        handoff.inflight.insert(lease, task);
+        let since = handoff.clock.now();
+        let (cancel, progress) = handoff.inflight.insert(lease, task, queue, since);
         Self {
             lease,
             task: task.to_owned(),
+            cancel,
+            progress,
             permit,
             handoff,
             armed: true,
@@ -182,6 +254,16 @@ impl Slot {
     /// The lease this slot holds.
     pub(crate) fn lease(&self) -> Lease {
         self.lease
+    }
+
+    /// Fired when an operator cancels the task.
+    pub(crate) fn cancellation(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Where the task reports its progress.
+    pub(crate) fn progress(&self) -> ProgressSlot {
+        self.progress.clone()
     }
 
     /// Hands the outcome to the acker and frees the permit. The lease stays in flight (and

@@ -22,6 +22,8 @@ pub(crate) enum Failed {
     Panicked(String),
     /// It ran past its time limit.
     TimedOut(Duration),
+    /// An operator canceled it while it ran.
+    Canceled,
 }
 
 /// The number of this attempt, from 1.
@@ -63,6 +65,11 @@ pub(crate) fn judge_failure(
             FailureKind::Timeout,
             format!("ran past its timeout of {limit:?}"),
             Some(None),
+        ),
+        Failed::Canceled => (
+            FailureKind::Canceled,
+            "canceled by an operator while it ran".to_owned(),
+            None,
         ),
     };
     let failure = TaskFailure::new(kind, message, number);

@@ -96,10 +96,10 @@ async fn renew_locks(storage: &dyn Storage, inflight: &InFlight, ttl: Duration) 
     }
 }
 
-/// Requeues expired leases of `queue` and purges expired results until `stop` is cancelled.
+/// Requeues expired leases of `queues` and purges expired results until `stop` is cancelled.
 pub(crate) async fn housekeeping(
     storage: Arc<dyn Storage>,
-    queue: String,
+    queues: Vec<String>,
     requeue_period: Duration,
     stop: CancellationToken,
 ) {
@@ -109,11 +109,13 @@ pub(crate) async fn housekeeping(
         tokio::select! {
             () = stop.cancelled() => return,
             _ = requeue.tick() => {
-                match storage.requeue_expired(&queue, HOUSEKEEPING_BATCH).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(queue = %queue, tasks = n,
-                        "requeued tasks whose lease ran out (a worker stopped without finishing them)"),
-                    Err(err) => tracing::warn!(error = %err, "could not requeue expired leases"),
+                for queue in &queues {
+                    match storage.requeue_expired(queue, HOUSEKEEPING_BATCH).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(queue = %queue, tasks = n,
+                            "requeued tasks whose lease ran out (a worker stopped without finishing them)"),
+                        Err(err) => tracing::warn!(error = %err, "could not requeue expired leases"),
+                    }
                 }
             }
             _ = purge.tick() => {

@@ -251,7 +251,8 @@ impl Work for Flush {
     ) -> Result<()> {
         sqlx::raw_sql(
             "DELETE FROM tasks; DELETE FROM results; DELETE FROM dead; \
-             DELETE FROM locks; DELETE FROM rates; DELETE FROM revocations;",
+             DELETE FROM locks; DELETE FROM rates; DELETE FROM revocations; \
+             DELETE FROM paused_queues; DELETE FROM workers; DELETE FROM cancel_requests;",
         )
         .execute(&mut *conn)
         .await

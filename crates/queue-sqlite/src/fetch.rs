@@ -98,7 +98,7 @@ impl Work for Fetch {
     ) -> Result<Fetched> {
         let mut out = Vec::with_capacity(self.max);
         let mut revocations = None;
-        if self.max == 0 {
+        if self.max == 0 || crate::plane::is_paused(conn, &self.queue).await? {
             return Ok(Fetched {
                 deliveries: out,
                 revocations,

@@ -56,6 +56,7 @@ mod error;
 mod explain;
 mod fetch;
 mod options;
+mod plane;
 mod schema;
 mod sql;
 mod storage;

@@ -16,9 +16,9 @@ use chrono::{DateTime, Utc};
 use queue_core::clock::{duration_millis, to_millis};
 use queue_core::storage::rows::{sql_limit, Settlement};
 use queue_core::{
-    AckStatus, Clock, Completion, Counts, DeadTask, Delivery, EnqueueOutcome, Envelope, Lease,
-    Page, RateDecision, Result, Revocation, RevokeTarget, Storage, StoredResult, TaskId,
-    TaskRecord, TaskState,
+    AckStatus, CancelRequest, Clock, Completion, Counts, DeadTask, Delivery, EnqueueOutcome,
+    Envelope, Heartbeat, Lease, Page, RateDecision, Result, Revocation, RevokeTarget, Storage,
+    StoredResult, TaskId, TaskRecord, TaskState, WorkerStatus,
 };
 
 use crate::admin::{self, Flush, RequeueDead};
@@ -27,7 +27,7 @@ use crate::control::{revoke_key, Arg, CheckRevoked, Exec, PurgeExpired, RateLimi
 use crate::enqueue::NewTask;
 use crate::error::Context;
 use crate::fetch::Fetch;
-use crate::{wait, SqliteStorage};
+use crate::{plane, wait, SqliteStorage};
 
 #[async_trait]
 impl Storage for SqliteStorage {
@@ -274,6 +274,42 @@ impl Storage for SqliteStorage {
 
     async fn flush(&self) -> Result<()> {
         self.writer.call(Flush).await
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool> {
+        let queue = queue.to_owned();
+        self.writer.call(plane::SetPaused { queue, paused }).await
+    }
+
+    async fn paused_queues(&self) -> Result<Vec<String>> {
+        plane::paused_queues(&self.pool).await
+    }
+
+    async fn purge_queue(&self, queue: &str) -> Result<u64> {
+        self.writer.call(plane::PurgeQueue(queue.to_owned())).await
+    }
+
+    async fn request_cancel(&self, id: TaskId, ttl: Duration) -> Result<CancelRequest> {
+        self.writer.call(plane::RequestCancel { id, ttl }).await
+    }
+
+    async fn heartbeat(&self, beat: &Heartbeat) -> Result<Vec<TaskId>> {
+        let beat = plane::Beat::new(beat, self.now())?;
+        self.writer.call(beat).await
+    }
+
+    async fn remove_worker(&self, worker_id: &str) -> Result<bool> {
+        self.writer
+            .call(plane::RemoveWorker(worker_id.to_owned()))
+            .await
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerStatus>> {
+        plane::workers(&self.pool, self.now()).await
+    }
+
+    async fn get_progress(&self, id: TaskId) -> Result<Option<Vec<u8>>> {
+        plane::get_progress(&self.pool, id).await
     }
 }
 

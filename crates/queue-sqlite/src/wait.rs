@@ -27,9 +27,12 @@ use queue_core::{Result, StoredResult, TaskId};
 use crate::error::Context;
 
 /// Is anything ready, and when is the next timer? (one round trip, two index seeks)
+/// A paused queue has nothing ready and no timer (its resume wakes waiters in this process).
 pub(crate) const PROBE: &str =
-    "SELECT EXISTS (SELECT 1 FROM tasks WHERE queue = ?1 AND state = 0), \
-     (SELECT wake_at FROM tasks WHERE queue = ?1 AND state <> 0 ORDER BY wake_at LIMIT 1)";
+    "SELECT EXISTS (SELECT 1 FROM tasks WHERE queue = ?1 AND state = 0) \
+     AND NOT EXISTS (SELECT 1 FROM paused_queues WHERE queue = ?1), \
+     CASE WHEN EXISTS (SELECT 1 FROM paused_queues WHERE queue = ?1) THEN NULL ELSE \
+     (SELECT wake_at FROM tasks WHERE queue = ?1 AND state <> 0 ORDER BY wake_at LIMIT 1) END";
 
 pub(crate) const GET_RESULT: &str =
     "SELECT value FROM results WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2)";

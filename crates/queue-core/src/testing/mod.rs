@@ -45,6 +45,7 @@ use crate::{
 };
 
 mod control;
+mod control_plane;
 mod delivery;
 mod dlq;
 mod introspection;
@@ -57,6 +58,7 @@ mod unique;
 mod wait;
 
 pub use control::*;
+pub use control_plane::*;
 pub use delivery::*;
 pub use dlq::*;
 pub use introspection::*;
@@ -252,6 +254,13 @@ macro_rules! __conformance_tests {
             __case!(wait_for_work_wakes_on_enqueue);
             __case!(wait_for_work_returns_when_work_is_ready);
             __case!(wait_for_work_times_out);
+            // control plane
+            __case!(paused_queue_hands_out_nothing_until_resumed);
+            __case!(wait_on_a_paused_queue_ends_at_resume);
+            __case!(purge_queue_removes_pending_but_not_running);
+            __case!(cancel_requests_reach_the_running_workers_heartbeat);
+            __case!(heartbeats_list_live_workers_until_their_ttl);
+            __case!(progress_is_kept_for_the_current_lease_only);
         }
     };
 }

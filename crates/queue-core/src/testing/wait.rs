@@ -13,12 +13,12 @@ use super::{open, secs, Backend};
 use crate::{Envelope, Storage};
 
 /// The timeout of a wait that should end early.
-pub(super) const LONG: Duration = secs(3600);
+pub(crate) const LONG: Duration = secs(3600);
 /// How long a case gives a wait to end before it fails.
 pub(super) const DEADLINE: Duration = secs(60);
 
 /// Runs `wait`, failing the case with `what` if it has not ended within [`DEADLINE`].
-pub(super) async fn within<F: Future>(what: &str, wait: F) -> F::Output {
+pub(crate) async fn within<F: Future>(what: &str, wait: F) -> F::Output {
     tokio::time::timeout(DEADLINE, wait)
         .await
         .unwrap_or_else(|_| panic!("{what}: still waiting after {DEADLINE:?}"))

@@ -1,6 +1,6 @@
--- admin.lua: introspection: counts, listing, one task, queue names.
+-- admin.lua: introspection: counts, listing, one task, queue names, progress.
 -- KEYS: none (see common.lua)
--- ARGV[3]: "counts" | "list" | "task" | "queues"
+-- ARGV[3]: "counts" | "list" | "task" | "queues" | "progress"
 -- counts: ARGV[4] queue or "" -> {ready, scheduled, leased, dead, results}
 -- list: ARGV[4] state ("ready" | "scheduled" | "leased"), ARGV[5] queue, ARGV[6] start,
 --   ARGV[7] count -> `count` rows from `start` {id, queue, raw, pri, run, tok, exp, dlv, att, seq} in order.
@@ -8,7 +8,15 @@
 --   a due scheduled task already counts as ready).
 -- task: ARGV[4] id -> one row or nil
 -- queues: -> names of queues with pending or dead tasks, unordered
+-- progress: ARGV[4] id -> the task's newest progress (see P:{Q}:progress), or nil
 local op = ARGV[3]
+
+if op == 'progress' then
+  local id = ARGV[4]
+  local q = redis.call('HGET', IDS, id)
+  if not q then return nil end
+  return redis.call('HGET', qkey(q, 'progress'), id)
+end
 
 local function queue_counts(q)
   local sk = qkey(q, 'scheduled')

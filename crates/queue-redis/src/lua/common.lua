@@ -37,6 +37,8 @@
 --   P:{Q}:seq        STRING counter for FIFO order within a priority
 --   P:{Q}:dead       ZSET id -> dead-letter sequence (this queue's DLQ index)
 --   P:{Q}:wake       LIST wake-up tokens for idle consumers (at most WAKE_MAX)
+--   P:{Q}:progress   HASH id -> the newest progress (msgpack) a worker reported for the task
+--                    under its current lease (deleted with the task's other fields)
 -- Global:
 --   P:ids            HASH id -> queue, for every pending task
 --   P:unique         HASH unique key -> id, while that task is pending
@@ -52,6 +54,10 @@
 --   P:revoked        HASH "i:<id>" | "t:<name>" -> "<until ms or empty>|<once 0/1>"
 --   P:lock:<name>    HASH o (owner) x (expires ms);  P:locks SET of lock names
 --   P:rate:<key>     HASH w (window start ms) n (hits)
+--   P:paused         SET of paused queue names (fetch hands out nothing from them)
+--   P:workers        HASH worker id -> its newest heartbeat (an encoded WorkerStatus)
+--   P:worker-exp     ZSET worker id -> live until ms (cleaned up CLEANUP entries at a time)
+--   P:cancel         ZSET task id -> cancel request kept until ms
 
 -- Globals read in hot loops, as locals (a local is a register; a global a table lookup). Set
 -- by `init`: while a Functions library loads, only a reduced `redis` table is visible.
@@ -60,10 +66,13 @@ local EXISTS = 'EXISTS'
 local PRI_SPAN = 137438953472 -- 2^37: sequence numbers per priority level
 local WAKE_MAX = 16
 local WAKE_TTL_MS = 30000
+-- Expired workers and cancel requests removed per call at most (see `expire_some`).
+local CLEANUP = 100
 
 -- The state of one call, set by `init`: its arguments, the store's key prefix and global keys,
 -- now, and what the call has gathered so far (queue keys, wake-ups, sequence numbers).
 local ARGV, P, NOW, IDS, UNIQ, QUEUES, RESULTS, RESULT_EXP, WAITERS, DEAD
+local PAUSED, WORKERS, WORKER_EXP, CANCEL
 local qkeys, woken, seqs, bases
 
 local function init(args)
@@ -80,6 +89,10 @@ local function init(args)
   RESULT_EXP = P .. ':result-exp'
   WAITERS = P .. ':result-waiters'
   DEAD = P .. ':dead'
+  PAUSED = P .. ':paused'
+  WORKERS = P .. ':workers'
+  WORKER_EXP = P .. ':worker-exp'
+  CANCEL = P .. ':cancel'
   qkeys, woken, seqs, bases = {}, {}, {}, {}
 end
 
@@ -91,6 +104,7 @@ local function Q(q)
     k = {}
     for _, s in ipairs({'ready', 'scheduled', 'leased', 'seq', 'dead', 'wake'}) do k[s] = b .. s end
     k.task, k.dlv, k.att, k.uk = b .. 'task', b .. 'dlv', b .. 'att', b .. 'uk'
+    k.progress = b .. 'progress'
     qkeys[q] = k
   end
   return k
@@ -204,13 +218,27 @@ local function add(t, q, a, b)
   if b ~= nil then l[#l + 1] = b end
 end
 
--- Deletes every field of the tasks `ids` of queue q.
+-- Deletes every field of the tasks `ids` of queue q (their progress included).
 local function drop_fields(q, ids)
   local k = Q(q)
   batched({'HDEL', k.task}, ids)
   sparse_del(k.dlv, ids)
   sparse_del(k.att, ids)
   sparse_del(k.uk, ids)
+  sparse_del(k.progress, ids)
+end
+
+-- Whether queue q is paused.
+local function paused(q) return redis.call('SISMEMBER', PAUSED, q) == 1 end
+
+-- Removes at most `limit` members of ZSET `zset` whose score (an expiry in ms) is not after
+-- now, and their fields of hash `hash` if given: bounded work per call; what is left goes at
+-- later calls.
+local function expire_some(zset, hash, limit)
+  local gone = redis.call('ZRANGEBYSCORE', zset, '-inf', ARGV[2], 'LIMIT', 0, limit)
+  if #gone == 0 then return end
+  redis.call('ZREM', zset, unpack(gone))
+  if hash then redis.call('HDEL', hash, unpack(gone)) end
 end
 
 -- Puts a pending, unleased task into ready (by its ready score, a string) or scheduled.

@@ -1,7 +1,9 @@
 -- fetch.lua: leases up to `max` due tasks of one queue, highest priority first, FIFO within a
 -- priority. First moves at most `promote` due scheduled tasks and expired leases to ready (never
 -- all of them: the work of one call is bounded). Tasks past their delivery limit are
--- dead-lettered (with a kept failure result) instead of returned.
+-- dead-lettered (with a kept failure result) instead of returned. A paused queue (P:paused)
+-- hands out nothing, and its expired leases and due scheduled tasks stay where they are:
+-- checked in this call, so a pause applies to every fetch that starts after it.
 -- KEYS: none (see common.lua)
 -- ARGV[3]: queue   ARGV[4]: max   ARGV[5]: lease expiry ms   ARGV[6]: promote limit
 -- ARGV[7 .. 6+max]: one fresh lease token per task that may be handed out
@@ -17,6 +19,7 @@ local q = ARGV[3]
 local max = tonumber(ARGV[4])
 local exp = ARGV[5]
 local limit = tonumber(ARGV[6])
+if paused(q) then return {redis.call(EXISTS, P .. ':revoked')} end
 promote_scheduled(q, limit)
 promote_expired(q, limit)
 local k = Q(q)

@@ -2,8 +2,9 @@
 -- KEYS: none (see common.lua)
 -- ARGV[3]: queue
 -- Returns: 0 if work is due now; otherwise milliseconds until the next scheduled task or lease
--- expiry; -1 if the queue has neither.
+-- expiry; -1 if the queue has neither; -2 if the queue is paused (whatever it holds).
 local q = ARGV[3]
+if paused(q) then return -2 end
 if redis.call('ZCARD', qkey(q, 'ready')) > 0 then return 0 end
 local next_at = nil
 for _, suffix in ipairs({'scheduled', 'leased'}) do

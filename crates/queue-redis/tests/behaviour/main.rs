@@ -1,5 +1,6 @@
 //! Redis-specific behaviour of the store, beyond the shared conformance suite: key layout,
-//! script reloading, secrets in errors, blocking wake-ups, bounded work, server restarts.
+//! script reloading, secrets in errors, blocking wake-ups, bounded work, server restarts, the
+//! control plane.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,6 +9,7 @@ mod support;
 
 mod keys;
 mod oom;
+mod plane;
 mod restart;
 mod secrets;
 mod wake;

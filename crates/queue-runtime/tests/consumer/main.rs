@@ -8,6 +8,7 @@ mod common;
 mod builder;
 mod chords;
 mod concurrency;
+mod control_plane;
 mod events;
 mod failures;
 mod follow_ups;

@@ -138,6 +138,31 @@ impl Storage for Flaky {
     async fn flush(&self) -> Result<()> {
         self.inner.flush().await
     }
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool> {
+        self.inner.set_paused(queue, paused).await
+    }
+    async fn paused_queues(&self) -> Result<Vec<String>> {
+        self.inner.paused_queues().await
+    }
+    async fn purge_queue(&self, queue: &str) -> Result<u64> {
+        self.inner.purge_queue(queue).await
+    }
+    async fn request_cancel(&self, id: TaskId, ttl: Duration) -> Result<CancelRequest> {
+        self.inner.request_cancel(id, ttl).await
+    }
+    async fn heartbeat(&self, beat: &queue_core::Heartbeat) -> Result<Vec<TaskId>> {
+        self.check()?;
+        self.inner.heartbeat(beat).await
+    }
+    async fn remove_worker(&self, worker_id: &str) -> Result<bool> {
+        self.inner.remove_worker(worker_id).await
+    }
+    async fn workers(&self) -> Result<Vec<queue_core::WorkerStatus>> {
+        self.inner.workers().await
+    }
+    async fn get_progress(&self, id: TaskId) -> Result<Option<Vec<u8>>> {
+        self.inner.get_progress(id).await
+    }
 }
 
 static STARTED: AtomicUsize = AtomicUsize::new(0);

@@ -5,6 +5,7 @@
 
 mod concurrency;
 mod open;
+mod plane;
 mod plans;
 mod store;
 mod tx;
