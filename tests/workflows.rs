@@ -1,5 +1,6 @@
 //! Workflows end to end through real consumers, on every backend: pipelines (with an error
-//! handler), groups, chords with competing consumers, and the dead-letter queue.
+//! handler), groups, chords with competing consumers, the dead-letter queue, and the control
+//! plane (a paused queue, a running task cancelled, its progress, the live workers).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -59,6 +60,15 @@ async fn always_fails(n: u32) -> Result<u32, TaskError> {
     Err(TaskError::msg(format!("attempt failed for {n}")))
 }
 
+/// Reports its progress, then runs until cancelled.
+#[skiff::task(context)]
+async fn runaway(ctx: TaskContext, n: u32) -> Result<u32, TaskError> {
+    ctx.progress(&skiff::Progress::new(50.0, "half way"))?;
+    ctx.cancellation.cancelled().await;
+    // Never reached for an async task: its future is dropped once the token fires.
+    Ok(n)
+}
+
 fn consumer(queue: &Queue) -> RunningConsumer {
     Consumer::builder(queue.clone())
         .workers(8)
@@ -70,6 +80,8 @@ fn consumer(queue: &Queue) -> RunningConsumer {
         .register(square)
         .register(total)
         .register(always_fails)
+        .register(runaway)
+        .heartbeat_interval(Duration::from_millis(100))
         .build()
         .unwrap()
         .spawn()
@@ -176,6 +188,56 @@ async fn dead_letters(queue: &Queue) {
     c.shutdown(WAIT).await.unwrap();
 }
 
+async fn control_plane(queue: &Queue) {
+    let c = consumer(queue);
+    // Paused: the task waits; resumed: it runs.
+    assert!(queue.pause("default").await.unwrap());
+    let waiting = square(3).enqueue(queue).await.unwrap();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            waiting.try_get().await.unwrap().is_none(),
+            "ran while paused"
+        );
+    }
+    assert!(queue.resume("default").await.unwrap());
+    assert_eq!(waiting.get(WAIT).await.unwrap(), 9);
+
+    // A running task: its worker lists it, its progress is readable, and a cancel stops it.
+    let h = runaway(1).enqueue(queue).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let listed =
+            queue.workers().await.unwrap().iter().any(|w| {
+                w.info.pid == std::process::id() && w.running.iter().any(|r| r.id == h.id())
+            });
+        let progress = h.progress::<skiff::Progress>().await.unwrap();
+        if listed && progress.is_some_and(|p| p.message == "half way") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the task never showed up running"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.cancel().await.unwrap(), skiff::CancelRequest::Running);
+    match h.get(WAIT).await {
+        Err(Error::TaskFailed { failure, .. }) => assert_eq!(failure.kind, FailureKind::Canceled),
+        other => panic!("expected a canceled failure, got {other:?}"),
+    }
+    c.shutdown(WAIT).await.unwrap();
+    assert!(
+        queue
+            .workers()
+            .await
+            .unwrap()
+            .iter()
+            .all(|w| w.info.pid != std::process::id()),
+        "a worker that shut down is gone"
+    );
+}
+
 /// The tasks count their runs in statics, so the backends take turns.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -184,6 +246,7 @@ async fn all(queue: Queue) {
     pipelines(&queue).await;
     groups_and_chords(&queue).await;
     dead_letters(&queue).await;
+    control_plane(&queue).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
