@@ -15,8 +15,9 @@
 //!    output or its failure).
 //! 4. `fu` inserts the follow-ups (next pipeline stages, chord callbacks, error handlers) of the
 //!    completions that were applied, in order; `forget` drops older results of their ids.
-//! 5. One `pg_notify` per queue that got work (`w<queue>`) and one for the results
-//!    (`r<id>,<id>…`, or `r*` for more than 200), delivered at commit.
+//! 5. Given a channel: one `pg_notify` per queue that got work (`w<queue>`) and one for the
+//!    results (`r<id>,<id>…`, or `r*` for more than 200), delivered at commit. The store passes
+//!    none and notifies only waiting consumers after the commit (see the `notify` module).
 //!
 //! Plans: every step joins the batch to `tasks` by primary key, so the cost is the batch size,
 //! whatever the backlog or the history.
@@ -91,7 +92,8 @@ SELECT (SELECT array_agg(id) FROM later), (SELECT array_agg(token) FROM later),
             SELECT 'w' || queue AS m FROM woken
             UNION ALL
             SELECT CASE WHEN count(*) > 200 THEN 'r*' ELSE 'r' || string_agg(id::text, ',') END
-            FROM gone HAVING count(*) > 0) n)";
+            FROM gone HAVING count(*) > 0) n
+        WHERE $22::text IS NOT NULL)";
 
 pub(crate) const EXTEND: &str = "\
 WITH v AS MATERIALIZED (
@@ -130,11 +132,11 @@ pub(crate) struct Completed {
     pub(crate) results: Vec<Uuid>,
 }
 
-/// Applies `batch` in one statement.
+/// Applies `batch` in one statement (notifying `channel` in it if given).
 pub(crate) async fn complete(
     conn: &mut PgConnection,
     sql: &Sql,
-    channel: &str,
+    channel: Option<&str>,
     batch: Vec<Settlement>,
     now: i64,
 ) -> Result<Completed> {

@@ -6,9 +6,11 @@
 //! gives FIFO order within a priority. A row that conflicts — its id is pending, or its unique
 //! key is held by a pending or leased task (`tasks_unique_key`, a partial unique index), or it
 //! repeats an earlier row of the batch — is skipped. The same statement deletes results left
-//! by an earlier run of each inserted id (a new run replaces them) and notifies the store's
-//! channel once per queue it added work to (`w<queue>`; delivered when the transaction
-//! commits, so never for a rolled-back enqueue).
+//! by an earlier run of each inserted id (a new run replaces them). Given a channel (an
+//! application's transaction, `EnqueueIn`), it also notifies the channel once per queue it
+//! added work to (`w<queue>`; delivered when the transaction commits, so never for a
+//! rolled-back enqueue); the store's own enqueue passes none and notifies waiting consumers
+//! after its commit instead (see the `notify` module).
 //!
 //! Only when some rows were skipped does a second statement ([`HOLDERS`]) look up which
 //! pending tasks hold their ids or keys, to report [`EnqueueOutcome::Duplicate`].
@@ -41,7 +43,8 @@ WITH input AS (
     DELETE FROM {s}.results r USING ins WHERE r.id = ins.id
 )
 SELECT (SELECT array_agg(id) FROM ins),
-       (SELECT count(pg_notify($12, 'w' || queue)) FROM (SELECT DISTINCT queue FROM ins) q)";
+       (SELECT count(pg_notify($12, 'w' || queue)) FROM (SELECT DISTINCT queue FROM ins) q
+        WHERE $12::text IS NOT NULL)";
 
 pub(crate) const HOLDERS: &str = "\
 SELECT v.ord, coalesce((SELECT t.id FROM {s}.tasks t WHERE t.id = v.id),
@@ -125,11 +128,12 @@ pub(crate) struct Inserted {
     pub(crate) queues: Vec<String>,
 }
 
-/// Inserts `rows` in order on `conn` (the store's connection, or the caller's transaction).
+/// Inserts `rows` in order on `conn` (the store's connection, or the caller's transaction),
+/// notifying `channel` in the statement if given.
 pub(crate) async fn insert(
     conn: &mut PgConnection,
     sql: &Sql,
-    channel: &str,
+    channel: Option<&str>,
     rows: Columns,
     now: i64,
 ) -> Result<Inserted> {

@@ -115,7 +115,6 @@ pub(crate) struct Fetched {
 pub(crate) async fn fetch(
     conn: &mut PgConnection,
     sql: &Sql,
-    channel: &str,
     queue: &str,
     max: usize,
     lease: Duration,
@@ -167,7 +166,7 @@ pub(crate) async fn fetch(
         }
         if !graves.is_empty() {
             let ids: Vec<Uuid> = graves.iter().map(|g| *g.lease.id.as_uuid()).collect();
-            complete(conn, sql, channel, graves, now).await?;
+            complete(conn, sql, None, graves, now).await?;
             out.buried.extend(ids);
         }
     }

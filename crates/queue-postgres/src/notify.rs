@@ -1,9 +1,21 @@
 //! Wake-ups: one `LISTEN` connection per store, and the registry its waits subscribe to.
 //!
-//! Every statement that gives a queue work (enqueue, retries, deferrals, follow-ups,
-//! reschedules, requeues) notifies the store's channel with `w<queue>`, and every statement
-//! that writes results notifies `r<id>,<id>…` (or `r*` for a large batch), in the statement
-//! itself, so the notification is delivered when — and only if — the transaction commits.
+//! Writes that give a queue work (enqueue, retries, deferrals, follow-ups, reschedules,
+//! requeues) notify the store's channel with `w<queue>`, and writes that store results notify
+//! `r<id>,<id>…` (or `r*` for a large batch).
+//!
+//! * The hot writes (`enqueue`, `complete`, the dead-lettering in `fetch`) notify only whom
+//!   some process waits for, and only after their commit ([`after_commit`], one read of the
+//!   `work_waits` / `result_waits` tables, [`NOTIFY_WAITING`]). A NOTIFY takes a lock for the
+//!   whole cluster from its commit until the commit is flushed, so writers that notify in
+//!   their own transaction commit one at a time, one WAL flush each: 64 producers that
+//!   notified got no more than one producer plus a little. A wait registers before it sleeps
+//!   and then looks once more (see the `wait` module), so a wake-up is never lost: either that
+//!   look sees the write, or the writer's read after its commit sees the registration. The
+//!   notifying transaction commits with `synchronous_commit = off`: it stores nothing.
+//! * Application transactions (`EnqueueIn`) and the rare writes (reschedules, requeues,
+//!   revocation-driven paths) still notify in their own statement, delivered when — and only
+//!   if — their transaction commits.
 //!
 //! The store's listener task holds a `PgListener` on its own connection and turns each
 //! notification into a wake-up of the waits registered for that queue or task id
@@ -20,9 +32,54 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool};
+use sqlx::PgConnection;
 use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+use crate::error::Context;
+use crate::sql::{q, Sql};
+
+/// After a commit: `pg_notify` for each queue of `$2` and for the task ids of `$3` that some
+/// process waits for (registrations of the ids go: their result is written). A read of two
+/// tiny tables and nothing else when nobody waits; otherwise a transaction that commits
+/// without waiting for its WAL flush (it stores nothing that must survive a crash).
+pub(crate) const NOTIFY_WAITING: &str = "\
+WITH w AS (
+    SELECT 'w' || queue AS m FROM {s}.work_waits WHERE queue = ANY ($2::text[]) AND until > now()
+), r AS (
+    DELETE FROM {s}.result_waits WHERE id = ANY ($3::uuid[]) RETURNING id
+)
+SELECT count(pg_notify($1, m)) FROM (
+    SELECT m FROM w
+    UNION ALL
+    SELECT CASE WHEN count(*) > 200 THEN 'r*' ELSE 'r' || string_agg(id::text, ',') END
+    FROM r HAVING count(*) > 0
+) n
+WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL";
+
+/// Notifies, after a write committed, the waits of other processes on `queues` and `results`
+/// (this process's own waits are woken directly by the caller). See the module docs.
+pub(crate) async fn after_commit(
+    conn: &mut PgConnection,
+    sql: &Sql,
+    channel: &str,
+    queues: &[String],
+    results: &[Uuid],
+) -> queue_core::Result<()> {
+    if queues.is_empty() && results.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(q(&sql.notify_waiting))
+        .bind(channel)
+        .bind(queues)
+        .bind(results)
+        .execute(conn)
+        .await
+        .ctx("notify waiting consumers")?;
+    Ok(())
+}
 
 /// Wait subscriptions by key (queue name or task id).
 #[derive(Debug)]
@@ -120,6 +177,13 @@ pub(crate) struct Waiters {
     pub(crate) results: Registry<Uuid>,
     /// Whether the listener is up (waits poll while it is not).
     pub(crate) listening: watch::Sender<bool>,
+    /// Queues this process registered in `work_waits`, and until when (local clock, with a
+    /// margin) the registration holds. Forgotten whenever the listener goes down or comes
+    /// back: a crashed server empties the unlogged table.
+    registered: Mutex<HashMap<String, Instant>>,
+    /// Changes each time the listener goes down or comes back: a registration made in an
+    /// earlier epoch may have been lost.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 impl Waiters {
@@ -128,6 +192,33 @@ impl Waiters {
             work: Registry::new(),
             results: Registry::new(),
             listening: watch::channel(false).0,
+            registered: Mutex::new(HashMap::new()),
+            epoch: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The listener's epoch (see the field).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn registered(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.registered.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this process's registration of a wait on `queue` holds until `until`.
+    pub(crate) fn work_registered(&self, queue: &str, until: Instant) -> bool {
+        self.registered()
+            .get(queue)
+            .is_some_and(|&held| held >= until)
+    }
+
+    /// Records a registration of a wait on `queue` that holds until `held`, made in `epoch`
+    /// (not recorded if the listener went down or came back since).
+    pub(crate) fn record_work_registration(&self, queue: &str, held: Instant, epoch: u64) {
+        let mut registered = self.registered();
+        if self.epoch() == epoch {
+            registered.insert(queue.to_owned(), held);
         }
     }
 
@@ -154,7 +245,13 @@ impl Waiters {
         });
         if changed {
             // Down: waits switch to polling. Up: notifications sent while it was down are
-            // lost, so every wait looks again.
+            // lost, so every wait looks again (and registers again: the server may have
+            // crashed and lost the registrations).
+            {
+                let mut registered = self.registered();
+                self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                registered.clear();
+            }
             self.work.wake_all();
             self.results.wake_all();
         }

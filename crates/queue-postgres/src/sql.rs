@@ -90,6 +90,12 @@ statements! {
     delete_result = crate::wait::DELETE_RESULT;
     /// Is work ready, and when is the next timer?
     probe = crate::wait::PROBE;
+    /// Registers a wait for work on a queue.
+    register_work_wait = crate::wait::REGISTER_WORK_WAIT;
+    /// Registers a wait for a result.
+    register_result_wait = crate::wait::REGISTER_RESULT_WAIT;
+    /// After a commit: notifies the queues and task ids someone waits for.
+    notify_waiting = crate::notify::NOTIFY_WAITING;
     /// Counts by state.
     counts = crate::admin::COUNTS;
     /// Lists ready tasks.

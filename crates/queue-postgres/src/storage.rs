@@ -47,10 +47,11 @@ impl Storage for PostgresStorage {
         let now = self.now();
         let rows = enqueue::columns(batch, now)?;
         let mut conn = self.conn("enqueue").await?;
-        let inserted = enqueue::insert(&mut conn, &self.sql, &self.channel, rows, now).await?;
+        let inserted = enqueue::insert(&mut conn, &self.sql, None, rows, now).await?;
         for queue in &inserted.queues {
             self.waiters.work.wake(queue);
         }
+        self.notify_waiting(&mut conn, &inserted.queues, &[]).await;
         Ok(inserted.outcomes)
     }
 
@@ -61,11 +62,11 @@ impl Storage for PostgresStorage {
         let version = self.revocations.version();
         let now = self.now();
         let mut conn = self.conn("fetch").await?;
-        let fetched =
-            fetch::fetch(&mut conn, &self.sql, &self.channel, queue, max, lease, now).await?;
+        let fetched = fetch::fetch(&mut conn, &self.sql, queue, max, lease, now).await?;
         for id in &fetched.buried {
             self.waiters.results.wake(id);
         }
+        self.notify_waiting(&mut conn, &[], &fetched.buried).await;
         // The claim read whether any revocation exists: `check_revoked` of this batch, which
         // follows, uses that answer instead of a read of its own.
         if let Some(any) = fetched.revocations {
@@ -85,13 +86,15 @@ impl Storage for PostgresStorage {
         let settled = Settlement::all(batch, enqueue::new_task)?;
         let now = self.now();
         let mut conn = self.conn("complete tasks").await?;
-        let done = complete::complete(&mut conn, &self.sql, &self.channel, settled, now).await?;
+        let done = complete::complete(&mut conn, &self.sql, None, settled, now).await?;
         for id in &done.results {
             self.waiters.results.wake(id);
         }
         for queue in &done.queues {
             self.waiters.work.wake(queue);
         }
+        self.notify_waiting(&mut conn, &done.queues, &done.results)
+            .await;
         Ok(done.status)
     }
 
@@ -345,6 +348,22 @@ impl Storage for PostgresStorage {
 }
 
 impl PostgresStorage {
+    /// After a committed write: wakes other processes' waits on `queues` and `results` (see
+    /// the `notify` module). The write is done whatever happens here: a failure is logged,
+    /// and those waits find the work when their timeout makes them look again.
+    async fn notify_waiting(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        queues: &[String],
+        results: &[uuid::Uuid],
+    ) {
+        if let Err(err) =
+            crate::notify::after_commit(conn, &self.sql, &self.channel, queues, results).await
+        {
+            tracing::warn!(error = %err, "could not notify waiting consumers after a write");
+        }
+    }
+
     /// `requeue_dead` / `requeue_all_dead`.
     async fn requeue(&self, ids: Option<Vec<uuid::Uuid>>, queue: Option<&str>) -> Result<u64> {
         let (n, queues) =

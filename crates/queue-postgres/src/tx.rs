@@ -166,7 +166,7 @@ async fn store_in(
     }
     let now = store.now();
     let rows = enqueue::columns(batch, now)?;
-    let inserted = enqueue::insert(conn, &store.sql, &store.channel, rows, now)
+    let inserted = enqueue::insert(conn, &store.sql, Some(&store.channel), rows, now)
         .await
         .map_err(|e| explain(e, store.schema()))?;
     Ok(inserted.outcomes)

@@ -7,8 +7,16 @@
 //! is down, no longer than the poll interval before it probes again. Subscribing before
 //! probing means a notification that arrives between the probe and the sleep is not missed.
 //!
-//! `wait_result` works the same way on its task id and a primary-key read of `results`.
+//! Writers of other processes notify only queues that someone registered a wait on (see the
+//! `notify` module), so before its first sleep a wait registers its queue in `work_waits`
+//! ([`REGISTER_WORK_WAIT`], for the wait's length plus [`REGISTRATION_SLACK`]) and probes
+//! once more; later waits of this process on the same queue reuse the registration while it
+//! holds, so an idle consumer writes it about every half minute, not on every wait.
+//!
+//! `wait_result` works the same way on its task id ([`REGISTER_RESULT_WAIT`]) and a
+//! primary-key read of `results`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -32,6 +40,25 @@ SELECT (SELECT seq FROM {s}.tasks WHERE queue = $1 AND state = 0
        CASE WHEN paused THEN NULL ELSE
        (SELECT min(wake_at) FROM {s}.tasks WHERE queue = $1 AND state <> 0) END
 FROM (SELECT EXISTS (SELECT 1 FROM {s}.paused_queues WHERE queue = $1) AS paused) p";
+
+/// Registers a wait on queue `$1` for `$2` ms (server clock; never shortens a registration).
+pub(crate) const REGISTER_WORK_WAIT: &str = "\
+INSERT INTO {s}.work_waits (queue, until) VALUES ($1, now() + $2 * interval '1 millisecond')
+ON CONFLICT (queue) DO UPDATE SET until = greatest({s}.work_waits.until, excluded.until)";
+
+/// Registers a wait on the result of task `$1` for `$2` ms, and drops a few expired
+/// registrations (of tasks that never finished while someone waited).
+pub(crate) const REGISTER_RESULT_WAIT: &str = "\
+WITH old AS (
+    DELETE FROM {s}.result_waits WHERE id = ANY (ARRAY (
+        SELECT id FROM {s}.result_waits WHERE until < now() AND id <> $1 ORDER BY until LIMIT 16))
+)
+INSERT INTO {s}.result_waits (id, until) VALUES ($1, now() + $2 * interval '1 millisecond')
+ON CONFLICT (id) DO UPDATE SET until = greatest({s}.result_waits.until, excluded.until)";
+
+/// How much longer than the wait itself a registration holds, so that an idle consumer's
+/// next waits find it still in place.
+pub(crate) const REGISTRATION_SLACK: Duration = Duration::from_secs(30);
 
 pub(crate) const GET_RESULT: &str =
     "SELECT value FROM {s}.results WHERE id = $1 AND (expires_at IS NULL OR expires_at > $2)";
@@ -110,6 +137,13 @@ pub(crate) async fn for_work(ctx: &Ctx<'_>, queue: &str, timeout: Duration) -> R
         }
         if !up {
             wait = wait.min(ctx.poll);
+        } else if !ctx.waiters.work_registered(queue, probed + wait) {
+            // Writers of other processes notify registered queues only: register, then look
+            // once more (a write committed before the registration is seen by that look).
+            let epoch = ctx.waiters.epoch();
+            let held = register(ctx, &ctx.sql.register_work_wait, queue, wait).await?;
+            ctx.waiters.record_work_registration(queue, held, epoch);
+            continue;
         }
         if sleep_or_wake(&mut sub, &mut listening, wait).await {
             return Ok(());
@@ -121,6 +155,24 @@ pub(crate) async fn for_work(ctx: &Ctx<'_>, queue: &str, timeout: Duration) -> R
     }
 }
 
+/// Registers a wait on `key` with statement `sql`, holding for `wait` plus
+/// [`REGISTRATION_SLACK`]; returns until when (local clock, from before the statement was
+/// sent, so never later than the server's) the registration holds.
+async fn register<K>(ctx: &Ctx<'_>, sql: &Arc<str>, key: K, wait: Duration) -> Result<Instant>
+where
+    K: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,
+{
+    let sent = Instant::now();
+    let hold = wait.saturating_add(REGISTRATION_SLACK);
+    sqlx::query(q(sql))
+        .bind(key)
+        .bind(i64::try_from(hold.as_millis()).unwrap_or(i64::MAX))
+        .execute(ctx.pool)
+        .await
+        .map_err(|e| storage("register a wait", e, Some((ctx.pool, ctx.info))))?;
+    Ok(sent + hold)
+}
+
 /// Waits for a result as described in the [module docs](self).
 pub(crate) async fn for_result(
     ctx: &Ctx<'_>,
@@ -130,15 +182,25 @@ pub(crate) async fn for_result(
     let deadline = Instant::now() + timeout;
     let mut sub = ctx.waiters.results.subscribe(id);
     let mut listening = ctx.waiters.listening.subscribe();
+    // Until when this wait's registration holds, and the listener's epoch it was made in
+    // (see the module docs).
+    let mut registered: Option<(Instant, u64)> = None;
     loop {
         sub.mark_seen();
         let up = *listening.borrow_and_update();
         if let Some(r) = get_result(ctx.pool, ctx.info, ctx.sql, id, (ctx.now)()).await? {
             return Ok(Some(r));
         }
-        let left = deadline.saturating_duration_since(Instant::now());
+        let now = Instant::now();
+        let left = deadline.saturating_duration_since(now);
         if left.is_zero() {
             return Ok(None);
+        }
+        let epoch = ctx.waiters.epoch();
+        if up && registered.is_none_or(|(held, e)| held < now + left || e != epoch) {
+            let held = register(ctx, &ctx.sql.register_result_wait, id, left).await?;
+            registered = Some((held, epoch));
+            continue;
         }
         let wait = if up { left } else { left.min(ctx.poll) };
         sleep_or_wake(&mut sub, &mut listening, wait).await;

@@ -151,3 +151,61 @@ async fn the_listener_comes_back_after_a_server_crash() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_notify_only_queues_and_results_someone_waits_for() {
+    let (a, b) = pair("wake-registered").await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(b.pool())
+        .await
+        .unwrap();
+    listener
+        .listen(&format!("skiff_{}", b.schema()))
+        .await
+        .unwrap();
+    // Nobody waits: neither an enqueue nor a completion notifies anything.
+    let envelope = env(&SystemClock, "idle", "t");
+    let id = envelope.id;
+    b.enqueue(vec![envelope]).await.unwrap();
+    let d = b.fetch("idle", 1, LEASE).await.unwrap().remove(0);
+    let done = Completion::new(d.lease, Outcome::Success { result: vec![0xc0] }, None);
+    b.complete(vec![done]).await.unwrap();
+    assert_eq!(
+        b.get_result(id).await.unwrap(),
+        Some(StoredResult::Success(vec![0xc0]))
+    );
+    // A wait on "busy" (registered by the other store): its work is notified, and it is the
+    // first notification sent at all.
+    let a = Arc::new(a);
+    let waiter = {
+        let a = a.clone();
+        tokio::spawn(async move { a.wait_for_work("busy", HOUR).await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    b.enqueue(vec![env(&SystemClock, "busy", "t")])
+        .await
+        .unwrap();
+    let first = within("no notification for a waited-on queue", listener.recv())
+        .await
+        .unwrap();
+    assert_eq!(first.payload(), "wbusy");
+    within("the notified wait did not end", waiter)
+        .await
+        .unwrap();
+    // A result waiter: the completion notifies its id.
+    let d = b.fetch("busy", 1, LEASE).await.unwrap().remove(0);
+    let id = d.envelope.id;
+    let result_waiter = {
+        let a = a.clone();
+        tokio::spawn(async move { a.wait_result(id, HOUR).await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let done = Completion::new(d.lease, Outcome::Success { result: vec![0xc0] }, None);
+    b.complete(vec![done]).await.unwrap();
+    let next = within("no notification for a waited-on result", listener.recv())
+        .await
+        .unwrap();
+    assert_eq!(next.payload(), format!("r{id}"));
+    within("the result waiter was not woken", result_waiter)
+        .await
+        .unwrap();
+}
