@@ -61,29 +61,42 @@ pub async fn paused_queue_hands_out_nothing_until_resumed<B: Backend>(b: &B) {
     assert!(fx.store.paused_queues().await.unwrap().is_empty());
 }
 
-/// `wait_for_work` on a paused queue with ready work does not return at once; a resume by the
-/// same store ends it.
+/// A consumer's loop on a paused queue with ready work (wait, then fetch) does not spin: its
+/// waits do not return at once, again and again (a store may still return one early, as
+/// `wait_for_work` allows, e.g. at its poll interval). A resume by the same store ends the
+/// loop with the task.
 pub async fn wait_on_a_paused_queue_ends_at_resume<B: Backend>(b: &B) {
     let fx = open(b).await;
     let q = "paused-wait";
-    fx.enqueue_new(q, "a").await;
+    let id = fx.enqueue_new(q, "a").await;
     fx.store.set_paused(q, true).await.unwrap();
     let store = Arc::new(fx.store);
-    let waiter = {
-        let store = Arc::clone(&store);
-        tokio::spawn(async move { store.wait_for_work(q, LONG).await })
+    let returns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let consumer = {
+        let (store, returns) = (Arc::clone(&store), Arc::clone(&returns));
+        tokio::spawn(async move {
+            loop {
+                store.wait_for_work(q, LONG).await.unwrap();
+                returns.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if let Some(d) = store.fetch(q, 10, LEASE).await.unwrap().pop() {
+                    return d;
+                }
+            }
+        })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
-        !waiter.is_finished(),
-        "a paused queue's ready task ended the wait"
+        !consumer.is_finished(),
+        "a paused queue handed out its task"
+    );
+    let spins = returns.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        spins <= 20,
+        "waits on a paused queue returned {spins} times in 300 ms: a hot loop"
     );
     store.set_paused(q, false).await.unwrap();
-    within("not woken by the resume", waiter)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(store.fetch(q, 10, LEASE).await.unwrap().len(), 1);
+    let got = within("not woken by the resume", consumer).await.unwrap();
+    assert_eq!(got.lease.id, id);
 }
 
 /// `purge_queue` deletes the ready and scheduled tasks of one queue (freeing their unique
