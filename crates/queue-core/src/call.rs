@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::clock::to_delta;
 use crate::envelope::to_msgpack;
 use crate::{EnqueueOutcome, Envelope, Queue, Result, Task, TaskHandle, TaskId};
 
@@ -18,7 +17,7 @@ enum When {
 impl When {
     fn resolve(self, now: DateTime<Utc>) -> DateTime<Utc> {
         match self {
-            Self::After(d) => now + to_delta(d),
+            Self::After(d) => crate::clock::after(now, d),
             Self::At(t) => t,
         }
     }
@@ -176,7 +175,7 @@ pub(crate) fn task_envelope<T: Task>(args: Vec<u8>, now: DateTime<Utc>) -> Envel
     let opts = T::options();
     let mut env = Envelope::new(opts.queue.clone(), T::NAME, args, now);
     env.priority = opts.priority;
-    env.expires_at = opts.expires.map(|d| now + to_delta(d));
+    env.expires_at = opts.expires.map(|d| crate::clock::after(now, d));
     env.retry = opts.retry_policy();
     env.timeout = opts.timeout;
     env

@@ -83,6 +83,58 @@ impl Clock for ManualClock {
     }
 }
 
+/// The latest time a task may be due or expire: the end of year 9999 (UTC), in milliseconds
+/// since the Unix epoch. Delays and expiries that would end later are clamped to it; an
+/// explicit eta or expiry later than it is refused.
+pub const MAX_TIME_MILLIS: i64 = 253_402_300_799_999;
+
+/// [`MAX_TIME_MILLIS`] as a time: 9999-12-31T23:59:59.999Z.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(queue_core::clock::max_time().to_rfc3339(), "9999-12-31T23:59:59.999+00:00");
+/// ```
+pub fn max_time() -> DateTime<Utc> {
+    from_millis(MAX_TIME_MILLIS)
+}
+
+/// `now + d`, clamped to [`max_time`]: a delay of `Duration::MAX` (say, a server's absurd
+/// `Retry-After`) means "at the end of year 9999", never an overflow.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use queue_core::clock::{after, max_time};
+/// let now = chrono::Utc::now();
+/// assert_eq!(after(now, Duration::MAX), max_time());
+/// assert_eq!(after(now, Duration::from_secs(1)), now + chrono::TimeDelta::seconds(1));
+/// ```
+pub fn after(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    now.checked_add_signed(to_delta(d))
+        .map_or_else(max_time, |t| t.min(max_time()))
+}
+
+/// The longest any wait lasts (`handle.get`, lock acquisition, a store's wait for work):
+/// longer timeouts, `Duration::MAX` included, are clamped to it.
+pub const MAX_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The Tokio instant `timeout` from now, with `timeout` clamped to [`MAX_WAIT`] (so that
+/// `Duration::MAX` never overflows an `Instant`).
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let far = queue_core::clock::deadline(std::time::Duration::MAX);
+/// assert!(far > tokio::time::Instant::now());
+/// # });
+/// ```
+pub fn deadline(timeout: Duration) -> tokio::time::Instant {
+    tokio::time::Instant::now() + timeout.min(MAX_WAIT)
+}
+
 /// Converts a std duration to a chrono delta, saturating at chrono's maximum.
 pub fn to_delta(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)

@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
-use crate::clock::to_delta;
 use crate::{
     DeadTask, Error, Page, Queue, Result, Revocation, RevokeTarget, Storage, Task, TaskHandle,
     TaskId,
@@ -135,7 +134,7 @@ impl<T: DeserializeOwned> TaskHandle<T> {
 
     /// Moves the waiting task to run `delay` from now.
     pub async fn reschedule_in(&self, delay: Duration) -> Result<bool> {
-        let eta = self.queue().clock().now() + to_delta(delay);
+        let eta = crate::clock::after(self.queue().clock().now(), delay);
         self.reschedule(eta).await
     }
 
@@ -195,7 +194,7 @@ impl LockBuilder {
     /// Takes the lock, waiting up to `wait` for it to be free; fails with
     /// [`Error::Locked`] after that.
     pub async fn acquire(self, wait: Duration) -> Result<LockGuard> {
-        let deadline = tokio::time::Instant::now() + wait;
+        let deadline = crate::clock::deadline(wait);
         let owner = TaskId::new().to_string();
         let mut pause = Duration::from_millis(5);
         loop {

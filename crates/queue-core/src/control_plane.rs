@@ -70,7 +70,7 @@ impl Queue {
         if found == CancelRequest::Pending {
             // It may be fetched before the revocation is read; the request above covers that:
             // its worker cancels it at the first heartbeat.
-            let until = self.clock().now() + crate::clock::to_delta(CANCEL_REQUEST_TTL);
+            let until = crate::clock::after(self.clock().now(), CANCEL_REQUEST_TTL);
             self.revoke_with(RevokeTarget::Id(id), Some(until), true)
                 .await?;
         }

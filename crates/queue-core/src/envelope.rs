@@ -186,6 +186,14 @@ impl Envelope {
         if self.task.is_empty() {
             return Err(Error::InvalidInput("task name must not be empty".into()));
         }
+        let max = crate::clock::max_time();
+        for (what, time) in [("eta", self.eta), ("expiry", self.expires_at)] {
+            if let Some(t) = time.filter(|t| *t > max) {
+                return Err(Error::InvalidInput(format!(
+                    "{what} {t} is past the end of year 9999, the latest a task may be due or expire"
+                )));
+            }
+        }
         Ok(())
     }
 

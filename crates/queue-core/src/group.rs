@@ -148,7 +148,7 @@ impl<Out: DeserializeOwned> GroupHandle<Out> {
     /// Waits up to `timeout` (in total) for every member; their outputs in order, or the first
     /// failure.
     pub async fn get(&self, timeout: Duration) -> Result<Vec<Out>> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = crate::clock::deadline(timeout);
         let mut out = Vec::with_capacity(self.ids.len());
         for id in &self.ids {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());

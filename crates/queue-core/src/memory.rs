@@ -602,7 +602,7 @@ impl Storage for MemoryStorage {
     }
 
     async fn wait_result(&self, id: TaskId, timeout: Duration) -> Result<Option<StoredResult>> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = crate::clock::deadline(timeout);
         let mut rx = self.results.subscribe();
         loop {
             rx.borrow_and_update();

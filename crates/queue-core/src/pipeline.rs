@@ -205,7 +205,7 @@ impl<Out: DeserializeOwned> PipelineHandle<Out> {
     /// Waits up to `timeout` (in total) for every stage and returns the last one's output, or
     /// the first failure ([`crate::Error::TaskFailed`] names the failed stage's id).
     pub async fn get(&self, timeout: Duration) -> Result<Out> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = crate::clock::deadline(timeout);
         let (last, earlier) = self
             .ids
             .split_last()

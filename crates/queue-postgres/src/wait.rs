@@ -107,7 +107,7 @@ async fn sleep_or_wake<K: Eq + std::hash::Hash + Clone>(
 
 /// Waits as described in the [module docs](self).
 pub(crate) async fn for_work(ctx: &Ctx<'_>, queue: &str, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
+    let deadline = queue_core::clock::deadline(timeout);
     let mut sub = ctx.waiters.work.subscribe(queue.to_owned());
     let mut listening = ctx.waiters.listening.subscribe();
     loop {
@@ -179,7 +179,7 @@ pub(crate) async fn for_result(
     id: Uuid,
     timeout: Duration,
 ) -> Result<Option<StoredResult>> {
-    let deadline = Instant::now() + timeout;
+    let deadline = queue_core::clock::deadline(timeout);
     let mut sub = ctx.waiters.results.subscribe(id);
     let mut listening = ctx.waiters.listening.subscribe();
     // Until when this wait's registration holds, and the listener's epoch it was made in

@@ -106,7 +106,7 @@ impl RedisStorage {
     }
 
     pub(crate) async fn wait_work(&self, queue: &str, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout.min(self.block_timeout);
+        let deadline = queue_core::clock::deadline(timeout.min(self.block_timeout));
         loop {
             let mut inv = self.call(&self.scripts.peek, self.now_ms());
             inv.arg(queue);
@@ -171,7 +171,7 @@ impl RedisStorage {
         if let Some(result) = self.read_result(id).await? {
             return Ok(Some(result));
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = queue_core::clock::deadline(timeout);
         let wake = self.key(&format!("result-wake:{id}"));
         let mut stale = false;
         loop {

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use queue_core::{AckStatus, Completion, Lease, Storage};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
@@ -42,7 +41,7 @@ impl Acker {
         loop {
             let Some(first) = rx.recv().await else { break };
             batch.push(first);
-            let deadline = Instant::now() + self.max_delay;
+            let deadline = queue_core::clock::deadline(self.max_delay);
             let mut closed = false;
             while batch.len() < self.max {
                 // Take whatever is already queued before looking at the clock.

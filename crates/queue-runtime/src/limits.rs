@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use queue_core::clock::to_delta;
 use queue_core::task::RateLimit;
 use queue_core::{Envelope, Lease, Registry, Storage};
 
@@ -117,7 +116,12 @@ pub(crate) async fn admit(
             Ok(d) => {
                 // A little jitter so deferred tasks do not all come back at the same instant.
                 let jitter = rate.per.mul_f64(0.05 * random_unit());
-                let eta = now + to_delta(d.retry_after.max(Duration::from_millis(1)) + jitter);
+                let eta = queue_core::clock::after(
+                    now,
+                    d.retry_after
+                        .max(Duration::from_millis(1))
+                        .saturating_add(jitter),
+                );
                 return Err(Blocked::RateLimited { eta });
             }
             Err(err) => {

@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use queue_core::clock::to_delta;
 use queue_core::{
     Envelope, FailureKind, Outcome, StoredResult, TaskError, TaskErrorKind, TaskFailure,
 };
@@ -85,7 +84,7 @@ pub(crate) fn judge_failure(
         Some(after) if env.retry.should_retry(number) => {
             let delay = after.unwrap_or_else(|| env.retry.delay_with_jitter(number, unit));
             Outcome::Retry {
-                eta: now + to_delta(delay),
+                eta: queue_core::clock::after(now, delay),
                 failure: failure.clone(),
             }
         }
@@ -151,6 +150,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use queue_core::clock::to_delta;
     use queue_core::{
         from_msgpack, to_msgpack, FollowUp, FollowUpInput, FollowUpWhen, RetryPolicy,
     };

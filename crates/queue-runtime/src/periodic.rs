@@ -322,7 +322,7 @@ pub(crate) fn fire_envelope(
     let mut env = Envelope::new(opts.queue.clone(), task.name(), to_msgpack(&())?, t);
     env.id = TaskId::derived(&format!("{}@{}", task.name(), to_millis(t)));
     env.priority = opts.priority;
-    env.expires_at = opts.expires.map(|d| now + to_delta(d));
+    env.expires_at = opts.expires.map(|d| queue_core::clock::after(now, d));
     env.retry = opts.retry_policy();
     env.timeout = opts.timeout;
     env.validate()?;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use queue_core::{AckStatus, Storage};
-use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio::time::{interval_at, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::inflight::InFlight;
@@ -28,7 +28,7 @@ const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 fn every(period: Duration) -> tokio::time::Interval {
     let period = period.max(Duration::from_millis(10));
-    let mut tick = interval_at(Instant::now() + period, period);
+    let mut tick = interval_at(queue_core::clock::deadline(period), period);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     tick
 }

@@ -94,7 +94,7 @@ pub(crate) async fn for_work(
     timeout: Duration,
     poll: Duration,
 ) -> Result<()> {
-    let deadline = Instant::now() + timeout;
+    let deadline = queue_core::clock::deadline(timeout);
     let mut rx = work.subscribe();
     loop {
         rx.borrow_and_update();
@@ -138,7 +138,7 @@ pub(crate) async fn for_result(
     timeout: Duration,
     poll: Duration,
 ) -> Result<Option<StoredResult>> {
-    let deadline = Instant::now() + timeout;
+    let deadline = queue_core::clock::deadline(timeout);
     let mut rx = results.subscribe();
     loop {
         rx.borrow_and_update();

@@ -293,3 +293,30 @@ async fn expired_and_revoked_tasks_are_dropped_without_running() {
     );
     running.shutdown(WAIT).await.unwrap();
 }
+
+task!(AbsurdRetry, "absurd_retry", () -> (), TaskOptions::new().retries(3), |ctx| {
+    // A server's `Retry-After` of "forever", say.
+    Err(TaskError::retry_after(Duration::MAX, "come back never"))
+});
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_after_duration_max_is_scheduled_at_the_end_of_year_9999() {
+    let q = queue();
+    let running = builder(&q)
+        .register_task::<AbsurdRetry>()
+        .register_task::<MaybePanic>()
+        .build()
+        .unwrap()
+        .spawn();
+    let h = AbsurdRetry::call(()).enqueue(&q).await.unwrap();
+    crate::common::eventually("the retry is written back", || async {
+        q.counts().await.unwrap().scheduled == 1
+    })
+    .await;
+    let record = q.storage().get_task(h.id()).await.unwrap().unwrap();
+    assert_eq!(record.run_at, queue_core::clock::max_time());
+    // The consumer goes on working.
+    let ok = MaybePanic::call((false,)).enqueue(&q).await.unwrap();
+    assert_eq!(ok.get(WAIT).await.unwrap(), "fine");
+    running.shutdown(WAIT).await.unwrap();
+}
