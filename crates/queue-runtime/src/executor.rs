@@ -74,7 +74,14 @@ impl Executor {
         if duration > Duration::ZERO {
             self.pace.record(duration);
         }
-        let follow = follow_ups(&env, &outcome, self.clock.now());
+        // An operator's cancel ends the task and its workflow: no error handler runs.
+        let canceled = slot.cancellation().is_cancelled()
+            && matches!(&outcome, Outcome::Drop { failure } if failure.kind == FailureKind::Canceled);
+        let follow = if canceled {
+            Vec::new()
+        } else {
+            follow_ups(&env, &outcome, self.clock.now())
+        };
         let event = event.unwrap_or_else(|| outcome_event(&env, &outcome, duration));
         match &outcome {
             Outcome::Success { .. } => tracing::debug!(?duration, "task complete"),

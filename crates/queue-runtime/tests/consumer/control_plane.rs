@@ -130,6 +130,56 @@ async fn cancel_stops_a_running_async_task_and_its_progress_is_readable() {
     );
 }
 
+static HANDLED: AtomicU32 = AtomicU32::new(0);
+
+task!(Handler, "cancel_handler", (f: queue_core::TaskFailure) -> (), TaskOptions::new(), |ctx| {
+    HANDLED.fetch_add(1, Ordering::SeqCst);
+    Ok(())
+});
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_task_runs_no_follow_ups() {
+    let q = queue();
+    let running = builder(&q)
+        .register_task::<Forever>()
+        .register_task::<Handler>()
+        .register_task::<Quick>()
+        .heartbeat_interval(Duration::from_millis(50))
+        .build()
+        .unwrap()
+        .spawn();
+    let h = Forever::call((1,))
+        .on_error(Handler::call)
+        .enqueue(&q)
+        .await
+        .unwrap();
+    eventually("the task runs", || async {
+        q.counts().await.unwrap().leased == 1
+    })
+    .await;
+    let first = h.stage::<u32>(0).unwrap();
+    assert_eq!(first.cancel().await.unwrap(), CancelRequest::Running);
+    assert!(canceled(&first.get(WAIT).await));
+    // The queue is drained: a task enqueued now runs after anything the cancel left behind.
+    assert_eq!(
+        Quick::call((3,))
+            .enqueue(&q)
+            .await
+            .unwrap()
+            .get(WAIT)
+            .await
+            .unwrap(),
+        3
+    );
+    eventually("nothing pending", || async {
+        let c = q.counts().await.unwrap();
+        c.ready + c.scheduled + c.leased == 0
+    })
+    .await;
+    assert_eq!(HANDLED.load(Ordering::SeqCst), 0, "the error handler ran");
+    running.shutdown(WAIT).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cancel_fires_the_token_of_a_plain_fn() {
     let q = queue();
