@@ -230,4 +230,43 @@ impl Queue {
             .map(|id| self.handle(id))
             .collect())
     }
+
+    /// What a store's transactional enqueue (`EnqueueIn` of the SQLite and PostgreSQL stores)
+    /// shares: on an immediate-mode queue the calls run at once ([`enqueue_many`](Self::enqueue_many));
+    /// otherwise their envelopes (at this queue's clock, with the current trace) go to `store`,
+    /// which writes them with the caller's transaction, and its outcomes become handles. No
+    /// `Enqueued` event is sent: the transaction may still roll back.
+    ///
+    /// # Errors
+    ///
+    /// What building an envelope (an invalid call) or `store` returns.
+    pub async fn enqueue_with<T, F, Fut>(
+        &self,
+        calls: Vec<TaskCall<T>>,
+        store: F,
+    ) -> Result<Vec<TaskHandle<T::Output>>>
+    where
+        T: Task,
+        F: FnOnce(Vec<Envelope>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<EnqueueOutcome>>>,
+    {
+        if self.is_immediate() {
+            return self.enqueue_many(calls).await;
+        }
+        let now = self.clock().now();
+        let mut batch = calls
+            .into_iter()
+            .map(|c| c.into_envelope(now))
+            .collect::<Result<Vec<_>>>()?;
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        for env in &mut batch {
+            if env.trace.is_empty() {
+                crate::trace::inject_current(&mut env.trace);
+            }
+        }
+        let outcomes = store(batch).await?;
+        Ok(outcomes.iter().map(|o| self.handle(o.id())).collect())
+    }
 }

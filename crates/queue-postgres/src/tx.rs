@@ -99,14 +99,11 @@ impl<T: Task> EnqueueIn for TaskCall<T> {
         if queue.is_immediate() {
             return self.enqueue(queue).await;
         }
-        let env = self.into_envelope(queue.clock().now())?;
-        let mut conn = tx.acquire().await.map_err(acquire_error)?;
-        let outcomes = store_in(&mut conn, queue, vec![env]).await?;
-        let id = outcomes
-            .first()
-            .map(EnqueueOutcome::id)
-            .ok_or_else(|| Error::storage_msg(BACKEND, "enqueue returned no outcome"))?;
-        Ok(queue.handle(id))
+        vec![self]
+            .enqueue_in(tx, queue)
+            .await?
+            .pop()
+            .ok_or_else(|| Error::storage_msg(BACKEND, "enqueue returned no outcome"))
     }
 }
 
@@ -117,20 +114,12 @@ impl<T: Task> EnqueueIn for Vec<TaskCall<T>> {
     where
         A: Acquire<'c, Database = Postgres> + Send,
     {
-        if queue.is_immediate() {
-            return queue.enqueue_many(self).await;
-        }
-        let now = queue.clock().now();
-        let batch = self
-            .into_iter()
-            .map(|c| c.into_envelope(now))
-            .collect::<Result<Vec<_>>>()?;
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut conn = tx.acquire().await.map_err(acquire_error)?;
-        let outcomes = store_in(&mut conn, queue, batch).await?;
-        Ok(outcomes.iter().map(|o| queue.handle(o.id())).collect())
+        queue
+            .enqueue_with(self, |batch| async move {
+                let mut conn = tx.acquire().await.map_err(acquire_error)?;
+                store_in(&mut conn, queue, batch).await
+            })
+            .await
     }
 }
 
@@ -156,14 +145,9 @@ fn store_of(queue: &Queue) -> Result<&PostgresStorage> {
 async fn store_in(
     conn: &mut PgConnection,
     queue: &Queue,
-    mut batch: Vec<Envelope>,
+    batch: Vec<Envelope>,
 ) -> Result<Vec<EnqueueOutcome>> {
     let store = store_of(queue)?;
-    for env in &mut batch {
-        if env.trace.is_empty() {
-            queue_core::trace::inject_current(&mut env.trace);
-        }
-    }
     let now = store.now();
     let rows = enqueue::columns(batch, now)?;
     let inserted = enqueue::insert(conn, &store.sql, Some(&store.channel), rows, now)

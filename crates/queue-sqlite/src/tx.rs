@@ -114,13 +114,11 @@ impl<T: Task> EnqueueIn for TaskCall<T> {
         if queue.is_immediate() {
             return self.enqueue(queue).await;
         }
-        let env = self.into_envelope(queue.clock().now())?;
-        let mut conn = tx.acquire().await.ctx("get a connection for enqueue_in")?;
-        let outcomes = store_in(&mut conn, queue, vec![env]).await?;
-        let id = outcomes.first().map(EnqueueOutcome::id).ok_or_else(|| {
-            Error::storage_msg(crate::error::BACKEND, "enqueue returned no outcome")
-        })?;
-        Ok(queue.handle(id))
+        vec![self]
+            .enqueue_in(tx, queue)
+            .await?
+            .pop()
+            .ok_or_else(|| Error::storage_msg(crate::error::BACKEND, "enqueue returned no outcome"))
     }
 }
 
@@ -131,20 +129,12 @@ impl<T: Task> EnqueueIn for Vec<TaskCall<T>> {
     where
         A: Acquire<'c, Database = Sqlite> + Send,
     {
-        if queue.is_immediate() {
-            return queue.enqueue_many(self).await;
-        }
-        let now = queue.clock().now();
-        let batch = self
-            .into_iter()
-            .map(|c| c.into_envelope(now))
-            .collect::<Result<Vec<_>>>()?;
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut conn = tx.acquire().await.ctx("get a connection for enqueue_in")?;
-        let outcomes = store_in(&mut conn, queue, batch).await?;
-        Ok(outcomes.iter().map(|o| queue.handle(o.id())).collect())
+        queue
+            .enqueue_with(self, |batch| async move {
+                let mut conn = tx.acquire().await.ctx("get a connection for enqueue_in")?;
+                store_in(&mut conn, queue, batch).await
+            })
+            .await
     }
 }
 
@@ -166,15 +156,10 @@ fn store_of(queue: &Queue) -> Result<&SqliteStorage> {
 async fn store_in(
     conn: &mut SqliteConnection,
     queue: &Queue,
-    mut batch: Vec<Envelope>,
+    batch: Vec<Envelope>,
 ) -> Result<Vec<EnqueueOutcome>> {
     let store = store_of(queue)?;
     same_file(conn, store.path()).await?;
-    for env in &mut batch {
-        if env.trace.is_empty() {
-            queue_core::trace::inject_current(&mut env.trace);
-        }
-    }
     let rows = batch
         .into_iter()
         .map(NewTask::from_envelope)
