@@ -9,6 +9,11 @@
 //! instead of looping. Store errors are logged and retried after a capped exponential backoff
 //! (50 ms to 5 s).
 //!
+//! A third bound covers the outcomes not yet written: an execution's permits go back when it
+//! hands its outcome to the acker, but its lease is held (and renewed) until the store takes
+//! the outcome. When the store writes outcomes slower than tasks end, the fetcher stops
+//! leasing once `workers + prefetch + 4 × ack_batch` leases are held, and waits for the acker.
+//!
 //! Each fetched task runs in its own Tokio task (see the `executor` module) once it has a run
 //! permit; a task still waiting for one when the consumer stops is handed back unstarted. Both
 //! permits are returned when its outcome is handed to the acker, and the lease is renewed until
@@ -71,6 +76,18 @@ impl Fetcher {
                     Err(_) => return, // never closed
                 },
             };
+            // Outcomes the store has not taken yet keep their leases (renewed until written):
+            // while the store writes them slower than the tasks run, stop leasing more, or the
+            // consumer would hold (and renew) an ever larger share of the queue.
+            let limit = self.unwritten_limit();
+            if self.handoff.inflight.len() >= limit {
+                drop(first);
+                tokio::select! {
+                    () = self.stop.cancelled() => return,
+                    () = self.handoff.inflight.wait_below(limit) => {}
+                }
+                continue;
+            }
             let allowed = self.allowed();
             if allowed == 0 {
                 // Holding all it may while the tasks are this long: wait for one to end.
@@ -133,6 +150,14 @@ impl Fetcher {
 
     /// How many tasks may be leased now, counting the one lease permit just taken (not yet a
     /// task) as free.
+    /// The most leases held, running or waiting for their outcome to be written, before the
+    /// fetcher waits for the acker: the leases it may hold for running tasks plus four
+    /// acknowledgement batches.
+    fn unwritten_limit(&self) -> usize {
+        let config = &self.config;
+        config.workers + config.prefetch() + 4 * config.ack_batch
+    }
+
     fn allowed(&self) -> usize {
         let workers = self.config.workers;
         let max = self.config.prefetch();

@@ -60,6 +60,8 @@ struct Entry {
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
     map: Mutex<HashMap<Lease, Entry>>,
+    /// Told each time an outcome is written and its lease forgotten.
+    written: Notify,
 }
 
 impl InFlight {
@@ -191,7 +193,23 @@ impl InFlight {
     /// Forgets a lease once its outcome is written (or refused). Returns whether it had
     /// already been reported stale.
     pub(crate) fn remove(&self, lease: &Lease) -> Option<bool> {
-        self.lock().remove(lease).map(|e| e.stale)
+        let removed = self.lock().remove(lease).map(|e| e.stale);
+        self.written.notify_waiters();
+        removed
+    }
+
+    /// Returns once fewer than `limit` leases are held (the acker forgets one as its outcome
+    /// is written).
+    pub(crate) async fn wait_below(&self, limit: usize) {
+        loop {
+            let written = self.written.notified();
+            tokio::pin!(written);
+            written.as_mut().enable();
+            if self.len() < limit {
+                return;
+            }
+            written.await;
+        }
     }
 }
 

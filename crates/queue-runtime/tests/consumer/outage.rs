@@ -19,6 +19,8 @@ use crate::common::{builder, eventually, WAIT};
 struct Flaky {
     inner: MemoryStorage,
     down: AtomicBool,
+    /// Only completions fail while set; fetching goes on.
+    completes_down: AtomicBool,
     failed_completes: AtomicUsize,
 }
 
@@ -52,7 +54,11 @@ impl Storage for Flaky {
         self.inner.wait_for_work(queue, timeout).await
     }
     async fn complete(&self, batch: Vec<Completion>) -> Result<Vec<AckStatus>> {
-        if let Err(e) = self.check() {
+        let refused = self
+            .completes_down
+            .load(Ordering::SeqCst)
+            .then(|| Err(Error::storage_msg("flaky", "completions fail")));
+        if let Err(e) = refused.unwrap_or_else(|| self.check()) {
             self.failed_completes.fetch_add(1, Ordering::SeqCst);
             return Err(e);
         }
@@ -222,4 +228,47 @@ async fn outcomes_survive_a_store_outage() {
     assert_eq!(report.unacked, 0);
     let counts = q.counts().await.unwrap();
     assert_eq!((counts.ready, counts.leased, counts.dead), (0, 0, 0));
+}
+
+task!(Immediate, "immediate", (n: u32) -> u32, TaskOptions::new(), |ctx| {
+    Ok(n)
+});
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unwritten_outcomes_bound_what_a_consumer_leases() {
+    let store = Arc::new(Flaky::default());
+    let q = Queue::new(store.clone());
+    let handles = q
+        .enqueue_many((0..300).map(|n| Immediate::call((n,))))
+        .await
+        .unwrap();
+    // Tasks end at once but no outcome can be written: the consumer must stop leasing at
+    // workers + prefetch + 4 batches instead of taking the whole queue.
+    store.completes_down.store(true, Ordering::SeqCst);
+    let running = builder(&q)
+        .workers(2)
+        .prefetch(2)
+        .ack_batch(4, Duration::from_millis(1))
+        .register_task::<Immediate>()
+        .build()
+        .unwrap()
+        .spawn();
+    let bound = 2 + 2 + 4 * 4;
+    eventually("outcomes waiting to be written", || async {
+        store.failed_completes.load(Ordering::SeqCst) >= 3
+    })
+    .await;
+    // Given every chance to lease more, it holds no more than the bound plus one fetch.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let counts = q.counts().await.unwrap();
+    assert!(
+        counts.leased <= bound + 4 && counts.ready >= 300 - (bound + 4),
+        "{counts:?}"
+    );
+    store.completes_down.store(false, Ordering::SeqCst);
+    for (n, h) in handles.iter().enumerate() {
+        assert_eq!(h.get(WAIT).await.unwrap(), n as u32);
+    }
+    let report = running.shutdown(WAIT).await.unwrap();
+    assert_eq!(report.unacked, 0);
 }
