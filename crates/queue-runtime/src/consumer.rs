@@ -269,7 +269,7 @@ impl Consumer {
             u32::try_from(config.workers).unwrap_or(u32::MAX),
             storage.clock().now(),
         );
-        let _heartbeat = AbortOnDropHandle::new(tokio::spawn(heartbeat::beat(
+        let mut heartbeat = AbortOnDropHandle::new(tokio::spawn(heartbeat::beat(
             storage.clone(),
             inflight.clone(),
             worker.clone(),
@@ -362,6 +362,9 @@ impl Consumer {
             inflight.len() as u64
         });
         background.cancel();
+        // A heartbeat already sent would register the worker again after its removal: let
+        // it land first (the loop ends at its next check of `background`).
+        let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, &mut heartbeat).await;
         // Gone from the live workers at once rather than after its heartbeat's ttl.
         if let Err(err) = storage.remove_worker(&worker.id).await {
             tracing::debug!(error = %err, "could not remove this worker's heartbeat; it lapses");

@@ -22,6 +22,9 @@ struct Flaky {
     /// Only completions fail while set; fetching goes on.
     completes_down: AtomicBool,
     failed_completes: AtomicUsize,
+    /// While set, each heartbeat takes this long to reach the store (a slow statement).
+    slow_heartbeat_ms: AtomicUsize,
+    heartbeats_started: AtomicUsize,
 }
 
 impl Flaky {
@@ -158,6 +161,13 @@ impl Storage for Flaky {
     }
     async fn heartbeat(&self, beat: &queue_core::Heartbeat) -> Result<Vec<TaskId>> {
         self.check()?;
+        self.heartbeats_started.fetch_add(1, Ordering::SeqCst);
+        let slow = self.slow_heartbeat_ms.load(Ordering::SeqCst);
+        if slow > 0 {
+            // A statement already sent: the server applies it even if the caller stops
+            // waiting, so this sleep cannot be cut short by dropping the future.
+            std::thread::sleep(Duration::from_millis(slow as u64));
+        }
         self.inner.heartbeat(beat).await
     }
     async fn remove_worker(&self, worker_id: &str) -> Result<bool> {
@@ -271,4 +281,34 @@ async fn unwritten_outcomes_bound_what_a_consumer_leases() {
     }
     let report = running.shutdown(WAIT).await.unwrap();
     assert_eq!(report.unacked, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_heartbeat_in_flight_at_shutdown_does_not_bring_the_worker_back() {
+    let store = Arc::new(Flaky::default());
+    let q = Queue::new(store.clone());
+    let running = builder(&q)
+        .heartbeat_interval(Duration::from_millis(20))
+        .register_task::<Immediate>()
+        .build()
+        .unwrap()
+        .spawn();
+    eventually("the worker is listed", || async {
+        !q.workers().await.unwrap().is_empty()
+    })
+    .await;
+    // The next heartbeat is slow; shut down while it is on its way.
+    store.slow_heartbeat_ms.store(300, Ordering::SeqCst);
+    let started = store.heartbeats_started.load(Ordering::SeqCst);
+    eventually("a slow heartbeat under way", || async {
+        store.heartbeats_started.load(Ordering::SeqCst) > started
+    })
+    .await;
+    running.shutdown(WAIT).await.unwrap();
+    // Give a late heartbeat every chance to land.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        q.workers().await.unwrap().is_empty(),
+        "a worker that shut down is listed again"
+    );
 }
