@@ -265,6 +265,10 @@ impl Queue {
             if env.trace.is_empty() {
                 crate::trace::inject_current(&mut env.trace);
             }
+            // The caller's transaction writes past the queue's store: seal here.
+            if let Some(sealing) = self.sealing() {
+                sealing.seal(env)?;
+            }
         }
         let outcomes = store(batch).await?;
         Ok(outcomes.iter().map(|o| self.handle(o.id())).collect())

@@ -79,6 +79,9 @@ pub struct Envelope {
     /// outputs, in order, as its one argument.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chord_members: Vec<TaskId>,
+    /// The producer's signature, when signing is on ([`crate::seal`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<crate::seal::Signature>,
 }
 
 /// When a follow-up runs, and what it receives.
@@ -149,6 +152,7 @@ impl Envelope {
             follow_ups: Vec::new(),
             trace: BTreeMap::new(),
             chord_members: Vec::new(),
+            sig: None,
         }
     }
 
@@ -270,8 +274,16 @@ impl Envelope {
     }
 }
 
-/// Renders msgpack bytes as JSON for display; bytes that are not msgpack are shown as a note.
+/// Renders msgpack bytes as JSON for display; bytes that are not msgpack are shown as a note,
+/// and encrypted ones ([`crate::seal`]) as `<encrypted with key …>`.
 pub fn msgpack_to_json(bytes: &[u8]) -> serde_json::Value {
+    if crate::seal::is_sealed(bytes) {
+        return serde_json::Value::String(format!(
+            "<encrypted with key `{}`, {} bytes>",
+            crate::seal::sealed_key_id(bytes).unwrap_or("?"),
+            bytes.len()
+        ));
+    }
     let mut cursor = bytes;
     match rmpv::decode::read_value(&mut cursor) {
         Ok(v) => serde_json::to_value(&v).unwrap_or(serde_json::Value::Null),

@@ -162,6 +162,11 @@ pub enum FailureKind {
     DeliveryLimit,
     /// The envelope was written by a newer Skiff.
     NewerFormat,
+    /// Signing is on and the task is unsigned, its signature does not match its content, or
+    /// its encrypted arguments do not authenticate ([`crate::seal`]).
+    BadSignature,
+    /// The task is signed or encrypted with a key id the consumer does not have.
+    UnknownKey,
 }
 
 impl fmt::Display for FailureKind {
@@ -177,6 +182,8 @@ impl fmt::Display for FailureKind {
             Self::UnknownTask => "unknown_task",
             Self::DeliveryLimit => "delivery_limit",
             Self::NewerFormat => "newer_format",
+            Self::BadSignature => "bad_signature",
+            Self::UnknownKey => "unknown_key",
         };
         f.write_str(s)
     }

@@ -8,6 +8,7 @@
 //! * typed tasks: [`Task`], [`TaskCall`], [`TaskHandle`], [`TaskError`], [`Registry`];
 //! * [`Queue`], the producer's handle, with an immediate mode for tests;
 //! * [`MemoryStorage`], the contract in process memory;
+//! * [`seal`]: payload signing and encryption with key rotation;
 //! * [`cron_expr::parse_cron`], the cron expressions of periodic tasks;
 //! * with the `testing` feature, `testing`: the conformance suite every backend runs.
 //!
@@ -31,6 +32,7 @@ mod pipeline;
 mod queue;
 mod retry;
 mod revocations;
+pub mod seal;
 pub mod storage;
 pub mod task;
 #[cfg(feature = "testing")]

@@ -9,6 +9,7 @@ use futures::FutureExt;
 use serde::de::DeserializeOwned;
 
 use crate::memory::MemoryStorage;
+use crate::seal::{SealedStorage, Sealing};
 use crate::task::erase;
 use crate::{
     Clock, Counts, EnqueueOutcome, Envelope, ErasedTask, Error, Event, Events, FailureKind, Result,
@@ -29,6 +30,7 @@ struct Inner {
     storage: Arc<dyn Storage>,
     immediate: Option<Arc<MemoryStorage>>,
     events: Events,
+    sealed: Option<Arc<SealedStorage>>,
 }
 
 impl fmt::Debug for Queue {
@@ -36,6 +38,7 @@ impl fmt::Debug for Queue {
         f.debug_struct("Queue")
             .field("backend", &self.inner.storage.backend())
             .field("immediate", &self.inner.immediate.is_some())
+            .field("sealing", &self.sealing())
             .finish()
     }
 }
@@ -48,6 +51,7 @@ impl Queue {
                 storage,
                 immediate: None,
                 events: Events::new(),
+                sealed: None,
             }),
         }
     }
@@ -93,8 +97,49 @@ impl Queue {
                 storage: memory.clone(),
                 immediate: Some(memory),
                 events: Events::new(),
+                sealed: None,
             }),
         }
+    }
+
+    /// This queue with its tasks signed and encrypted by `sealing` ([`crate::seal`]): what it
+    /// and the consumers built from it write is sealed, what they read is checked and opened.
+    /// The returned queue shares this one's store and event bus; a `sealing` that is
+    /// [off](Sealing::is_off) returns a plain clone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use queue_core::seal::{Keyring, Sealing};
+    /// use queue_core::Queue;
+    ///
+    /// let keys = Keyring::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")?;
+    /// let queue = Queue::memory().with_sealing(Sealing::new().signing(keys));
+    /// assert!(queue.sealing().is_some_and(|s| s.signs()));
+    /// # Ok::<(), queue_core::Error>(())
+    /// ```
+    pub fn with_sealing(&self, sealing: Sealing) -> Self {
+        if sealing.is_off() {
+            return self.clone();
+        }
+        let base = match &self.inner.sealed {
+            Some(sealed) => sealed.inner().clone(),
+            None => self.inner.storage.clone(),
+        };
+        let sealed = Arc::new(SealedStorage::new(base, Arc::new(sealing)));
+        Self {
+            inner: Arc::new(Inner {
+                storage: sealed.clone(),
+                immediate: self.inner.immediate.clone(),
+                events: self.inner.events.clone(),
+                sealed: Some(sealed),
+            }),
+        }
+    }
+
+    /// The signing and encryption this queue applies, if any ([`Queue::with_sealing`]).
+    pub fn sealing(&self) -> Option<&Sealing> {
+        self.inner.sealed.as_deref().map(SealedStorage::sealing)
     }
 
     /// Whether this queue runs tasks inline ([`Queue::immediate`]).

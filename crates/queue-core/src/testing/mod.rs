@@ -53,6 +53,7 @@ mod outcomes;
 mod periodic;
 mod poison;
 mod results;
+mod sealing;
 mod tls;
 mod unique;
 mod wait;
@@ -66,6 +67,7 @@ pub use outcomes::*;
 pub use periodic::*;
 pub use poison::*;
 pub use results::*;
+pub use sealing::*;
 pub use tls::*;
 pub use unique::*;
 pub use wait::*;
@@ -261,6 +263,10 @@ macro_rules! __conformance_tests {
             __case!(cancel_requests_reach_the_running_workers_heartbeat);
             __case!(heartbeats_list_live_workers_until_their_ttl);
             __case!(progress_is_kept_for_the_current_lease_only);
+            // signing and encryption
+            __case!(sealed_tasks_are_unreadable_at_rest);
+            __case!(forged_and_tampered_tasks_are_dead_lettered);
+            __case!(rotated_keys_open_old_tasks_and_unknown_keys_are_refused);
         }
     };
 }
