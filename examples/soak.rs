@@ -145,7 +145,15 @@ fn record(line: &str) -> Result<(), TaskError> {
     Ok(())
 }
 
+/// The store at `url`, with tasks signed and encrypted when SKIFF_SIGNING_KEYS /
+/// SKIFF_ENCRYPTION_KEYS are set (without them, `enqueue` writes unsigned tasks: how an
+/// outside check forges one).
 async fn open(url: &str) -> Result<Queue, skiff::Error> {
+    let sealing = skiff::seal::Sealing::from_env()?;
+    Ok(open_store(url).await?.with_sealing(sealing))
+}
+
+async fn open_store(url: &str) -> Result<Queue, skiff::Error> {
     if url.starts_with("redis://") || url.starts_with("rediss://") {
         let store = queue_redis::RedisStorage::connect(url).await?;
         return Ok(Queue::new(Arc::new(store)));

@@ -291,7 +291,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let workers: usize = env_or("WORKERS", 16)?;
     let max_backlog: u64 = env_or("MAX_BACKLOG", 10_000)?;
 
-    let queue = skiff::connect(&url).await?;
+    // Tasks signed and encrypted when SKIFF_SIGNING_KEYS / SKIFF_ENCRYPTION_KEYS are set.
+    let queue = skiff::connect(&url)
+        .await?
+        .with_sealing(skiff::seal::Sealing::from_env()?);
     let metrics = Metrics::new();
     // The consumer runs inside this app; with WORKERS=0 separate workers run the tasks.
     let running = if workers > 0 {

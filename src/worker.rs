@@ -348,6 +348,12 @@ pub async fn run(registry: Registry, args: WorkerArgs) -> Result<WorkerReport> {
     init_logging(&args)?;
     let queue = crate::connect(&args.url).await?;
     tracing::info!(url = %crate::redact(&args.url), queue = %args.queue, "store opened");
+    // SKIFF_SIGNING_KEYS / SKIFF_ENCRYPTION_KEYS: the log shows key ids, never keys.
+    let sealing = crate::seal::Sealing::from_env()?;
+    if !sealing.is_off() {
+        tracing::info!(?sealing, "tasks are signed and/or encrypted");
+    }
+    let queue = queue.with_sealing(sealing);
     if args.flush_locks {
         let flushed = queue.storage().flush_locks().await?;
         tracing::info!(flushed, "released every lock (--flush-locks)");

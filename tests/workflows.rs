@@ -262,6 +262,21 @@ async fn workflows_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_sealed_on_sqlite() {
+    // Signed and encrypted: pipeline stages fed their predecessor's output, chord callbacks
+    // fed their members' results and error handlers fed a failure are sealed on the way in
+    // and opened on the way out.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("wf.db").display());
+    let keys =
+        skiff::seal::Keyring::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
+    let sealing = skiff::seal::Sealing::new()
+        .signing(keys.clone())
+        .encryption(keys);
+    all(Queue::connect(&url).await.unwrap().with_sealing(sealing)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflows_on_redis() {
     let server = queue_redis::testing::RedisServer::start();
     let store = queue_redis::RedisStorage::connect(&server.url())

@@ -27,7 +27,11 @@ pub(crate) async fn execute(cli: Cli) -> Result<Report> {
             )
         })?;
     check_sqlite_file(url)?;
-    let queue = skiff::connect(url).await?;
+    // With SKIFF_ENCRYPTION_KEYS the listings show encrypted arguments and results opened;
+    // without, as `<encrypted with key …>`.
+    let queue = skiff::connect(url)
+        .await?
+        .with_sealing(skiff::seal::Sealing::from_env()?);
     let storage = queue.storage().clone();
     match cli.command {
         Command::Stats { queue } => stats(&storage, queue.as_deref()).await,
