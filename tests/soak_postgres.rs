@@ -42,3 +42,8 @@ fn postgres_crash_mid_run_loses_nothing() {
         server.restart();
     });
 }
+
+#[test]
+fn postgres_refuses_forged_tasks_and_rotates_keys() {
+    soak::sealed_scenario(&store_url("soak-sealed"));
+}

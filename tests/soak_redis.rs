@@ -41,3 +41,9 @@ fn redis_restart_mid_run_loses_nothing() {
         server.restart();
     });
 }
+
+#[test]
+fn redis_refuses_forged_tasks_and_rotates_keys() {
+    let server = RedisServer::start();
+    soak::sealed_scenario(&server.url());
+}

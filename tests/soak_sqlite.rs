@@ -78,3 +78,10 @@ fn sqlite_several_producers_and_workers_on_one_file() {
         );
     }
 }
+
+#[test]
+fn sqlite_refuses_forged_tasks_and_rotates_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("soak.db").display());
+    soak::sealed_scenario(&url);
+}

@@ -249,3 +249,101 @@ pub fn poison_scenario(url: &str) {
     assert_eq!(stats["scheduled"], 0, "{stats}");
     assert_eq!(stats["leased"], 0, "{stats}");
 }
+
+/// Runs `soak URL args...` with extra environment variables; panics on failure.
+pub fn run_with_env(url: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out: Output = Command::new(soak_binary())
+        .arg(url)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run soak");
+    assert!(
+        out.status.success(),
+        "soak {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Signing from the outside, the way HARNESS.md describes it: 20 tasks enqueued without
+/// keys (forged), 20 with `k1` (signed and encrypted), 10 with a key the worker lacks; a
+/// worker restarted with `[k2, k1]` does exactly the 20 genuine ones, and the other 30 end in
+/// the dead-letter queue as `bad_signature` and `unknown_key`.
+pub fn sealed_scenario(url: &str) {
+    const K1: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const K2_K1: &str = "k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=,k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const K9: &str = "k9:QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8=";
+    let keys = |k: &'static str| [("SKIFF_SIGNING_KEYS", k), ("SKIFF_ENCRYPTION_KEYS", k)];
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = dir.path().join("record.txt");
+    let rec = record.to_str().expect("utf-8 path");
+
+    enqueue(url, "--count 20 --batch 10");
+    run_with_env(
+        url,
+        &["enqueue", "--start", "20", "--count", "20"],
+        &keys(K1),
+    );
+    run_with_env(
+        url,
+        &["enqueue", "--start", "40", "--count", "10", "--batch", "5"],
+        &keys(K9),
+    );
+    let worker = Command::new(soak_binary())
+        .arg(url)
+        .args([
+            "work",
+            "--concurrency",
+            "8",
+            "--record",
+            rec,
+            "--exit-when-idle-ms",
+            "1000",
+        ])
+        .envs(keys(K2_K1))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn soak worker");
+    wait_success(worker, Duration::from_secs(60));
+
+    let done = done_counts(&record);
+    let ran: Vec<u64> = done.keys().copied().collect();
+    assert_eq!(
+        ran,
+        (20..40).collect::<Vec<_>>(),
+        "only the genuine tasks ran"
+    );
+    let stats = stats(url);
+    assert_eq!(stats["dead"], 30, "{stats}");
+    assert_eq!(stats["ready"], 0, "{stats}");
+    assert_eq!(stats["leased"], 0, "{stats}");
+
+    let kinds = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let queue = skiff::connect(url).await.expect("open the store");
+            let dead = queue
+                .storage()
+                .list_dead(None, skiff::Page::first(100))
+                .await
+                .expect("list dead");
+            let mut kinds = BTreeMap::new();
+            for d in dead {
+                *kinds.entry(d.failure.kind.to_string()).or_insert(0) += 1;
+            }
+            kinds
+        });
+    assert_eq!(
+        kinds,
+        BTreeMap::from([
+            ("bad_signature".to_owned(), 20),
+            ("unknown_key".to_owned(), 10)
+        ]),
+        "why the refused tasks are dead"
+    );
+}

@@ -508,6 +508,69 @@ async fn dead_requeue_all_and_purge_on_sqlite() {
     );
 }
 
+/// Runs `skiff --json --url URL ARGS…` with the encryption keys in the environment.
+fn ok_json_with_keys(url: &str, keys: &str, args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .env_remove("SKIFF_URL")
+        .env("SKIFF_ENCRYPTION_KEYS", keys)
+        .args(["--json", "--url", url])
+        .args(args)
+        .output()
+        .expect("run the skiff binary");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_arguments_and_results_need_the_key() {
+    const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("skiff.db").display());
+    let keys = skiff::seal::Keyring::parse(KEYS).unwrap();
+    let queue = skiff::connect(&url)
+        .await
+        .unwrap()
+        .with_sealing(skiff::seal::Sealing::new().encryption(keys));
+    let s = seed(&queue).await;
+    let dead = s.dead.to_string();
+    let done = s.done.to_string();
+
+    // Without the key: shown as encrypted, never as the plain values.
+    let show = ok_json(&url, &["dead", "show", &dead]);
+    let args = show["envelope"]["args"].as_str().unwrap();
+    assert!(args.starts_with("<encrypted with key `k1`"), "{args}");
+    let result = ok_json(&url, &["result", &done]);
+    let shown = result["result"].as_str().unwrap();
+    assert!(shown.starts_with("<encrypted with key `k1`"), "{shown}");
+    let pending = ok(&url, &["pending"]);
+    assert!(!pending.contains("@example.com"), "{pending}");
+
+    // With it: the values.
+    let show = ok_json_with_keys(&url, KEYS, &["dead", "show", &dead]);
+    assert_eq!(show["envelope"]["args"], json!([4200, "EUR"]));
+    let result = ok_json_with_keys(&url, KEYS, &["result", &done]);
+    assert_eq!(result["result"], json!({"sum": 5}));
+
+    // A requeue without the key keeps the seal: the task is back, still encrypted, and
+    // opens with the key.
+    let requeued = ok(&url, &["dead", "requeue", &dead]);
+    assert!(requeued.starts_with("requeued dead task"), "{requeued}");
+    let task = ok_json(&url, &["task", &dead]);
+    assert!(
+        task["args"]
+            .as_str()
+            .unwrap()
+            .starts_with("<encrypted"),
+        "{task}"
+    );
+    let task = ok_json_with_keys(&url, KEYS, &["task", &dead]);
+    assert_eq!(task["args"], json!([4200, "EUR"]), "{task}");
+}
+
 #[test]
 fn bad_urls_and_unreachable_stores_fail_in_one_line() {
     let err = fails("ftp://x", &["stats"]);
