@@ -2,7 +2,9 @@
 //!
 //! * envelope encode / decode (msgpack), with an empty and a 1 KiB argument;
 //! * one enqueue -> fetch -> complete cycle on the memory store (the store-independent floor of
-//!   the hot path).
+//!   the hot path);
+//! * signing and encryption (`skiff::seal`): sealing and opening one envelope, and the memory
+//!   cycle with every task signed and encrypted.
 //!
 //! ```text
 //! cargo bench --bench micro
@@ -10,10 +12,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use skiff::seal::{Keyring, SealedStorage, Sealing, KEY_LEN};
 use skiff::{Completion, Envelope, MemoryStorage, Outcome, Storage};
 
 fn envelope(arg_bytes: usize) -> Envelope {
@@ -33,6 +37,50 @@ fn codec(c: &mut Criterion) {
         group.bench_function(format!("decode/{bytes}B"), |b| {
             b.iter(|| Envelope::decode(std::hint::black_box(&raw)).unwrap())
         });
+    }
+    group.finish();
+}
+
+fn sealings() -> [(&'static str, Sealing); 3] {
+    let keys = Keyring::new([("bench", vec![7u8; KEY_LEN])]).unwrap();
+    [
+        ("sign", Sealing::new().signing(keys.clone())),
+        ("encrypt", Sealing::new().encryption(keys.clone())),
+        (
+            "both",
+            Sealing::new().signing(keys.clone()).encryption(keys),
+        ),
+    ]
+}
+
+fn seal(c: &mut Criterion) {
+    let mut group = c.benchmark_group("seal");
+    group.throughput(Throughput::Elements(1));
+    for bytes in [0usize, 1024] {
+        for (name, sealing) in sealings() {
+            group.bench_function(format!("seal/{name}/{bytes}B"), |b| {
+                b.iter_batched(
+                    || envelope(bytes),
+                    |mut env| {
+                        sealing.seal(&mut env).unwrap();
+                        env
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+            let mut sealed = envelope(bytes);
+            sealing.seal(&mut sealed).unwrap();
+            group.bench_function(format!("open/{name}/{bytes}B"), |b| {
+                b.iter_batched(
+                    || sealed.clone(),
+                    |mut env| {
+                        sealing.open(&mut env).unwrap();
+                        env
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+        }
     }
     group.finish();
 }
@@ -76,7 +124,23 @@ fn cycle(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    let [_, _, (_, both)] = sealings();
+    let sealed = SealedStorage::new(Arc::new(MemoryStorage::new()), Arc::new(both));
+    group.bench_function("enqueue_fetch_complete_sealed", |b| {
+        b.to_async(&rt).iter_batched(
+            || envelope(0),
+            |env| async {
+                sealed.enqueue(vec![env]).await.unwrap();
+                let mut got = sealed.fetch("default", 1, lease).await.unwrap();
+                let d = got.pop().unwrap();
+                let done = Completion::new(d.lease, Outcome::Success { result: vec![0xc0] }, ttl);
+                sealed.complete(vec![done]).await.unwrap();
+            },
+            BatchSize::SmallInput,
+        )
+    });
     group.finish();
+    rt.block_on(sealed.flush()).unwrap();
     // Results pile up in the store between iterations; start each run from empty.
     rt.block_on(store.flush()).unwrap();
 }
@@ -84,6 +148,6 @@ fn cycle(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = codec, cycle
+    targets = codec, seal, cycle
 }
 criterion_main!(benches);

@@ -104,6 +104,9 @@ struct Args {
     /// Skip phases: any of enqueue,concurrent,batch,process,latency.
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
+    /// Sign and/or encrypt every task (`skiff::seal`), to measure what it costs.
+    #[arg(long, value_enum, default_value = "none")]
+    seal: Seal,
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
@@ -161,6 +164,27 @@ struct Store {
     _postgres: Option<queue_postgres::testing::PostgresServer>,
     _dir: Option<tempfile::TempDir>,
     describe: String,
+}
+
+/// What `--seal` turns on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Seal {
+    None,
+    Sign,
+    Encrypt,
+    Both,
+}
+
+fn sealing(seal: Seal) -> skiff::seal::Sealing {
+    let keys = skiff::seal::Keyring::new([("bench", vec![7u8; skiff::seal::KEY_LEN])])
+        .unwrap_or_else(|e| unreachable!("a fixed key: {e}"));
+    let none = skiff::seal::Sealing::new();
+    match seal {
+        Seal::None => none,
+        Seal::Sign => none.signing(keys),
+        Seal::Encrypt => none.encryption(keys),
+        Seal::Both => none.signing(keys.clone()).encryption(keys),
+    }
 }
 
 async fn open(args: &Args) -> Result<Store, BoxError> {
@@ -222,8 +246,12 @@ async fn open(args: &Args) -> Result<Store, BoxError> {
             (Arc::new(store), skiff::redact(&url))
         }
     };
+    let describe = match args.seal {
+        Seal::None => describe,
+        seal => format!("{describe}, sealed: {seal:?}"),
+    };
     Ok(Store {
-        queue: Queue::new(storage),
+        queue: Queue::new(storage).with_sealing(sealing(args.seal)),
         sqlite,
         _redis: redis_server,
         _postgres: postgres_server,
