@@ -577,6 +577,19 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_names_key_ids_only() {
+        let keys = Keyring::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
+        let sealing = both(&keys);
+        let queue = crate::Queue::memory().with_sealing(sealing.clone());
+        for shown in [format!("{sealing:?}"), format!("{queue:?}"), format!("{keys:?}")] {
+            assert!(shown.contains("k1"), "{shown}");
+            assert!(!shown.contains("AAECAwQF"), "{shown}");
+            // Nor the raw bytes, in any of Debug's number formats.
+            assert!(!shown.contains("[0, 1, 2, 3"), "{shown}");
+        }
+    }
+
+    #[test]
     fn truncated_or_garbled_seals_are_refused() {
         let s = Sealing::new().encryption(keys("k1", 1));
         let mut env = envelope();
