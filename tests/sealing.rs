@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -225,4 +227,46 @@ fn decode_hex_runs(text: &str) -> Vec<u8> {
         out.push(0);
     }
     out
+}
+
+/// `skiff::worker` (here the `worker` example) reads its keys from the environment: it runs
+/// the signed task, refuses the unsigned one, and logs the key ids, never the keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_takes_its_keys_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("worker.db").display());
+    let plain = Queue::connect(&url).await.unwrap();
+    let sealed = plain.with_sealing(sealing(K1));
+    let charge = |amount: u64| {
+        skiff::Envelope::new(
+            skiff::DEFAULT_QUEUE,
+            "charge_payment",
+            skiff::to_msgpack(&(7u64, amount)).unwrap(),
+            chrono::Utc::now(),
+        )
+    };
+    let forged = plain.enqueue_envelope(charge(1)).await.unwrap().id();
+    let genuine = sealed.enqueue_envelope(charge(500)).await.unwrap().id();
+
+    let worker = support::example_binary("worker");
+    let out = std::process::Command::new(worker)
+        .args(["--url", &url, "--max-tasks", "1", "--workers", "2"])
+        .env("SKIFF_SIGNING_KEYS", K1)
+        .env("SKIFF_ENCRYPTION_KEYS", K1)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("k1"), "the log names the key id: {log}");
+    assert!(!log.contains("AAECAwQF"), "the log shows a key: {log}");
+
+    let receipt: serde_json::Value = sealed.handle(genuine).get(WAIT).await.unwrap();
+    assert_eq!(receipt["amount_cents"], 500);
+    match sealed.handle::<serde_json::Value>(forged).get(WAIT).await {
+        Err(Error::TaskFailed { failure, .. }) => {
+            assert_eq!(failure.kind, FailureKind::BadSignature, "{failure:?}");
+        }
+        other => panic!("the unsigned task must be refused, got {other:?}"),
+    }
 }
