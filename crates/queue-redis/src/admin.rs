@@ -164,6 +164,9 @@ impl RedisStorage {
     /// Other prefixes on the same server are not touched.
     pub(crate) async fn flush_all(&self) -> Result<()> {
         let pattern = format!("{}:*", glob_escape(&self.prefix));
+        // Another store's prefix may extend this one's (`skiff` and `skiff:eu`): of the keys
+        // under `prefix:`, only those named as this store names its keys are deleted.
+        let pattern_len = self.prefix.len() + 1;
         let mut conn = self.conn().await?;
         let mut cursor: u64 = 0;
         loop {
@@ -176,6 +179,29 @@ impl RedisStorage {
                 .query_async(&mut *conn)
                 .await
                 .map_err(|e| self.redactor.error("flush (scan)", e))?;
+            let mut keys = keys;
+            let mut checked = Vec::with_capacity(keys.len());
+            for key in keys.drain(..) {
+                let rest = &key[pattern_len..];
+                let ours = match classify(rest) {
+                    Owner::Ours => true,
+                    Owner::Other => false,
+                    Owner::IfHashFields(fields) => {
+                        let found: Vec<String> = redis::cmd("HKEYS")
+                            .arg(&key)
+                            .query_async(&mut *conn)
+                            .await
+                            .unwrap_or_default();
+                        let mut found = found;
+                        found.sort_unstable();
+                        found.iter().map(String::as_str).eq(fields.iter().copied())
+                    }
+                };
+                if ours {
+                    checked.push(key);
+                }
+            }
+            let keys = checked;
             if !keys.is_empty() {
                 redis::cmd("UNLINK")
                     .arg(&keys)
@@ -189,6 +215,57 @@ impl RedisStorage {
             cursor = next_cursor;
         }
     }
+}
+
+/// Whose a key found under `prefix:` is, by what follows the prefix.
+#[derive(Debug, PartialEq, Eq)]
+enum Owner {
+    Ours,
+    Other,
+    /// Ours if it is a hash with exactly these fields (sorted): lock and rate-window names are
+    /// free text, so `lock:` or `rate:` could begin another store's prefix.
+    IfHashFields(&'static [&'static str]),
+}
+
+/// The store-wide keys (`common.lua` lists the layout).
+const STORE_KEYS: [&str; 14] = [
+    "ids",
+    "unique",
+    "queues",
+    "results",
+    "result-exp",
+    "result-waiters",
+    "dead",
+    "dead-seq",
+    "revoked",
+    "locks",
+    "paused",
+    "workers",
+    "worker-exp",
+    "cancel",
+];
+
+fn classify(rest: &[u8]) -> Owner {
+    let Ok(rest) = std::str::from_utf8(rest) else {
+        return Owner::Other;
+    };
+    // A queue's keys start with its hash tag; prefixes never contain `{`.
+    if rest.starts_with('{') || STORE_KEYS.contains(&rest) {
+        return Owner::Ours;
+    }
+    let is_id = |s: &str| s.parse::<queue_core::TaskId>().is_ok();
+    if rest.strip_prefix("dead:").is_some_and(is_id)
+        || rest.strip_prefix("result-wake:").is_some_and(is_id)
+    {
+        return Owner::Ours;
+    }
+    if rest.starts_with("lock:") {
+        return Owner::IfHashFields(&["o", "x"]);
+    }
+    if rest.starts_with("rate:") {
+        return Owner::IfHashFields(&["n", "w"]);
+    }
+    Owner::Other
 }
 
 /// Escapes the glob characters of `SCAN MATCH`.
@@ -206,6 +283,32 @@ fn glob_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::glob_escape;
+
+    #[test]
+    fn keys_of_a_longer_prefix_are_not_ours() {
+        use super::{classify, Owner};
+        let id = queue_core::TaskId::new().to_string();
+        for ours in [
+            "{q}:ready",
+            "ids",
+            "dead",
+            "cancel",
+            &format!("dead:{id}"),
+            &format!("result-wake:{id}"),
+        ] {
+            assert_eq!(classify(ours.as_bytes()), Owner::Ours, "{ours}");
+        }
+        for other in [
+            "eu:ids",
+            "eu:{q}:ready",
+            "dead:eu:ids",
+            "idsx",
+            "result-wake:x",
+        ] {
+            assert_eq!(classify(other.as_bytes()), Owner::Other, "{other}");
+        }
+        assert_eq!(classify(b"lock:l"), Owner::IfHashFields(&["o", "x"]));
+    }
 
     #[test]
     fn glob_characters_are_escaped() {

@@ -265,3 +265,83 @@ async fn flush_deletes_only_its_own_prefix() {
     assert!(keys(&support::shared_url(), a.key_prefix()).is_empty());
     assert_eq!(b.counts(Some("q")).await.unwrap().ready, 1);
 }
+
+#[tokio::test]
+async fn flush_spares_a_store_whose_prefix_extends_its_own() {
+    // `skiff` and `skiff:eu`: every key of the second starts with the first's `skiff:`.
+    let clock = manual_clock();
+    let outer_prefix = support::unique_prefix("nest");
+    let outer = RedisStorage::open(
+        support::shared_options("unused")
+            .key_prefix(outer_prefix.clone())
+            .clock(arc(&clock)),
+    )
+    .await
+    .unwrap();
+    let inner = RedisStorage::open(
+        support::shared_options("unused")
+            .key_prefix(format!("{outer_prefix}:eu"))
+            .clock(arc(&clock)),
+    )
+    .await
+    .unwrap();
+    // Give the inner store one of everything: pending, scheduled, a result, a dead letter,
+    // a lock, a rate window, a revocation, a paused queue, a worker.
+    for store in [&outer, &inner] {
+        let mut later = env(&clock, "q", "t");
+        later.eta = Some(clock_now(&clock) + chrono::TimeDelta::seconds(60));
+        store
+            .enqueue(vec![env(&clock, "q", "t"), env(&clock, "q", "t"), later])
+            .await
+            .unwrap();
+        let got = store.fetch("q", 2, LEASE).await.unwrap();
+        let failure = TaskFailure::new(FailureKind::Error, "boom", 1);
+        store
+            .complete(vec![
+                Completion::new(got[0].lease, Outcome::Success { result: vec![0xc0] }, None),
+                Completion::new(got[1].lease, Outcome::Dead { failure }, None),
+            ])
+            .await
+            .unwrap();
+        assert!(store
+            .acquire_lock("l", "me", Duration::from_secs(60))
+            .await
+            .unwrap());
+        store
+            .rate_limit("r", 5, Duration::from_secs(60))
+            .await
+            .unwrap();
+        store
+            .revoke(queue_core::storage::Revocation {
+                target: queue_core::storage::RevokeTarget::Task("x".into()),
+                until: None,
+                once: false,
+            })
+            .await
+            .unwrap();
+        store.set_paused("p", true).await.unwrap();
+    }
+    let before = keys(&support::shared_url(), &format!("{outer_prefix}:eu"));
+    assert!(before.len() >= 10, "{before:?}");
+
+    outer.flush().await.unwrap();
+
+    let after = keys(&support::shared_url(), &format!("{outer_prefix}:eu"));
+    assert_eq!(after, before, "the inner store's keys are untouched");
+    let outer_left: Vec<String> = keys(&support::shared_url(), &outer_prefix)
+        .into_iter()
+        .filter(|k| !after.contains(k))
+        .collect();
+    assert!(
+        outer_left.is_empty(),
+        "the outer store is empty: {outer_left:?}"
+    );
+    let c = inner.counts(Some("q")).await.unwrap();
+    assert_eq!((c.scheduled, c.dead, c.results), (1, 1, 2), "{c:?}");
+    assert!(!inner
+        .acquire_lock("l", "other", Duration::from_secs(60))
+        .await
+        .unwrap());
+    inner.flush().await.unwrap();
+    assert!(keys(&support::shared_url(), &outer_prefix).is_empty());
+}
