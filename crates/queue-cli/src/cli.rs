@@ -74,7 +74,7 @@ pub(crate) enum Command {
     Purge {
         /// The queue.
         queue: String,
-        /// Yes, delete them.
+        /// Yes, delete them (asked on a terminal otherwise).
         #[arg(long)]
         yes: bool,
     },
@@ -94,7 +94,7 @@ pub(crate) enum Command {
     },
     /// Delete everything in the store: tasks, results, dead tasks, locks, revocations.
     Flush {
-        /// Yes, delete everything.
+        /// Yes, delete everything (asked on a terminal otherwise).
         #[arg(long)]
         yes: bool,
     },
@@ -133,11 +133,44 @@ pub(crate) enum DeadCommand {
         /// With --all: only this queue.
         #[arg(long, requires = "all")]
         queue: Option<String>,
+        /// With --all: yes, requeue them (asked on a terminal otherwise).
+        #[arg(long)]
+        yes: bool,
     },
     /// Delete dead tasks (of --queue, or all).
     Purge {
         /// Only this queue.
         #[arg(long)]
         queue: Option<String>,
+        /// Yes, delete them (asked on a terminal otherwise).
+        #[arg(long)]
+        yes: bool,
     },
+}
+
+impl Cli {
+    /// For a command that changes many things at once and was not given `--yes`: what it is
+    /// about to do, to confirm first.
+    pub(crate) fn unconfirmed(&self, shown_url: &str) -> Option<String> {
+        let scope = |queue: &Option<String>| match queue {
+            Some(q) => format!("of queue {q}"),
+            None => "of every queue".to_owned(),
+        };
+        match &self.command {
+            Command::Flush { yes: false } => Some(format!("delete everything in {shown_url}")),
+            Command::Purge { queue, yes: false } => {
+                Some(format!("delete the waiting tasks of queue {queue}"))
+            }
+            Command::Dead(DeadCommand::Purge { queue, yes: false }) => {
+                Some(format!("delete the dead tasks {}", scope(queue)))
+            }
+            Command::Dead(DeadCommand::Requeue {
+                all: true,
+                queue,
+                yes: false,
+                ..
+            }) => Some(format!("requeue the dead tasks {}", scope(queue))),
+            _ => None,
+        }
+    }
 }

@@ -41,21 +41,23 @@ pub(crate) async fn execute(cli: Cli) -> Result<Report> {
         Command::Leased(args) => list(&storage, TaskState::Leased, &args).await,
         Command::Dead(DeadCommand::List(args)) => dead_list(&storage, &args).await,
         Command::Dead(DeadCommand::Show { id }) => dead_show(&storage, parse_id(&id)?).await,
-        Command::Dead(DeadCommand::Requeue { id, all, queue }) => match id {
+        Command::Dead(DeadCommand::Requeue { id, all, queue, .. }) => match id {
             Some(id) if !all => dead_requeue(&storage, parse_id(&id)?).await,
             _ => dead_requeue_all(&storage, queue.as_deref()).await,
         },
-        Command::Dead(DeadCommand::Purge { queue }) => dead_purge(&storage, queue.as_deref()).await,
+        Command::Dead(DeadCommand::Purge { queue, .. }) => {
+            dead_purge(&storage, queue.as_deref()).await
+        }
         Command::Result { id } => result(&storage, parse_id(&id)?).await,
         Command::Revoke { id, force } => revoke(&storage, parse_id(&id)?, force).await,
         Command::Restore { id } => restore(&storage, parse_id(&id)?).await,
         Command::Pause { queue: name } => control::pause(&queue, &name, true).await,
         Command::Resume { queue: name } => control::pause(&queue, &name, false).await,
-        Command::Purge { queue: name, yes } => control::purge(&queue, &name, yes).await,
+        Command::Purge { queue: name, .. } => control::purge(&queue, &name).await,
         Command::Cancel { id } => control::cancel(&queue, parse_id(&id)?).await,
         Command::Workers => control::workers(&queue).await,
         Command::Task { id } => control::task(&queue, &storage, parse_id(&id)?).await,
-        Command::Flush { yes } => flush(&storage, url, yes).await,
+        Command::Flush { .. } => flush(&storage, url).await,
     }
 }
 
@@ -447,13 +449,8 @@ async fn restore(storage: &Arc<dyn Storage>, id: TaskId) -> Result<Report> {
     ))
 }
 
-async fn flush(storage: &Arc<dyn Storage>, url: &str, yes: bool) -> Result<Report> {
-    if !yes {
-        return Err(CliError::new(format!(
-            "refusing to delete everything in {} without --yes",
-            skiff::redact(url)
-        )));
-    }
+/// Confirmed before it runs (`Cli::unconfirmed`).
+async fn flush(storage: &Arc<dyn Storage>, url: &str) -> Result<Report> {
     storage.flush().await?;
     Ok(Report::new(
         json!({ "flushed": true }),

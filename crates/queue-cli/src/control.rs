@@ -33,12 +33,8 @@ pub(crate) async fn pause(queue: &Queue, name: &str, paused: bool) -> Result<Rep
     ))
 }
 
-pub(crate) async fn purge(queue: &Queue, name: &str, yes: bool) -> Result<Report> {
-    if !yes {
-        return Err(CliError::new(format!(
-            "refusing to delete the waiting tasks of queue {name} without --yes"
-        )));
-    }
+/// Confirmed before it runs (`Cli::unconfirmed`).
+pub(crate) async fn purge(queue: &Queue, name: &str) -> Result<Report> {
     let purged = queue.purge(name).await?;
     Ok(Report::new(
         json!({ "queue": name, "purged": purged }),

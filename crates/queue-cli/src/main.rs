@@ -5,12 +5,14 @@
 //! SKIFF_URL=redis://127.0.0.1/0 skiff pending --limit 50
 //! skiff --url postgres://app@db.internal/app?schema=jobs dead list
 //! skiff --json dead list
-//! skiff dead requeue --all
+//! skiff dead requeue --all --yes
 //! ```
 //!
 //! Every command prints an aligned table, or with `--json` one JSON document (an array for
-//! listings). Errors are one line on stderr and exit code 1 (2 for a usage error); passwords
-//! in URLs are never printed.
+//! listings). Errors are one line on stderr and exit code 1 (2 for a usage error, or a
+//! command that changes many things at once — `flush`, `purge`, `dead purge`, `dead requeue
+//! --all` — run without `--yes` and not confirmed on a terminal); passwords in URLs are never
+//! printed.
 
 mod cli;
 mod commands;
@@ -28,6 +30,12 @@ use crate::output::CliError;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let url = cli.url.clone().unwrap_or_default();
+    // Asked before anything connects: a refusal changes nothing.
+    if let Some(what) = cli.unconfirmed(&skiff::redact(&url)) {
+        if let Err(err) = output::confirm(&what) {
+            return fail(&url, &err);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -62,8 +70,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Prints `skiff: error: …` as one line, with the URL's password hidden, and returns 1.
+/// Prints `skiff: error: …` as one line, with the URL's password hidden, and returns the
+/// error's exit code.
 fn fail(url: &str, err: &CliError) -> ExitCode {
     eprintln!("skiff: error: {}", output::scrub(url, &err.to_string()));
-    ExitCode::FAILURE
+    ExitCode::from(err.code)
 }

@@ -7,25 +7,63 @@ use comfy_table::presets::NOTHING;
 use comfy_table::{CellAlignment, Table};
 use serde_json::Value;
 
-/// A failed command: one line for stderr.
+/// A failed command: one line for stderr, and the exit code (1, or 2 when nothing was tried).
 #[derive(Debug)]
-pub(crate) struct CliError(String);
+pub(crate) struct CliError {
+    message: String,
+    pub(crate) code: u8,
+}
 
 impl CliError {
     pub(crate) fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
+        Self {
+            message: message.into(),
+            code: 1,
+        }
+    }
+
+    /// A command that was not run (not confirmed): exit code 2.
+    pub(crate) fn refused(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: 2,
+        }
     }
 }
 
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
 impl From<skiff::Error> for CliError {
     fn from(err: skiff::Error) -> Self {
-        Self(err.to_string())
+        Self::new(err.to_string())
+    }
+}
+
+/// Asks on the terminal whether to `what`; without a terminal to ask on, refuses. Either way
+/// a refusal changes nothing and exits 2.
+pub(crate) fn confirm(what: &str) -> Result<(), CliError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if !(stdin.is_terminal() && std::io::stderr().is_terminal()) {
+        return Err(CliError::refused(format!(
+            "refusing to {what} without --yes (no terminal to ask on); nothing changed"
+        )));
+    }
+    eprint!("skiff: {what}? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let confirmed = stdin.lock().read_line(&mut answer).is_ok()
+        && matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes");
+    if confirmed {
+        Ok(())
+    } else {
+        Err(CliError::refused(format!(
+            "not confirmed: did not {what}; nothing changed"
+        )))
     }
 }
 

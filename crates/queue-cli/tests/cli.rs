@@ -137,6 +137,18 @@ fn ok_json(url: &str, args: &[&str]) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{text}"))
 }
 
+/// Runs a command that must be refused for want of `--yes` (stdin is not a terminal): exit
+/// code 2, one line on stderr; returns it.
+fn refused(url: &str, args: &[&str]) -> String {
+    let out = skiff(url, args);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "skiff {args:?}: {stderr}");
+    assert!(out.stdout.is_empty(), "nothing on stdout when refused");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
+    assert!(stderr.contains("nothing changed"), "{stderr}");
+    stderr
+}
+
 /// Runs a command that must fail with exit code 1 and exactly one line on stderr; returns it.
 fn fails(url: &str, args: &[&str]) -> String {
     let out = skiff(url, args);
@@ -376,12 +388,15 @@ async fn check_every_command(url: &str) {
         (Some(0), Some(4))
     );
     assert_eq!(
-        ok_json(url, &["dead", "requeue", "--all"]),
+        ok_json(url, &["dead", "requeue", "--all", "--yes"]),
         json!({"requeued": 0})
     );
     assert_eq!(ok(url, &["dead", "list"]).trim(), "no dead tasks");
     assert_eq!(ok_json(url, &["dead", "list"]), json!([]));
-    assert_eq!(ok_json(url, &["dead", "purge"]), json!({"purged": 0}));
+    assert_eq!(
+        ok_json(url, &["dead", "purge", "--yes"]),
+        json!({"purged": 0})
+    );
 
     // ----- control plane: pause, resume, workers, task, cancel, purge
     assert_eq!(ok_json(url, &["queues"])[0]["paused"], false);
@@ -442,7 +457,7 @@ async fn check_every_command(url: &str) {
 
     let before = ok_json(url, &["stats"]);
     let waiting = before["ready"].as_u64().unwrap() + before["scheduled"].as_u64().unwrap();
-    assert!(fails(url, &["purge", "default"]).contains("without --yes"));
+    assert!(refused(url, &["purge", "default"]).contains("without --yes"));
     assert_eq!(
         ok_json(url, &["stats"]),
         before,
@@ -463,7 +478,13 @@ async fn check_every_command(url: &str) {
     );
 
     // ----- flush
-    assert!(fails(url, &["flush"]).contains("without --yes"));
+    let before = ok_json(url, &["stats"]);
+    assert!(refused(url, &["flush"]).contains("without --yes"));
+    assert_eq!(
+        ok_json(url, &["stats"]),
+        before,
+        "nothing flushed without --yes"
+    );
     assert_eq!(ok_json(url, &["flush", "--yes"]), json!({"flushed": true}));
     assert_eq!(
         ok_json(url, &["stats"]),
@@ -498,12 +519,22 @@ async fn dead_requeue_all_and_purge_on_sqlite() {
     let url = format!("sqlite://{}", dir.path().join("skiff.db").display());
     let queue = skiff::connect(&url).await.unwrap();
     seed(&queue).await;
-    assert_eq!(ok_json(&url, &["dead", "purge"]), json!({"purged": 1}));
+    // Without --yes (and no terminal to ask on) nothing changes, exit 2.
+    assert!(refused(&url, &["dead", "purge"]).contains("dead tasks of every queue"));
+    assert!(
+        refused(&url, &["dead", "requeue", "--all", "--queue", "default"])
+            .contains("dead tasks of queue default")
+    );
+    assert_eq!(ok_json(&url, &["stats"])["dead"], 1);
+    assert_eq!(
+        ok_json(&url, &["dead", "purge", "--yes"]),
+        json!({"purged": 1})
+    );
     assert_eq!(ok_json(&url, &["stats"])["dead"], 0);
     queue.storage().flush().await.unwrap();
     seed(&queue).await;
     assert_eq!(
-        ok(&url, &["dead", "requeue", "--all"]).trim(),
+        ok(&url, &["dead", "requeue", "--all", "--yes"]).trim(),
         "requeued 1 dead task"
     );
 }
@@ -561,10 +592,7 @@ async fn encrypted_arguments_and_results_need_the_key() {
     assert!(requeued.starts_with("requeued dead task"), "{requeued}");
     let task = ok_json(&url, &["task", &dead]);
     assert!(
-        task["args"]
-            .as_str()
-            .unwrap()
-            .starts_with("<encrypted"),
+        task["args"].as_str().unwrap().starts_with("<encrypted"),
         "{task}"
     );
     let task = ok_json_with_keys(&url, KEYS, &["task", &dead]);
