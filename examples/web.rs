@@ -65,9 +65,14 @@ impl IntoResponse for ApiError {
 }
 
 impl From<skiff::Error> for ApiError {
+    /// The store's error goes to the log, not to the client: its text names hosts, files and
+    /// queries that an HTTP client has no business seeing.
     fn from(err: skiff::Error) -> Self {
         tracing::warn!(error = %err, "store error");
-        Self(StatusCode::SERVICE_UNAVAILABLE, err.to_string())
+        Self(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the task store is unavailable; try again later".into(),
+        )
     }
 }
 

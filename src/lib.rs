@@ -147,33 +147,7 @@ impl QueueConnect for Queue {
 /// );
 /// ```
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    let path = redact_password_param(path);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
-            None => format!("{scheme}://{userinfo}@{host}{path}"),
-        },
-        None => format!("{scheme}://{authority}{path}"),
-    }
-}
-
-/// `path?query` with the value of a `password` parameter replaced by `***`.
-fn redact_password_param(path: &str) -> String {
-    let Some((path, query)) = path.split_once('?') else {
-        return path.to_owned();
-    };
-    let query: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-            _ => pair.to_owned(),
-        })
-        .collect();
-    format!("{path}?{}", query.join("&"))
+    queue_core::redact::redact_url(url)
 }
 
 /// Used by code that `#[task]` generates. Not a public API.

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 mod support;
 
@@ -43,7 +43,8 @@ impl Web {
         .env("HOST", "127.0.0.1")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        // Its log lines go to stdout; keep them with stderr for `log()`.
+        .stdout(log.try_clone().unwrap())
         .stderr(log);
         for (k, v) in extra_env {
             cmd.env(k, v);
@@ -258,4 +259,34 @@ async fn health_is_503_over_the_backlog_limit() {
         "{health}"
     );
     web.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_internal_error_text_or_email_address_leaves_the_app() {
+    // At `info`, the welcome email is logged by user id, not by address.
+    let web = Web::start(&[("RUST_LOG", "info")]).await;
+    let client = reqwest::Client::new();
+    let (status, user) = send(client.post(web.url("/users?email=ada@example.com&name=Ada"))).await;
+    assert_eq!(status, 201, "{user}");
+    wait_complete(&client, &web, user["email_task_id"].as_str().unwrap()).await;
+    let log = web.log();
+    assert!(log.contains("welcome email sent"), "{log}");
+    assert!(
+        !log.contains("ada@example.com"),
+        "an address in the info log: {log}"
+    );
+    drop(web);
+
+    // A store that goes away: the client gets a 503 with a generic message; the details
+    // (the store's URL, the driver's error) stay in the log.
+    let mut server = queue_redis::testing::RedisServer::start();
+    let url = server.url();
+    let web = Web::start(&[("SKIFF_URL", url.as_str()), ("WORKERS", "0")]).await;
+    server.stop();
+    let (status, body) = send(client.post(web.url("/users?email=bo@example.com&name=Bo"))).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body,
+        json!({"error": "the task store is unavailable; try again later"})
+    );
 }

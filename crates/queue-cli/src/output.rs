@@ -148,32 +148,13 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
     }
 }
 
-/// `message` on one line with the password of `url` (if any) hidden.
+/// `message` on one line with the password of `url` (if any) hidden, as written and
+/// percent-decoded, and any other URL in it redacted.
 pub(crate) fn scrub(url: &str, message: &str) -> String {
-    let mut text = message.split_whitespace().collect::<Vec<_>>().join(" ");
-    if let Some(password) = password_of(url) {
-        text = text.replace(url, &skiff::redact(url));
-        text = text.replace(&password, "***");
-    }
-    text
-}
-
-/// The password in the user part of `url`, or in a `password=` parameter (PostgreSQL).
-fn password_of(url: &str) -> Option<String> {
-    let (_, rest) = url.split_once("://")?;
-    let in_query = rest.split_once('?').and_then(|(_, query)| {
-        query.split('&').find_map(|pair| {
-            let (key, value) = pair.split_once('=')?;
-            key.eq_ignore_ascii_case("password")
-                .then(|| value.to_owned())
-        })
-    });
-    let authority = rest.split(['/', '?']).next()?;
-    let in_userinfo = authority
-        .rsplit_once('@')
-        .and_then(|(userinfo, _)| userinfo.split_once(':'))
-        .map(|(_, password)| password.to_owned());
-    in_userinfo.or(in_query).filter(|p| !p.is_empty())
+    let text = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = text.replace(url, &skiff::redact(url));
+    let text = skiff::redact::scrub(&text, &skiff::redact::secrets(url));
+    skiff::redact::redact_text(&text)
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ mod id;
 pub mod memory;
 mod pipeline;
 mod queue;
+pub mod redact;
 mod retry;
 mod revocations;
 pub mod seal;

@@ -1,8 +1,9 @@
 //! Keeping passwords out of messages: [`redact_url`].
 
 /// `text` with the password of any `scheme://user:password@host` URL in it, and the value of
-/// any `password=` parameter, replaced by `***`. Used for every URL a message, log line or
-/// `Debug` output of this crate shows.
+/// any `password=` parameter, replaced by `***` ([`queue_core::redact::redact_text`], the one
+/// redactor of every Skiff crate). Used for every URL a message, log line or `Debug` output of
+/// this crate shows.
 ///
 /// # Examples
 ///
@@ -20,53 +21,7 @@
 /// assert_eq!(redact_url("postgres://db/app"), "postgres://db/app");
 /// ```
 pub fn redact_url(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    // Userinfo passwords: `://user:password@`.
-    while let Some(at) = rest.find("://") {
-        let (head, tail) = rest.split_at(at + 3);
-        out.push_str(head);
-        let authority_end = tail
-            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '`')
-            .unwrap_or(tail.len());
-        let authority = &tail[..authority_end];
-        match authority.rsplit_once('@') {
-            Some((userinfo, host)) => match userinfo.split_once(':') {
-                Some((user, _password)) => {
-                    out.push_str(user);
-                    out.push_str(":***@");
-                    out.push_str(host);
-                }
-                None => out.push_str(authority),
-            },
-            None => out.push_str(authority),
-        }
-        rest = &tail[authority_end..];
-    }
-    out.push_str(rest);
-    redact_params(&out)
-}
-
-/// Replaces the values of `password=` parameters.
-fn redact_params(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(pos) = rest.find("password=") {
-        let starts_param = pos == 0 || rest[..pos].ends_with(['?', '&', ' ']);
-        let (head, tail) = rest.split_at(pos + "password=".len());
-        out.push_str(head);
-        if starts_param {
-            let end = tail
-                .find(|c: char| c == '&' || c == '#' || c.is_whitespace() || c == '`')
-                .unwrap_or(tail.len());
-            out.push_str("***");
-            rest = &tail[end..];
-        } else {
-            rest = tail;
-        }
-    }
-    out.push_str(rest);
-    out
+    queue_core::redact::redact_text(text)
 }
 
 #[cfg(test)]

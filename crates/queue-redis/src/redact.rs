@@ -12,7 +12,8 @@ use queue_core::Error;
 
 const BACKEND: &str = "redis";
 
-/// `url` with its password replaced by `***`.
+/// `url` with its password replaced by `***` (the one redactor of every Skiff crate,
+/// [`queue_core::redact::redact_url`]).
 ///
 /// # Examples
 ///
@@ -21,45 +22,11 @@ const BACKEND: &str = "redis";
 ///
 /// assert_eq!(redact_url("redis://:s3cret@host:6379/0"), "redis://:***@host:6379/0");
 /// assert_eq!(redact_url("rediss://user:pw@host/1"), "rediss://user:***@host/1");
+/// assert_eq!(redact_url("redis://:ab/cd@host/0"), "redis://:***@host/0");
 /// assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
 /// ```
 pub fn redact_url(url: &str) -> String {
-    match password_span(url) {
-        Some((start, end)) => format!("{}***{}", &url[..start], &url[end..]),
-        None => url.to_owned(),
-    }
-}
-
-/// The byte range of the password in `scheme://user:password@host…`.
-fn password_span(url: &str) -> Option<(usize, usize)> {
-    let after_scheme = url.find("://")? + 3;
-    let rest = &url[after_scheme..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let at = authority.rfind('@')?;
-    let colon = authority[..at].find(':')?;
-    let start = after_scheme + colon + 1;
-    let end = after_scheme + at;
-    (end > start).then_some((start, end))
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    queue_core::redact::redact_url(url)
 }
 
 /// Scrubs one store's secrets from messages and turns Redis errors into
@@ -80,19 +47,8 @@ impl fmt::Debug for Redactor {
 
 impl Redactor {
     pub(crate) fn for_url(url: &str) -> Self {
-        let mut secrets = Vec::new();
-        if let Some((start, end)) = password_span(url) {
-            let raw = &url[start..end];
-            let decoded = percent_decode(raw);
-            if decoded != raw && !decoded.is_empty() {
-                secrets.push(decoded);
-            }
-            secrets.push(raw.to_owned());
-        }
-        // Longest first, so a secret that contains another is replaced whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         Self {
-            secrets,
+            secrets: queue_core::redact::secrets(url),
             url: redact_url(url),
         }
     }
@@ -103,11 +59,7 @@ impl Redactor {
     }
 
     pub(crate) fn scrub(&self, message: &str) -> String {
-        let mut out = message.to_owned();
-        for secret in &self.secrets {
-            out = out.replace(secret.as_str(), "***");
-        }
-        out
+        queue_core::redact::scrub(message, &self.secrets)
     }
 
     /// A storage error for `what` failing with `err`, scrubbed.
