@@ -581,7 +581,11 @@ mod tests {
         let keys = Keyring::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
         let sealing = both(&keys);
         let queue = crate::Queue::memory().with_sealing(sealing.clone());
-        for shown in [format!("{sealing:?}"), format!("{queue:?}"), format!("{keys:?}")] {
+        for shown in [
+            format!("{sealing:?}"),
+            format!("{queue:?}"),
+            format!("{keys:?}"),
+        ] {
             assert!(shown.contains("k1"), "{shown}");
             assert!(!shown.contains("AAECAwQF"), "{shown}");
             // Nor the raw bytes, in any of Debug's number formats.

@@ -6,20 +6,40 @@
 //! after the first of the batch arrived.
 //!
 //! A batch the store does not take (it is down) is kept and retried with capped backoff, never
-//! dropped; the renewer keeps its leases alive meanwhile. Only at shutdown does the acker give
+//! dropped; the renewer keeps its leases alive meanwhile. A refused batch is split for the next
+//! try, so one completion the store cannot take holds back nothing else (see `Acker::flush`). Only at shutdown does the acker give
 //! up, when told to: the tasks whose outcomes were not written are then delivered again once
 //! their leases run out (at-least-once).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use queue_core::{AckStatus, Completion, Lease, Storage};
+use queue_core::{AckStatus, Completion, FailureKind, Lease, Outcome, Storage, TaskFailure};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::inflight::{InFlight, Pending};
 use queue_core::{Event, Events};
+
+/// Times one completion may be refused on its own, while the store takes other calls, before
+/// its task is dead-lettered instead.
+pub(crate) const REFUSALS_BEFORE_DEAD: u32 = 3;
+
+/// What replaces a completion the store keeps refusing: the task is dead-lettered with the
+/// store's reason, without its result or follow-ups (whatever made the store refuse it).
+fn refused_outcome(completion: &Completion, err: &queue_core::Error) -> Completion {
+    let message = format!("the store refused this task's outcome: {err}");
+    let message: String = message.chars().take(1000).collect();
+    Completion::new(
+        completion.lease,
+        Outcome::Dead {
+            failure: TaskFailure::new(FailureKind::Error, message, 0),
+        },
+        completion.result_ttl,
+    )
+}
 
 /// See the [module docs](self).
 pub(crate) struct Acker {
@@ -78,49 +98,115 @@ impl Acker {
 
     /// Writes one batch, retrying while the store fails. Returns how many outcomes were not
     /// written (only when told to give up).
+    ///
+    /// A batch the store refuses is split in halves for the next attempt, down to single
+    /// completions, so one completion the store cannot take (say, a result over Redis's
+    /// `proto-max-bulk-len`) does not hold back the others. A single completion refused
+    /// [`REFUSALS_BEFORE_DEAD`] times while the store answers other calls is replaced by a
+    /// dead-lettering of its task with the store's reason ([`refused_outcome`]).
     async fn flush(&self, batch: Vec<Pending>) -> u64 {
         let leases: Vec<Lease> = batch.iter().map(|p| p.completion.lease).collect();
-        let (completions, events): (Vec<Completion>, Vec<Event>) =
-            batch.into_iter().map(|p| (p.completion, p.event)).unzip();
         self.inflight.set_acking(&leases, true);
+        let mut groups = vec![batch];
+        let mut refusals: HashMap<Lease, u32> = HashMap::new();
         let mut backoff = Backoff::store();
         loop {
-            match self.storage.complete(completions.clone()).await {
-                Ok(statuses) => {
-                    self.settle(&leases, events, &statuses);
-                    return 0;
-                }
-                Err(err) if self.give_up.is_cancelled() => {
-                    tracing::error!(
-                        error = %err,
-                        outcomes = completions.len(),
-                        "could not write task outcomes before shutdown; those tasks will be \
-                         delivered again when their leases run out"
-                    );
-                    self.inflight.set_acking(&leases, false);
-                    return completions.len() as u64;
-                }
-                Err(err) => {
-                    let wait = backoff.next_delay();
-                    tracing::warn!(
-                        error = %err,
-                        outcomes = completions.len(),
-                        retry_in = ?wait,
-                        "could not write task outcomes; keeping them and retrying"
-                    );
-                    self.inflight.set_acking(&leases, false);
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = self.give_up.cancelled() => {}
+            let mut failed = Vec::new();
+            let mut last_error = None;
+            let mut written_any = false;
+            for group in groups {
+                let completions: Vec<Completion> =
+                    group.iter().map(|p| p.completion.clone()).collect();
+                match self.storage.complete(completions).await {
+                    Ok(statuses) => {
+                        self.settle(group, &statuses);
+                        written_any = true;
                     }
-                    self.inflight.set_acking(&leases, true);
+                    Err(err) => {
+                        last_error = Some(err);
+                        failed.push(group);
+                    }
                 }
             }
+            let Some(err) = last_error else { return 0 };
+            let outcomes: usize = failed.iter().map(Vec::len).sum();
+            if self.give_up.is_cancelled() {
+                tracing::error!(
+                    error = %err,
+                    outcomes,
+                    "could not write task outcomes before shutdown; those tasks will be \
+                     delivered again when their leases run out"
+                );
+                let left: Vec<Lease> = failed
+                    .iter()
+                    .flatten()
+                    .map(|p| p.completion.lease)
+                    .collect();
+                self.inflight.set_acking(&left, false);
+                return outcomes as u64;
+            }
+            // A completion refused on its own while the store answers is the completion's
+            // fault, not the store's.
+            let store_answers = written_any
+                || (failed.iter().any(|g| g.len() == 1)
+                    && self.storage.paused_queues().await.is_ok());
+            groups = Vec::with_capacity(failed.len() * 2);
+            for mut group in failed {
+                if group.len() > 1 {
+                    let half = group.split_off(group.len() / 2);
+                    groups.push(group);
+                    groups.push(half);
+                    continue;
+                }
+                if store_answers {
+                    let lease = group[0].completion.lease;
+                    let count = refusals.entry(lease).or_insert(0);
+                    *count += 1;
+                    if *count == REFUSALS_BEFORE_DEAD {
+                        tracing::error!(
+                            id = %lease.id,
+                            error = %err,
+                            "the store refuses this task's outcome while it takes others; \
+                             dead-lettering the task with the reason"
+                        );
+                        group[0].completion = refused_outcome(&group[0].completion, &err);
+                    }
+                }
+                groups.push(group);
+            }
+            if written_any {
+                // Progress: go on with the rest at once.
+                backoff.reset();
+                continue;
+            }
+            let wait = backoff.next_delay();
+            tracing::warn!(
+                error = %err,
+                outcomes,
+                retry_in = ?wait,
+                "could not write task outcomes; keeping them and retrying"
+            );
+            let waiting: Vec<Lease> = groups
+                .iter()
+                .flatten()
+                .map(|p| p.completion.lease)
+                .collect();
+            self.inflight.set_acking(&waiting, false);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.give_up.cancelled() => {}
+            }
+            self.inflight.set_acking(&waiting, true);
         }
     }
 
     /// Forgets the written leases and reports each outcome (or its staleness).
-    fn settle(&self, leases: &[Lease], events: Vec<Event>, statuses: &[AckStatus]) {
+    fn settle(&self, group: Vec<Pending>, statuses: &[AckStatus]) {
+        let (leases, events): (Vec<Lease>, Vec<Event>) = group
+            .into_iter()
+            .map(|p| (p.completion.lease, p.event))
+            .unzip();
+        let leases = &leases[..];
         if statuses.len() != leases.len() {
             tracing::error!(
                 sent = leases.len(),

@@ -25,6 +25,9 @@ struct Flaky {
     /// While set, each heartbeat takes this long to reach the store (a slow statement).
     slow_heartbeat_ms: AtomicUsize,
     heartbeats_started: AtomicUsize,
+    /// When non-zero, a batch with a result longer than this is refused whole (as Redis
+    /// refuses a value over its `proto-max-bulk-len`).
+    max_result_bytes: AtomicUsize,
 }
 
 impl Flaky {
@@ -64,6 +67,12 @@ impl Storage for Flaky {
         if let Err(e) = refused.unwrap_or_else(|| self.check()) {
             self.failed_completes.fetch_add(1, Ordering::SeqCst);
             return Err(e);
+        }
+        let max = self.max_result_bytes.load(Ordering::SeqCst);
+        let too_big = |c: &Completion| matches!(&c.outcome, Outcome::Success { result } if result.len() > max);
+        if max > 0 && batch.iter().any(too_big) {
+            self.failed_completes.fetch_add(1, Ordering::SeqCst);
+            return Err(Error::storage_msg("flaky", "invalid bulk length"));
         }
         self.inner.complete(batch).await
     }
@@ -311,4 +320,55 @@ async fn a_heartbeat_in_flight_at_shutdown_does_not_bring_the_worker_back() {
         q.workers().await.unwrap().is_empty(),
         "a worker that shut down is listed again"
     );
+}
+
+task!(Sized, "sized", (n: u32) -> String, TaskOptions::new(), |ctx| {
+    Ok("x".repeat(n as usize))
+});
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_outcome_the_store_refuses_holds_back_no_other() {
+    let store = Arc::new(Flaky::default());
+    store.max_result_bytes.store(100, Ordering::SeqCst);
+    let q = Queue::new(store.clone());
+    // One task's result is too big for the store; twenty others are small. They share
+    // outcome batches.
+    let big = Sized::call((1000,)).enqueue(&q).await.unwrap();
+    let small = q
+        .enqueue_many((0..20).map(|n| Sized::call((n,))))
+        .await
+        .unwrap();
+    let running = builder(&q)
+        .workers(4)
+        .ack_batch(32, Duration::from_millis(50))
+        .register_task::<Sized>()
+        .build()
+        .unwrap()
+        .spawn();
+    for (n, h) in small.iter().enumerate() {
+        assert_eq!(
+            h.get(WAIT).await.unwrap().len(),
+            n,
+            "a small outcome is written"
+        );
+    }
+    match big.get(WAIT).await {
+        Err(Error::TaskFailed { failure, .. }) => {
+            assert!(failure.message.contains("the store refused"), "{failure:?}");
+        }
+        other => panic!("the refused outcome must end as a clear failure, got {other:?}"),
+    }
+    let dead = q
+        .storage()
+        .get_dead(big.id())
+        .await
+        .unwrap()
+        .expect("dead-lettered with the reason");
+    assert!(
+        dead.failure.message.contains("invalid bulk length"),
+        "{:?}",
+        dead.failure
+    );
+    let report = running.shutdown(WAIT).await.unwrap();
+    assert_eq!(report.unacked, 0);
 }
