@@ -262,6 +262,7 @@ impl Queue {
             return Ok(Vec::new());
         }
         for env in &mut batch {
+            self.check_size(env)?;
             if env.trace.is_empty() {
                 crate::trace::inject_current(&mut env.trace);
             }

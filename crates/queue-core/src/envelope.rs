@@ -19,6 +19,11 @@ pub const FORMAT_VERSION: u16 = 1;
 /// [`Envelope::delivery_limit`]).
 pub const DELIVERY_MARGIN: u32 = 3;
 
+/// The default limit on a task's encoded arguments
+/// ([`Queue::with_max_args_bytes`](crate::Queue::with_max_args_bytes)) and result (the
+/// runtime's `ConsumerBuilder::max_result_bytes`): 16 MiB, well under what every store takes.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
+
 /// The queue tasks go to unless they say otherwise.
 pub const DEFAULT_QUEUE: &str = "default";
 

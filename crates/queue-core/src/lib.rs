@@ -46,7 +46,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use control::{LockBuilder, LockGuard};
 pub use envelope::{
     chord_args, from_msgpack, msgpack_to_json, to_msgpack, wrap_single_arg, Envelope, FollowUp,
-    FollowUpInput, FollowUpWhen, DEFAULT_QUEUE, DELIVERY_MARGIN, FORMAT_VERSION,
+    FollowUpInput, FollowUpWhen, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_QUEUE, DELIVERY_MARGIN,
+    FORMAT_VERSION,
 };
 pub use error::{Error, FailureKind, Result, TaskError, TaskErrorKind, TaskFailure};
 pub use events::{Event, Events};

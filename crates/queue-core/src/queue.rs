@@ -31,6 +31,7 @@ struct Inner {
     immediate: Option<Arc<MemoryStorage>>,
     events: Events,
     sealed: Option<Arc<SealedStorage>>,
+    max_args_bytes: usize,
 }
 
 impl fmt::Debug for Queue {
@@ -52,6 +53,7 @@ impl Queue {
                 immediate: None,
                 events: Events::new(),
                 sealed: None,
+                max_args_bytes: crate::DEFAULT_MAX_PAYLOAD_BYTES,
             }),
         }
     }
@@ -98,6 +100,7 @@ impl Queue {
                 immediate: Some(memory),
                 events: Events::new(),
                 sealed: None,
+                max_args_bytes: crate::DEFAULT_MAX_PAYLOAD_BYTES,
             }),
         }
     }
@@ -133,8 +136,54 @@ impl Queue {
                 immediate: self.inner.immediate.clone(),
                 events: self.inner.events.clone(),
                 sealed: Some(sealed),
+                max_args_bytes: self.inner.max_args_bytes,
             }),
         }
+    }
+
+    /// This queue with a limit on each task's encoded arguments (default
+    /// [`DEFAULT_MAX_PAYLOAD_BYTES`](crate::DEFAULT_MAX_PAYLOAD_BYTES), 16 MiB): an enqueue
+    /// with larger arguments is refused with [`Error::InvalidInput`] and stores nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use queue_core::{Envelope, Error, Queue};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let queue = Queue::memory().with_max_args_bytes(1024);
+    /// let env = Envelope::new("default", "upload", vec![0xc4; 4096], queue.clock().now());
+    /// let err = queue.enqueue_envelope(env).await.unwrap_err();
+    /// assert!(matches!(err, Error::InvalidInput(_)), "{err}");
+    /// assert!(err.to_string().contains("over the limit of 1024"));
+    /// assert_eq!(queue.counts().await?.ready, 0);
+    /// # Ok::<(), queue_core::Error>(()) }).unwrap();
+    /// ```
+    pub fn with_max_args_bytes(&self, bytes: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                storage: self.inner.storage.clone(),
+                immediate: self.inner.immediate.clone(),
+                events: self.inner.events.clone(),
+                sealed: self.inner.sealed.clone(),
+                max_args_bytes: bytes,
+            }),
+        }
+    }
+
+    /// Refuses an envelope (or one of its follow-ups) whose arguments are over the limit.
+    pub(crate) fn check_size(&self, env: &Envelope) -> Result<()> {
+        let max = self.inner.max_args_bytes;
+        if env.args.len() > max {
+            return Err(Error::InvalidInput(format!(
+                "the arguments of task `{}` are {} bytes, over the limit of {max} (Queue::with_max_args_bytes)",
+                env.task,
+                env.args.len()
+            )));
+        }
+        env.follow_ups
+            .iter()
+            .try_for_each(|f| self.check_size(&f.envelope))
     }
 
     /// The signing and encryption this queue applies, if any ([`Queue::with_sealing`]).
@@ -213,6 +262,7 @@ impl Queue {
     pub async fn enqueue_envelopes(&self, mut batch: Vec<Envelope>) -> Result<Vec<EnqueueOutcome>> {
         for env in &mut batch {
             env.validate()?;
+            self.check_size(env)?;
             if env.trace.is_empty() {
                 crate::trace::inject_current(&mut env.trace);
             }

@@ -28,6 +28,7 @@ pub(crate) struct Config {
     pub(crate) heartbeat: Duration,
     pub(crate) lease: Duration,
     pub(crate) result_ttl: Option<Duration>,
+    pub(crate) max_result_bytes: usize,
     pub(crate) ack_batch: usize,
     pub(crate) ack_delay: Duration,
     pub(crate) poll_interval: Duration,
@@ -87,6 +88,7 @@ pub fn default_workers() -> usize {
 /// | [`heartbeat_interval`](Self::heartbeat_interval) | 1 s |
 /// | [`lease`](Self::lease) | 30 s, renewed every lease/3 |
 /// | [`result_ttl`](Self::result_ttl) | 7 days |
+/// | [`max_result_bytes`](Self::max_result_bytes) | [`DEFAULT_MAX_PAYLOAD_BYTES`](queue_core::DEFAULT_MAX_PAYLOAD_BYTES) (16 MiB) |
 /// | [`ack_batch`](Self::ack_batch) | 128 outcomes or 5 ms |
 /// | [`poll_interval`](Self::poll_interval) | 5 s |
 /// | [`periodic`](Self::periodic) | `true` |
@@ -153,6 +155,7 @@ impl ConsumerBuilder {
                 heartbeat: Duration::from_secs(1),
                 lease: Duration::from_secs(30),
                 result_ttl: Some(Duration::from_secs(7 * 24 * 3600)),
+                max_result_bytes: queue_core::DEFAULT_MAX_PAYLOAD_BYTES,
                 ack_batch: 128,
                 ack_delay: Duration::from_millis(5),
                 poll_interval: Duration::from_secs(5),
@@ -270,6 +273,14 @@ impl ConsumerBuilder {
     /// How long results (and failures) are kept; `None` keeps them until deleted.
     pub fn result_ttl(mut self, ttl: Option<Duration>) -> Self {
         self.config.result_ttl = ttl;
+        self
+    }
+
+    /// The largest result (encoded) a task may return. A task whose result is larger fails
+    /// for good with a message that says so, instead of its result being sent to a store that
+    /// may refuse it.
+    pub fn max_result_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_result_bytes = bytes;
         self
     }
 

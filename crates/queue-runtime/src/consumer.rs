@@ -316,6 +316,7 @@ impl Consumer {
                 clock: storage.clock(),
                 events: self.events.clone(),
                 result_ttl: config.result_ttl,
+                max_result_bytes: config.max_result_bytes,
                 inflight: inflight.clone(),
                 lease: config.lease,
                 limits: Arc::new(limits_of(&self.registry)),

@@ -35,6 +35,8 @@ pub(crate) struct Executor {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) events: Events,
     pub(crate) result_ttl: Option<Duration>,
+    /// Results larger than this fail their task ([`ConsumerBuilder::max_result_bytes`](crate::ConsumerBuilder::max_result_bytes)).
+    pub(crate) max_result_bytes: usize,
     pub(crate) inflight: Arc<InFlight>,
     /// The lease duration, also the TTL of task locks.
     pub(crate) lease: Duration,
@@ -71,6 +73,20 @@ impl Executor {
             duration,
             event,
         } = self.run(&env, &slot, revoked).await;
+        let outcome = match outcome {
+            Outcome::Success { result } if result.len() > self.max_result_bytes => Outcome::Dead {
+                failure: TaskFailure::new(
+                    FailureKind::Error,
+                    format!(
+                        "its result is {} bytes, over the limit of {} (ConsumerBuilder::max_result_bytes)",
+                        result.len(),
+                        self.max_result_bytes
+                    ),
+                    env.attempt.saturating_add(1),
+                ),
+            },
+            other => other,
+        };
         if duration > Duration::ZERO {
             self.pace.record(duration);
         }

@@ -372,3 +372,28 @@ async fn one_outcome_the_store_refuses_holds_back_no_other() {
     let report = running.shutdown(WAIT).await.unwrap();
     assert_eq!(report.unacked, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_over_the_limit_fails_its_task_with_a_clear_message() {
+    let q = Queue::memory();
+    let big = Sized::call((1000,)).enqueue(&q).await.unwrap();
+    let small = Sized::call((10,)).enqueue(&q).await.unwrap();
+    let running = builder(&q)
+        .max_result_bytes(100)
+        .register_task::<Sized>()
+        .build()
+        .unwrap()
+        .spawn();
+    assert_eq!(small.get(WAIT).await.unwrap().len(), 10);
+    match big.get(WAIT).await {
+        Err(Error::TaskFailed { failure, .. }) => {
+            assert!(
+                failure.message.contains("over the limit of 100"),
+                "{failure:?}"
+            );
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert!(q.storage().get_dead(big.id()).await.unwrap().is_some());
+    running.shutdown(WAIT).await.unwrap();
+}
