@@ -18,11 +18,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use queue_core::{
-    CancellationToken, Clock, Completion, Lease, Outcome, ProgressSlot, RunningTask, TaskId,
+    CancellationToken, Clock, Completion, FailureKind, Lease, Outcome, ProgressSlot, RunningTask,
+    TaskFailure, TaskId,
 };
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit};
 
 use queue_core::Event;
+
+/// How long after a panic outside its body a task is tried again.
+const PANIC_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// An outcome on its way to the store, with the event to send once it is written.
 #[derive(Debug)]
@@ -305,6 +309,26 @@ impl Slot {
         self.send_release();
     }
 
+    /// A panic outside the task body (a hook, building the outcome): the task is tried again
+    /// in [`PANIC_RETRY_DELAY`] as a failed attempt that keeps its delivery counted, so a
+    /// task that always makes the runtime panic reaches the dead-letter queue at its delivery
+    /// limit instead of being handed back forever.
+    fn send_panic_retry(&mut self) {
+        self.armed = false;
+        let eta = queue_core::clock::after(self.handoff.clock.now(), PANIC_RETRY_DELAY);
+        let failure = TaskFailure::new(
+            FailureKind::Panic,
+            "the runtime panicked while handling this task (a hook or its outcome)",
+            0,
+        );
+        let completion = Completion::new(self.lease, Outcome::Retry { eta, failure }, None);
+        let (id, task) = (self.lease.id, std::mem::take(&mut self.task));
+        let event = Event::Released { id, task };
+        let _ = self.handoff.tx.send(Pending { completion, event });
+        drop(self.permit.take());
+        self.handoff.freed.notify_one();
+    }
+
     fn send_release(&mut self) {
         self.armed = false;
         self.handoff.stats.released.fetch_add(1, Ordering::Relaxed);
@@ -329,8 +353,8 @@ impl Drop for Slot {
         }
         if std::thread::panicking() {
             tracing::error!(id = %self.lease.id, task = %self.task,
-                "the runtime panicked while running a task; handing the task back to the queue");
-            self.send_release();
+                "the runtime panicked while handling a task (a hook, or the outcome); it counts as a failed attempt");
+            self.send_panic_retry();
         } else if self.handoff.stats.releasing.load(Ordering::SeqCst) {
             self.send_release();
         }

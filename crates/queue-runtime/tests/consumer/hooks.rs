@@ -166,3 +166,30 @@ async fn a_timeout_has_its_own_event_besides_the_error() {
     assert!(h.get(WAIT).await.is_err());
     running.shutdown(WAIT).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_hook_counts_attempts_until_the_task_is_dead() {
+    let q = queue();
+    let running = builder(&q)
+        .register_task::<Fine>()
+        .pre_execute(|ctx| async move {
+            if ctx.task == "fine" {
+                panic!("a hook that always panics");
+            }
+            Ok(())
+        })
+        .build()
+        .unwrap()
+        .spawn();
+    let h = Fine::call((1,)).enqueue(&q).await.unwrap();
+    // Each panic is a failed attempt that keeps its delivery: at the delivery limit
+    // (1 + 3 for a task without retries) the task is dead-lettered, not handed back forever.
+    match h.get(WAIT).await {
+        Err(Error::TaskFailed { failure, .. }) => {
+            assert_eq!(failure.kind, FailureKind::DeliveryLimit, "{failure:?}");
+        }
+        other => panic!("expected the task dead at its delivery limit, got {other:?}"),
+    }
+    assert_eq!(q.counts().await.unwrap().dead, 1);
+    running.shutdown(WAIT).await.unwrap();
+}
