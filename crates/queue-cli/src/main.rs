@@ -44,7 +44,9 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(err) => return fail(&url, &CliError::new(format!("cannot start: {err}"))),
     };
-    let timeout = Duration::from_secs_f64(cli.timeout.max(0.1));
+    // `--timeout inf` (or 1e300) waits as long as any wait may; at least 0.1 s.
+    let timeout = Duration::try_from_secs_f64(cli.timeout.max(0.1))
+        .map_or(skiff::clock::MAX_WAIT, |t| t.min(skiff::clock::MAX_WAIT));
     let json = cli.json;
     let result = runtime.block_on(async {
         match tokio::time::timeout(timeout, commands::execute(cli)).await {

@@ -650,6 +650,27 @@ fn bad_urls_and_unreachable_stores_fail_in_one_line() {
 }
 
 #[test]
+fn hostile_timeouts_are_clamped() {
+    for timeout in ["inf", "1e300", "-5", "NaN", "0"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args([
+                "--url",
+                "sqlite::memory:",
+                &format!("--timeout={timeout}"),
+                "stats",
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "--timeout {timeout}: {stderr}");
+        assert!(
+            !stderr.contains("panicked"),
+            "--timeout {timeout}: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
         .args(["--url", "sqlite::memory:", "dead", "requeue"])
