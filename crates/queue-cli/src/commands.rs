@@ -29,10 +29,15 @@ pub(crate) async fn execute(cli: Cli) -> Result<Report> {
     check_sqlite_file(url)?;
     // With SKIFF_ENCRYPTION_KEYS the listings show encrypted arguments and results opened;
     // without, as `<encrypted with key …>`.
-    let queue = skiff::connect(url)
-        .await?
-        .with_sealing(skiff::seal::Sealing::from_env()?);
+    let plain = skiff::connect(url).await?;
+    let queue = plain.with_sealing(skiff::seal::Sealing::from_env()?);
     let storage = queue.storage().clone();
+    // Results are read as stored and opened where the keys allow (`Results`), so a result
+    // this CLI cannot open is shown as encrypted instead of failing the command.
+    let results = Results {
+        store: plain.storage().clone(),
+        sealing: queue.sealing().cloned(),
+    };
     match cli.command {
         Command::Stats { queue } => stats(&storage, queue.as_deref()).await,
         Command::Queues => queues(&storage).await,
@@ -48,7 +53,7 @@ pub(crate) async fn execute(cli: Cli) -> Result<Report> {
         Command::Dead(DeadCommand::Purge { queue, .. }) => {
             dead_purge(&storage, queue.as_deref()).await
         }
-        Command::Result { id } => result(&storage, parse_id(&id)?).await,
+        Command::Result { id } => result(&storage, &results, parse_id(&id)?).await,
         Command::Revoke { id, force } => revoke(&storage, parse_id(&id)?, force).await,
         Command::Restore { id } => restore(&storage, parse_id(&id)?).await,
         Command::Pause { queue: name } => control::pause(&queue, &name, true).await,
@@ -56,7 +61,7 @@ pub(crate) async fn execute(cli: Cli) -> Result<Report> {
         Command::Purge { queue: name, .. } => control::purge(&queue, &name).await,
         Command::Cancel { id } => control::cancel(&queue, parse_id(&id)?).await,
         Command::Workers => control::workers(&queue).await,
-        Command::Task { id } => control::task(&queue, &storage, parse_id(&id)?).await,
+        Command::Task { id } => control::task(&queue, &storage, &results, parse_id(&id)?).await,
         Command::Flush { .. } => flush(&storage, url).await,
     }
 }
@@ -378,8 +383,28 @@ async fn dead_purge(storage: &Arc<dyn Storage>, queue: Option<&str>) -> Result<R
     ))
 }
 
-async fn result(storage: &Arc<dyn Storage>, id: TaskId) -> Result<Report> {
-    let (status, state, value, failure) = match storage.get_result(id).await? {
+/// Reads results as stored, opened where the keys allow.
+pub(crate) struct Results {
+    store: Arc<dyn Storage>,
+    sealing: Option<skiff::seal::Sealing>,
+}
+
+impl Results {
+    pub(crate) async fn get(&self, id: TaskId) -> skiff::Result<Option<StoredResult>> {
+        Ok(match self.store.get_result(id).await? {
+            Some(StoredResult::Success(bytes)) => {
+                Some(StoredResult::Success(match &self.sealing {
+                    Some(sealing) => sealing.reveal_result(id, bytes),
+                    None => bytes,
+                }))
+            }
+            other => other,
+        })
+    }
+}
+
+async fn result(storage: &Arc<dyn Storage>, results: &Results, id: TaskId) -> Result<Report> {
+    let (status, state, value, failure) = match results.get(id).await? {
         Some(StoredResult::Success(bytes)) => ("success", None, msgpack_to_json(&bytes), None),
         Some(StoredResult::Failure(f)) => ("failure", None, Value::Null, Some(f)),
         None => match storage.get_task(id).await? {
@@ -419,7 +444,7 @@ async fn result(storage: &Arc<dyn Storage>, id: TaskId) -> Result<Report> {
 
 async fn revoke(storage: &Arc<dyn Storage>, id: TaskId, force: bool) -> Result<Report> {
     if !force && storage.get_task(id).await?.is_none() {
-        let why = if storage.get_result(id).await?.is_some() {
+        let why = if storage.get_result(id).await.ok().flatten().is_some() {
             "it has finished already"
         } else {
             "no such task is pending (pass --force to revoke it anyway)"

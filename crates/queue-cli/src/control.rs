@@ -131,9 +131,14 @@ pub(crate) async fn workers(queue: &Queue) -> Result<Report> {
 
 /// One task's whole record: state, decoded envelope, attempts, the worker holding it,
 /// progress, and its result once finished.
-pub(crate) async fn task(queue: &Queue, storage: &Arc<dyn Storage>, id: TaskId) -> Result<Report> {
+pub(crate) async fn task(
+    queue: &Queue,
+    storage: &Arc<dyn Storage>,
+    results: &crate::commands::Results,
+    id: TaskId,
+) -> Result<Report> {
     let record = storage.get_task(id).await?;
-    let result = storage.get_result(id).await?;
+    let result = results.get(id).await?;
     if record.is_none() && result.is_none() {
         return Err(CliError::new(format!(
             "no task with id {id} (finished tasks are known by their result until it expires)"

@@ -541,9 +541,14 @@ async fn dead_requeue_all_and_purge_on_sqlite() {
 
 /// Runs `skiff --json --url URL ARGS…` with the encryption keys in the environment.
 fn ok_json_with_keys(url: &str, keys: &str, args: &[&str]) -> Value {
+    ok_json_with_env(url, "SKIFF_ENCRYPTION_KEYS", keys, args)
+}
+
+/// Runs `skiff --json --url URL ARGS…` with `var=value` in the environment.
+fn ok_json_with_env(url: &str, var: &str, value: &str, args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
         .env_remove("SKIFF_URL")
-        .env("SKIFF_ENCRYPTION_KEYS", keys)
+        .env(var, value)
         .args(["--json", "--url", url])
         .args(args)
         .output()
@@ -579,6 +584,31 @@ async fn encrypted_arguments_and_results_need_the_key() {
     assert!(shown.starts_with("<encrypted with key `k1`"), "{shown}");
     let pending = ok(&url, &["pending"]);
     assert!(!pending.contains("@example.com"), "{pending}");
+
+    // With other keys (signing only, or encryption keys without `k1`): still shown as
+    // encrypted, not an error.
+    for (var, keys) in [
+        ("SKIFF_SIGNING_KEYS", KEYS),
+        (
+            "SKIFF_ENCRYPTION_KEYS",
+            "k9:QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8=",
+        ),
+    ] {
+        let result = ok_json_with_env(&url, var, keys, &["result", &done]);
+        let shown = result["result"].as_str().unwrap();
+        assert!(
+            shown.starts_with("<encrypted with key `k1`"),
+            "{var}: {shown}"
+        );
+        let task = ok_json_with_env(&url, var, keys, &["task", &done]);
+        assert!(
+            task["result"]["value"]
+                .as_str()
+                .unwrap()
+                .starts_with("<encrypted"),
+            "{task}"
+        );
+    }
 
     // With it: the values.
     let show = ok_json_with_keys(&url, KEYS, &["dead", "show", &dead]);

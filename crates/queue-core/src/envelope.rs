@@ -282,6 +282,9 @@ impl Envelope {
 /// Renders msgpack bytes as JSON for display; bytes that are not msgpack are shown as a note,
 /// and encrypted ones ([`crate::seal`]) as `<encrypted with key …>`.
 pub fn msgpack_to_json(bytes: &[u8]) -> serde_json::Value {
+    if let Some(payload) = crate::seal::signed_result_payload(bytes) {
+        return msgpack_to_json(payload);
+    }
     if crate::seal::is_sealed(bytes) {
         return serde_json::Value::String(format!(
             "<encrypted with key `{}`, {} bytes>",

@@ -107,8 +107,9 @@ impl Queue {
 
     /// This queue with its tasks signed and encrypted by `sealing` ([`crate::seal`]): what it
     /// and the consumers built from it write is sealed, what they read is checked and opened.
-    /// The returned queue shares this one's store and event bus; a `sealing` that is
-    /// [off](Sealing::is_off) returns a plain clone.
+    /// The returned queue shares this one's store and event bus. A `sealing` that is
+    /// [off](Sealing::is_off), or a queue in [immediate mode](Queue::immediate) (nothing leaves
+    /// the process), returns a clone of this queue as it is.
     ///
     /// # Examples
     ///
@@ -122,7 +123,7 @@ impl Queue {
     /// # Ok::<(), queue_core::Error>(())
     /// ```
     pub fn with_sealing(&self, sealing: Sealing) -> Self {
-        if sealing.is_off() {
+        if sealing.is_off() || self.is_immediate() {
             return self.clone();
         }
         let base = match &self.inner.sealed {

@@ -80,6 +80,10 @@ pub const ENCRYPTION_KEYS_ENV: &str = "SKIFF_ENCRYPTION_KEYS";
 /// The first bytes of a sealed payload. `0xC1` is never used by msgpack, so a sealed payload
 /// can never be mistaken for plain arguments or a plain result.
 const MAGIC: [u8; 3] = [0xC1, b'S', 1];
+/// The first bytes of a signed (not encrypted) result: `MAGIC_MAC | id_len | key id | HMAC |
+/// the plain result`.
+const MAGIC_MAC: [u8; 3] = [0xC1, b'M', 1];
+const MAC_LEN: usize = 32;
 const NONCE_LEN: usize = 24;
 
 /// A signature stored in an envelope: the id of the key that made it and the HMAC-SHA256.
@@ -257,27 +261,55 @@ impl Sealing {
         Ok(())
     }
 
-    /// Encrypts a task's output before it is stored (encryption on); plain otherwise.
+    /// Seals a task's output before it is stored: encrypted (encryption on, which also
+    /// authenticates it), else signed (signing on), else plain.
     ///
     /// # Errors
     ///
     /// [`Error::Encode`] if the cipher fails (it does not for inputs under 256 GiB).
     pub fn seal_result(&self, id: TaskId, output: Vec<u8>) -> Result<Vec<u8>> {
-        match &self.encryption {
-            Some(keys) if !is_sealed(&output) => encrypt(keys, &result_aad(id), &output),
-            _ => Ok(output),
+        if is_sealed(&output) || is_signed_result(&output) {
+            return Ok(output);
         }
+        if let Some(keys) = &self.encryption {
+            return encrypt(keys, &result_aad(id), &output);
+        }
+        let Some(keys) = &self.signing else {
+            return Ok(output);
+        };
+        let key = keys.newest();
+        let tag = result_mac(&key.bytes, id, &output)?;
+        let id_len = u8::try_from(key.id.len()).map_err(|e| Error::encode("key id", e))?;
+        let mut out =
+            Vec::with_capacity(MAGIC_MAC.len() + 1 + key.id.len() + MAC_LEN + output.len());
+        out.extend_from_slice(&MAGIC_MAC);
+        out.push(id_len);
+        out.extend_from_slice(key.id.as_bytes());
+        out.extend_from_slice(&tag);
+        out.extend_from_slice(&output);
+        Ok(out)
     }
 
-    /// Decrypts a stored output that [`seal_result`](Self::seal_result) sealed; a plain one is
-    /// returned as it is.
+    /// Opens a stored output that [`seal_result`](Self::seal_result) sealed. A plain output is
+    /// returned as it is, except when signing is on for the whole store: then it is refused,
+    /// since anyone who can write to the store could have written it (a chord callback reads
+    /// its members' results as its arguments).
     ///
     /// # Errors
     ///
-    /// [`Error::Decode`] when the output is sealed with a key this set does not have, or does
-    /// not authenticate.
+    /// [`Error::Decode`] when the output is sealed with a key this set does not have, does not
+    /// authenticate, or is plain while signing is on for the whole store.
     pub fn open_result(&self, id: TaskId, output: Vec<u8>) -> Result<Vec<u8>> {
+        if is_signed_result(&output) {
+            return self.verify_result(id, output);
+        }
         if !is_sealed(&output) {
+            if self.signing.is_some() && self.queues.is_none() {
+                return Err(Error::decode(
+                    "result",
+                    "it is neither signed nor encrypted, and signing is on: it was not written by a worker with the keys",
+                ));
+            }
             return Ok(output);
         }
         let key_id = sealed_key_id(&output).unwrap_or("?");
@@ -301,6 +333,43 @@ impl Sealing {
         })
     }
 
+    fn verify_result(&self, id: TaskId, output: Vec<u8>) -> Result<Vec<u8>> {
+        let forged = || {
+            Error::decode(
+                "result",
+                "its signature does not match (changed in the store, or another task's)",
+            )
+        };
+        let key_id = sealed_key_id_of(&output, &MAGIC_MAC).ok_or_else(forged)?;
+        let start = MAGIC_MAC.len() + 1 + key_id.len();
+        let (tag, payload) = output
+            .get(start..)
+            .and_then(|rest| rest.split_at_checked(MAC_LEN))
+            .ok_or_else(forged)?;
+        let Some(keys) = &self.signing else {
+            // Without signing keys, a reader takes the payload as it is (it cannot check it).
+            return Ok(payload.to_vec());
+        };
+        let key = keys.get(key_id).ok_or_else(|| {
+            Error::decode(
+                "result",
+                format!("it is signed with key `{key_id}`, which is not among the signing keys"),
+            )
+        })?;
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.bytes.as_ref())
+            .map_err(|e| Error::encode("signature", e))?;
+        mac.update(&result_aad(id));
+        mac.update(payload);
+        mac.verify_slice(tag).map_err(|_| forged())?;
+        Ok(payload.to_vec())
+    }
+
+    /// For display: the output opened when this set can open it, else as stored (shown as
+    /// `<encrypted with key …>` by [`msgpack_to_json`](crate::msgpack_to_json)).
+    pub fn reveal_result(&self, id: TaskId, output: Vec<u8>) -> Vec<u8> {
+        self.open_result(id, output.clone()).unwrap_or(output)
+    }
+
     /// For display: decrypts an envelope's arguments when this set has the key, and leaves
     /// them sealed otherwise (shown as encrypted by [`Envelope::to_json`]). Verifies nothing.
     pub fn reveal(&self, env: &mut Envelope) {
@@ -317,12 +386,35 @@ pub fn is_sealed(bytes: &[u8]) -> bool {
     bytes.starts_with(&MAGIC)
 }
 
+/// Whether `bytes` are a signed result ([`Sealing::seal_result`] with signing only).
+pub fn is_signed_result(bytes: &[u8]) -> bool {
+    bytes.starts_with(&MAGIC_MAC)
+}
+
 /// The id of the key that sealed `bytes`, or `None` when they are not a sealed payload.
 pub fn sealed_key_id(bytes: &[u8]) -> Option<&str> {
-    let rest = bytes.strip_prefix(&MAGIC[..])?;
+    sealed_key_id_of(bytes, &MAGIC)
+}
+
+/// The payload of a signed result, unchecked (for display).
+pub fn signed_result_payload(bytes: &[u8]) -> Option<&[u8]> {
+    let id = sealed_key_id_of(bytes, &MAGIC_MAC)?;
+    bytes.get(MAGIC_MAC.len() + 1 + id.len() + MAC_LEN..)
+}
+
+fn sealed_key_id_of<'a>(bytes: &'a [u8], magic: &[u8]) -> Option<&'a str> {
+    let rest = bytes.strip_prefix(magic)?;
     let (&len, rest) = rest.split_first()?;
     let id = rest.get(..usize::from(len))?;
     std::str::from_utf8(id).ok()
+}
+
+fn result_mac(key: &[u8; keys::KEY_LEN], id: TaskId, output: &[u8]) -> Result<[u8; MAC_LEN]> {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).map_err(|e| Error::encode("signature", e))?;
+    mac.update(&result_aad(id));
+    mac.update(output);
+    Ok(mac.finalize().into_bytes().into())
 }
 
 enum OpenError {
@@ -391,7 +483,7 @@ struct Signed<'a> {
     enqueued_at: i64,
     expires_at: Option<i64>,
     retry: &'a RetryPolicy,
-    timeout_ms: Option<u128>,
+    timeout_ms: Option<u64>,
     unique_key: Option<&'a str>,
     max_deliveries: u32,
     follow_ups: &'a [FollowUp],
@@ -410,7 +502,10 @@ fn mac(key: &[u8; keys::KEY_LEN], env: &Envelope) -> Result<Hmac<Sha256>> {
         enqueued_at: env.enqueued_at.timestamp_millis(),
         expires_at: env.expires_at.map(|t| t.timestamp_millis()),
         retry: &env.retry,
-        timeout_ms: env.timeout.map(|t| t.as_millis()),
+        // As the envelope stores it (milliseconds, saturating), so a huge timeout verifies.
+        timeout_ms: env
+            .timeout
+            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         unique_key: env.unique_key.as_deref(),
         max_deliveries: env.max_deliveries,
         follow_ups: &env.follow_ups,
@@ -574,6 +669,16 @@ mod tests {
         pay.queue = "payments".into();
         s.seal(&mut pay).unwrap();
         assert!(pay.sig.is_some() && sealed_key_id(&pay.args).is_some());
+    }
+
+    #[test]
+    fn a_huge_timeout_verifies() {
+        let s = Sealing::new().signing(keys("k1", 1));
+        let mut env = envelope();
+        env.timeout = Some(std::time::Duration::MAX);
+        s.seal(&mut env).unwrap();
+        let mut stored = Envelope::decode(&env.encode().unwrap()).unwrap();
+        s.open(&mut stored).unwrap();
     }
 
     #[test]

@@ -101,6 +101,7 @@ impl Keyring {
                 )
             })?;
             let id = id.trim();
+            check_id(id)?;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(encoded.trim())
                 .map_err(|_| Error::InvalidInput(format!("key `{id}` is not valid base64")))?;
@@ -160,10 +161,10 @@ fn check_id(id: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidInput(format!(
-            "key id `{}` must be 1 to 64 characters of A-Z, a-z, 0-9, `_`, `.` and `-`",
-            id.chars().take(64).collect::<String>()
-        )))
+        // Not repeated: an entry written backwards (`key:id`) would print the key.
+        Err(Error::InvalidInput(
+            "a key id must be 1 to 64 characters of A-Z, a-z, 0-9, `_`, `.` and `-` (entries are `id:base64key`)".into(),
+        ))
     }
 }
 
@@ -185,7 +186,14 @@ mod tests {
 
     #[test]
     fn parse_errors_never_show_the_key() {
-        for spec in ["k1", "k1:!!!!", "k1:c2VjcmV0LXRvby1zaG9ydA==", ""] {
+        // The last one is written backwards: the key where the id goes.
+        for spec in [
+            "k1",
+            "k1:!!!!",
+            "k1:c2VjcmV0LXRvby1zaG9ydA==",
+            "",
+            "c2VjcmV0LXRvby1zaG9ydA==:k1",
+        ] {
             let err = Keyring::parse(spec).unwrap_err().to_string();
             assert!(!err.contains("c2VjcmV0"), "{err}");
             assert!(!err.contains("secret"), "{err}");

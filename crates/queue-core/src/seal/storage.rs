@@ -13,7 +13,7 @@ use crate::storage::{
     Outcome, Page, RateDecision, Revocation, RevokeTarget, Storage, StoredResult, TaskRecord,
     TaskState,
 };
-use crate::{Clock, Heartbeat, Result, TaskId, WorkerStatus};
+use crate::{Clock, FailureKind, Heartbeat, Result, TaskFailure, TaskId, WorkerStatus};
 
 /// How long the failure of a task refused at fetch is kept as its result (the consumer's
 /// default result TTL).
@@ -29,18 +29,20 @@ const REFUSED_RESULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 pub struct SealedStorage {
     inner: Arc<dyn Storage>,
     sealing: Arc<Sealing>,
-    /// With a queue filter: the delivered tasks whose result is to be encrypted.
-    sealed_deliveries: Option<Mutex<HashSet<TaskId>>>,
+    /// With a queue filter: the delivered tasks that passed their check, whose results are
+    /// sealed and whose follow-ups are signed. (Without a filter every delivered task is
+    /// checked.) An id leaves the set once a completion of it is written.
+    checked: Option<Mutex<HashSet<TaskId>>>,
 }
 
 impl SealedStorage {
     /// `inner` with `sealing` applied.
     pub fn new(inner: Arc<dyn Storage>, sealing: Arc<Sealing>) -> Self {
-        let filtered = sealing.queues.is_some() && sealing.encrypts();
+        let filtered = sealing.queues.is_some();
         Self {
             inner,
             sealing,
-            sealed_deliveries: filtered.then(Mutex::default),
+            checked: filtered.then(Mutex::default),
         }
     }
 
@@ -54,14 +56,14 @@ impl SealedStorage {
         &self.inner
     }
 
-    fn seals_result_of(&self, id: TaskId) -> bool {
-        match &self.sealed_deliveries {
-            None => self.sealing.encrypts(),
-            Some(ids) => ids
-                .lock()
+    /// Whether the delivery of `id` was checked: only then are its result sealed and its
+    /// follow-ups signed (a worker must not sign what an unchecked task asks for).
+    fn was_checked(&self, id: TaskId) -> bool {
+        self.checked.as_ref().is_none_or(|ids| {
+            ids.lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .remove(&id),
-        }
+                .contains(&id)
+        })
     }
 
     fn open_result(
@@ -117,11 +119,25 @@ impl Storage for SealedStorage {
         let fetched = self.inner.fetch(queue, max, lease).await?;
         let mut good = Vec::with_capacity(fetched.len());
         let mut refused = Vec::new();
+        let checks_queue = self.sealing.applies_to(queue);
         for mut delivery in fetched {
-            match self.sealing.open(&mut delivery.envelope) {
+            // The check follows the queue the task was fetched from, not the one it names.
+            let opened = if checks_queue && delivery.envelope.queue != queue {
+                Err(TaskFailure::new(
+                    FailureKind::BadSignature,
+                    format!(
+                        "stored in queue `{queue}` but names queue `{}`",
+                        delivery.envelope.queue
+                    ),
+                    delivery.envelope.attempt,
+                ))
+            } else {
+                self.sealing.open(&mut delivery.envelope)
+            };
+            match opened {
                 Ok(()) => {
-                    if let Some(ids) = &self.sealed_deliveries {
-                        if self.sealing.applies_to(&delivery.envelope.queue) {
+                    if let Some(ids) = &self.checked {
+                        if checks_queue {
                             ids.lock()
                                 .unwrap_or_else(PoisonError::into_inner)
                                 .insert(delivery.lease.id);
@@ -161,18 +177,29 @@ impl Storage for SealedStorage {
 
     async fn complete(&self, mut batch: Vec<Completion>) -> Result<Vec<AckStatus>> {
         for completion in &mut batch {
+            if !self.was_checked(completion.lease.id) {
+                continue;
+            }
             if let Outcome::Success { result } = &mut completion.outcome {
-                if self.seals_result_of(completion.lease.id) {
-                    *result = self
-                        .sealing
-                        .seal_result(completion.lease.id, std::mem::take(result))?;
-                }
+                *result = self
+                    .sealing
+                    .seal_result(completion.lease.id, std::mem::take(result))?;
             }
             for env in &mut completion.follow_ups {
                 self.sealing.seal(env)?;
             }
         }
-        self.inner.complete(batch).await
+        let ids: Vec<TaskId> = batch.iter().map(|c| c.lease.id).collect();
+        let statuses = self.inner.complete(batch).await?;
+        // Written (or refused as stale): the delivery is over. A failed write keeps the ids
+        // for the caller's retry.
+        if let Some(checked) = &self.checked {
+            let mut checked = checked.lock().unwrap_or_else(PoisonError::into_inner);
+            for id in ids {
+                checked.remove(&id);
+            }
+        }
+        Ok(statuses)
     }
 
     async fn extend(&self, leases: &[Lease], lease: Duration) -> Result<Vec<AckStatus>> {

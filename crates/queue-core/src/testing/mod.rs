@@ -267,6 +267,7 @@ macro_rules! __conformance_tests {
             __case!(sealed_tasks_are_unreadable_at_rest);
             __case!(forged_and_tampered_tasks_are_dead_lettered);
             __case!(rotated_keys_open_old_tasks_and_unknown_keys_are_refused);
+            __case!(per_queue_checks_and_signed_results);
         }
     };
 }

@@ -314,3 +314,116 @@ pub async fn rotated_keys_open_old_tasks_and_unknown_keys_are_refused<B: Backend
     assert_eq!(kind, FailureKind::UnknownKey, "{message}");
     assert!(message.contains("`k2`"), "{message}");
 }
+
+/// With signing for one queue (`only_queues`): a task fetched from that queue is checked even
+/// if it names another queue; a worker does not sign the follow-ups of a task from an
+/// unchecked queue (so a forged task elsewhere cannot get one signed into the checked queue).
+/// With signing for the whole store: results are signed, and a plain result written into the
+/// store (which a chord callback would take as its arguments) is refused.
+pub async fn per_queue_checks_and_signed_results<B: Backend>(b: &B) {
+    let (raw_store, store) = open_store(b).await;
+    let ring = keys(&[("k1", 1)]);
+    let per_queue = SealedStorage::new(
+        store.clone(),
+        Arc::new(
+            Sealing::new()
+                .signing(ring.clone())
+                .only_queues(["payments"]),
+        ),
+    );
+
+    // An unsigned task put into `payments` that names `default`.
+    let mut disguised = secret_env(store.as_ref(), "default", "transfer");
+    disguised.id = TaskId::new();
+    let disguised_id = disguised.id;
+    b.insert_raw(
+        &raw_store,
+        "payments",
+        disguised_id,
+        disguised.encode().unwrap(),
+    )
+    .await;
+    assert!(per_queue
+        .fetch("payments", 10, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    let (kind, message) = dead_kind(store.as_ref(), disguised_id).await;
+    assert_eq!(kind, FailureKind::BadSignature, "{message}");
+
+    // A forged task in the unchecked queue carrying a follow-up into `payments`.
+    let mut forged = secret_env(store.as_ref(), "default", "innocent");
+    forged.follow_ups.push(FollowUp {
+        when: FollowUpWhen::Success,
+        input: FollowUpInput::Fixed,
+        envelope: secret_env(store.as_ref(), "payments", "transfer"),
+    });
+    let smuggled = forged.follow_ups[0].envelope.id;
+    store.enqueue(vec![forged]).await.unwrap();
+    let got = per_queue.fetch("default", 10, LEASE).await.unwrap();
+    assert_eq!(got.len(), 1, "the unchecked queue is not checked");
+    let now = store.clock().now();
+    let mut done = Completion::new(got[0].lease, Outcome::Success { result: vec![0xc0] }, None);
+    done.follow_ups = got[0]
+        .envelope
+        .follow_ups_for(&StoredResult::Success(vec![0xc0]), now)
+        .unwrap();
+    per_queue.complete(vec![done]).await.unwrap();
+    assert!(
+        per_queue
+            .fetch("payments", 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the smuggled follow-up is not run"
+    );
+    assert_eq!(
+        dead_kind(store.as_ref(), smuggled).await.0,
+        FailureKind::BadSignature
+    );
+
+    // Whole-store signing: results carry a signature; a plain one is refused.
+    let signed = SealedStorage::new(store.clone(), Arc::new(Sealing::new().signing(ring)));
+    let id = signed
+        .enqueue(vec![secret_env(store.as_ref(), "signed", "charge")])
+        .await
+        .unwrap()[0]
+        .id();
+    let got = signed.fetch("signed", 10, LEASE).await.unwrap();
+    let ok = Completion::new(
+        got[0].lease,
+        Outcome::Success {
+            result: to_msgpack(&7).unwrap(),
+        },
+        None,
+    );
+    signed.complete(vec![ok]).await.unwrap();
+    match store.get_result(id).await.unwrap() {
+        Some(StoredResult::Success(bytes)) => assert!(crate::seal::is_signed_result(&bytes)),
+        other => panic!("expected a signed result, got {other:?}"),
+    }
+    match signed.get_result(id).await.unwrap() {
+        Some(StoredResult::Success(bytes)) => assert_eq!(from_msgpack::<i32>(&bytes).unwrap(), 7),
+        other => panic!("expected the verified result, got {other:?}"),
+    }
+    // A result written by someone without the key.
+    let planted = store
+        .enqueue(vec![secret_env(store.as_ref(), "plain", "member")])
+        .await
+        .unwrap()[0]
+        .id();
+    let got = store.fetch("plain", 10, LEASE).await.unwrap();
+    let plain = Completion::new(
+        got[0].lease,
+        Outcome::Success {
+            result: to_msgpack(&1_000_000).unwrap(),
+        },
+        None,
+    );
+    store.complete(vec![plain]).await.unwrap();
+    let err = signed.get_result(planted).await.unwrap_err();
+    assert!(
+        err.to_string().contains("neither signed nor encrypted"),
+        "{err}"
+    );
+}
