@@ -156,7 +156,17 @@ async fn get_task(
         .parse()
         .map_err(|e: skiff::Error| bad_request(e.to_string()))?;
     let storage = app.queue.storage();
-    let body = match storage.get_result(id).await? {
+    // Result first, then the pending task, then the result again: a task that finishes
+    // between the first two reads has left the pending tasks and has a result by the third.
+    let mut result = storage.get_result(id).await?;
+    let mut record = None;
+    if result.is_none() {
+        record = storage.get_task(id).await?;
+        if record.is_none() {
+            result = storage.get_result(id).await?;
+        }
+    }
+    let body = match result {
         Some(StoredResult::Success(bytes)) => json!({
             "task_id": id.to_string(), "complete": true, "state": null,
             "result": msgpack_to_json(&bytes), "error": null,
@@ -169,7 +179,7 @@ async fn get_task(
                 "attempts": failure.attempts,
             },
         }),
-        None => match storage.get_task(id).await? {
+        None => match record {
             Some(record) => json!({
                 "task_id": id.to_string(), "complete": false,
                 "state": match record.state {
