@@ -720,14 +720,18 @@ impl Storage for MemoryStorage {
     }
 
     async fn rate_limit(&self, key: &str, limit: u32, window: Duration) -> Result<RateDecision> {
+        // The time is read under the lock: read before it, a call that waited for the lock
+        // could carry an older window than the one stored, and moving the window back reset
+        // its count (11 runs in a window of 10 under load).
+        let mut st = self.lock();
         let now = self.now();
         let window_ms = duration_millis(window).max(1);
         let start = now - now.rem_euclid(window_ms);
-        let mut st = self.lock();
         let entry = st.rates.entry(key.to_owned()).or_insert((start, 0));
-        if entry.0 != start {
+        if start > entry.0 {
             *entry = (start, 0);
         }
+        let start = entry.0;
         if entry.1 < limit {
             entry.1 += 1;
             Ok(RateDecision {
