@@ -81,7 +81,8 @@ ON CONFLICT (key) DO UPDATE SET
     hits = CASE WHEN r.window_start = excluded.window_start THEN r.hits + 1 ELSE 1 END,
     window_start = excluded.window_start,
     expires_at = excluded.expires_at
-WHERE r.window_start <> excluded.window_start OR r.hits < $4";
+WHERE excluded.window_start > r.window_start
+    OR (excluded.window_start = r.window_start AND r.hits < $4)";
 
 pub(crate) const PURGE_EXPIRED: &str = "\
 WITH r AS (

@@ -186,7 +186,8 @@ impl Work for RateLimit {
                  ON CONFLICT (key) DO UPDATE SET \
                    hits = CASE WHEN window_start = excluded.window_start THEN hits + 1 ELSE 1 END, \
                    window_start = excluded.window_start, expires_at = excluded.expires_at \
-                 WHERE rates.window_start <> excluded.window_start OR rates.hits < ?4",
+                 WHERE excluded.window_start > rates.window_start \
+                    OR (excluded.window_start = rates.window_start AND rates.hits < ?4)",
             )
             .bind(self.key.as_str())
             .bind(window.start)

@@ -283,6 +283,35 @@ pub async fn rate_limit_fixed_window<B: Backend>(b: &B) {
     }
 }
 
+/// A hit that carries an older window than the stored one (a process whose clock is behind,
+/// or a call that waited while the window turned) is never counted in it and never resets
+/// the newer window's count.
+pub async fn rate_window_never_moves_back<B: Backend>(b: &B) {
+    let fx = open(b).await;
+    let s = &fx.store;
+    let window = secs(60);
+    let before = fx.now();
+    // Fill the next window.
+    fx.advance(window);
+    for _ in 0..3 {
+        assert!(s.rate_limit("k", 3, window).await.unwrap().allowed);
+    }
+    assert!(!s.rate_limit("k", 3, window).await.unwrap().allowed);
+    // A hit from the window before.
+    fx.clock.set(before);
+    let late = s.rate_limit("k", 3, window).await.unwrap();
+    assert!(
+        !late.allowed,
+        "a hit from an older window reset the newer one"
+    );
+    // Back in the newer window: it is still full.
+    fx.advance(window);
+    assert!(
+        !s.rate_limit("k", 3, window).await.unwrap().allowed,
+        "the newer window's count was reset"
+    );
+}
+
 /// `check_revoked`, unwrapped.
 async fn check<S: Storage>(s: &S, tasks: &[(TaskId, &str)]) -> Vec<bool> {
     s.check_revoked(tasks).await.unwrap()

@@ -248,6 +248,7 @@ macro_rules! __conformance_tests {
             __case!(revoke_once_and_until);
             __case!(locks_have_owners_and_ttls);
             __case!(rate_limit_fixed_window);
+            __case!(rate_window_never_moves_back);
             // periodic claims and task locks
             __case!(tick_claim_is_exclusive_until_its_ttl);
             __case!(shared_owner_probes_a_lock);
