@@ -1,8 +1,8 @@
 //! The dead-letter queue and introspection: listings, counts, single lookups, flush.
 //!
-//! These are admin paths (the CLI, the dashboard, health checks), never the hot path. Counts
-//! and the queue list read the pending tasks of the store (PostgreSQL keeps no row counts);
-//! listings are pages of an index in its order.
+//! These are admin paths (the CLI, the dashboard, health checks), never the hot path. Counts,
+//! listings and the queue list read partial indexes in their order (see the statements), so
+//! the dashboard's pages stay fast with a million tasks waiting.
 
 use std::sync::Arc;
 
@@ -20,39 +20,97 @@ use crate::sql::{q, Sql};
 
 const TASK_COLUMNS: &str = "id, queue, state, run_at, wake_at, deliveries, attempts, priority, raw";
 
-pub(crate) const COUNTS: &str = "\
-SELECT count(*) FILTER (WHERE state <> 2 AND run_at <= $1),
-       count(*) FILTER (WHERE state <> 2 AND run_at > $1),
-       count(*) FILTER (WHERE state = 2),
-       (SELECT count(*) FROM {s}.dead WHERE $2::text IS NULL OR queue = $2),
-       (SELECT count(*) FROM {s}.results WHERE expires_at IS NULL OR expires_at > $1)
-FROM {s}.tasks WHERE $2::text IS NULL OR queue = $2";
+// Counts, listings and the queue list read the partial indexes in their order: `tasks_ready`
+// (state 0) for the ready backlog, `tasks_timer` (state <> 0, spelled out so the planner
+// matches it) for scheduled and leased tasks, `dead_by_queue` / `dead_by_time` for dead
+// letters. A page costs its offset plus its rows however long the backlog; a count visits
+// the index entries it counts (PostgreSQL keeps no row counts).
 
+pub(crate) const COUNTS_IN_QUEUE: &str = "\
+SELECT (SELECT count(*) FROM {s}.tasks WHERE queue = $2 AND state = 0)
+       + (SELECT count(*) FROM {s}.tasks
+          WHERE queue = $2 AND state <> 0 AND state = 1 AND run_at <= $1),
+       (SELECT count(*) FROM {s}.tasks
+        WHERE queue = $2 AND state <> 0 AND state = 1 AND run_at > $1),
+       (SELECT count(*) FROM {s}.tasks WHERE queue = $2 AND state <> 0 AND state = 2),
+       (SELECT count(*) FROM {s}.dead WHERE queue = $2),
+       (SELECT count(*) FROM {s}.results WHERE expires_at IS NULL OR expires_at > $1)";
+
+pub(crate) const COUNTS: &str = "\
+SELECT (SELECT count(*) FROM {s}.tasks WHERE state = 0 AND $2::text IS NULL)
+       + (SELECT count(*) FROM {s}.tasks WHERE state <> 0 AND state = 1 AND run_at <= $1),
+       (SELECT count(*) FROM {s}.tasks WHERE state <> 0 AND state = 1 AND run_at > $1),
+       (SELECT count(*) FROM {s}.tasks WHERE state <> 0 AND state = 2),
+       (SELECT count(*) FROM {s}.dead),
+       (SELECT count(*) FROM {s}.results WHERE expires_at IS NULL OR expires_at > $1)";
+
+/// Ready tasks of one queue: the `tasks_ready` order merged with the due scheduled ones.
+pub(crate) const LIST_READY_IN_QUEUE: &str = "\
+SELECT id, queue, state, run_at, wake_at, deliveries, attempts, priority, raw, seq FROM {s}.tasks
+WHERE queue = $2 AND state = 0
+UNION ALL
+SELECT id, queue, state, run_at, wake_at, deliveries, attempts, priority, raw, seq FROM {s}.tasks
+WHERE queue = $2 AND state <> 0 AND state = 1 AND run_at <= $1
+ORDER BY priority DESC, seq LIMIT $3 OFFSET $4";
+
+/// Ready tasks of every queue (admin only: sorts the whole backlog).
 pub(crate) const LIST_READY: &str = "\
 SELECT id, queue, state, run_at, wake_at, deliveries, attempts, priority, raw FROM {s}.tasks
-WHERE state <> 2 AND run_at <= $1 AND ($2::text IS NULL OR queue = $2)
+WHERE state <> 2 AND run_at <= $1 AND $2::text IS NULL
 ORDER BY priority DESC, seq LIMIT $3 OFFSET $4";
+
+pub(crate) const LIST_SCHEDULED_IN_QUEUE: &str = "\
+SELECT id, queue, state, run_at, wake_at, deliveries, attempts, priority, raw FROM {s}.tasks
+WHERE queue = $2 AND state <> 0 AND state = 1 AND wake_at > $1
+ORDER BY wake_at, seq LIMIT $3 OFFSET $4";
 
 pub(crate) const LIST_SCHEDULED: &str = "\
 SELECT id, queue, state, run_at, wake_at, deliveries, attempts, priority, raw FROM {s}.tasks
-WHERE state <> 2 AND run_at > $1 AND ($2::text IS NULL OR queue = $2)
-ORDER BY run_at, seq LIMIT $3 OFFSET $4";
+WHERE state <> 0 AND state = 1 AND wake_at > $1 AND $2::text IS NULL
+ORDER BY wake_at, seq LIMIT $3 OFFSET $4";
+
+pub(crate) const LIST_LEASED_IN_QUEUE: &str = "\
+SELECT id, queue, state, run_at, wake_at, deliveries, attempts, priority, raw FROM {s}.tasks
+WHERE queue = $2 AND state <> 0 AND state = 2 AND $1::int8 IS NOT NULL
+ORDER BY wake_at, seq LIMIT $3 OFFSET $4";
 
 pub(crate) const LIST_LEASED: &str = "\
 SELECT id, queue, state, run_at, wake_at, deliveries, attempts, priority, raw FROM {s}.tasks
-WHERE state = 2 AND $1::int8 IS NOT NULL AND ($2::text IS NULL OR queue = $2)
+WHERE state <> 0 AND state = 2 AND $1::int8 IS NOT NULL AND $2::text IS NULL
 ORDER BY wake_at, seq LIMIT $3 OFFSET $4";
 
 pub(crate) const GET_TASK: &str = "\
 SELECT id, queue, state, run_at, wake_at, deliveries, attempts, priority, raw FROM {s}.tasks
 WHERE id = $1";
 
-pub(crate) const QUEUES: &str =
-    "SELECT queue FROM {s}.tasks UNION SELECT queue FROM {s}.dead ORDER BY 1";
+/// A skip scan of each index by queue name: one index probe per queue.
+pub(crate) const QUEUES: &str = "\
+WITH RECURSIVE
+  r(q) AS (SELECT min(queue) FROM {s}.tasks WHERE state = 0
+           UNION ALL
+           SELECT (SELECT min(queue) FROM {s}.tasks WHERE state = 0 AND queue > r.q)
+           FROM r WHERE r.q IS NOT NULL),
+  t(q) AS (SELECT min(queue) FROM {s}.tasks WHERE state <> 0
+           UNION ALL
+           SELECT (SELECT min(queue) FROM {s}.tasks WHERE state <> 0 AND queue > t.q)
+           FROM t WHERE t.q IS NOT NULL),
+  d(q) AS (SELECT min(queue) FROM {s}.dead
+           UNION ALL
+           SELECT (SELECT min(queue) FROM {s}.dead WHERE queue > d.q)
+           FROM d WHERE d.q IS NOT NULL)
+SELECT q FROM r WHERE q IS NOT NULL
+UNION SELECT q FROM t WHERE q IS NOT NULL
+UNION SELECT q FROM d WHERE q IS NOT NULL
+ORDER BY 1";
+
+pub(crate) const LIST_DEAD_IN_QUEUE: &str = "\
+SELECT id, queue, task, failure, failed_at, raw FROM {s}.dead
+WHERE queue = $1
+ORDER BY failed_at, seq LIMIT $2 OFFSET $3";
 
 pub(crate) const LIST_DEAD: &str = "\
 SELECT id, queue, task, failure, failed_at, raw FROM {s}.dead
-WHERE $1::text IS NULL OR queue = $1
+WHERE $1::text IS NULL
 ORDER BY failed_at, seq LIMIT $2 OFFSET $3";
 
 pub(crate) const GET_DEAD: &str =
@@ -117,11 +175,15 @@ pub(crate) async fn counts(
     now: i64,
 ) -> std::result::Result<Counts, sqlx::Error> {
     let (ready, scheduled, leased, dead, results): (i64, i64, i64, i64, i64) =
-        sqlx::query_as(q(&sql.counts))
-            .bind(now)
-            .bind(queue)
-            .fetch_one(pool)
-            .await?;
+        sqlx::query_as(q(if queue.is_some() {
+            &sql.counts_in_queue
+        } else {
+            &sql.counts
+        }))
+        .bind(now)
+        .bind(queue)
+        .fetch_one(pool)
+        .await?;
     Ok(counts_of(ready, scheduled, leased, dead, results))
 }
 
@@ -133,10 +195,13 @@ pub(crate) async fn list(
     page: Page,
     now: i64,
 ) -> std::result::Result<Vec<TaskRecord>, sqlx::Error> {
-    let statement = match state {
-        TaskState::Ready => &sql.list_ready,
-        TaskState::Scheduled => &sql.list_scheduled,
-        TaskState::Leased => &sql.list_leased,
+    let statement = match (state, queue.is_some()) {
+        (TaskState::Ready, true) => &sql.list_ready_in_queue,
+        (TaskState::Ready, false) => &sql.list_ready,
+        (TaskState::Scheduled, true) => &sql.list_scheduled_in_queue,
+        (TaskState::Scheduled, false) => &sql.list_scheduled,
+        (TaskState::Leased, true) => &sql.list_leased_in_queue,
+        (TaskState::Leased, false) => &sql.list_leased,
     };
     debug_assert!(statement.contains(TASK_COLUMNS));
     let (limit, offset) = page_bounds(page);
@@ -164,7 +229,12 @@ pub(crate) async fn list_dead(
     page: Page,
 ) -> std::result::Result<Vec<DeadTask>, sqlx::Error> {
     let (limit, offset) = page_bounds(page);
-    let query = sqlx::query(q(&sql.list_dead))
+    let statement = if queue.is_some() {
+        &sql.list_dead_in_queue
+    } else {
+        &sql.list_dead
+    };
+    let query = sqlx::query(q(statement))
         .bind(queue)
         .bind(limit)
         .bind(offset);

@@ -96,20 +96,30 @@ statements! {
     register_result_wait = crate::wait::REGISTER_RESULT_WAIT;
     /// After a commit: notifies the queues and task ids someone waits for.
     notify_waiting = crate::notify::NOTIFY_WAITING;
-    /// Counts by state.
+    /// Counts by state, every queue.
     counts = crate::admin::COUNTS;
-    /// Lists ready tasks.
+    /// Counts by state, one queue.
+    counts_in_queue = crate::admin::COUNTS_IN_QUEUE;
+    /// Lists ready tasks of every queue.
     list_ready = crate::admin::LIST_READY;
-    /// Lists scheduled tasks.
+    /// Lists ready tasks of one queue.
+    list_ready_in_queue = crate::admin::LIST_READY_IN_QUEUE;
+    /// Lists scheduled tasks of every queue.
     list_scheduled = crate::admin::LIST_SCHEDULED;
-    /// Lists leased tasks.
+    /// Lists scheduled tasks of one queue.
+    list_scheduled_in_queue = crate::admin::LIST_SCHEDULED_IN_QUEUE;
+    /// Lists leased tasks of every queue.
     list_leased = crate::admin::LIST_LEASED;
+    /// Lists leased tasks of one queue.
+    list_leased_in_queue = crate::admin::LIST_LEASED_IN_QUEUE;
     /// One pending task.
     get_task = crate::admin::GET_TASK;
     /// The queues with pending or dead tasks.
     queues = crate::admin::QUEUES;
-    /// Lists dead tasks.
+    /// Lists dead tasks of every queue.
     list_dead = crate::admin::LIST_DEAD;
+    /// Lists dead tasks of one queue.
+    list_dead_in_queue = crate::admin::LIST_DEAD_IN_QUEUE;
     /// One dead task.
     get_dead = crate::admin::GET_DEAD;
     /// Dead tasks to requeue, locked.

@@ -164,6 +164,71 @@ pub async fn list_and_get_task_with_paging<B: Backend>(b: &B) {
     );
 }
 
+/// A scheduled task whose eta has passed but that no fetch has touched yet counts and lists as
+/// ready, in delivery order with the others (priority, then FIFO); scheduled and leased
+/// listings without a queue take every queue's; dead letters list per queue.
+pub async fn due_tasks_count_and_list_as_ready<B: Backend>(b: &B) {
+    let fx = open(b).await;
+    let q = "due";
+    let mut soon = fx.env(q, "soon");
+    soon.eta = Some(fx.now() + secs(10));
+    soon.priority = 1;
+    let soon = fx.enqueue(soon).await;
+    let first = fx.enqueue_new(q, "first").await;
+    let mut later = fx.env(q, "later");
+    later.eta = Some(fx.now() + secs(600));
+    let later = fx.enqueue(later).await;
+    let mut other = fx.env("due-other", "elsewhere");
+    other.eta = Some(fx.now() + secs(300));
+    let other = fx.enqueue(other).await;
+    fx.advance(secs(11));
+
+    let per_queue = fx.counts(Some(q)).await;
+    assert_eq!(
+        (per_queue.ready, per_queue.scheduled, per_queue.leased),
+        (2, 1, 0),
+        "the due task counts as ready"
+    );
+    let s = &fx.store;
+    let idl = |recs: &[TaskRecord]| recs.iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        idl(&list(s, TaskState::Ready, Some(q), 0, 10).await),
+        vec![soon, first],
+        "the due task is listed as ready, by priority"
+    );
+    assert_eq!(
+        idl(&list(s, TaskState::Ready, Some(q), 1, 10).await),
+        vec![first],
+        "paging runs over both"
+    );
+    assert_eq!(
+        idl(&list(s, TaskState::Scheduled, None, 0, 10).await),
+        vec![other, later],
+        "scheduled in every queue, by eta"
+    );
+    let leased = fx.fetch(q, 1).await;
+    assert_eq!(leased[0].lease.id, soon);
+    assert_eq!(
+        idl(&list(s, TaskState::Leased, None, 0, 10).await),
+        vec![soon]
+    );
+    let totals = fx.counts(None).await;
+    assert_eq!(
+        (totals.ready, totals.scheduled, totals.leased),
+        (1, 2, 1),
+        "totals over every queue"
+    );
+    let dead = fx.make_dead("due-dead", "t").await;
+    fx.make_dead("due-dead-2", "t").await;
+    let listed = s
+        .list_dead(Some("due-dead"), Page::first(10))
+        .await
+        .unwrap();
+    assert_eq!(listed.iter().map(|d| d.id).collect::<Vec<_>>(), vec![dead]);
+    assert_eq!(fx.counts(Some("due-dead")).await.dead, 1);
+    assert_eq!(fx.counts(None).await.dead, 2);
+}
+
 /// `queues` names the queues with pending or dead tasks, and no others.
 pub async fn queues_lists_pending_and_dead<B: Backend>(b: &B) {
     let fx = open(b).await;

@@ -230,6 +230,7 @@ macro_rules! __conformance_tests {
             // introspection
             __case!(counts_through_lifecycle);
             __case!(list_and_get_task_with_paging);
+            __case!(due_tasks_count_and_list_as_ready);
             __case!(queues_lists_pending_and_dead);
             __case!(flush_empties_everything);
             // poison and garbage
