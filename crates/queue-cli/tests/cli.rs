@@ -423,6 +423,8 @@ async fn check_every_command(url: &str) {
         }],
         progress: Vec::new(),
         ttl: Duration::from_secs(300),
+        throughput: Vec::new(),
+        periodic: Vec::new(),
     };
     queue.storage().heartbeat(&beat).await.unwrap();
     let workers = ok_json(url, &["workers"]);

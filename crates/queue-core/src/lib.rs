@@ -67,7 +67,10 @@ pub use task::{
     run_blocking, CancellationToken, ErasedTask, Progress, ProgressSlot, Registry, Task,
     TaskContext, TaskFn, TaskOptions,
 };
-pub use workers::{Heartbeat, RunningTask, WorkerInfo, WorkerStatus, CANCEL_REQUEST_TTL};
+pub use workers::{
+    Heartbeat, MinuteCount, PeriodicStatus, RunningTask, WorkerInfo, WorkerStatus,
+    CANCEL_REQUEST_TTL,
+};
 
 /// Re-exports used by code that `#[task]` generates. Not a public API.
 #[doc(hidden)]

@@ -93,6 +93,41 @@ pub struct Heartbeat {
     pub progress: Vec<(Lease, Vec<u8>)>,
     /// How long it counts as live without another heartbeat.
     pub ttl: Duration,
+    /// Tasks it finished per minute and queue over the last hour (minutes with none left out).
+    pub throughput: Vec<MinuteCount>,
+    /// The periodic tasks its ticker runs (none when it runs no ticker).
+    pub periodic: Vec<PeriodicStatus>,
+}
+
+/// Tasks one worker finished in one minute of one queue, as its heartbeat reports them: the
+/// store keeps no history, so a dashboard sums the live workers' reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinuteCount {
+    /// The queue.
+    pub queue: String,
+    /// The minute's start (seconds and below zero), on the store's clock.
+    pub minute: DateTime<Utc>,
+    /// Executions that ended in success.
+    pub processed: u64,
+    /// Executions that ended in a failure (retried, dead-lettered, dropped: an error, a panic,
+    /// a timeout, a cancellation).
+    pub failed: u64,
+}
+
+/// A periodic task as a worker's ticker sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeriodicStatus {
+    /// The task's name.
+    pub task: String,
+    /// The queue its fires go to.
+    pub queue: String,
+    /// The schedule as written (a cron expression, or `every 30s`).
+    pub schedule: String,
+    /// Its next fire time.
+    pub next: Option<DateTime<Utc>>,
+    /// The latest fire time this ticker handled since it started (it enqueued the fire, or
+    /// found it claimed by another ticker).
+    pub last: Option<DateTime<Utc>>,
 }
 
 /// A live worker as the store keeps it: its newest heartbeat.
@@ -104,6 +139,13 @@ pub struct WorkerStatus {
     pub running: Vec<RunningTask>,
     /// When the store received its last heartbeat.
     pub last_seen: DateTime<Utc>,
+    /// Tasks it finished per minute and queue over the last hour (empty from a worker that
+    /// predates this field).
+    #[serde(default)]
+    pub throughput: Vec<MinuteCount>,
+    /// The periodic tasks its ticker runs.
+    #[serde(default)]
+    pub periodic: Vec<PeriodicStatus>,
 }
 
 impl WorkerStatus {
@@ -113,6 +155,8 @@ impl WorkerStatus {
             info: beat.worker.clone(),
             running: beat.running.clone(),
             last_seen: now,
+            throughput: beat.throughput.clone(),
+            periodic: beat.periodic.clone(),
         }
     }
 
@@ -128,7 +172,8 @@ impl WorkerStatus {
     /// ```
     /// use queue_core::{WorkerInfo, WorkerStatus};
     /// let now = chrono::Utc::now();
-    /// let status = WorkerStatus { info: WorkerInfo::this_process(vec![], 4, now), running: vec![], last_seen: now };
+    /// let info = WorkerInfo::this_process(vec![], 4, now);
+    /// let status = WorkerStatus { info, running: vec![], last_seen: now, throughput: vec![], periodic: vec![] };
     /// assert_eq!(WorkerStatus::decode(&status.encode()?)?, status);
     /// assert!(WorkerStatus::decode(b"garbage").is_err());
     /// # Ok::<(), queue_core::Error>(())
@@ -142,3 +187,57 @@ impl WorkerStatus {
 /// its worker's next heartbeat (about a second), so this only bounds what a store keeps for
 /// tasks that finished or were never fetched again.
 pub const CANCEL_REQUEST_TTL: Duration = Duration::from_secs(600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a worker from before `throughput` and `periodic` wrote.
+    #[derive(Serialize)]
+    struct OldStatus {
+        info: WorkerInfo,
+        running: Vec<RunningTask>,
+        last_seen: DateTime<Utc>,
+    }
+
+    #[test]
+    fn a_status_written_by_an_older_worker_still_decodes() {
+        let now = Utc::now();
+        let old = OldStatus {
+            info: WorkerInfo::this_process(vec![("emails".into(), 1)], 2, now),
+            running: vec![],
+            last_seen: now,
+        };
+        let bytes = rmp_serde::to_vec_named(&old).unwrap_or_default();
+        let status = WorkerStatus::decode(&bytes).map_err(|e| e.to_string());
+        let status = status
+            .as_ref()
+            .map(|s| (&s.info, s.throughput.len(), s.periodic.len()));
+        assert_eq!(status, Ok((&old.info, 0, 0)));
+    }
+
+    #[test]
+    fn throughput_and_periodic_round_trip() {
+        let now = Utc::now();
+        let status = WorkerStatus {
+            info: WorkerInfo::this_process(vec![], 1, now),
+            running: vec![],
+            last_seen: now,
+            throughput: vec![MinuteCount {
+                queue: "q".into(),
+                minute: now,
+                processed: 5,
+                failed: 1,
+            }],
+            periodic: vec![PeriodicStatus {
+                task: "report".into(),
+                queue: "default".into(),
+                schedule: "0 0 3 * * *".into(),
+                next: Some(now),
+                last: None,
+            }],
+        };
+        let decoded = status.encode().and_then(|b| WorkerStatus::decode(&b));
+        assert_eq!(decoded.ok(), Some(status));
+    }
+}

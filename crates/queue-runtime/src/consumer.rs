@@ -269,9 +269,15 @@ impl Consumer {
             u32::try_from(config.workers).unwrap_or(u32::MAX),
             storage.clock().now(),
         );
+        let board = Arc::new(crate::periodic::Board::default());
+        let sources = heartbeat::Sources {
+            inflight: inflight.clone(),
+            stats: stats.clone(),
+            board: board.clone(),
+        };
         let mut heartbeat = AbortOnDropHandle::new(tokio::spawn(heartbeat::beat(
             storage.clone(),
-            inflight.clone(),
+            sources,
             worker.clone(),
             config.heartbeat,
             config.heartbeat_ttl(),
@@ -293,6 +299,7 @@ impl Consumer {
                     missed: config.missed_ticks,
                     events: self.events.clone(),
                     stop: stop.token().clone(),
+                    board,
                 }
                 .run(),
             ))

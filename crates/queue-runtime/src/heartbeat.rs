@@ -12,12 +12,21 @@ use queue_core::{Heartbeat, Storage, WorkerInfo};
 use tokio::time::{interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use crate::inflight::InFlight;
+use crate::inflight::{InFlight, Stats};
+use crate::periodic::Board;
+
+/// What a heartbeat reads: the leases in flight, the per-minute counts of finished tasks and
+/// the periodic ticker's board.
+pub(crate) struct Sources {
+    pub(crate) inflight: Arc<InFlight>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) board: Arc<Board>,
+}
 
 /// Beats every `every` (the first at once) until `stop` is cancelled.
 pub(crate) async fn beat(
     storage: Arc<dyn Storage>,
-    inflight: Arc<InFlight>,
+    sources: Sources,
     worker: WorkerInfo,
     every: Duration,
     ttl: Duration,
@@ -31,12 +40,19 @@ pub(crate) async fn beat(
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        let Sources {
+            inflight,
+            stats,
+            board,
+        } = &sources;
         let (running, progress) = inflight.report();
         let beat = Heartbeat {
             worker: worker.clone(),
             running,
             progress,
             ttl,
+            throughput: stats.throughput.report(storage.clock().now()),
+            periodic: board.get(),
         };
         match storage.heartbeat(&beat).await {
             Ok(cancel) => {

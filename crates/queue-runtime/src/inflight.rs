@@ -227,6 +227,8 @@ pub(crate) struct Stats {
     /// Set by a graceful shutdown before it aborts running executions: their slots then hand
     /// their tasks back as they are dropped.
     pub(crate) releasing: AtomicBool,
+    /// Finished executions per minute and queue, for the heartbeat.
+    pub(crate) throughput: crate::throughput::Throughput,
 }
 
 /// What a slot needs to hand its outcome over. Cheap to clone.
@@ -244,6 +246,7 @@ pub(crate) struct Handoff {
 pub(crate) struct Slot {
     lease: Lease,
     task: String,
+    queue: String,
     cancel: CancellationToken,
     progress: ProgressSlot,
     permit: Option<OwnedSemaphorePermit>,
@@ -265,6 +268,7 @@ impl Slot {
         Self {
             lease,
             task: task.to_owned(),
+            queue: queue.to_owned(),
             cancel,
             progress,
             permit,
@@ -293,6 +297,11 @@ impl Slot {
     pub(crate) fn finish(mut self, completion: Completion, event: Event) {
         self.armed = false;
         self.handoff.stats.finished.fetch_add(1, Ordering::Relaxed);
+        if !matches!(completion.outcome, Outcome::Defer { .. }) {
+            let ok = matches!(completion.outcome, Outcome::Success { .. });
+            let now = self.handoff.clock.now();
+            self.handoff.stats.throughput.record(&self.queue, now, ok);
+        }
         if self.handoff.tx.send(Pending { completion, event }).is_err() {
             // Only when the whole consumer is being torn down: the lease runs out and the task
             // is delivered again.
@@ -315,7 +324,12 @@ impl Slot {
     /// limit instead of being handed back forever.
     fn send_panic_retry(&mut self) {
         self.armed = false;
-        let eta = queue_core::clock::after(self.handoff.clock.now(), PANIC_RETRY_DELAY);
+        let now = self.handoff.clock.now();
+        self.handoff
+            .stats
+            .throughput
+            .record(&self.queue, now, false);
+        let eta = queue_core::clock::after(now, PANIC_RETRY_DELAY);
         let failure = TaskFailure::new(
             FailureKind::Panic,
             "the runtime panicked while handling this task (a hook or its outcome)",

@@ -85,6 +85,7 @@ mod picker;
 mod renewer;
 mod schedule;
 pub mod shutdown;
+mod throughput;
 
 pub use builder::{default_workers, ConsumerBuilder, MAX_LEASED, MIN_LEASE};
 pub use chrono_tz::Tz;

@@ -51,7 +51,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use queue_core::clock::{to_delta, to_millis};
 use queue_core::{
-    to_msgpack, Clock, EnqueueOutcome, Envelope, ErasedTask, Result, Storage, TaskId,
+    to_msgpack, Clock, EnqueueOutcome, Envelope, ErasedTask, PeriodicStatus, Result, Storage,
+    TaskId,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -143,11 +144,29 @@ pub(crate) struct Periodic {
     pub(crate) schedule: Schedule,
 }
 
+/// What the ticker tells the heartbeat about its periodic tasks (schedule, next and last
+/// fire), so operators see them among the live workers.
+#[derive(Debug, Default)]
+pub(crate) struct Board(std::sync::Mutex<Vec<PeriodicStatus>>);
+
+impl Board {
+    fn set(&self, statuses: Vec<PeriodicStatus>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = statuses;
+    }
+
+    /// What the ticker published last (nothing before it started).
+    pub(crate) fn get(&self) -> Vec<PeriodicStatus> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// What the ticker knows about one periodic task.
 #[derive(Debug, Default)]
 struct State {
     /// The latest fire time handled (fired, or seen claimed by another ticker).
     handled: Option<DateTime<Utc>>,
+    /// The latest fire time this ticker handled since it started (not one skipped at start).
+    last: Option<DateTime<Utc>>,
     /// Look at this fire time again at this time (claim lost, or a store error); how many
     /// looks so far.
     again: Option<(DateTime<Utc>, DateTime<Utc>, u32)>,
@@ -161,6 +180,7 @@ pub(crate) struct Ticker {
     pub(crate) missed: MissedTicks,
     pub(crate) events: Events,
     pub(crate) stop: CancellationToken,
+    pub(crate) board: Arc<Board>,
 }
 
 impl Ticker {
@@ -180,6 +200,7 @@ impl Ticker {
                 if let Some(t) = p.schedule.latest_at_or_before(now) {
                     if st.handled.is_none_or(|h| t > h) {
                         st.handled = Some(t);
+                        st.last = Some(t);
                         st.again = self.fire(p, t, &owner, 0).await;
                     } else if let Some((at_t, at, looks)) = st.again {
                         if at_t != t {
@@ -196,6 +217,7 @@ impl Ticker {
                     wake = wake.min(at);
                 }
             }
+            self.publish(&states, now);
             let sleep = (wake - self.clock.now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)
@@ -207,6 +229,23 @@ impl Ticker {
         }
     }
 
+    /// Tells the heartbeat each task's schedule, next fire and last handled fire.
+    fn publish(&self, states: &[State], now: DateTime<Utc>) {
+        let statuses = self
+            .entries
+            .iter()
+            .zip(states)
+            .map(|(p, st)| PeriodicStatus {
+                task: p.task.name().to_owned(),
+                queue: p.task.options().queue.clone(),
+                schedule: p.schedule.to_string(),
+                next: p.schedule.next_after(now),
+                last: st.last,
+            })
+            .collect();
+        self.board.set(statuses);
+    }
+
     /// The state at start-up: which fire time counts as already handled.
     async fn initial(&self, p: &Periodic, start: DateTime<Utc>) -> State {
         let latest = p.schedule.latest_at_or_before(start);
@@ -216,6 +255,7 @@ impl Ticker {
         };
         State {
             handled: if skip { latest } else { None },
+            last: None,
             again: None,
         }
     }

@@ -170,6 +170,8 @@ fn beat(
         running: tasks,
         progress,
         ttl: secs(10),
+        throughput: vec![],
+        periodic: vec![],
     }
 }
 
@@ -255,10 +257,21 @@ pub async fn heartbeats_list_live_workers_until_their_ttl<B: Backend>(b: &B) {
     assert_eq!(super::ms(live[0].last_seen), super::ms(t0));
 
     fx.advance(secs(6));
-    fx.store
-        .heartbeat(&beat(&w1, vec![running(task, fx.now())], vec![]))
-        .await
-        .unwrap();
+    let mut latest = beat(&w1, vec![running(task, fx.now())], vec![]);
+    latest.throughput = vec![crate::MinuteCount {
+        queue: "default".into(),
+        minute: fx.now(),
+        processed: 7,
+        failed: 2,
+    }];
+    latest.periodic = vec![crate::PeriodicStatus {
+        task: "report".into(),
+        queue: "default".into(),
+        schedule: "0 0 3 * * *".into(),
+        next: Some(fx.now() + secs(60)),
+        last: None,
+    }];
+    fx.store.heartbeat(&latest).await.unwrap();
     fx.advance(secs(6)); // w2 last beat 12 s ago (ttl 10 s), w1 6 s ago
     let live = fx.store.workers().await.unwrap();
     assert_eq!(live.len(), 1, "w2 stopped beating: {live:?}");
@@ -266,6 +279,11 @@ pub async fn heartbeats_list_live_workers_until_their_ttl<B: Backend>(b: &B) {
     assert_eq!(
         live[0].running.iter().map(|r| r.id).collect::<Vec<_>>(),
         vec![task]
+    );
+    assert_eq!(
+        (&live[0].throughput, &live[0].periodic),
+        (&latest.throughput, &latest.periodic),
+        "what the worker reports of its last hour and its periodic tasks is kept"
     );
 
     assert!(fx.store.remove_worker("w1").await.unwrap());

@@ -21,6 +21,8 @@ fn beat(id: &str, at: chrono::DateTime<chrono::Utc>, progress: Vec<(Lease, Vec<u
         running: vec![],
         progress,
         ttl: Duration::from_secs(10),
+        throughput: vec![],
+        periodic: vec![],
     }
 }
 

@@ -323,3 +323,104 @@ fn bad_queue_lists_are_refused() {
     assert!(err(builder(&q).queues([("a", 0)])).contains("weight 0"));
     assert!(err(builder(&q).queues(Vec::<(String, u32)>::new())).contains("at least one queue"));
 }
+
+task!(Counted, "counted", (fail: bool) -> (), TaskOptions::new().queue("tallied"), |ctx| {
+    if fail {
+        return Err(TaskError::fatal("told to fail"));
+    }
+    Ok(())
+});
+
+/// What each live worker finished per minute, for a dashboard's hourly chart.
+fn tallied(workers: &[queue_core::WorkerStatus]) -> (u64, u64) {
+    workers
+        .iter()
+        .flat_map(|w| &w.throughput)
+        .filter(|c| c.queue == "tallied")
+        .fold((0, 0), |(ok, bad), c| (ok + c.processed, bad + c.failed))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn heartbeats_report_what_the_worker_finished_per_minute() {
+    let q = queue();
+    let running = builder(&q)
+        .queues([("tallied", 1)])
+        .register_task::<Counted>()
+        .heartbeat_interval(Duration::from_millis(50))
+        .build()
+        .unwrap()
+        .spawn();
+    for fail in [false, true, false, false, true, false, false] {
+        Counted::call((fail,)).enqueue(&q).await.unwrap();
+    }
+    eventually("5 processed and 2 failed in the heartbeat", || async {
+        tallied(&q.workers().await.unwrap()) == (5, 2)
+    })
+    .await;
+    let workers = q.workers().await.unwrap();
+    let minutes: Vec<_> = workers[0].throughput.iter().map(|c| c.minute).collect();
+    let now = q.clock().now();
+    assert!(
+        minutes
+            .iter()
+            .all(|m| *m <= now && now - *m < chrono::Duration::minutes(2)),
+        "the current minute: {minutes:?} at {now}"
+    );
+    assert!(workers[0].periodic.is_empty(), "no periodic tasks here");
+    running.shutdown(WAIT).await.unwrap();
+}
+
+task!(Chime, "chime", () -> (), TaskOptions::new(), |ctx| { Ok(()) });
+
+#[tokio::test(flavor = "multi_thread")]
+async fn heartbeats_report_the_periodic_schedules_with_next_and_last_fire() {
+    let q = queue();
+    let every = queue_runtime::Schedule::every(Duration::from_millis(300)).unwrap();
+    let running = builder(&q)
+        .periodic_task_kind::<Chime>(every)
+        .heartbeat_interval(Duration::from_millis(50))
+        .build()
+        .unwrap()
+        .spawn();
+    eventually("a fire in the heartbeat", || async {
+        let workers = q.workers().await.unwrap();
+        workers
+            .iter()
+            .flat_map(|w| &w.periodic)
+            .any(|p| p.last.is_some())
+    })
+    .await;
+    let workers = q.workers().await.unwrap();
+    let status = &workers[0].periodic[0];
+    assert_eq!(
+        (status.task.as_str(), status.queue.as_str()),
+        ("chime", "default")
+    );
+    assert_eq!(status.schedule, "every 300ms");
+    let (next, last) = (status.next.unwrap(), status.last.unwrap());
+    assert!(next > last, "next {next} after last {last}");
+    running.shutdown(WAIT).await.unwrap();
+
+    // A consumer that runs no ticker reports no schedules.
+    let running = builder(&q)
+        .periodic_task_kind::<Chime>(
+            queue_runtime::Schedule::every(Duration::from_millis(300)).unwrap(),
+        )
+        .periodic(false)
+        .heartbeat_interval(Duration::from_millis(50))
+        .build()
+        .unwrap()
+        .spawn();
+    eventually("the worker is live", || async {
+        !q.workers().await.unwrap().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(q
+        .workers()
+        .await
+        .unwrap()
+        .iter()
+        .all(|w| w.periodic.is_empty()));
+    running.shutdown(WAIT).await.unwrap();
+}

@@ -52,6 +52,8 @@ async fn another_store_on_the_file_sees_the_workers_and_the_pause() {
         running: Vec::new(),
         progress: Vec::new(),
         ttl: Duration::from_secs(60),
+        throughput: vec![],
+        periodic: vec![],
     };
     a.heartbeat(&beat).await.unwrap();
     let seen = b.workers().await.unwrap();
