@@ -133,6 +133,12 @@ impl<T: Task> TaskCall<T> {
         &self.args
     }
 
+    /// Whether enqueueing it always stores a new task: no fixed id and no unique key, either
+    /// of which may make it a no-op that points at another task.
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.id.is_none() && self.unique_key.is_none()
+    }
+
     /// The envelope this call stores, as of `now`.
     pub fn into_envelope(self, now: DateTime<Utc>) -> Result<Envelope> {
         let mut env = task_envelope::<T>(to_msgpack(&self.args)?, now);

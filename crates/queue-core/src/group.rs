@@ -56,7 +56,8 @@ impl<T: Task> Group<T> {
         Self::new(args.into_iter().map(TaskCall::new))
     }
 
-    /// Enqueues every member in one store operation.
+    /// Enqueues every member in one store operation (one transaction on SQLite and
+    /// PostgreSQL; on Redis, one atomic script call per 256 envelopes, pipelined).
     pub async fn enqueue(self, queue: &Queue) -> Result<GroupHandle<T::Output>> {
         let handles = queue.enqueue_many(self.calls).await?;
         Ok(GroupHandle {
@@ -87,9 +88,25 @@ pub struct Chord<T: Task, C: Task> {
 }
 
 impl<T: Task, C: Task> Chord<T, C> {
-    /// Enqueues the members and the callback in one store operation. The handle is the
-    /// callback's.
+    /// Enqueues the members and the callback in one store operation (one transaction on
+    /// SQLite and PostgreSQL; on Redis, one script call per 256 envelopes, pipelined on one
+    /// connection: each call is atomic, a larger chord as a whole is not, and its callback
+    /// goes in the last call). The handle is the callback's.
+    ///
+    /// Members must be fresh tasks: a member with a fixed id ([`TaskCall::id`]) or a unique
+    /// key ([`TaskCall::unique_key`]) is refused with [`Error::InvalidInput`] before anything
+    /// is stored, since enqueueing it could point at another task. A member whose result is
+    /// gone before the callback reads it (its TTL ran out, it was deleted, or a partly
+    /// stored chord on Redis never stored it) fails the callback into the dead-letter queue
+    /// with that reason instead of leaving it waiting.
     pub async fn enqueue(self, queue: &Queue) -> Result<ChordHandle<T::Output, C::Output>> {
+        if !self.group.calls.iter().all(TaskCall::is_fresh) {
+            return Err(Error::InvalidInput(
+                "a chord member has a fixed id or a unique key; chord members must be fresh \
+                 tasks (their results are the callback's input)"
+                    .into(),
+            ));
+        }
         let now = queue.clock().now();
         let mut batch = self
             .group

@@ -333,7 +333,7 @@ impl Queue {
             if !env.chord_members.is_empty() {
                 match self.chord_inputs(&env).await? {
                     ChordInputs::Ready(args) => env.args = args,
-                    ChordInputs::Failed(failure) => {
+                    ChordInputs::Failed(failure) | ChordInputs::Lost(failure) => {
                         memory.put_result(env.id, StoredResult::Failure(failure), None);
                         continue;
                     }
@@ -371,6 +371,10 @@ pub enum ChordInputs {
     Failed(TaskFailure),
     /// Some member has no result yet.
     Waiting,
+    /// A member has no result and is neither pending nor dead-lettered: its result expired or
+    /// was deleted, or it was never stored. The callback can never run: its failure (the
+    /// consumer dead-letters it).
+    Lost(TaskFailure),
 }
 
 impl Queue {
@@ -394,10 +398,56 @@ pub async fn chord_inputs(storage: &dyn Storage, callback: &Envelope) -> Result<
                     0,
                 )))
             }
-            None => return Ok(ChordInputs::Waiting),
+            None => match missing_member(storage, *id).await? {
+                Some(Ok(bytes)) => outputs.push(bytes),
+                Some(Err(inputs)) => return Ok(inputs),
+                None => return Ok(ChordInputs::Waiting),
+            },
         }
     }
     Ok(ChordInputs::Ready(crate::envelope::chord_args(&outputs)))
+}
+
+/// A chord member without a result: `None` while it is pending; its output or the callback's
+/// fate when it finished between the reads, sits in the dead-letter queue, or is gone.
+async fn missing_member(
+    storage: &dyn Storage,
+    id: TaskId,
+) -> Result<Option<std::result::Result<Vec<u8>, ChordInputs>>> {
+    if storage.get_task(id).await?.is_some() {
+        return Ok(None);
+    }
+    // It may have finished since its result was read: a completion writes the result and
+    // removes the task in one step, so a second read of the result settles it.
+    match storage.get_result(id).await? {
+        Some(StoredResult::Success(bytes)) => return Ok(Some(Ok(bytes))),
+        Some(StoredResult::Failure(f)) => {
+            return Ok(Some(Err(ChordInputs::Failed(TaskFailure::new(
+                f.kind,
+                format!("chord member {id} failed: {}", f.message),
+                0,
+            )))))
+        }
+        None => {}
+    }
+    if let Some(dead) = storage.get_dead(id).await? {
+        return Ok(Some(Err(ChordInputs::Failed(TaskFailure::new(
+            dead.failure.kind,
+            format!(
+                "chord member {id} is in the dead-letter queue: {}",
+                dead.failure.message
+            ),
+            0,
+        )))));
+    }
+    Ok(Some(Err(ChordInputs::Lost(TaskFailure::new(
+        FailureKind::Error,
+        format!(
+            "chord member {id} has no result and is not pending: its result expired or was \
+             deleted (keep member results longer than the chord takes), or it was never stored"
+        ),
+        0,
+    )))))
 }
 
 /// Runs one task inline, retrying at once (no delays) while its policy allows.

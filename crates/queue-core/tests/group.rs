@@ -115,3 +115,90 @@ async fn chord_callback_waits_in_a_real_store() {
         ChordInputs::Waiting
     ));
 }
+
+#[tokio::test]
+async fn a_chord_member_that_could_be_a_duplicate_is_refused_before_anything_is_stored() {
+    let queue = Queue::memory();
+    // A pending task the unique key would point at.
+    TaskCall::<Square>::new((1,))
+        .unique_key("square-1")
+        .enqueue(&queue)
+        .await
+        .unwrap();
+    let before = queue.counts().await.unwrap().ready;
+    let keyed = Group::new([
+        TaskCall::<Square>::new((2,)),
+        TaskCall::<Square>::new((1,)).unique_key("square-1"),
+    ])
+    .then(sum)
+    .enqueue(&queue)
+    .await;
+    assert!(matches!(keyed, Err(Error::InvalidInput(_))), "{keyed:?}");
+    let fixed = Group::new([TaskCall::<Square>::new((3,)).id(queue_core::TaskId::new())])
+        .then(sum)
+        .enqueue(&queue)
+        .await;
+    assert!(matches!(fixed, Err(Error::InvalidInput(_))), "{fixed:?}");
+    assert_eq!(
+        queue.counts().await.unwrap().ready,
+        before,
+        "neither members nor callbacks were stored"
+    );
+}
+
+/// Runs the members of a chord enqueued on `queue`'s store (no consumer): each gets its output.
+async fn finish_members(queue: &Queue, members: &[queue_core::TaskId]) {
+    let storage = queue.storage();
+    for d in storage
+        .fetch("default", 100, Duration::from_secs(60))
+        .await
+        .unwrap()
+    {
+        if !members.contains(&d.envelope.id) {
+            continue;
+        }
+        let out = queue_core::to_msgpack(&7u64).unwrap();
+        let done = queue_core::Completion::new(
+            d.lease,
+            queue_core::Outcome::Success { result: out },
+            None,
+        );
+        storage.complete(vec![done]).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_member_whose_result_is_gone_loses_the_chord_instead_of_waiting_forever() {
+    let queue = Queue::memory();
+    let h = Group::<Square>::map([(2,), (3,)])
+        .then(sum)
+        .enqueue(&queue)
+        .await
+        .unwrap();
+    let members = h.members.ids();
+    finish_members(&queue, members).await;
+    let env = queue
+        .storage()
+        .get_task(h.callback.id())
+        .await
+        .unwrap()
+        .unwrap()
+        .envelope
+        .unwrap();
+    assert!(matches!(
+        queue.chord_inputs(&env).await.unwrap(),
+        ChordInputs::Ready(_)
+    ));
+    assert!(queue.storage().delete_result(members[1]).await.unwrap());
+    match queue.chord_inputs(&env).await.unwrap() {
+        ChordInputs::Lost(f) => {
+            assert!(f.message.contains(&members[1].to_string()), "{}", f.message);
+            assert!(
+                f.message.contains("expired or was deleted"),
+                "{}",
+                f.message
+            );
+        }
+        other => panic!("expected Lost, got {other:?}"),
+    }
+}

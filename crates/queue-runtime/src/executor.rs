@@ -165,6 +165,10 @@ impl Executor {
                 Ok(ChordInputs::Failed(failure)) => {
                     return (Outcome::Drop { failure }, Duration::ZERO).into()
                 }
+                // A member's result is gone: waiting would never end.
+                Ok(ChordInputs::Lost(failure)) => {
+                    return (Outcome::Dead { failure }, Duration::ZERO).into()
+                }
                 Ok(ChordInputs::Waiting) => {
                     let eta = now + chord_backoff(env, now);
                     return (Outcome::Defer { eta }, Duration::ZERO).into();

@@ -82,3 +82,48 @@ async fn chord_with_a_failed_member_fails_the_callback() {
     }
     c.shutdown(WAIT).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chord_whose_member_result_is_gone_is_dead_lettered_with_the_reason() {
+    let q = queue();
+    let h = Group::<Square>::map([(2,), (3,)])
+        .then(sum)
+        .enqueue(&q)
+        .await
+        .unwrap();
+    let members = h.members.ids();
+    // The members finish (through the store: no consumer yet; the callback is handed back),
+    // then one member's result goes away before the callback reads it.
+    let storage = q.storage();
+    let lease = std::time::Duration::from_secs(60);
+    let now = q.clock().now();
+    for d in storage.fetch("default", 10, lease).await.unwrap() {
+        let outcome = if members.contains(&d.envelope.id) {
+            let result = queue_core::to_msgpack(&4u64).unwrap();
+            queue_core::Outcome::Success { result }
+        } else {
+            queue_core::Outcome::Defer { eta: now }
+        };
+        let done = queue_core::Completion::new(d.lease, outcome, None);
+        storage.complete(vec![done]).await.unwrap();
+    }
+    h.members.get(WAIT).await.unwrap();
+    assert!(storage.delete_result(members[0]).await.unwrap());
+
+    let c = spawn_consumer(&q, 2);
+    match h.callback.get(WAIT).await {
+        Err(Error::TaskFailed { failure, .. }) => {
+            assert_eq!(
+                failure.kind,
+                queue_core::FailureKind::Error,
+                "{}",
+                failure.message
+            );
+            assert!(failure.message.contains("no result"), "{}", failure.message);
+        }
+        other => panic!("expected the callback to fail, got {other:?}"),
+    }
+    let dead = q.storage().get_dead(h.callback.id()).await.unwrap();
+    assert!(dead.is_some(), "the callback is in the dead-letter queue");
+    c.shutdown(WAIT).await.unwrap();
+}
