@@ -137,6 +137,19 @@ pub(crate) enum DeadCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Delete chosen dead tasks for good.
+    ///
+    /// A discarded task can no longer be listed or requeued. Its stored failure stays as its
+    /// result (shown by `skiff result ID`) until that expires, as with `dead purge`. Ids that
+    /// are not dead tasks are skipped; it fails if none is.
+    Discard {
+        /// The ids of the dead tasks.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        /// Yes, delete them (asked on a terminal otherwise).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Delete dead tasks (of --queue, or all).
     Purge {
         /// Only this queue.
@@ -149,8 +162,8 @@ pub(crate) enum DeadCommand {
 }
 
 impl Cli {
-    /// For a command that changes many things at once and was not given `--yes`: what it is
-    /// about to do, to confirm first.
+    /// For a command that changes many things at once or deletes dead tasks, and was not given
+    /// `--yes`: what it is about to do, to confirm first.
     pub(crate) fn unconfirmed(&self, shown_url: &str) -> Option<String> {
         let scope = |queue: &Option<String>| match queue {
             Some(q) => format!("of queue {q}"),
@@ -164,6 +177,15 @@ impl Cli {
             Command::Dead(DeadCommand::Purge { queue, yes: false }) => {
                 Some(format!("delete the dead tasks {}", scope(queue)))
             }
+            Command::Dead(DeadCommand::Discard { ids, yes: false }) => Some(match &ids[..] {
+                [id] => format!("delete dead task {id}"),
+                _ => {
+                    let shown: Vec<&str> = ids.iter().take(3).map(String::as_str).collect();
+                    let more = if ids.len() > shown.len() { ", …" } else { "" };
+                    let shown = shown.join(", ");
+                    format!("delete {} dead tasks ({shown}{more})", ids.len())
+                }
+            }),
             Command::Dead(DeadCommand::Requeue {
                 all: true,
                 queue,

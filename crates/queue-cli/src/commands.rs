@@ -1,5 +1,6 @@
 //! What each command does against the store.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -50,6 +51,13 @@ pub(crate) async fn execute(cli: Cli) -> Result<Report> {
             Some(id) if !all => dead_requeue(&storage, parse_id(&id)?).await,
             _ => dead_requeue_all(&storage, queue.as_deref()).await,
         },
+        Command::Dead(DeadCommand::Discard { ids, .. }) => {
+            let ids = ids
+                .iter()
+                .map(|id| parse_id(id))
+                .collect::<Result<Vec<_>>>()?;
+            dead_discard(&storage, &ids).await
+        }
         Command::Dead(DeadCommand::Purge { queue, .. }) => {
             dead_purge(&storage, queue.as_deref()).await
         }
@@ -369,6 +377,40 @@ async fn dead_requeue_all(storage: &Arc<dyn Storage>, queue: Option<&str>) -> Re
             "requeued {requeued} dead task{}",
             if requeued == 1 { "" } else { "s" }
         ),
+    ))
+}
+
+/// Confirmed before it runs (`Cli::unconfirmed`). Fails when none of the ids was dead, as
+/// `dead requeue` fails for an id that is not.
+async fn dead_discard(storage: &Arc<dyn Storage>, ids: &[TaskId]) -> Result<Report> {
+    let mut seen = HashSet::new();
+    let ids: Vec<TaskId> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
+    let discarded = storage.discard_dead(&ids).await?;
+    if discarded == 0 {
+        return Err(match &ids[..] {
+            [id] => no_dead(*id),
+            _ => CliError::new(format!(
+                "none of the {} ids given is a dead task",
+                ids.len()
+            )),
+        });
+    }
+    let not_dead = u64::try_from(ids.len())
+        .unwrap_or(u64::MAX)
+        .saturating_sub(discarded);
+    let mut human = format!(
+        "deleted {discarded} dead task{}",
+        if discarded == 1 { "" } else { "s" }
+    );
+    if not_dead > 0 {
+        human.push_str(&format!(
+            " ({not_dead} of the ids given {} not a dead task)",
+            if not_dead == 1 { "was" } else { "were" }
+        ));
+    }
+    Ok(Report::new(
+        json!({ "discarded": discarded, "not_dead": not_dead }),
+        human,
     ))
 }
 

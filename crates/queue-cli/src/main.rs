@@ -6,13 +6,14 @@
 //! skiff --url postgres://app@db.internal/app?schema=jobs dead list
 //! skiff --json dead list
 //! skiff dead requeue --all --yes
+//! skiff dead discard 0190a1b2-… 0190a1b3-… --yes
 //! ```
 //!
 //! Every command prints an aligned table, or with `--json` one JSON document (an array for
 //! listings). Errors are one line on stderr and exit code 1 (2 for a usage error, or a
-//! command that changes many things at once — `flush`, `purge`, `dead purge`, `dead requeue
-//! --all` — run without `--yes` and not confirmed on a terminal); passwords in URLs are never
-//! printed.
+//! command that changes many things at once or deletes dead tasks — `flush`, `purge`, `dead
+//! purge`, `dead requeue --all`, `dead discard` — run without `--yes` and not confirmed on a
+//! terminal); passwords in URLs are never printed.
 
 mod cli;
 mod commands;

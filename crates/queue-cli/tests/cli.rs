@@ -373,6 +373,7 @@ async fn check_every_command(url: &str) {
     // ----- unknown and malformed ids
     assert!(fails(url, &["dead", "show", &unknown]).contains("no dead task"));
     assert!(fails(url, &["dead", "requeue", &unknown]).contains("no dead task"));
+    assert!(fails(url, &["dead", "discard", &unknown, "--yes"]).contains("no dead task"));
     assert!(fails(url, &["result", &unknown]).contains("no task or result"));
     assert!(fails(url, &["result", "not-an-id"]).contains("is not a task id"));
 
@@ -541,6 +542,68 @@ async fn dead_requeue_all_and_purge_on_sqlite() {
     );
 }
 
+/// Fetches the next ready task of the default queue and dead-letters it; returns its id.
+async fn kill_next(queue: &Queue) -> TaskId {
+    let storage = queue.storage();
+    let got = storage
+        .fetch(DEFAULT_QUEUE, 1, Duration::from_secs(300))
+        .await
+        .unwrap();
+    let failure = TaskFailure::new(FailureKind::Error, "gave up", 1);
+    let dead = Completion::new(got[0].lease, Outcome::Dead { failure }, None);
+    storage.complete(vec![dead]).await.unwrap();
+    got[0].envelope.id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_discard_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("skiff.db").display());
+    let queue = skiff::connect(&url).await.unwrap();
+    let s = seed(&queue).await;
+    let (dead, ready, unknown) = (
+        s.dead.to_string(),
+        s.ready[2].to_string(),
+        TaskId::new().to_string(),
+    );
+
+    // Without --yes (and no terminal to ask on) nothing changes, exit 2.
+    assert!(refused(&url, &["dead", "discard", &dead]).contains(&format!("dead task {dead}")));
+    let many = refused(&url, &["dead", "discard", &dead, &unknown]);
+    assert!(
+        many.contains(&format!("delete 2 dead tasks ({dead}, {unknown})")),
+        "{many}"
+    );
+    assert_eq!(ok_json(&url, &["stats"])["dead"], 1);
+    assert!(fails(&url, &["dead", "discard", "not-an-id", "--yes"]).contains("is not a task id"));
+    assert!(fails(&url, &["dead", "discard", &unknown, &ready, "--yes"])
+        .contains("none of the 2 ids given is a dead task"));
+
+    // The dead task goes; an unknown id, a ready task and a repeated id count nothing.
+    assert_eq!(
+        ok_json(
+            &url,
+            &["dead", "discard", &dead, &unknown, &ready, &dead, "--yes"]
+        ),
+        json!({"discarded": 1, "not_dead": 2})
+    );
+    let stats = ok_json(&url, &["stats"]);
+    assert_eq!(
+        (stats["dead"].as_u64(), stats["ready"].as_u64()),
+        (Some(0), Some(3))
+    );
+    assert!(fails(&url, &["dead", "requeue", &dead]).contains("no dead task"));
+    assert!(fails(&url, &["dead", "discard", &dead, "--yes"]).contains("no dead task"));
+
+    let (a, b) = (kill_next(&queue).await, kill_next(&queue).await);
+    let (a, b) = (a.to_string(), b.to_string());
+    assert_eq!(
+        ok(&url, &["dead", "discard", &a, &b, &unknown, "--yes"]).trim(),
+        "deleted 2 dead tasks (1 of the ids given was not a dead task)"
+    );
+    assert_eq!(ok(&url, &["dead", "list"]).trim(), "no dead tasks");
+}
+
 /// Runs `skiff --json --url URL ARGS…` with the encryption keys in the environment.
 fn ok_json_with_keys(url: &str, keys: &str, args: &[&str]) -> Value {
     ok_json_with_env(url, "SKIFF_ENCRYPTION_KEYS", keys, args)
@@ -704,9 +767,12 @@ fn hostile_timeouts_are_clamped() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(["--url", "sqlite::memory:", "dead", "requeue"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    for command in [["dead", "requeue"], ["dead", "discard"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["--url", "sqlite::memory:"])
+            .args(command)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command:?} without an id");
+    }
 }

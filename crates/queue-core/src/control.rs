@@ -109,6 +109,46 @@ impl Queue {
     pub async fn purge_dead(&self, queue: Option<&str>) -> Result<u64> {
         self.storage().purge_dead(queue).await
     }
+
+    /// Deletes these dead tasks for good (a dashboard's "discard" of one task or a selection).
+    /// Returns how many were in the dead-letter queue; ids that are not dead (unknown, pending,
+    /// running, already discarded or requeued) are ignored. A discarded task can no longer be
+    /// listed or requeued; its stored result (the failure) stays until it is deleted or
+    /// expires, as with [`purge_dead`](Queue::purge_dead). See [`Storage::discard_dead`] for
+    /// how a long list is split.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use queue_core::{
+    ///     to_msgpack, Completion, Envelope, FailureKind, Outcome, Page, Queue, TaskFailure,
+    /// };
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let queue = Queue::memory();
+    /// let store = queue.storage();
+    /// // Two tasks fail for good and land in the dead-letter queue.
+    /// for _ in 0..2 {
+    ///     let env = Envelope::new("emails", "send_email", to_msgpack(&())?, queue.clock().now());
+    ///     queue.enqueue_envelope(env).await?;
+    ///     let got = store.fetch("emails", 1, Duration::from_secs(30)).await?;
+    ///     let failure = TaskFailure::new(FailureKind::Error, "mailbox full", 1);
+    ///     let dead = Completion::new(got[0].lease, Outcome::Dead { failure }, None);
+    ///     store.complete(vec![dead]).await?;
+    /// }
+    /// let dead = queue.dead_letters(None, Page::first(10)).await?;
+    ///
+    /// assert_eq!(queue.discard_dead(&[dead[0].id]).await?, 1);
+    /// assert_eq!(queue.discard_dead(&[dead[0].id]).await?, 0, "already gone");
+    /// let left = queue.dead_letters(None, Page::first(10)).await?;
+    /// assert_eq!(left.iter().map(|d| d.id).collect::<Vec<_>>(), [dead[1].id]);
+    /// assert_eq!(queue.requeue_dead(&[dead[0].id]).await?, 0, "nothing to requeue");
+    /// # Ok::<(), queue_core::Error>(()) }).unwrap();
+    /// ```
+    pub async fn discard_dead(&self, ids: &[TaskId]) -> Result<u64> {
+        self.storage().discard_dead(ids).await
+    }
 }
 
 impl<T: DeserializeOwned> TaskHandle<T> {

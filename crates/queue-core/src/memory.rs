@@ -817,6 +817,13 @@ impl Storage for MemoryStorage {
         Ok((before - st.dead.len()) as u64)
     }
 
+    async fn discard_dead(&self, ids: &[TaskId]) -> Result<u64> {
+        // Every id under one lock: the whole list is one atomic step here.
+        let mut st = self.lock();
+        let n = ids.iter().filter(|id| st.dead.remove(id).is_some()).count();
+        Ok(n as u64)
+    }
+
     async fn counts(&self, queue: Option<&str>) -> Result<Counts> {
         let now = self.now();
         let st = self.lock();

@@ -42,6 +42,11 @@ pub mod rows;
 
 pub use rate_window::RateWindow;
 
+/// The most ids [`Storage::discard_dead`] is sure to remove in one atomic store operation; a
+/// store may split a longer list into parts of this size (the Redis store does, so that no
+/// script call holds the server for long).
+pub const DISCARD_DEAD_BATCH: usize = 500;
+
 /// A task handed to a worker: the right to complete it while the lease holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Lease {
@@ -420,6 +425,23 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Deletes dead tasks (of `queue`, or all). Returns how many.
     async fn purge_dead(&self, queue: Option<&str>) -> Result<u64>;
+
+    /// Removes these tasks from the dead-letter queue, with what the store keeps only for them
+    /// (as `purge_dead` does for a whole queue); returns how many were there. Ids that are not
+    /// dead are ignored.
+    ///
+    /// What goes is what [`purge_dead`](Storage::purge_dead) deletes for each of its tasks:
+    /// the dead record (envelope, failure, time) and its place in the dead-letter indexes, so
+    /// the task is no longer listed, counted, found by [`get_dead`](Storage::get_dead) or
+    /// [requeued](Storage::requeue_dead). Like `purge_dead`, it leaves the task's stored
+    /// result (its failure) to [`delete_result`](Storage::delete_result) and its TTL. An id
+    /// given twice counts once; a pending or running task of the same id is not touched.
+    ///
+    /// Up to [`DISCARD_DEAD_BATCH`] ids are removed in one atomic operation of the store (one
+    /// transaction, one script). A longer list may be split into parts of that size, each atomic
+    /// on its own: an error may leave earlier parts done, and calling again with the same ids
+    /// is safe (what is gone is not counted again).
+    async fn discard_dead(&self, ids: &[TaskId]) -> Result<u64>;
 
     // ----- introspection -----
 

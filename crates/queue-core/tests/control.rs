@@ -164,6 +164,31 @@ async fn dead_letter_wrappers() {
 }
 
 #[tokio::test]
+async fn discard_dead_through_a_sealed_queue_reaches_the_store() {
+    let store = Arc::new(MemoryStorage::new());
+    let keys = queue_core::seal::Keyring::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+        .unwrap();
+    let sealed =
+        Queue::new(store.clone()).with_sealing(queue_core::seal::Sealing::new().signing(keys));
+    assert!(sealed.sealing().is_some());
+    let (gone, kept) = (queue_core::TaskId::new(), queue_core::TaskId::new());
+    for id in [gone, kept] {
+        store.insert_raw("default", id, b"\xc1not msgpack".to_vec());
+    }
+    assert!(store
+        .fetch("default", 10, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.counts(None).await.unwrap().dead, 2);
+
+    assert_eq!(sealed.discard_dead(&[gone]).await.unwrap(), 1);
+    assert!(store.get_dead(gone).await.unwrap().is_none());
+    assert!(store.get_dead(kept).await.unwrap().is_some());
+    assert_eq!(sealed.discard_dead(&[gone]).await.unwrap(), 0);
+}
+
+#[tokio::test]
 async fn queue_events_report_enqueued_and_scheduled_once_per_stored_task() {
     use queue_core::Event;
     let queue = Queue::memory();

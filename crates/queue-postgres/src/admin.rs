@@ -131,6 +131,10 @@ pub(crate) const UNBURY: &str = "DELETE FROM {s}.dead WHERE id = ANY($1)";
 
 pub(crate) const PURGE_DEAD: &str = "DELETE FROM {s}.dead WHERE $1::text IS NULL OR queue = $1";
 
+/// `discard_dead`: the dead rows of these ids (the row is all the dead-letter queue keeps of a
+/// task, as for `purge_dead`). A repeated id is deleted once.
+pub(crate) const DISCARD_DEAD: &str = "DELETE FROM {s}.dead WHERE id = ANY($1)";
+
 pub(crate) const FLUSH: &str = "\
 TRUNCATE {s}.tasks, {s}.results, {s}.dead, {s}.locks, {s}.rates, {s}.revocations, \
 {s}.paused_queues, {s}.workers, {s}.cancel_requests";

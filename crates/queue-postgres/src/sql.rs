@@ -128,6 +128,8 @@ statements! {
     unbury = crate::admin::UNBURY;
     /// Deletes dead tasks.
     purge_dead = crate::admin::PURGE_DEAD;
+    /// Deletes chosen dead tasks.
+    discard_dead = crate::admin::DISCARD_DEAD;
     /// Deletes everything.
     flush = crate::admin::FLUSH;
     /// Stores a raw row (tests of garbage in the store).

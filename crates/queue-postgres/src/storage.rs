@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 
 use queue_core::clock::{duration_millis, to_millis};
 use queue_core::storage::rows::{sql_limit, Settlement};
+use queue_core::storage::DISCARD_DEAD_BATCH;
 use queue_core::{
     AckStatus, CancelRequest, Clock, Completion, Counts, DeadTask, Delivery, EnqueueOutcome,
     Envelope, Heartbeat, Lease, Page, RateDecision, Result, Revocation, RevokeTarget, Storage,
@@ -271,6 +272,20 @@ impl Storage for PostgresStorage {
             .await
             .map_err(self.fail("purge dead tasks"))?;
         Ok(done.rows_affected())
+    }
+
+    async fn discard_dead(&self, ids: &[TaskId]) -> Result<u64> {
+        let mut n = 0;
+        // One statement, hence one transaction, per part.
+        for chunk in ids.chunks(DISCARD_DEAD_BATCH) {
+            let done = sqlx::query(q(&self.sql.discard_dead))
+                .bind(uuids(chunk))
+                .execute(&self.pool)
+                .await
+                .map_err(self.fail("discard dead tasks"))?;
+            n += done.rows_affected();
+        }
+        Ok(n)
     }
 
     async fn counts(&self, queue: Option<&str>) -> Result<Counts> {

@@ -1,9 +1,10 @@
 //! The dead-letter queue. A dead task is a hash `P:dead:<id>` (queue, task name, failure,
 //! failed-at time, the envelope bytes), indexed in `P:dead` (all queues) and `P:{Q}:dead`
-//! by a dead-letter sequence number, so listings are oldest first.
+//! by a dead-letter sequence number, so listings are oldest first. Purging and discarding
+//! delete the hash and both index entries; the task's result stays.
 
 use queue_core::clock::from_millis;
-use queue_core::storage::{DeadTask, Page};
+use queue_core::storage::{DeadTask, Page, DISCARD_DEAD_BATCH};
 use queue_core::{Envelope, Result, TaskId};
 use redis::Value;
 
@@ -130,5 +131,21 @@ impl RedisStorage {
                 return Ok(total);
             }
         }
+    }
+
+    /// `discard_dead`: one `discard` call of dead.lua per [`DISCARD_DEAD_BATCH`] ids, each
+    /// atomic. It runs as the `allow-oom` function: a full server can still shed dead tasks.
+    pub(crate) async fn dead_discard(&self, ids: &[TaskId]) -> Result<u64> {
+        let mut total = 0;
+        for chunk in ids.chunks(DISCARD_DEAD_BATCH) {
+            let mut inv = self.call(&self.scripts.dead_free, self.now_ms());
+            inv.arg("discard");
+            for id in chunk {
+                inv.arg(id.to_string());
+            }
+            let n: i64 = self.run(inv, "discard dead tasks").await?;
+            total += wire::count64(n);
+        }
+        Ok(total)
     }
 }

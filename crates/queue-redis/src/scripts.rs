@@ -45,8 +45,8 @@ pub(crate) struct Scripts {
     pub(crate) lock: LuaScript,
     pub(crate) rate: LuaScript,
     pub(crate) dead: LuaScript,
-    /// dead.lua for `list`, `ids` and `purge`, which never add data: as a function it runs
-    /// while the server is out of memory, so a full store can still be purged.
+    /// dead.lua for `list`, `ids`, `purge` and `discard`, which never add data: as a function
+    /// it runs while the server is out of memory, so a full store can still be purged.
     pub(crate) dead_free: LuaScript,
     pub(crate) admin: LuaScript,
     /// admin.lua for `counts`, `queues`, `task` and `progress`, which only read: as a function

@@ -383,6 +383,10 @@ impl Storage for RedisStorage {
         self.dead_purge(queue).await
     }
 
+    async fn discard_dead(&self, ids: &[TaskId]) -> Result<u64> {
+        self.dead_discard(ids).await
+    }
+
     async fn counts(&self, queue: Option<&str>) -> Result<Counts> {
         self.count_tasks(queue).await
     }

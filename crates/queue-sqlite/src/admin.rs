@@ -17,6 +17,7 @@ use queue_core::{
 
 use crate::enqueue::{insert_tasks, NewTask};
 use crate::error::Context;
+use crate::sql::{bucket, padded, Shapes, MAX_CHUNK};
 use crate::writer::{Effects, Work};
 
 const TASK_COLUMNS: &str = "id, queue, state, run_at, wake_at, deliveries, attempts, priority, raw";
@@ -297,6 +298,45 @@ impl Work for RequeueDead {
                     .ctx("requeue a dead task")?;
                 n += 1;
             }
+        }
+        Ok(n)
+    }
+}
+
+/// `DELETE FROM dead WHERE id IN (…)` for a padded chunk of `n` ids (a repeated id changes
+/// nothing).
+static DISCARD: Shapes =
+    Shapes::new(|n| format!("DELETE FROM dead WHERE id IN ({})", vec!["?"; n].join(",")));
+
+/// `discard_dead(ids)`: deletes the dead rows of up to
+/// [`DISCARD_DEAD_BATCH`](queue_core::storage::DISCARD_DEAD_BATCH) ids, in statements of at
+/// most [`MAX_CHUNK`] ids, in the writer's one transaction; returns how many rows went. As
+/// `purge_dead` does, it deletes the dead row only: the row holds everything the dead-letter
+/// queue keeps of the task, and its result stays.
+pub(crate) struct DiscardDead(pub(crate) Vec<TaskId>);
+
+#[async_trait]
+impl Work for DiscardDead {
+    type Output = u64;
+
+    async fn run(
+        &mut self,
+        conn: &mut SqliteConnection,
+        _now: i64,
+        _fx: &mut Effects,
+    ) -> Result<u64> {
+        let mut n = 0;
+        for chunk in self.0.chunks(MAX_CHUNK) {
+            let size = bucket(chunk.len());
+            let mut q = sqlx::query(DISCARD.get(size));
+            for id in padded(chunk, size) {
+                q = q.bind(id.as_bytes().as_slice());
+            }
+            n += q
+                .execute(&mut *conn)
+                .await
+                .ctx("discard dead tasks")?
+                .rows_affected();
         }
         Ok(n)
     }

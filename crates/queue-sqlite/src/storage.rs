@@ -15,13 +15,14 @@ use chrono::{DateTime, Utc};
 
 use queue_core::clock::{duration_millis, to_millis};
 use queue_core::storage::rows::{sql_limit, Settlement};
+use queue_core::storage::DISCARD_DEAD_BATCH;
 use queue_core::{
     AckStatus, CancelRequest, Clock, Completion, Counts, DeadTask, Delivery, EnqueueOutcome,
     Envelope, Heartbeat, Lease, Page, RateDecision, Result, Revocation, RevokeTarget, Storage,
     StoredResult, TaskId, TaskRecord, TaskState, WorkerStatus,
 };
 
-use crate::admin::{self, Flush, RequeueDead};
+use crate::admin::{self, DiscardDead, Flush, RequeueDead};
 use crate::complete::{Complete, Extend};
 use crate::control::{revoke_key, Arg, CheckRevoked, Exec, PurgeExpired, RateLimit};
 use crate::enqueue::NewTask;
@@ -249,6 +250,14 @@ impl Storage for SqliteStorage {
             vec![queue.map_or(Arg::Null, |q| Arg::Text(q.to_owned()))],
         );
         self.writer.call(exec).await
+    }
+
+    async fn discard_dead(&self, ids: &[TaskId]) -> Result<u64> {
+        let mut n = 0;
+        for chunk in ids.chunks(DISCARD_DEAD_BATCH) {
+            n += self.writer.call(DiscardDead(chunk.to_vec())).await?;
+        }
+        Ok(n)
     }
 
     async fn counts(&self, queue: Option<&str>) -> Result<Counts> {

@@ -281,6 +281,10 @@ impl Storage for SealedStorage {
         self.inner.purge_dead(queue).await
     }
 
+    async fn discard_dead(&self, ids: &[TaskId]) -> Result<u64> {
+        self.inner.discard_dead(ids).await
+    }
+
     async fn counts(&self, queue: Option<&str>) -> Result<Counts> {
         self.inner.counts(queue).await
     }

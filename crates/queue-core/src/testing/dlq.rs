@@ -1,9 +1,12 @@
-//! Cases: the dead-letter queue — list, requeue, purge.
+//! Cases: the dead-letter queue — list, requeue, purge, discard.
 
 use std::collections::BTreeSet;
 
 use super::{failure, ms, open, secs, Backend};
-use crate::{AckStatus, EnqueueOutcome, FailureKind, Outcome, Page, Storage, TaskId};
+use crate::storage::DISCARD_DEAD_BATCH;
+use crate::{
+    AckStatus, EnqueueOutcome, FailureKind, Outcome, Page, Storage, StoredResult, TaskId, TaskState,
+};
 
 /// `requeue_dead` puts a dead task back on its queue with fresh attempt and delivery counts;
 /// unknown or no-longer-dead ids are not counted.
@@ -154,8 +157,124 @@ pub async fn list_dead_oldest_first_with_paging<B: Backend>(b: &B) {
         .is_empty());
 }
 
+/// `discard_dead` removes exactly the dead tasks it is given, from every view of the
+/// dead-letter queue (listings of all queues and of one, lookups, counts, the queue list), and
+/// returns how many were dead: unknown ids, a ready task's id and an id given twice count
+/// nothing, and the ready task is still delivered. A list longer than
+/// [`DISCARD_DEAD_BATCH`] is handled whole. Discarding again returns 0.
+pub async fn discard_dead_removes_only_the_chosen_tasks<B: Backend>(b: &B) {
+    let fx = open(b).await;
+    let (qa, qb) = ("discard-a", "discard-b");
+    let a = fx.make_dead(qa, "t").await;
+    let kept = fx.make_dead(qa, "t").await;
+    let c = fx.make_dead(qb, "t").await;
+    let ready = fx.enqueue_new(qa, "t").await;
+    assert_eq!(fx.counts(None).await.dead, 3);
+
+    // a, then ids that are not dead, past the first DISCARD_DEAD_BATCH, then c, then a again.
+    let mut ids = vec![a, ready, TaskId::new()];
+    ids.extend((0..DISCARD_DEAD_BATCH).map(|_| TaskId::new()));
+    ids.extend([c, a]);
+    assert_eq!(
+        fx.store.discard_dead(&ids).await.unwrap(),
+        2,
+        "two of the ids were dead"
+    );
+
+    assert!(fx.store.get_dead(a).await.unwrap().is_none(), "a discarded");
+    assert!(fx.store.get_dead(c).await.unwrap().is_none(), "c discarded");
+    let left = fx
+        .store
+        .get_dead(kept)
+        .await
+        .unwrap()
+        .expect("kept is dead");
+    assert_eq!((left.queue.as_str(), left.task.as_str()), (qa, "t"));
+    assert_eq!(left.failure.message, "boom");
+    assert_eq!(dead_ids(&fx.store).await, [kept].into());
+    assert_eq!(dead_ids_of(&fx.store, qa).await, [kept]);
+    assert!(
+        dead_ids_of(&fx.store, qb).await.is_empty(),
+        "nothing dead left in {qb}"
+    );
+    assert_eq!(fx.counts(None).await.dead, 1);
+    assert_eq!(fx.counts(Some(qa)).await.dead, 1);
+    assert_eq!(fx.counts(Some(qb)).await.dead, 0);
+    let queues = fx.store.queues().await.unwrap();
+    assert_eq!(queues, [qa], "{qb} has neither pending nor dead tasks now");
+
+    // The ready task given among the ids is untouched.
+    let record = fx
+        .store
+        .get_task(ready)
+        .await
+        .unwrap()
+        .expect("still pending");
+    assert_eq!(record.state, TaskState::Ready);
+    assert_eq!(fx.counts(Some(qa)).await.ready, 1);
+    assert_eq!(fx.fetch_one(qa).await.lease.id, ready);
+
+    assert_eq!(
+        fx.store.discard_dead(&[a, c]).await.unwrap(),
+        0,
+        "already discarded"
+    );
+    assert_eq!(fx.store.discard_dead(&[]).await.unwrap(), 0, "no ids");
+    assert_eq!(dead_ids(&fx.store).await, [kept].into());
+}
+
+/// A discarded task is gone from the dead-letter queue for good: `requeue_dead` and
+/// `requeue_all_dead` find nothing to put back, and nothing is delivered. As with
+/// `purge_dead`, its stored result (the failure) stays.
+pub async fn discarded_dead_tasks_cannot_be_requeued<B: Backend>(b: &B) {
+    let fx = open(b).await;
+    let q = "discard-requeue";
+    let gone = fx.make_dead(q, "t").await;
+    let other = fx.make_dead(q, "t").await;
+    assert_eq!(fx.store.discard_dead(&[gone]).await.unwrap(), 1);
+
+    assert_eq!(fx.store.requeue_dead(&[gone]).await.unwrap(), 0);
+    fx.fetch_none(q, "a discarded task is not requeued").await;
+    assert!(fx.store.get_task(gone).await.unwrap().is_none());
+    assert_eq!(
+        fx.store.requeue_all_dead(None).await.unwrap(),
+        1,
+        "other only"
+    );
+    assert_eq!(fx.fetch_one(q).await.lease.id, other);
+    fx.no_dead_letters("other requeued, gone discarded").await;
+    match fx.store.get_result(gone).await.unwrap() {
+        Some(StoredResult::Failure(f)) => assert_eq!(f.message, "boom"),
+        other => panic!("the failure is kept as the result, as purge_dead keeps it: {other:?}"),
+    }
+}
+
+/// Discarding a dead task leaves a pending task of the same id (enqueued again with a fixed
+/// id after it died) where it is.
+pub async fn discard_dead_spares_a_pending_task_of_the_same_id<B: Backend>(b: &B) {
+    let fx = open(b).await;
+    let q = "discard-same-id";
+    let id = fx.make_dead(q, "t").await;
+    let mut again = fx.env(q, "t");
+    again.id = id;
+    fx.enqueue(again).await;
+
+    assert_eq!(fx.store.discard_dead(&[id]).await.unwrap(), 1);
+    assert!(fx.store.get_dead(id).await.unwrap().is_none());
+    let record = fx.store.get_task(id).await.unwrap().expect("still pending");
+    assert_eq!(record.state, TaskState::Ready);
+    assert_eq!(fx.counts(Some(q)).await.ready, 1);
+    assert_eq!(fx.fetch_one(q).await.lease.id, id);
+}
+
 /// The ids in the dead-letter queue.
 async fn dead_ids<S: Storage>(s: &S) -> BTreeSet<TaskId> {
     let dead = s.list_dead(None, Page::first(100)).await.unwrap();
+    dead.into_iter().map(|d| d.id).collect()
+}
+
+/// The ids in the dead-letter queue of `queue`, as listed.
+async fn dead_ids_of<S: Storage>(s: &S, queue: &str) -> Vec<TaskId> {
+    let dead = s.list_dead(Some(queue), Page::first(100)).await.unwrap();
     dead.into_iter().map(|d| d.id).collect()
 }

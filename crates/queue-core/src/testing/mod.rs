@@ -243,6 +243,9 @@ macro_rules! __conformance_tests {
             __case!(requeue_all_and_purge_dead_by_queue);
             __case!(requeue_dead_never_loses_a_task);
             __case!(list_dead_oldest_first_with_paging);
+            __case!(discard_dead_removes_only_the_chosen_tasks);
+            __case!(discarded_dead_tasks_cannot_be_requeued);
+            __case!(discard_dead_spares_a_pending_task_of_the_same_id);
             // control
             __case!(reschedule_moves_pending_tasks);
             __case!(revoke_by_id_and_name);

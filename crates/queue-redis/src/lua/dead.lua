@@ -1,6 +1,6 @@
--- dead.lua: the dead-letter queue: list, requeue, purge.
+-- dead.lua: the dead-letter queue: list, requeue, purge, discard.
 -- KEYS: none (see common.lua)
--- ARGV[3]: "list" | "ids" | "requeue" | "purge"
+-- ARGV[3]: "list" | "ids" | "requeue" | "purge" | "discard"
 -- list: ARGV[4] queue or "", ARGV[5] offset, ARGV[6] limit
 --   -> array of {id, queue, task, fail_kind, fail_message, fail_attempts, failed_at, raw}, oldest first
 -- ids: ARGV[4] queue or "", ARGV[5] offset, ARGV[6] limit -> array of ids, oldest first
@@ -8,6 +8,9 @@
 --   counts -> how many were requeued (a dead task whose id or unique key belongs to a pending
 --   task stays dead)
 -- purge: ARGV[4] queue or "", ARGV[5] limit -> {deleted, seen}; call until seen is 0
+-- discard: ARGV[4..] task ids -> how many of them were dead; each is removed as purge removes
+--   it (its P:dead:<id> hash and its entries in P:dead and P:{Q}:dead). Ids that are not dead
+--   (unknown, pending, already gone, or repeated in the list) are skipped, and count nothing.
 local op = ARGV[3]
 
 local function index(q)
@@ -60,5 +63,10 @@ if op == 'purge' then
   local n = 0
   for _, id in ipairs(ids) do n = n + forget(id) end
   return {n, #ids}
+end
+if op == 'discard' then
+  local n = 0
+  for i = 4, #ARGV do n = n + forget(ARGV[i]) end
+  return n
 end
 return redis.error_reply('unknown dead-letter operation ' .. op)

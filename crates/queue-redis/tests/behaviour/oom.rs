@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use queue_core::storage::Page;
-use queue_core::{Error, Storage};
+use queue_core::{Error, Storage, TaskId};
 use queue_redis::{RedisOptions, RedisStorage};
 
 use crate::support::{self, RedisServer};
@@ -53,6 +53,7 @@ async fn reads_and_purges_run_while_the_server_is_out_of_memory() {
         .unwrap();
     store.purge_expired(100).await.unwrap();
     assert_eq!(store.purge_dead(None).await.unwrap(), 0);
+    assert_eq!(store.discard_dead(&[TaskId::new()]).await.unwrap(), 0);
     assert!(store
         .list_dead(None, Page::first(10))
         .await
