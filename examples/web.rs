@@ -14,6 +14,7 @@
 //!   {"task_id":"0190…","complete":true,"state":null,"result":{…},"error":null}
 //! curl http://127.0.0.1:8000/health/queue
 //! curl http://127.0.0.1:8000/metrics
+//! open http://127.0.0.1:8000/dashboard                     # the dashboard (feature `dashboard`)
 //! ```
 //!
 //! | variable | default | what |
@@ -23,6 +24,12 @@
 //! | `HOST` | `127.0.0.1` | the address to listen on (`0.0.0.0` in a container) |
 //! | `WORKERS` | `16` | tasks the in-process consumer runs at once (`0`: no consumer, run `examples/worker.rs` instead) |
 //! | `MAX_BACKLOG` | `10000` | `/health/queue` answers 503 above this many waiting tasks |
+//! | `DASHBOARD_PASSWORD` | unset | when set, `/dashboard` asks for HTTP Basic credentials |
+//! | `DASHBOARD_USER` | `admin` | the user name those credentials must carry |
+//! | `DASHBOARD_READ_ONLY` | `false` | `true`: the dashboard shows everything and changes nothing |
+//!
+//! Without `DASHBOARD_PASSWORD` the dashboard is open to whoever reaches the port: keep `HOST`
+//! on loopback, or set a password (and serve it behind TLS).
 //!
 //! Ctrl-C or SIGTERM stop it gracefully: the server stops taking requests and finishes the ones
 //! it has, then the consumer finishes its running tasks (or hands them back to the queue).
@@ -41,6 +48,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use base64::Engine;
 use serde_json::{json, Value};
 use skiff::prelude::*;
 use skiff::{health, msgpack_to_json, HealthOptions, Metrics, StoredResult, TaskId, TaskState};
@@ -250,7 +258,7 @@ async fn not_found() -> ApiError {
     ApiError(StatusCode::NOT_FOUND, "no such route".into())
 }
 
-fn router(app: Shared) -> Router {
+fn router(app: Shared, dashboard: Router) -> Router {
     Router::new()
         .route("/users", post(create_user))
         .route("/payments", post(create_payment))
@@ -259,6 +267,59 @@ fn router(app: Shared) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(app)
+        .nest("/dashboard", dashboard)
+        // The dashboard's overview is `/dashboard`; a typed `/dashboard/` lands there too.
+        .route(
+            "/dashboard/",
+            get(|| async { axum::response::Redirect::permanent("/dashboard") }),
+        )
+}
+
+/// The dashboard, behind HTTP Basic when `password` is set: the application's own auth layer
+/// (any tower layer works the same way).
+fn dashboard(queue: Queue, read_only: bool, credentials: Option<(String, String)>) -> Router {
+    let router = skiff::dashboard::Dashboard::new(queue)
+        .read_only(read_only)
+        .router();
+    match credentials {
+        Some((user, password)) => {
+            let expected = Arc::new(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            ));
+            router.layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    let expected = expected.clone();
+                    async move {
+                        let given = request
+                            .headers()
+                            .get(header::AUTHORIZATION)
+                            .map(|v| v.as_bytes().to_vec())
+                            .unwrap_or_default();
+                        if constant_time_eq(&given, expected.as_bytes()) {
+                            next.run(request).await
+                        } else {
+                            (
+                                StatusCode::UNAUTHORIZED,
+                                [(
+                                    header::WWW_AUTHENTICATE,
+                                    r#"Basic realm="skiff", charset="UTF-8""#,
+                                )],
+                                "credentials required",
+                            )
+                                .into_response()
+                        }
+                    }
+                },
+            ))
+        }
+        None => router,
+    }
+}
+
+/// Compares without stopping at the first difference (the time taken tells nothing).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Ctrl-C or SIGTERM.
@@ -305,6 +366,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port: u16 = env_or("PORT", 8000)?;
     let workers: usize = env_or("WORKERS", 16)?;
     let max_backlog: u64 = env_or("MAX_BACKLOG", 10_000)?;
+    let read_only: bool = env_or("DASHBOARD_READ_ONLY", false)?;
+    let credentials = std::env::var("DASHBOARD_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(|password| {
+            let user = std::env::var("DASHBOARD_USER")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| "admin".into());
+            (user, password)
+        });
 
     // Tasks signed and encrypted when SKIFF_SIGNING_KEYS / SKIFF_ENCRYPTION_KEYS are set.
     let queue = skiff::connect(&url)
@@ -323,6 +395,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None
     };
 
+    let dashboard = dashboard(queue.clone(), read_only, credentials);
     let app = Arc::new(App {
         queue,
         metrics,
@@ -337,7 +410,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let listener = tokio::net::TcpListener::bind((host, port)).await?;
     tracing::info!(store = %skiff::redact(&url), "listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, router(app))
+    axum::serve(listener, router(app, dashboard))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
 

@@ -42,6 +42,8 @@ pub use queue_runtime::*;
 #[cfg(feature = "macros")]
 pub use queue_macros::task;
 
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 pub mod metrics;
 #[cfg(feature = "worker")]
 pub mod worker;

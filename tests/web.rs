@@ -290,3 +290,54 @@ async fn no_internal_error_text_or_email_address_leaves_the_app() {
         json!({"error": "the task store is unavailable; try again later"})
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_is_mounted_and_asks_for_basic_credentials_when_a_password_is_set() {
+    let client = reqwest::Client::new();
+    let open = Web::start(&[]).await;
+    let page = client.get(open.url("/dashboard/")).send().await.unwrap();
+    assert_eq!(
+        page.url().path(),
+        "/dashboard",
+        "/dashboard/ redirects to the overview"
+    );
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains(r#"<base href="/dashboard/">"#));
+    open.stop().await;
+
+    let web = Web::start(&[
+        ("DASHBOARD_PASSWORD", "s3cret"),
+        ("DASHBOARD_READ_ONLY", "true"),
+    ])
+    .await;
+    let status =
+        |req: reqwest::RequestBuilder| async move { req.send().await.unwrap().status().as_u16() };
+    let none = client.get(web.url("/dashboard"));
+    assert_eq!(status(none).await, 401);
+    let wrong = client
+        .get(web.url("/dashboard/dead"))
+        .basic_auth("admin", Some("guess"));
+    assert_eq!(status(wrong).await, 401);
+    let user = client
+        .get(web.url("/dashboard"))
+        .basic_auth("root", Some("s3cret"));
+    assert_eq!(
+        status(user).await,
+        401,
+        "the user name counts too (DASHBOARD_USER, default admin)"
+    );
+    let right = client
+        .get(web.url("/dashboard"))
+        .basic_auth("admin", Some("s3cret"));
+    let page = right.send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let body = page.text().await.unwrap();
+    assert!(body.contains("read-only") && !body.contains(r#"method="post""#));
+    // The application's own routes stay as they were.
+    assert_eq!(status(client.get(web.url("/health/queue"))).await, 200);
+    web.stop().await;
+}
