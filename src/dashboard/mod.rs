@@ -44,15 +44,16 @@
 //! use axum::Router;
 //! use skiff::prelude::*;
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let queue = Queue::connect("sqlite://app.db").await?;
-//! let app = Router::new()
-//!     // .route("/orders", post(create_order)) ... your own routes
-//!     .nest("/dashboard", skiff::dashboard::router(queue.clone()));
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
-//! axum::serve(listener, app).await?;
-//! # Ok(())
-//! # }
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let queue = Queue::connect("sqlite://app.db").await?;
+//!     let app = Router::new()
+//!         // .route("/orders", post(create_order)) ... your own routes
+//!         .nest("/dashboard", skiff::dashboard::router(queue.clone()));
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//!     axum::serve(listener, app).await?;
+//!     Ok(())
+//! }
 //! ```
 
 mod actions;
@@ -84,7 +85,9 @@ pub const SCAN_LIMIT: u64 = 5_000;
 ///
 /// let queue = skiff::Queue::memory();
 /// // Everything visible, nothing changeable: POSTs answer 403.
-/// let router: axum::Router = Dashboard::new(queue).read_only(true).router();
+/// let app: axum::Router = axum::Router::new()
+///     .nest("/dashboard", Dashboard::new(queue).read_only(true).router());
+/// # drop(app);
 /// ```
 #[derive(Clone, Debug)]
 pub struct Dashboard {
@@ -150,6 +153,7 @@ impl Dashboard {
 /// ```
 /// let app: axum::Router = axum::Router::new()
 ///     .nest("/dashboard", skiff::dashboard::router(skiff::Queue::memory()));
+/// # drop(app);
 /// ```
 pub fn router(queue: Queue) -> Router {
     Dashboard::new(queue).router()
