@@ -139,9 +139,8 @@ pub(crate) enum DeadCommand {
     },
     /// Delete chosen dead tasks for good.
     ///
-    /// A discarded task can no longer be listed or requeued. Its stored failure stays as its
-    /// result (shown by `skiff result ID`) until that expires, as with `dead purge`. Ids that
-    /// are not dead tasks are skipped; it fails if none is.
+    /// A discarded task can no longer be listed or requeued, and its failure result goes with
+    /// it, as with `dead purge`. Ids that are not dead tasks are skipped; it fails if none is.
     Discard {
         /// The ids of the dead tasks.
         #[arg(required = true, value_name = "ID")]

@@ -113,9 +113,9 @@ impl Queue {
     /// Deletes these dead tasks for good (a dashboard's "discard" of one task or a selection).
     /// Returns how many were in the dead-letter queue; ids that are not dead (unknown, pending,
     /// running, already discarded or requeued) are ignored. A discarded task can no longer be
-    /// listed or requeued; its stored result (the failure) stays until it is deleted or
-    /// expires, as with [`purge_dead`](Queue::purge_dead). See [`Storage::discard_dead`] for
-    /// how a long list is split.
+    /// listed or requeued, and its failure result goes with it, as with
+    /// [`purge_dead`](Queue::purge_dead). See [`Storage::discard_dead`] for how a long list is
+    /// split.
     ///
     /// # Examples
     ///

@@ -258,10 +258,33 @@ impl State {
         Some(t)
     }
 
-    fn bury(&mut self, id: TaskId, t: Stored, task: String, failure: TaskFailure, now: i64) {
+    /// Removes dead task `id` with its failure result, unless the id has a newer result (a
+    /// fixed id run again). Whether it was dead.
+    fn forget_dead(&mut self, id: &TaskId) -> bool {
+        let Some(dead) = self.dead.remove(id) else {
+            return false;
+        };
+        if matches!(self.results.get(id), Some((StoredResult::Failure(f), _)) if *f == dead.failure)
+        {
+            self.results.remove(id);
+        }
+        true
+    }
+
+    /// Moves a removed task to the dead-letter queue with its failure as its result, kept
+    /// until `result_expiry` (ms; `None`: forever).
+    fn bury(
+        &mut self,
+        id: TaskId,
+        t: Stored,
+        task: String,
+        failure: TaskFailure,
+        now: i64,
+        result_expiry: Option<i64>,
+    ) {
         self.seq += 1;
         self.results
-            .insert(id, (StoredResult::Failure(failure.clone()), None));
+            .insert(id, (StoredResult::Failure(failure.clone()), result_expiry));
         self.dead.insert(
             id,
             Dead {
@@ -397,6 +420,7 @@ impl Storage for MemoryStorage {
     async fn fetch(&self, queue: &str, max: usize, lease: Duration) -> Result<Vec<Delivery>> {
         let now = self.now();
         let expires = now.saturating_add(duration_millis(lease));
+        let dead_expiry = now.saturating_add(duration_millis(crate::storage::DEAD_RESULT_TTL));
         let mut st = self.lock();
         if st.paused.contains(queue) {
             return Ok(Vec::new());
@@ -430,7 +454,7 @@ impl Storage for MemoryStorage {
                     };
                     if let Some(t) = st.remove(id) {
                         let failure = TaskFailure::new(kind, reason, t.attempts);
-                        st.bury(id, t, "?".into(), failure, now);
+                        st.bury(id, t, "?".into(), failure, now, Some(dead_expiry));
                     }
                     continue;
                 }
@@ -442,7 +466,7 @@ impl Storage for MemoryStorage {
                         format!("delivered {} times without completing (limit {limit}); treated as poison", deliveries - 1),
                         t.attempts,
                     );
-                    st.bury(id, t, env.task.clone(), failure, now);
+                    st.bury(id, t, env.task.clone(), failure, now, Some(dead_expiry));
                 }
                 continue;
             }
@@ -532,7 +556,7 @@ impl Storage for MemoryStorage {
                         let task = Envelope::decode(&t.raw)
                             .map(|e| e.task)
                             .unwrap_or_else(|_| "?".into());
-                        st.bury(id, t, task, failure, now);
+                        st.bury(id, t, task, failure, now, result_expiry);
                     }
                 }
             }
@@ -812,15 +836,19 @@ impl Storage for MemoryStorage {
 
     async fn purge_dead(&self, queue: Option<&str>) -> Result<u64> {
         let mut st = self.lock();
-        let before = st.dead.len();
-        st.dead.retain(|_, d| queue.is_some_and(|q| d.queue != q));
-        Ok((before - st.dead.len()) as u64)
+        let ids: Vec<TaskId> = st
+            .dead
+            .iter()
+            .filter(|(_, d)| queue.is_none_or(|q| d.queue == q))
+            .map(|(id, _)| *id)
+            .collect();
+        Ok(ids.iter().filter(|id| st.forget_dead(id)).count() as u64)
     }
 
     async fn discard_dead(&self, ids: &[TaskId]) -> Result<u64> {
         // Every id under one lock: the whole list is one atomic step here.
         let mut st = self.lock();
-        let n = ids.iter().filter(|id| st.dead.remove(id).is_some()).count();
+        let n = ids.iter().filter(|id| st.forget_dead(id)).count();
         Ok(n as u64)
     }
 

@@ -47,6 +47,13 @@ pub use rate_window::RateWindow;
 /// script call holds the server for long).
 pub const DISCARD_DEAD_BATCH: usize = 500;
 
+/// How long a store keeps the failure result of a task it dead-letters itself, at fetch (a
+/// poison task past its delivery limit, an undecodable or newer-format envelope) or when
+/// [`SealedStorage`](crate::seal::SealedStorage) refuses it: 7 days, the consumers' default
+/// [`result_ttl`](https://docs.rs/queue-runtime). Its dead-letter record stays until it is
+/// requeued, discarded or purged.
+pub const DEAD_RESULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// A task handed to a worker: the right to complete it while the lease holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Lease {
@@ -423,7 +430,13 @@ pub trait Storage: Send + Sync + 'static {
     /// Requeues every dead task (of `queue`, or all). Returns how many.
     async fn requeue_all_dead(&self, queue: Option<&str>) -> Result<u64>;
 
-    /// Deletes dead tasks (of `queue`, or all). Returns how many.
+    /// Deletes dead tasks (of `queue`, or all) with their failure results (a newer result of
+    /// the same id, from a fixed id run again after it died, stays). Returns how many.
+    ///
+    /// The dead-letter queue keeps one record per task id: a task that dies again (a fixed id
+    /// enqueued again) replaces its earlier record. A failure result the store writes when it
+    /// dead-letters a task itself, at [`fetch`](Storage::fetch), is kept for
+    /// [`DEAD_RESULT_TTL`].
     async fn purge_dead(&self, queue: Option<&str>) -> Result<u64>;
 
     /// Removes these tasks from the dead-letter queue, with what the store keeps only for them
@@ -433,9 +446,9 @@ pub trait Storage: Send + Sync + 'static {
     /// What goes is what [`purge_dead`](Storage::purge_dead) deletes for each of its tasks:
     /// the dead record (envelope, failure, time) and its place in the dead-letter indexes, so
     /// the task is no longer listed, counted, found by [`get_dead`](Storage::get_dead) or
-    /// [requeued](Storage::requeue_dead). Like `purge_dead`, it leaves the task's stored
-    /// result (its failure) to [`delete_result`](Storage::delete_result) and its TTL. An id
-    /// given twice counts once; a pending or running task of the same id is not touched.
+    /// [requeued](Storage::requeue_dead), and its failure result (unless the id has a newer
+    /// result). An id given twice counts once; a pending or running task of the same id is
+    /// not touched.
     ///
     /// Up to [`DISCARD_DEAD_BATCH`] ids are removed in one atomic operation of the store (one
     /// transaction, one script). A longer list may be split into parts of that size, each atomic

@@ -129,11 +129,25 @@ FOR UPDATE";
 
 pub(crate) const UNBURY: &str = "DELETE FROM {s}.dead WHERE id = ANY($1)";
 
-pub(crate) const PURGE_DEAD: &str = "DELETE FROM {s}.dead WHERE $1::text IS NULL OR queue = $1";
+/// Deletes dead tasks with their failure results (when the result is still the one their
+/// dead-lettering stored: a newer result of the same id stays); returns how many went.
+pub(crate) const PURGE_DEAD: &str = "\
+WITH gone AS (
+    DELETE FROM {s}.dead WHERE $1::text IS NULL OR queue = $1 RETURNING id, failure
+), res AS (
+    DELETE FROM {s}.results r USING gone WHERE r.id = gone.id AND r.value = gone.failure
+)
+SELECT count(*) FROM gone";
 
 /// `discard_dead`: the dead rows of these ids (the row is all the dead-letter queue keeps of a
 /// task, as for `purge_dead`). A repeated id is deleted once.
-pub(crate) const DISCARD_DEAD: &str = "DELETE FROM {s}.dead WHERE id = ANY($1)";
+pub(crate) const DISCARD_DEAD: &str = "\
+WITH gone AS (
+    DELETE FROM {s}.dead WHERE id = ANY($1) RETURNING id, failure
+), res AS (
+    DELETE FROM {s}.results r USING gone WHERE r.id = gone.id AND r.value = gone.failure
+)
+SELECT count(*) FROM gone";
 
 pub(crate) const FLUSH: &str = "\
 TRUNCATE {s}.tasks, {s}.results, {s}.dead, {s}.locks, {s}.rates, {s}.revocations, \

@@ -34,6 +34,7 @@ use uuid::Uuid;
 
 use queue_core::clock::duration_millis;
 use queue_core::storage::rows::{ClaimedRow, Settlement};
+use queue_core::storage::DEAD_RESULT_TTL;
 use queue_core::{Delivery, Envelope, LeaseToken, Result, TaskId};
 
 use crate::complete::complete;
@@ -159,9 +160,11 @@ pub(crate) async fn fetch(
             // Garbage, a newer format or poison goes to the dead-letter queue.
             match c.row.deliver(Envelope::decode(&c.raw), queue, expires) {
                 Ok(d) => out.deliveries.push(d),
-                Err(rejected) => {
-                    graves.push(Settlement::bury(rejected.lease, rejected.failure, None))
-                }
+                Err(rejected) => graves.push(Settlement::bury(
+                    rejected.lease,
+                    rejected.failure,
+                    Some(DEAD_RESULT_TTL),
+                )),
             }
         }
         if !graves.is_empty() {

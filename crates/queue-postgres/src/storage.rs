@@ -266,24 +266,24 @@ impl Storage for PostgresStorage {
     }
 
     async fn purge_dead(&self, queue: Option<&str>) -> Result<u64> {
-        let done = sqlx::query(q(&self.sql.purge_dead))
+        let n: i64 = sqlx::query_scalar(q(&self.sql.purge_dead))
             .bind(queue)
-            .execute(&self.pool)
+            .fetch_one(&self.pool)
             .await
             .map_err(self.fail("purge dead tasks"))?;
-        Ok(done.rows_affected())
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn discard_dead(&self, ids: &[TaskId]) -> Result<u64> {
         let mut n = 0;
         // One statement, hence one transaction, per part.
         for chunk in ids.chunks(DISCARD_DEAD_BATCH) {
-            let done = sqlx::query(q(&self.sql.discard_dead))
+            let gone: i64 = sqlx::query_scalar(q(&self.sql.discard_dead))
                 .bind(uuids(chunk))
-                .execute(&self.pool)
+                .fetch_one(&self.pool)
                 .await
                 .map_err(self.fail("discard dead tasks"))?;
-            n += done.rows_affected();
+            n += u64::try_from(gone).unwrap_or(0);
         }
         Ok(n)
     }

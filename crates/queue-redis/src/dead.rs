@@ -1,7 +1,8 @@
 //! The dead-letter queue. A dead task is a hash `P:dead:<id>` (queue, task name, failure,
 //! failed-at time, the envelope bytes), indexed in `P:dead` (all queues) and `P:{Q}:dead`
 //! by a dead-letter sequence number, so listings are oldest first. Purging and discarding
-//! delete the hash and both index entries; the task's result stays.
+//! delete the hash and both index entries, and the task's failure result unless the id has a
+//! newer result (`forget` in `dead.lua`).
 
 use queue_core::clock::from_millis;
 use queue_core::storage::{DeadTask, Page, DISCARD_DEAD_BATCH};

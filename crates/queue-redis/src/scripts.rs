@@ -231,3 +231,17 @@ pub(crate) fn load_library(library: &str) -> Cmd {
 pub(crate) fn already_loaded(err: &RedisError) -> bool {
     err.to_string().contains("already exists")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::COMMON;
+
+    #[test]
+    fn the_scripts_keep_dead_letter_results_as_long_as_the_other_stores() {
+        let ms = queue_core::storage::DEAD_RESULT_TTL.as_millis();
+        assert!(
+            COMMON.contains(&format!("local DEAD_RESULT_TTL_MS = {ms}\n")),
+            "common.lua's DEAD_RESULT_TTL_MS must be {ms}"
+        );
+    }
+}

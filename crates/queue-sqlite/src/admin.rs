@@ -308,11 +308,54 @@ impl Work for RequeueDead {
 static DISCARD: Shapes =
     Shapes::new(|n| format!("DELETE FROM dead WHERE id IN ({})", vec!["?"; n].join(",")));
 
+/// Deletes the failure results of the dead tasks `id IN (…)` (a padded chunk of `n` ids)
+/// that are still the ones their dead-lettering stored (a newer result of the same id stays).
+static DISCARD_RESULTS: Shapes = Shapes::new(|n| {
+    format!(
+        "DELETE FROM results WHERE id IN (SELECT d.id FROM dead d JOIN results r \
+         ON r.id = d.id AND r.value = d.failure WHERE d.id IN ({}))",
+        vec!["?"; n].join(",")
+    )
+});
+
+/// `purge_dead(queue)`: deletes the dead rows of one queue (or all) with their failure
+/// results (when still the ones their dead-lettering stored), in the writer's transaction.
+pub(crate) struct PurgeDead(pub(crate) Option<String>);
+
+#[async_trait]
+impl Work for PurgeDead {
+    type Output = u64;
+
+    async fn run(
+        &mut self,
+        conn: &mut SqliteConnection,
+        _now: i64,
+        _fx: &mut Effects,
+    ) -> Result<u64> {
+        sqlx::query(
+            "DELETE FROM results WHERE id IN (SELECT d.id FROM dead d JOIN results r \
+             ON r.id = d.id AND r.value = d.failure WHERE ?1 IS NULL OR d.queue = ?1)",
+        )
+        .bind(self.0.as_deref())
+        .execute(&mut *conn)
+        .await
+        .ctx("delete dead tasks' results")?;
+        Ok(
+            sqlx::query("DELETE FROM dead WHERE ?1 IS NULL OR queue = ?1")
+                .bind(self.0.as_deref())
+                .execute(&mut *conn)
+                .await
+                .ctx("purge dead tasks")?
+                .rows_affected(),
+        )
+    }
+}
+
 /// `discard_dead(ids)`: deletes the dead rows of up to
 /// [`DISCARD_DEAD_BATCH`](queue_core::storage::DISCARD_DEAD_BATCH) ids, in statements of at
 /// most [`MAX_CHUNK`] ids, in the writer's one transaction; returns how many rows went. As
-/// `purge_dead` does, it deletes the dead row only: the row holds everything the dead-letter
-/// queue keeps of the task, and its result stays.
+/// `purge_dead` does, it deletes each task's failure result with its row, unless the id has a
+/// newer result.
 pub(crate) struct DiscardDead(pub(crate) Vec<TaskId>);
 
 #[async_trait]
@@ -328,6 +371,14 @@ impl Work for DiscardDead {
         let mut n = 0;
         for chunk in self.0.chunks(MAX_CHUNK) {
             let size = bucket(chunk.len());
+            let mut results = sqlx::query(DISCARD_RESULTS.get(size));
+            for id in padded(chunk, size) {
+                results = results.bind(id.as_bytes().as_slice());
+            }
+            results
+                .execute(&mut *conn)
+                .await
+                .ctx("delete dead tasks' results")?;
             let mut q = sqlx::query(DISCARD.get(size));
             for id in padded(chunk, size) {
                 q = q.bind(id.as_bytes().as_slice());

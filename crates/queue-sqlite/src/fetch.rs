@@ -217,10 +217,16 @@ async fn check(
                 task: &rejected.task,
                 raw: &c.raw,
             };
-            bury(conn, &grave, &rejected.failure, now, None, fx).await?;
+            let expires = now.saturating_add(dead_result_ttl_ms());
+            bury(conn, &grave, &rejected.failure, now, Some(expires), fx).await?;
             Ok(None)
         }
     }
+}
+
+/// [`DEAD_RESULT_TTL`](queue_core::storage::DEAD_RESULT_TTL) in milliseconds.
+fn dead_result_ttl_ms() -> i64 {
+    i64::try_from(queue_core::storage::DEAD_RESULT_TTL.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// A task row on its way to the dead-letter queue.

@@ -245,11 +245,9 @@ impl Storage for SqliteStorage {
     }
 
     async fn purge_dead(&self, queue: Option<&str>) -> Result<u64> {
-        let exec = Exec::new(
-            "DELETE FROM dead WHERE (?1 IS NULL OR queue = ?1)",
-            vec![queue.map_or(Arg::Null, |q| Arg::Text(q.to_owned()))],
-        );
-        self.writer.call(exec).await
+        self.writer
+            .call(admin::PurgeDead(queue.map(str::to_owned)))
+            .await
     }
 
     async fn discard_dead(&self, ids: &[TaskId]) -> Result<u64> {

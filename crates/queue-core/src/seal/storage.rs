@@ -17,7 +17,7 @@ use crate::{Clock, FailureKind, Heartbeat, Result, TaskFailure, TaskId, WorkerSt
 
 /// How long the failure of a task refused at fetch is kept as its result (the consumer's
 /// default result TTL).
-const REFUSED_RESULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+const REFUSED_RESULT_TTL: Duration = crate::storage::DEAD_RESULT_TTL;
 
 /// A store whose tasks are signed and encrypted by a [`Sealing`]: enqueued envelopes and
 /// follow-ups are sealed, fetched ones checked and opened (a task that fails the check is

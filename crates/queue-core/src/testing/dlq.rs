@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{failure, ms, open, secs, Backend};
+use super::{failure, ms, open, secs, success, Backend};
 use crate::storage::DISCARD_DEAD_BATCH;
 use crate::{
     AckStatus, EnqueueOutcome, FailureKind, Outcome, Page, Storage, StoredResult, TaskId, TaskState,
@@ -225,7 +225,7 @@ pub async fn discard_dead_removes_only_the_chosen_tasks<B: Backend>(b: &B) {
 
 /// A discarded task is gone from the dead-letter queue for good: `requeue_dead` and
 /// `requeue_all_dead` find nothing to put back, and nothing is delivered. As with
-/// `purge_dead`, its stored result (the failure) stays.
+/// `purge_dead`, its failure result goes with it.
 pub async fn discarded_dead_tasks_cannot_be_requeued<B: Backend>(b: &B) {
     let fx = open(b).await;
     let q = "discard-requeue";
@@ -243,10 +243,105 @@ pub async fn discarded_dead_tasks_cannot_be_requeued<B: Backend>(b: &B) {
     );
     assert_eq!(fx.fetch_one(q).await.lease.id, other);
     fx.no_dead_letters("other requeued, gone discarded").await;
-    match fx.store.get_result(gone).await.unwrap() {
-        Some(StoredResult::Failure(f)) => assert_eq!(f.message, "boom"),
-        other => panic!("the failure is kept as the result, as purge_dead keeps it: {other:?}"),
-    }
+    assert_eq!(
+        fx.store.get_result(gone).await.unwrap(),
+        None,
+        "its failure result went with it"
+    );
+}
+
+/// `purge_dead` and `discard_dead` take each task's failure result with its record (what its
+/// dead-lettering stored), but not a newer result of the same id (a fixed id run again
+/// after it died).
+pub async fn purged_dead_tasks_take_their_failure_results<B: Backend>(b: &B) {
+    let fx = open(b).await;
+    let q = "purge-results";
+    let (one, two, again) = (
+        fx.make_dead(q, "t").await,
+        fx.make_dead(q, "t").await,
+        fx.make_dead(q, "t").await,
+    );
+    let mut rerun = fx.env(q, "t");
+    rerun.id = again;
+    fx.enqueue(rerun).await;
+    let d = fx.fetch_one(q).await;
+    assert_eq!(d.lease.id, again);
+    assert_eq!(fx.complete(d.lease, success(&7u32)).await, AckStatus::Acked);
+
+    assert_eq!(fx.store.discard_dead(&[one]).await.unwrap(), 1);
+    assert_eq!(fx.store.get_result(one).await.unwrap(), None);
+    assert!(matches!(
+        fx.store.get_result(two).await.unwrap(),
+        Some(StoredResult::Failure(_))
+    ));
+    assert_eq!(fx.store.purge_dead(Some(q)).await.unwrap(), 2);
+    assert_eq!(fx.store.get_result(two).await.unwrap(), None);
+    assert!(
+        matches!(
+            fx.store.get_result(again).await.unwrap(),
+            Some(StoredResult::Success(_))
+        ),
+        "the newer result of the same id stays"
+    );
+}
+
+/// A task the store dead-letters at fetch (past its delivery limit) keeps its failure result
+/// for [`DEAD_RESULT_TTL`](crate::storage::DEAD_RESULT_TTL), like any result with a TTL;
+/// the dead-letter record stays until it is requeued, discarded or purged.
+pub async fn results_of_tasks_dead_lettered_at_fetch_expire<B: Backend>(b: &B) {
+    let fx = open(b).await;
+    let q = "dead-ttl";
+    let mut env = fx.env(q, "poison");
+    env.max_deliveries = 1;
+    let id = fx.enqueue(env).await;
+    assert_eq!(fx.fetch_one(q).await.lease.id, id);
+    fx.expire_leases(q).await;
+    fx.fetch_none(q, "a task past its delivery limit").await;
+    assert!(matches!(
+        fx.store.get_result(id).await.unwrap(),
+        Some(StoredResult::Failure(_))
+    ));
+    fx.advance(crate::storage::DEAD_RESULT_TTL - secs(60));
+    fx.store.purge_expired(1000).await.unwrap();
+    assert!(
+        fx.store.get_result(id).await.unwrap().is_some(),
+        "kept within its TTL"
+    );
+    fx.advance(secs(120));
+    fx.store.purge_expired(1000).await.unwrap();
+    assert_eq!(fx.store.get_result(id).await.unwrap(), None, "expired");
+    assert!(
+        fx.store.get_dead(id).await.unwrap().is_some(),
+        "the record stays"
+    );
+}
+
+/// The dead-letter queue keeps one record per task id: a fixed id that dies a second time
+/// (enqueued again after its first death) replaces its earlier record with the latest.
+pub async fn a_fixed_id_that_dies_twice_keeps_its_latest_record<B: Backend>(b: &B) {
+    let fx = open(b).await;
+    let q = "dies-twice";
+    let id = fx.make_dead(q, "t").await;
+    let mut again = fx.env(q, "t");
+    again.id = id;
+    fx.enqueue(again).await;
+    let d = fx.fetch_one(q).await;
+    assert_eq!(d.lease.id, id);
+    let second = Outcome::Dead {
+        failure: failure(FailureKind::Panic, "second death"),
+    };
+    assert_eq!(fx.complete(d.lease, second).await, AckStatus::Acked);
+
+    let listed = fx.store.list_dead(Some(q), Page::first(10)).await.unwrap();
+    assert_eq!(listed.len(), 1, "one record per id: {listed:?}");
+    assert_eq!(
+        (listed[0].failure.kind, listed[0].failure.message.as_str()),
+        (FailureKind::Panic, "second death")
+    );
+    assert_eq!(fx.counts(Some(q)).await.dead, 1);
+    assert_eq!(fx.store.requeue_dead(&[id]).await.unwrap(), 1);
+    assert_eq!(fx.fetch_one(q).await.lease.id, id);
+    fx.no_dead_letters("requeued").await;
 }
 
 /// Discarding a dead task leaves a pending task of the same id (enqueued again with a fixed

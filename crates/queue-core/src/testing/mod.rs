@@ -245,6 +245,9 @@ macro_rules! __conformance_tests {
             __case!(list_dead_oldest_first_with_paging);
             __case!(discard_dead_removes_only_the_chosen_tasks);
             __case!(discarded_dead_tasks_cannot_be_requeued);
+            __case!(purged_dead_tasks_take_their_failure_results);
+            __case!(results_of_tasks_dead_lettered_at_fetch_expire);
+            __case!(a_fixed_id_that_dies_twice_keeps_its_latest_record);
             __case!(discard_dead_spares_a_pending_task_of_the_same_id);
             // control
             __case!(reschedule_moves_pending_tasks);

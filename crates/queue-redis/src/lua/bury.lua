@@ -14,7 +14,7 @@ for i = 4, #ARGV, 4 do
     local att = redis.call('HGET', k.att, id) or '0'
     remove(q, id, member)
     bury(id, q, '?', raw, fk, fm, att)
-    write_result(id, '', fk, fm, att, '')
+    write_result(id, '', fk, fm, att, dead_result_expiry())
     moved = moved + 1
   end
 end

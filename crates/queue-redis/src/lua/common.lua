@@ -424,6 +424,16 @@ local function result_value(v, fk, fm, fa, exp)
   return exp .. '|' .. fk .. '|' .. fa .. '|' .. payload
 end
 
+-- How long the failure result of a task dead-lettered by the store itself (at fetch: poison,
+-- undecodable, newer format) is kept, in ms: queue_core::storage::DEAD_RESULT_TTL (7 days;
+-- a unit test of the crate checks that the two agree).
+local DEAD_RESULT_TTL_MS = 604800000
+
+-- When such a result expires (ms, as a string for write_result).
+local function dead_result_expiry()
+  return tostring(NOW + DEAD_RESULT_TTL_MS)
+end
+
 -- Writes one task's result and wakes its waiters.
 local function write_result(id, v, fk, fm, fa, exp)
   redis.call('HSET', RESULTS, id, result_value(v, fk, fm, fa, exp))

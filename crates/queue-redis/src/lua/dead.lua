@@ -7,7 +7,8 @@
 -- requeue: ARGV[4..] envelopes of 8 fields (as in enqueue.lua), each re-encoded with fresh
 --   counts -> how many were requeued (a dead task whose id or unique key belongs to a pending
 --   task stays dead)
--- purge: ARGV[4] queue or "", ARGV[5] limit -> {deleted, seen}; call until seen is 0
+-- purge: ARGV[4] queue or "", ARGV[5] limit -> {deleted, seen}; call until seen is 0. A
+--   purged or discarded task's failure result goes with it (see forget)
 -- discard: ARGV[4..] task ids -> how many of them were dead; each is removed as purge removes
 --   it (its P:dead:<id> hash and its entries in P:dead and P:{Q}:dead). Ids that are not dead
 --   (unknown, pending, already gone, or repeated in the list) are skipped, and count nothing.
@@ -18,10 +19,21 @@ local function index(q)
   return qkey(q, 'dead')
 end
 
+-- Removes dead task `id` (its record and index entries) with its failure result, when the
+-- result is still the one its dead-lettering stored (`exp|fk|fa|fm`, see result_value): a
+-- newer result of the same id (a fixed id run again) stays. Returns 1 if it was dead.
 local function forget(id)
   local dk = dkey(id)
-  local q = redis.call('HGET', dk, 'q')
-  if q then redis.call('ZREM', qkey(q, 'dead'), id) end
+  local f = redis.call('HMGET', dk, 'q', 'fk', 'fm', 'fa')
+  local q = f[1]
+  if q then
+    redis.call('ZREM', qkey(q, 'dead'), id)
+    local r = redis.call('HGET', RESULTS, id)
+    local bar = r and string.find(r, '|', 1, true)
+    if bar and string.sub(r, bar + 1) == (f[2] or '') .. '|' .. (f[4] or '') .. '|' .. (f[3] or '') then
+      delete_results({id})
+    end
+  end
   redis.call('ZREM', DEAD, id)
   return redis.call('DEL', dk)
 end

@@ -46,7 +46,7 @@ while got < max do
         local msg = 'delivered ' .. (dlv - 1) .. ' times without completing (limit ' .. lim ..
           '); treated as poison'
         bury(id, q, t.name, t.raw, 'delivery_limit', msg, att)
-        write_result(id, '', 'delivery_limit', msg, att, '')
+        write_result(id, '', 'delivery_limit', msg, att, dead_result_expiry())
       else
         local tok = ARGV[ti]
         ti = ti + 1
