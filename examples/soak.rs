@@ -153,13 +153,21 @@ async fn open(url: &str) -> Result<Queue, skiff::Error> {
     Ok(open_store(url).await?.with_sealing(sealing))
 }
 
+/// Opens the store, waiting (up to skiff's default connect timeout) for a Redis or
+/// PostgreSQL server that is not reachable or still loading, as a worker started right after
+/// a server restart finds it.
 async fn open_store(url: &str) -> Result<Queue, skiff::Error> {
+    let timeout = skiff::DEFAULT_CONNECT_TIMEOUT;
     if url.starts_with("redis://") || url.starts_with("rediss://") {
-        let store = queue_redis::RedisStorage::connect(url).await?;
+        let store =
+            skiff::retry_connect(url, timeout, || queue_redis::RedisStorage::connect(url)).await?;
         return Ok(Queue::new(Arc::new(store)));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = queue_postgres::PostgresStorage::connect(url).await?;
+        let store = skiff::retry_connect(url, timeout, || {
+            queue_postgres::PostgresStorage::connect(url)
+        })
+        .await?;
         return Ok(Queue::new(Arc::new(store)));
     }
     Queue::connect(url).await

@@ -35,6 +35,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use queue_core::*;
 pub use queue_runtime::*;
@@ -91,7 +92,101 @@ pub mod prelude {
 /// assert_eq!(queue.counts().await?.ready, 0);
 /// # Ok(()) }
 /// ```
+///
+/// A network store (Redis, PostgreSQL) that is unreachable or not ready yet (Redis answering
+/// `LOADING` while it replays its append-only file, PostgreSQL starting up or in recovery) is
+/// tried again with backoff for up to [`DEFAULT_CONNECT_TIMEOUT`], each wait logged with its
+/// reason; [`connect_within`] takes another limit. A bad URL or a missing feature fails at once.
 pub async fn connect(url: &str) -> Result<Queue> {
+    connect_within(url, DEFAULT_CONNECT_TIMEOUT).await
+}
+
+/// How long [`connect`] waits for a network store that is unreachable or not ready yet.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// [`connect`], waiting up to `timeout` for a network store that is unreachable or not ready
+/// yet (`Duration::ZERO`: one attempt). The error after the last attempt is the store's.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() {
+/// use std::time::Duration;
+/// // Nothing listens on port 1: one attempt, then the store's error.
+/// let started = std::time::Instant::now();
+/// let result = skiff::connect_within("redis://127.0.0.1:1/0", Duration::ZERO).await;
+/// assert!(result.is_err());
+/// assert!(started.elapsed() < Duration::from_secs(10));
+/// # }
+/// ```
+pub async fn connect_within(url: &str, timeout: Duration) -> Result<Queue> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    if matches!(scheme, "redis" | "rediss" | "postgres" | "postgresql") {
+        retry_connect(url, timeout, || open(url)).await
+    } else {
+        open(url).await
+    }
+}
+
+/// Calls `attempt` until it succeeds, fails with an error that is not transient, or
+/// `timeout` has passed, waiting between attempts (100 ms, doubling up to 5 s) and logging
+/// each wait with its reason. For opening a store at `url` (shown redacted in the log) that
+/// may not be reachable or ready yet; [`connect`] uses it.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), skiff::Error> {
+/// use std::time::Duration;
+/// let mut tries = 0;
+/// let n = skiff::retry_connect("redis://localhost/0", Duration::from_secs(5), || {
+///     tries += 1;
+///     let now = tries;
+///     async move {
+///         if now < 3 {
+///             Err(skiff::Error::storage_msg("redis", "LOADING"))
+///         } else {
+///             Ok(now)
+///         }
+///     }
+/// })
+/// .await?;
+/// assert_eq!(n, 3);
+/// # Ok(()) }
+/// ```
+pub async fn retry_connect<T, F, Fut>(url: &str, timeout: Duration, mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let err = match attempt().await {
+            Ok(done) => return Ok(done),
+            Err(err) if err.is_transient() => err,
+            Err(err) => return Err(err),
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            if !timeout.is_zero() {
+                tracing::error!(store = %redact(url), error = %err, ?timeout,
+                    "the store did not become reachable and ready in time; giving up");
+            }
+            return Err(err);
+        }
+        let wait = delay.min(left);
+        tracing::warn!(store = %redact(url), error = %err, retry_in = ?wait,
+            "the store is not reachable or not ready yet; waiting for it");
+        tokio::time::sleep(wait).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// One attempt at opening the store at `url`.
+async fn open(url: &str) -> Result<Queue> {
     let scheme = url.split(':').next().unwrap_or_default();
     let storage: Arc<dyn Storage> = match scheme {
         "memory" => Arc::new(MemoryStorage::new()),

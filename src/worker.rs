@@ -34,6 +34,7 @@
 //! | `--periodic` / `-n, --no-periodic` | periodic on | run the periodic (cron) scheduler |
 //! | `-s, --scheduler-interval D` | `1s` | longest idle wait for work (the consumer's poll interval) |
 //! | `-t, --shutdown-timeout D` | `30s` | how long a shutdown waits for running tasks |
+//! | `--connect-timeout D` | `30s` | how long to wait at start for a store that is unreachable or still loading (Redis `LOADING`, PostgreSQL starting up), retrying with backoff |
 //! | `-M, --max-tasks N` | none | stop gracefully after N tasks have finished |
 //! | `-f, --flush-locks` | off | release every lock of the store at startup |
 //! | `-v, --verbose` / `-q, --quiet` | `info` | log `debug` (`-vv`: `trace`) / only warnings and errors; without either, `RUST_LOG` is honoured |
@@ -142,6 +143,11 @@ pub struct WorkerArgs {
     #[arg(short = 't', long, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// How long to wait at start for a store that is unreachable or still loading, retrying
+    /// with backoff (each wait is logged with its reason).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
     /// Stop gracefully after this many tasks have finished (succeeded, failed for good, or were
     /// dropped).
     #[arg(short = 'M', long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -220,6 +226,7 @@ impl WorkerArgs {
             quiet: false,
             logfile: None,
             shutdown_timeout: Duration::from_secs(30),
+            connect_timeout: crate::DEFAULT_CONNECT_TIMEOUT,
             max_tasks: None,
             flush_locks: false,
             strict_priority: false,
@@ -346,7 +353,7 @@ pub fn main(registry: Registry) -> ExitCode {
 /// when their leases run out.
 pub async fn run(registry: Registry, args: WorkerArgs) -> Result<WorkerReport> {
     init_logging(&args)?;
-    let queue = crate::connect(&args.url).await?;
+    let queue = crate::connect_within(&args.url, args.connect_timeout).await?;
     tracing::info!(url = %crate::redact(&args.url), queue = %args.queue, "store opened");
     // SKIFF_SIGNING_KEYS / SKIFF_ENCRYPTION_KEYS: the log shows key ids, never keys.
     let sealing = crate::seal::Sealing::from_env()?;

@@ -30,7 +30,8 @@ pub(crate) async fn execute(cli: Cli) -> Result<Report> {
     check_sqlite_file(url)?;
     // With SKIFF_ENCRYPTION_KEYS the listings show encrypted arguments and results opened;
     // without, as `<encrypted with key …>`.
-    let plain = skiff::connect(url).await?;
+    // An admin command reports an unreachable store at once rather than waiting for it.
+    let plain = skiff::connect_within(url, std::time::Duration::ZERO).await?;
     let queue = plain.with_sealing(skiff::seal::Sealing::from_env()?);
     let storage = queue.storage().clone();
     // Results are read as stored and opened where the keys allow (`Results`), so a result

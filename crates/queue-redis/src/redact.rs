@@ -67,6 +67,11 @@ impl Redactor {
         let message = self.scrub(&format!("{what} on {}: {err}", self.url));
         Error::storage_msg(BACKEND, message)
     }
+
+    /// A mistake in the configuration (not worth retrying), with passwords scrubbed.
+    pub(crate) fn invalid(&self, what: &str, err: impl fmt::Display) -> Error {
+        Error::InvalidInput(self.scrub(&format!("{what} {}: {err}", self.url)))
+    }
 }
 
 #[cfg(test)]

@@ -110,7 +110,7 @@ impl RedisStorage {
             .url
             .as_str()
             .into_connection_info()
-            .map_err(|e| redactor.error("parsing the Redis URL", e))?;
+            .map_err(|e| redactor.invalid("invalid Redis URL", e))?;
         if options.url.starts_with("rediss:") {
             // Only one provider is compiled in; a second install attempt is harmless.
             let _ = rustls::crypto::ring::default_provider().install_default();
