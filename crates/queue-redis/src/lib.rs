@@ -63,7 +63,11 @@
 //!   lease expiry, eta, result, lock and revocation expiry, rate windows. Locks and rate windows
 //!   also get a real `PEXPIRE` a minute longer than their TTL, for cleanup only; expired results
 //!   are removed by [`Storage::purge_expired`](queue_core::Storage::purge_expired), which every
-//!   consumer calls once a minute.
+//!   consumer calls once a minute. So every client's clock must agree with the others': `open`
+//!   compares this process's clock with the server's `TIME` and refuses one more than
+//!   [`DEFAULT_MAX_CLOCK_SKEW`] (5 s) off ([`RedisOptions::max_clock_skew`]); `purge_expired`
+//!   checks again and logs an error on drift. Within the bound, a skew of `d` shortens or
+//!   lengthens what another client sees of a lease or lock by `d`.
 //! * **Control plane** (see `plane.rs`): a pause is checked inside the fetch script, so no fetch
 //!   that starts after it hands out a task of the queue, expired leases included; a resume wakes
 //!   the queue's idle consumers like an enqueue. A heartbeat is one script call (status, fenced
@@ -113,6 +117,6 @@ pub mod testing;
 mod wait;
 mod wire;
 
-pub use options::RedisOptions;
+pub use options::{RedisOptions, DEFAULT_MAX_CLOCK_SKEW};
 pub use redact::redact_url;
 pub use store::RedisStorage;

@@ -42,7 +42,15 @@ pub struct RedisOptions {
     pub(crate) connect_timeout: Duration,
     pub(crate) promote_limit: usize,
     pub(crate) functions: bool,
+    pub(crate) max_clock_skew: Option<Duration>,
+    /// Whether `clock` was set, and whether `max_clock_skew` was: a custom clock (a test's
+    /// `ManualClock`) is trusted unless a bound is asked for explicitly.
+    pub(crate) custom_clock: bool,
+    pub(crate) skew_explicit: bool,
 }
+
+/// The default of [`RedisOptions::max_clock_skew`].
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(5);
 
 impl RedisOptions {
     /// Options for the server at `url` (`redis://[:password@]host[:port][/db]` or `rediss://…`
@@ -59,6 +67,9 @@ impl RedisOptions {
             connect_timeout: Duration::from_secs(2),
             promote_limit: 1000,
             functions: true,
+            max_clock_skew: Some(DEFAULT_MAX_CLOCK_SKEW),
+            custom_clock: false,
+            skew_explicit: false,
         }
     }
 
@@ -86,10 +97,43 @@ impl RedisOptions {
     }
 
     /// The clock every time (eta, lease expiry, result TTL, lock TTL, rate window) is read
-    /// from (default: the system clock).
+    /// from (default: the system clock). A clock set here is trusted: its distance from the
+    /// server's is not checked unless [`max_clock_skew`](Self::max_clock_skew) is set too.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self.custom_clock = true;
         self
+    }
+
+    /// How far this process's clock may be from the Redis server's (default 5 s; `None`: not
+    /// checked). Leases, locks, etas, result TTLs and rate windows are times the clients
+    /// write, so every client's clock must agree with the others': a worker whose clock runs
+    /// 60 s ahead would expire other workers' leases and take their locks. `open` reads the
+    /// server's `TIME` and refuses a clock further off than this; `purge_expired` (each
+    /// consumer calls it once a minute) checks again and logs an error when a clock has
+    /// drifted past it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = queue_redis::RedisOptions::new("redis://127.0.0.1/0")
+    ///     .max_clock_skew(Some(Duration::from_secs(1)));
+    /// # drop(options);
+    /// ```
+    pub fn max_clock_skew(mut self, bound: Option<Duration>) -> Self {
+        self.max_clock_skew = bound;
+        self.skew_explicit = true;
+        self
+    }
+
+    /// The bound to check, if any (see [`max_clock_skew`](Self::max_clock_skew)).
+    pub(crate) fn skew_bound(&self) -> Option<Duration> {
+        if self.custom_clock && !self.skew_explicit {
+            None
+        } else {
+            self.max_clock_skew
+        }
     }
 
     /// The longest one blocking wait of an idle consumer lasts before it checks again

@@ -15,7 +15,7 @@ use queue_core::storage::{
     AckStatus, CancelRequest, Completion, Counts, DeadTask, Delivery, EnqueueOutcome, Lease, Page,
     RateDecision, Revocation, RevocationCache, RevokeTarget, StoredResult, TaskRecord, TaskState,
 };
-use queue_core::{Clock, Envelope, Heartbeat, Result, Storage, TaskId, WorkerStatus};
+use queue_core::{Clock, Envelope, Error, Heartbeat, Result, Storage, TaskId, WorkerStatus};
 use redis::aio::ConnectionLike;
 use redis::{AsyncConnectionConfig, FromRedisValue, IntoConnectionInfo, RedisResult};
 
@@ -55,6 +55,8 @@ pub struct RedisStorage {
     pub(crate) promote_limit: usize,
     /// "No revocation exists", as last read (see `control.rs`).
     pub(crate) revocations: RevocationCache,
+    /// How far this process's clock may be from the server's (`RedisOptions::max_clock_skew`).
+    pub(crate) max_clock_skew: Option<Duration>,
 }
 
 impl fmt::Debug for RedisStorage {
@@ -66,6 +68,19 @@ impl fmt::Debug for RedisStorage {
             .field("connected", &self.lanes.connected())
             .finish_non_exhaustive()
     }
+}
+
+/// What a clock too far from the server's is told.
+fn skew_message(skew_ms: i128, bound: Duration) -> String {
+    let side = if skew_ms > 0 { "ahead of" } else { "behind" };
+    format!(
+        "this process's clock is {:.1} s {side} the Redis server's (at most {:?} allowed): \
+         leases, locks and etas are written with each client's clock, so a clock this far off \
+         would expire other workers' leases or keep its own too long. Synchronise the clocks \
+         (NTP), or set RedisOptions::max_clock_skew",
+        skew_ms.unsigned_abs() as f64 / 1000.0,
+        bound
+    )
 }
 
 impl RedisStorage {
@@ -138,6 +153,7 @@ impl RedisStorage {
         let lanes = Lanes::new(client, config, options.pool_size);
         // Blocking commands wait as long as they were told to; the caller bounds them.
         let blocking = build(options.blocking_pool_size, None)?;
+        let max_clock_skew = options.skew_bound();
         let store = Self {
             lanes,
             blocking,
@@ -150,12 +166,19 @@ impl RedisStorage {
             connect_timeout: options.connect_timeout,
             promote_limit: options.promote_limit,
             revocations: RevocationCache::default(),
+            max_clock_skew,
         };
         let mut conn = store.conn().await?;
         redis::cmd("PING")
             .query_async::<()>(&mut *conn)
             .await
             .map_err(|e| store.redactor.error("PING", e))?;
+        if let Some(bound) = store.max_clock_skew {
+            let skew = store.clock_skew().await?;
+            if skew.unsigned_abs() > bound.as_millis() {
+                return Err(Error::InvalidInput(skew_message(skew, bound)));
+            }
+        }
         if options.functions {
             // Servers before 7.0 (no FUNCTION command) and users without the right to load
             // functions run the same code as scripts instead.
@@ -173,6 +196,36 @@ impl RedisStorage {
             store.functions.store(functions, Ordering::Relaxed);
         }
         Ok(store)
+    }
+
+    /// How far this process's clock is ahead of the Redis server's, in milliseconds (negative:
+    /// behind), from the server's `TIME` and this store's clock read around it.
+    pub(crate) async fn clock_skew(&self) -> Result<i128> {
+        let mut conn = self.conn().await?;
+        let before = to_millis(self.clock.now());
+        let (secs, micros): (i64, i64) = redis::cmd("TIME")
+            .query_async(&mut *conn)
+            .await
+            .map_err(|e| self.redactor.error("TIME", e))?;
+        let after = to_millis(self.clock.now());
+        let server = i128::from(secs) * 1000 + i128::from(micros) / 1000;
+        let local = (i128::from(before) + i128::from(after)) / 2;
+        Ok(local - server)
+    }
+
+    /// Checks the clock against the server's again (each consumer's `purge_expired`, once a
+    /// minute) and logs an error when it has drifted past the bound.
+    pub(crate) async fn recheck_clock(&self) {
+        let Some(bound) = self.max_clock_skew else {
+            return;
+        };
+        match self.clock_skew().await {
+            Ok(skew) if skew.unsigned_abs() > bound.as_millis() => {
+                tracing::error!("{}", skew_message(skew, bound));
+            }
+            Ok(_) => {}
+            Err(err) => tracing::debug!(error = %err, "could not read the Redis server's time"),
+        }
     }
 
     /// Whether this store calls its Lua code as Redis Functions (`FCALL` of a library loaded
@@ -328,6 +381,7 @@ impl Storage for RedisStorage {
     }
 
     async fn purge_expired(&self, max: usize) -> Result<u64> {
+        self.recheck_clock().await;
         self.purge_expired_entries(max).await
     }
 
