@@ -228,7 +228,7 @@ enum Owner {
 }
 
 /// The store-wide keys (`common.lua` lists the layout).
-const STORE_KEYS: [&str; 14] = [
+const STORE_KEYS: [&str; 17] = [
     "ids",
     "unique",
     "queues",
@@ -238,7 +238,10 @@ const STORE_KEYS: [&str; 14] = [
     "dead",
     "dead-seq",
     "revoked",
+    "revoked-exp",
+    "revoked-scan",
     "locks",
+    "lock-exp",
     "paused",
     "workers",
     "worker-exp",

@@ -1,8 +1,10 @@
 //! Scheduling and control: reschedule, revocations, locks, rate limits.
 //!
 //! Revocations live in one hash `P:revoked` (`i:<id>` or `t:<task name>` →
-//! `"<until ms>|<once>"`); a lock is a hash `P:lock:<name>` with its owner and expiry (and a real
-//! `PEXPIRE` a minute past it, for cleanup), listed in `P:locks`; a rate limit is a hash
+//! `"<until ms>|<once>"`), those with an end also in the expiry index `P:revoked-exp`; a lock is
+//! a hash `P:lock:<name>` with its owner and expiry (and a real `PEXPIRE` a minute past it, for
+//! cleanup), indexed by expiry in `P:lock-exp` (both indexes let `purge_expired` read only what
+//! lapsed; see `lock.lua`); a rate limit is a hash
 //! `P:rate:<key>` holding the start of the current fixed window and its hit count. Expiries are
 //! compared with the store's clock, never Redis' own.
 
@@ -32,28 +34,27 @@ impl RedisStorage {
     }
 
     pub(crate) async fn store_revocation(&self, revocation: Revocation) -> Result<()> {
-        let value = format!(
-            "{}|{}",
-            revocation
-                .until
-                .map(|u| to_millis(u).max(0).to_string())
-                .unwrap_or_default(),
-            u8::from(revocation.once)
-        );
-        let mut cmd = redis::cmd("HSET");
-        cmd.arg(self.key("revoked"))
+        let until = revocation
+            .until
+            .map(|u| to_millis(u).max(0).to_string())
+            .unwrap_or_default();
+        let value = format!("{until}|{}", u8::from(revocation.once));
+        // One script call: the revocation and its place in the expiry index (lock.lua).
+        let mut inv = self.call(&self.scripts.lock, self.now_ms());
+        inv.arg("revoke")
             .arg(field(&revocation.target))
-            .arg(value);
+            .arg(value)
+            .arg(until);
         self.revocations
-            .writing(self.cmd::<i64>(&cmd, "revoke"))
+            .writing(self.run::<i64>(inv, "revoke"))
             .await?;
         Ok(())
     }
 
     pub(crate) async fn remove_revocation(&self, target: &RevokeTarget) -> Result<bool> {
-        let mut cmd = redis::cmd("HDEL");
-        cmd.arg(self.key("revoked")).arg(field(target));
-        let n: i64 = self.cmd(&cmd, "restore").await?;
+        let mut inv = self.call(&self.scripts.lock, self.now_ms());
+        inv.arg("restore").arg(field(target));
+        let n: i64 = self.run(inv, "restore").await?;
         Ok(n > 0)
     }
 

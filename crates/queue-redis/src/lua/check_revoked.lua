@@ -3,16 +3,20 @@
 -- KEYS: none (see common.lua)
 -- ARGV[3..]: pairs id task_name
 -- Returns: one flag per task: 1 = revoked.
-local rev = P .. ':revoked'
+local rev, rev_exp = P .. ':revoked', P .. ':revoked-exp'
+local function forget(field)
+  redis.call('HDEL', rev, field)
+  redis.call('ZREM', rev_exp, field)
+end
 local function applies(field)
   local v = redis.call('HGET', rev, field)
   if not v then return false end
   local until_ms, once = string.match(v, '^(%d*)|(%d)$')
   if until_ms and until_ms ~= '' and tonumber(until_ms) <= NOW then
-    redis.call('HDEL', rev, field)
+    forget(field)
     return false
   end
-  if once == '1' then redis.call('HDEL', rev, field) end
+  if once == '1' then forget(field) end
   return true
 end
 local out = {}

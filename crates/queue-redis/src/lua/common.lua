@@ -52,7 +52,11 @@
 --   P:dead           ZSET id -> dead-letter sequence (all queues)
 --   P:dead-seq       STRING counter
 --   P:revoked        HASH "i:<id>" | "t:<name>" -> "<until ms or empty>|<once 0/1>"
---   P:lock:<name>    HASH o (owner) x (expires ms);  P:locks SET of lock names
+--   P:revoked-exp    ZSET field of P:revoked -> until ms (revocations with an end)
+--   P:revoked-scan   STRING HSCAN cursor moving older revocations into P:revoked-exp ("0": done)
+--   P:lock:<name>    HASH o (owner) x (expires ms)
+--   P:lock-exp       ZSET lock name -> expires ms
+--   P:locks          SET of lock names (stores from before P:lock-exp; emptied by purge)
 --   P:rate:<key>     HASH w (window start ms) n (hits)
 --   P:paused         SET of paused queue names (fetch hands out nothing from them)
 --   P:workers        HASH worker id -> its newest heartbeat (an encoded WorkerStatus)

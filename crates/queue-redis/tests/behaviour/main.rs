@@ -7,6 +7,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod bounded;
 mod clocks;
 mod keys;
 mod oom;
