@@ -561,6 +561,8 @@ impl Storage for MemoryStorage {
                 }
             }
             if let Some(result) = result {
+                // A revocation by id goes with its task.
+                st.revocations.remove(&RevokeTarget::Id(id));
                 st.results.insert(id, (result, result_expiry));
                 for env in &c.follow_ups {
                     st.insert(env, now)?;

@@ -54,6 +54,10 @@ WITH v AS MATERIALIZED (
     DELETE FROM {s}.tasks t USING v
     WHERE v.kind <> 2 AND t.id = v.id AND t.lease_token = v.token AND t.state = 2
     RETURNING t.id, t.lease_token AS token
+), unrevoke AS (
+    -- A revocation by id goes with its task (revocations by name stay).
+    DELETE FROM {s}.revocations
+    WHERE kind = 0 AND target IN (SELECT id::text FROM gone)
 ), done AS (
     SELECT v.* FROM v JOIN gone ON gone.id = v.id
 ), dead AS (

@@ -115,6 +115,7 @@ impl Work for Complete {
                 i += 1;
             }
         }
+        forget_revocations(conn, batch, &status).await?;
         let follow_ups: Vec<&NewTask> = batch
             .iter()
             .zip(&status)
@@ -127,6 +128,32 @@ impl Work for Complete {
         fx.results = true;
         Ok(status)
     }
+}
+
+/// A revocation by id goes with its task: removed for every task this batch finished
+/// (success, drop, dead letter). One index probe per batch while no revocation by id exists.
+async fn forget_revocations(
+    conn: &mut SqliteConnection,
+    batch: &[Settlement],
+    status: &[AckStatus],
+) -> Result<()> {
+    let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM revocations WHERE kind = 0)")
+        .fetch_one(&mut *conn)
+        .await
+        .ctx("look for revocations")?;
+    if !any {
+        return Ok(());
+    }
+    for (p, s) in batch.iter().zip(status) {
+        if *s == AckStatus::Acked && !matches!(p.ending, Ending::Later { .. }) {
+            sqlx::query("DELETE FROM revocations WHERE kind = 0 AND target = ?1")
+                .bind(p.lease.id.to_string())
+                .execute(&mut *conn)
+                .await
+                .ctx("remove a finished task's revocation")?;
+        }
+    }
+    Ok(())
 }
 
 /// Successes and drops: per chunk, one command with the result INSERT and the DELETE.

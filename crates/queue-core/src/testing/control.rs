@@ -1,7 +1,10 @@
 //! Cases: reschedule, revocation, locks, rate limits.
 
 use super::{ms, open, secs, Backend, LEASE};
-use crate::{to_msgpack, Envelope, Revocation, RevokeTarget, Storage, TaskId, TaskState};
+use crate::{
+    to_msgpack, AckStatus, Envelope, FailureKind, Outcome, Revocation, RevokeTarget, Storage,
+    TaskId, TaskState,
+};
 
 /// `reschedule` moves a ready or scheduled task to a new eta (later or earlier), and refuses
 /// leased and unknown tasks.
@@ -96,6 +99,63 @@ pub async fn revoke_by_id_and_name<B: Backend>(b: &B) {
     );
     assert!(fx.store.restore(&RevokeTarget::Id(id1)).await.unwrap());
     assert_eq!(check(&fx.store, &[(id1, "t")]).await, vec![false]);
+}
+
+/// A revocation by id goes with its task: once the task finishes (dropped as revoked,
+/// succeeded after it was revoked while running, dead-lettered), the revocation is removed;
+/// one whose task is still pending, or retried, stays, and so do revocations by name.
+pub async fn a_revocation_by_id_goes_with_its_task<B: Backend>(b: &B) {
+    let fx = open(b).await;
+    let q = "unrevoke";
+    let forever = |id| Revocation {
+        target: RevokeTarget::Id(id),
+        until: None,
+        once: false,
+    };
+    let dropped = fx.enqueue_new(q, "t").await;
+    let succeeded = fx.enqueue_new(q, "t").await;
+    let retried = fx.enqueue_new(q, "t").await;
+    let died = fx.enqueue_new(q, "t").await;
+    let pending = fx.enqueue_new(q, "t").await;
+    for id in [dropped, succeeded, retried, died, pending] {
+        fx.store.revoke(forever(id)).await.unwrap();
+    }
+    let by_name = Revocation {
+        target: RevokeTarget::Task("other".into()),
+        until: None,
+        once: false,
+    };
+    fx.store.revoke(by_name).await.unwrap();
+    let got = fx.fetch(q, 4).await;
+    assert_eq!(super::ids(&got), vec![dropped, succeeded, retried, died]);
+    let drop = Outcome::Drop {
+        failure: super::failure(FailureKind::Revoked, "revoked before it ran"),
+    };
+    let retry = Outcome::Retry {
+        eta: fx.now(),
+        failure: super::failure(FailureKind::Error, "again"),
+    };
+    let dead = Outcome::Dead {
+        failure: super::failure(FailureKind::Error, "boom"),
+    };
+    let outcomes = [drop, super::success(&1u8), retry, dead];
+    for (d, outcome) in got.iter().zip(outcomes) {
+        assert_eq!(fx.complete(d.lease, outcome).await, AckStatus::Acked);
+    }
+    let asked: Vec<(TaskId, &str)> = [dropped, succeeded, retried, died, pending]
+        .iter()
+        .map(|id| (*id, "t"))
+        .collect();
+    assert_eq!(
+        check(&fx.store, &asked).await,
+        vec![false, false, true, false, true],
+        "finished tasks' revocations are gone; a retried and a pending task's stay"
+    );
+    assert_eq!(
+        check(&fx.store, &[(TaskId::new(), "other")]).await,
+        vec![true],
+        "revocations by name stay"
+    );
 }
 
 /// A `once` revocation is used up by the first check it matches; one with `until` lapses when

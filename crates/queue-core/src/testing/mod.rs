@@ -252,6 +252,7 @@ macro_rules! __conformance_tests {
             // control
             __case!(reschedule_moves_pending_tasks);
             __case!(revoke_by_id_and_name);
+            __case!(a_revocation_by_id_goes_with_its_task);
             __case!(revoke_once_and_until);
             __case!(locks_have_owners_and_ttls);
             __case!(rate_limit_fixed_window);

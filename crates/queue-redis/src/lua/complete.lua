@@ -61,6 +61,7 @@ local done = {}        -- queue -> {ids, members}
 local results, nr = {}, 0    -- id, value pairs
 local expiring, ne = {}, 0   -- expiry, id pairs
 local finished = {}    -- ids completed in this call (a second completion is stale)
+local gone, ng = {}, 0 -- ids that finished here (success, drop, dead): their revocations go
 
 local function flush()
   for q, list in pairs(done) do
@@ -89,6 +90,8 @@ for c = 1, n do
     end
     local dn = d.n + 1
     d.ids[dn], d.members[dn], d.n = id, member, dn
+    ng = ng + 1
+    gone[ng] = 'i:' .. id
     release_unique(uks[c], id)
     results[nr + 1], results[nr + 2] = id, ARGV[i + 3]
     nr = nr + 2
@@ -126,6 +129,8 @@ for c = 1, n do
         bury(id, q, t.name, t.raw, fk, fm, fa)
       end
       remove(q, id, member)
+      ng = ng + 1
+      gone[ng] = 'i:' .. id
       write_result(id, v, fk, fm, fa, rexp)
       for j = 0, nf - 1 do
         insert_at(first_follow + j * ENV_FIELDS)
@@ -135,5 +140,10 @@ for c = 1, n do
   end
 end
 flush()
+-- A revocation by id goes with its task (one EXISTS per call while none exists).
+if ng > 0 and redis.call('EXISTS', P .. ':revoked') == 1 then
+  batched({'HDEL', P .. ':revoked'}, gone)
+  batched({'ZREM', P .. ':revoked-exp'}, gone)
+end
 finish()
 return out
