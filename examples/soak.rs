@@ -5,11 +5,12 @@
 //! ```text
 //! cargo run --release --example soak -- URL enqueue --count N [--start S] [--sleep-ms MAX]
 //!     [--fail-first K] [--poison K] [--priority P] [--delay-ms D] [--batch B]
-//!     [--queue NAME] [--rollback R] [--hold-ms H]
+//!     [--queue NAME] [--rollback R] [--hold-ms H] [--retry-after-secs T]
 //! cargo run --release --example soak -- URL work --concurrency C --record FILE
 //!     [--periodic-every-secs S] [--exit-when-idle-ms MS] [--lease-ms L] [--queues A,B]
 //! cargo run --release --example soak -- URL stats [--queue NAME]
 //! cargo run --release --example soak -- URL orders
+//! cargo run --release --example soak -- URL garbage --count K [--queue NAME]
 //! ```
 //!
 //! An option a store cannot honour (`--rollback` on Redis) exits with status 2 and a one-line
@@ -71,6 +72,10 @@ enum Command {
         /// Every task sleeps exactly H ms (instead of the random --sleep-ms time).
         #[arg(long)]
         hold_ms: Option<u64>,
+        /// The --fail-first tasks ask for their retry with `TaskError::retry_after(T s)`; T
+        /// may be absurdly large (10^13): handled without a panic or a redelivery loop.
+        #[arg(long)]
+        retry_after_secs: Option<u64>,
     },
     /// Run a consumer until killed, or until the store is idle for --exit-when-idle-ms.
     Work {
@@ -97,6 +102,15 @@ enum Command {
     },
     /// Print the rows of `soak_orders` as one JSON line: `{"orders": rows, "distinct": n}`.
     Orders,
+    /// Write K entries that do not decode (random bytes, nothing, a truncated envelope, a
+    /// string, a map of wrong types, a newer format) as ready tasks of the queue, where the
+    /// store keeps pending tasks. A worker dead-letters each with the reason.
+    Garbage {
+        #[arg(long)]
+        count: u64,
+        #[arg(long, default_value = "default")]
+        queue: String,
+    },
 }
 
 /// The soak workload. Fails on purpose when asked to; records each success.
@@ -123,6 +137,81 @@ async fn soak_task(
     }
     record(&format!("done {n}\n"))?;
     Ok(n)
+}
+
+/// A `--fail-first` task of `enqueue --retry-after-secs T`: its first attempt asks to be
+/// retried in T seconds; a later attempt records `done <n>`.
+#[skiff::task(retries = 3, context)]
+async fn soak_retry_after(
+    ctx: TaskContext,
+    n: u64,
+    sleep_ms: u64,
+    retry_after_secs: u64,
+) -> Result<u64, TaskError> {
+    if sleep_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
+    }
+    if ctx.attempt == 1 {
+        return Err(TaskError::retry_after(
+            Duration::from_secs(retry_after_secs),
+            format!("soak task {n} asks for its retry in {retry_after_secs} s"),
+        ));
+    }
+    record(&format!("done {n}\n"))?;
+    Ok(n)
+}
+
+/// The entries `garbage` writes, in turn: none of them decodes as a task.
+fn garbage_payloads(count: u64, queue: &str) -> Result<Vec<Vec<u8>>, skiff::Error> {
+    let mut rng = rand::rng();
+    let args = skiff::to_msgpack(&(1u64, 0u64, false, false))?;
+    let real = skiff::Envelope::new(queue, "soak_task", args, chrono::Utc::now());
+    let encoded = real.encode()?;
+    let mut newer = real.clone();
+    newer.version = skiff::FORMAT_VERSION + 1;
+    let newer = newer.encode()?;
+    let mut out = Vec::new();
+    for i in 0..count {
+        out.push(match i % 6 {
+            0 => (0..rng.random_range(1..64))
+                .map(|_| rng.random::<u8>())
+                .collect(),
+            1 => Vec::new(),
+            2 => encoded[..encoded.len() / 2].to_vec(),
+            3 => skiff::to_msgpack(&"not an envelope")?,
+            4 => skiff::to_msgpack(&std::collections::BTreeMap::from([
+                ("id", 7u8),
+                ("queue", 1),
+            ]))?,
+            _ => newer.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// Writes `payloads` as ready tasks of `queue` straight into the store at `url`.
+async fn write_garbage(url: &str, queue: &str, payloads: Vec<Vec<u8>>) -> Result<(), skiff::Error> {
+    let entries = payloads.into_iter().map(|raw| (skiff::TaskId::new(), raw));
+    if url.starts_with("redis://") || url.starts_with("rediss://") {
+        let store = queue_redis::RedisStorage::connect(url).await?;
+        for (id, raw) in entries {
+            store.insert_raw(queue, id, raw).await?;
+        }
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = queue_postgres::PostgresStorage::connect(url).await?;
+        for (id, raw) in entries {
+            store.insert_raw(queue, id, raw).await?;
+        }
+    } else if url.starts_with("sqlite:") {
+        let store = skiff::sqlite::SqliteStorage::connect(url).await?;
+        for (id, raw) in entries {
+            store.insert_raw(queue, id, raw).await?;
+        }
+    } else {
+        eprintln!("garbage: this store has no stored layout to write into");
+        std::process::exit(2);
+    }
+    Ok(())
 }
 
 /// The periodic task of `work --periodic-every-secs S`: records its fire time, which the
@@ -306,6 +395,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             queue: queue_name,
             rollback,
             hold_ms,
+            retry_after_secs,
         } => {
             let began = Instant::now();
             let mut rng = rand::rng();
@@ -326,6 +416,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 call
             };
+            if let Some(t) = retry_after_secs {
+                if rollback.is_some() {
+                    eprintln!("--retry-after-secs cannot be combined with --rollback");
+                    std::process::exit(2);
+                }
+                // The --fail-first tasks are soak_retry_after calls, one enqueue each.
+                let fails_first = |n: u64| {
+                    !poison.is_some_and(|k| k > 0 && n % k == 0)
+                        && fail_first.is_some_and(|k| k > 0 && n % k == 0)
+                };
+                for n in start..start + count {
+                    if fails_first(n) {
+                        let sleep = hold_ms.unwrap_or(0);
+                        let mut call = soak_retry_after(n, sleep, t).queue(&queue_name);
+                        if let Some(p) = priority {
+                            call = call.priority(p);
+                        }
+                        call.enqueue(&queue).await?;
+                    } else {
+                        make(n, &mut rng).enqueue(&queue).await?;
+                    }
+                }
+                let seconds = began.elapsed().as_secs_f64();
+                println!(
+                    "{}",
+                    serde_json::json!({ "enqueued": count, "seconds": seconds })
+                );
+                return Ok(());
+            }
             if let Some(rolled_back) = rollback {
                 let Some(db) = AppDb::of(&queue) else {
                     unsupported("--rollback (enqueue in an application transaction)", &queue)
@@ -397,6 +516,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             println!("{}", serde_json::to_string(&counts)?);
         }
+        Command::Garbage { count, queue: name } => {
+            write_garbage(&cli.url, &name, garbage_payloads(count, &name)?).await?;
+            println!("{}", serde_json::json!({ "written": count }));
+        }
         Command::Orders => {
             let Some(db) = AppDb::of(&queue) else {
                 unsupported("orders (an application table)", &queue)
@@ -433,7 +556,8 @@ async fn work(queue: Queue, options: WorkOptions) -> Result<(), Box<dyn std::err
         .queues(queues.iter().map(|q| (q.as_str(), 1)))
         .workers(concurrency)
         .lease(lease)
-        .register(soak_task);
+        .register(soak_task)
+        .register(soak_retry_after);
     if let Some(secs) = periodic_every_secs {
         // Fires at every multiple of `secs` since the Unix epoch, once across all workers.
         let every = skiff::Schedule::every(Duration::from_secs(secs.max(1)))?;

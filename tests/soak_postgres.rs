@@ -47,3 +47,13 @@ fn postgres_crash_mid_run_loses_nothing() {
 fn postgres_refuses_forged_tasks_and_rotates_keys() {
     soak::sealed_scenario(&store_url("soak-sealed"));
 }
+
+#[test]
+fn postgres_dead_letters_garbage_and_runs_the_rest() {
+    soak::garbage_scenario(&store_url("garbage"));
+}
+
+#[test]
+fn postgres_takes_an_absurd_retry_after_without_a_loop() {
+    soak::retry_after_scenario(&store_url("retry_after"));
+}

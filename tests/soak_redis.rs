@@ -47,3 +47,15 @@ fn redis_refuses_forged_tasks_and_rotates_keys() {
     let server = RedisServer::start();
     soak::sealed_scenario(&server.url());
 }
+
+#[test]
+fn redis_dead_letters_garbage_and_runs_the_rest() {
+    let server = aof_server();
+    soak::garbage_scenario(&server.url());
+}
+
+#[test]
+fn redis_takes_an_absurd_retry_after_without_a_loop() {
+    let server = aof_server();
+    soak::retry_after_scenario(&server.url());
+}

@@ -85,3 +85,17 @@ fn sqlite_refuses_forged_tasks_and_rotates_keys() {
     let url = format!("sqlite://{}", dir.path().join("soak.db").display());
     soak::sealed_scenario(&url);
 }
+
+#[test]
+fn sqlite_dead_letters_garbage_and_runs_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("garbage.db").display());
+    soak::garbage_scenario(&url);
+}
+
+#[test]
+fn sqlite_takes_an_absurd_retry_after_without_a_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("retry-after.db").display());
+    soak::retry_after_scenario(&url);
+}

@@ -347,3 +347,121 @@ pub fn sealed_scenario(url: &str) {
         "why the refused tasks are dead"
     );
 }
+
+/// The kinds of the dead-letter queue's tasks, counted.
+fn dead_kinds(url: &str) -> BTreeMap<String, u64> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let queue = skiff::connect(url).await.expect("open the store");
+            let dead = queue
+                .storage()
+                .list_dead(None, skiff::Page::first(1000))
+                .await
+                .expect("list dead");
+            let mut kinds = BTreeMap::new();
+            for d in dead {
+                *kinds.entry(d.failure.kind.to_string()).or_insert(0) += 1;
+            }
+            kinds
+        })
+}
+
+/// `soak garbage`: 36 entries that do not decode, among 300 good tasks. A worker
+/// dead-letters each with its reason (undecodable, or a newer format) and runs every good
+/// task; nothing else ends dead.
+pub fn garbage_scenario(url: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = dir.path().join("record.txt");
+    let rec = record.to_str().expect("utf-8 path");
+    enqueue(url, "--count 150 --batch 50");
+    let written = run(url, &["garbage", "--count", "36"]);
+    assert!(written.contains(r#""written":36"#), "{written}");
+    enqueue(url, "--count 150 --start 150 --batch 50");
+    wait_success(
+        spawn_worker(
+            url,
+            &[
+                "--concurrency",
+                "16",
+                "--record",
+                rec,
+                "--exit-when-idle-ms",
+                "1000",
+            ],
+        ),
+        Duration::from_secs(120),
+    );
+    assert_all_done(&record, 0..300);
+    let stats = stats(url);
+    assert_eq!(stats["dead"], 36, "{stats}");
+    assert_eq!(
+        dead_kinds(url),
+        BTreeMap::from([
+            ("newer_format".to_owned(), 6),
+            ("undecodable".to_owned(), 30)
+        ]),
+        "each garbage entry dead-lettered with its reason"
+    );
+}
+
+/// `enqueue --retry-after-secs 10^13`: the --fail-first tasks ask for a retry absurdly far
+/// away. Each runs once (no redelivery loop, no panic) and waits, scheduled; the others are
+/// done; nothing is dead.
+pub fn retry_after_scenario(url: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = dir.path().join("record.txt");
+    let rec = record.to_str().expect("utf-8 path");
+    enqueue(
+        url,
+        "--count 100 --fail-first 10 --retry-after-secs 10000000000000",
+    );
+    let worker = spawn_worker(url, &["--concurrency", "8", "--record", rec]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let settled = loop {
+        let stats = stats(url);
+        if stats["ready"] == 0 && stats["leased"] == 0 && stats["scheduled"] == 10 {
+            break stats;
+        }
+        assert!(Instant::now() < deadline, "never settled: {stats}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // A few more seconds: a redelivery loop would show as more attempts.
+    std::thread::sleep(Duration::from_secs(2));
+    kill9(worker);
+    let done = done_counts(&record);
+    for n in 0..100u64 {
+        assert_eq!(done.contains_key(&n), n % 10 != 0, "task {n}");
+    }
+    let waiting = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let queue = skiff::connect(url).await.expect("open the store");
+            queue
+                .storage()
+                .list(skiff::TaskState::Scheduled, None, skiff::Page::first(100))
+                .await
+                .expect("list scheduled")
+        });
+    let in_a_year = chrono::Utc::now() + chrono::Duration::days(365);
+    let mut ids: Vec<u64> = Vec::new();
+    for record in &waiting {
+        let env = record.envelope.as_ref().expect("decodes");
+        assert_eq!(env.attempt, 1, "one attempt ran, no loop: {env:?}");
+        assert!(
+            record.run_at > in_a_year,
+            "retried far away: {}",
+            record.run_at
+        );
+        let (n, _, _): (u64, u64, u64) = skiff::from_msgpack(&env.args).expect("args");
+        ids.push(n);
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (0..100).step_by(10).collect::<Vec<u64>>());
+    let stats = stats(url);
+    assert_eq!(stats["dead"], 0, "{settled} then {stats}");
+}
