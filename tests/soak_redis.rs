@@ -59,3 +59,14 @@ fn redis_takes_an_absurd_retry_after_without_a_loop() {
     let server = aof_server();
     soak::retry_after_scenario(&server.url());
 }
+
+/// 100 cycles of kill -9 of two workers, Redis (AOF) killed and restarted every 10th cycle (a
+/// few minutes: run with `--run-ignored all`).
+#[test]
+#[ignore = "a few minutes; run by hand: cargo nextest run --all-features --test soak_redis --run-ignored all chaos"]
+fn redis_chaos_100_cycles() {
+    let mut server = aof_server();
+    let url = server.url();
+    let (done_before_drain, duplicates) = soak::chaos_scenario(&url, 100, || server.restart());
+    eprintln!("redis chaos: 100 cycles, 10 Redis restarts, {done_before_drain} of 40000 done before the drain, 0 lost, {duplicates} duplicate runs");
+}

@@ -99,3 +99,13 @@ fn sqlite_takes_an_absurd_retry_after_without_a_loop() {
     let url = format!("sqlite://{}", dir.path().join("retry-after.db").display());
     soak::retry_after_scenario(&url);
 }
+
+/// 100 cycles of kill -9 of two workers (a few minutes: run with `--run-ignored all`).
+#[test]
+#[ignore = "a few minutes; run by hand: cargo nextest run --all-features --test soak_sqlite --run-ignored all chaos"]
+fn sqlite_chaos_100_cycles() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("chaos.db").display());
+    let (done_before_drain, duplicates) = soak::chaos_scenario(&url, 100, || {});
+    eprintln!("sqlite chaos: 100 cycles, {done_before_drain} of 40000 done before the drain, 0 lost, {duplicates} duplicate runs");
+}

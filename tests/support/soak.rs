@@ -465,3 +465,36 @@ pub fn retry_after_scenario(url: &str) {
     let stats = stats(url);
     assert_eq!(stats["dead"], 0, "{settled} then {stats}");
 }
+
+/// The chaos run: 40,000 tasks of 0–40 ms (every 13th fails its first attempt), `cycles`
+/// cycles of two workers (4 tasks at once each, 2 s leases) killed with `kill -9` after 0.4 s,
+/// `every_tenth` after every 10th cycle (a server restart), then a worker that drains the
+/// store. Asserts nothing was lost and nothing is left; returns (tasks done before the drain,
+/// duplicate runs).
+pub fn chaos_scenario(url: &str, cycles: u32, mut every_tenth: impl FnMut()) -> (usize, u64) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = dir.path().join("record.txt");
+    let rec = record.to_str().expect("utf-8 path");
+    enqueue(
+        url,
+        "--count 40000 --batch 1000 --sleep-ms 40 --fail-first 13",
+    );
+    let args = ["--concurrency", "4", "--record", rec, "--lease-ms", "2000"];
+    for cycle in 1..=cycles {
+        let a = spawn_worker(url, &args);
+        let b = spawn_worker(url, &args);
+        std::thread::sleep(Duration::from_millis(400));
+        kill9(a);
+        kill9(b);
+        if cycle % 10 == 0 {
+            every_tenth();
+        }
+    }
+    let done_before_drain = done_counts(&record).len();
+    let mut last: Vec<&str> = args.to_vec();
+    last.extend(["--exit-when-idle-ms", "1500"]);
+    wait_success(spawn_worker(url, &last), Duration::from_secs(600));
+    let duplicates = assert_all_done(&record, 0..40_000);
+    assert_drained(url);
+    (done_before_drain, duplicates)
+}
