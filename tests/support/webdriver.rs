@@ -237,10 +237,10 @@ impl Browser {
         }
     }
 
-    /// The text of the whole page's body.
+    /// The text of the whole page's body (read again when a navigation replaced the body
+    /// between finding it and reading it: a submitted form loads the next page).
     pub(crate) async fn body_text(&self) -> String {
-        let body = self.find("body").await;
-        self.text(&body).await
+        self.text_of("body").await
     }
 
     /// Accepts the open `confirm()` dialog, waiting up to 10 s for it.
