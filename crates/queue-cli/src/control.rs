@@ -80,7 +80,30 @@ fn worker_json(w: &WorkerStatus) -> Value {
             "queue": r.queue,
             "since": time(r.since),
         })).collect::<Vec<_>>(),
+        "last_hour": last_hour(w),
+        "throughput": w.throughput.iter().map(|c| json!({
+            "queue": c.queue,
+            "minute": time(c.minute),
+            "processed": c.processed,
+            "failed": c.failed,
+        })).collect::<Vec<_>>(),
+        "periodic": w.periodic.iter().map(|p| json!({
+            "task": p.task,
+            "queue": p.queue,
+            "schedule": p.schedule,
+            "next": p.next.map(time),
+            "last": p.last.map(time),
+        })).collect::<Vec<_>>(),
     })
+}
+
+/// What a worker finished over the last hour it reports: `{"processed", "failed"}`.
+fn last_hour(w: &WorkerStatus) -> Value {
+    let (processed, failed) = w
+        .throughput
+        .iter()
+        .fold((0u64, 0u64), |(p, f), c| (p + c.processed, f + c.failed));
+    json!({ "processed": processed, "failed": failed })
 }
 
 pub(crate) async fn workers(queue: &Queue) -> Result<Report> {
@@ -103,10 +126,12 @@ pub(crate) async fn workers(queue: &Queue) -> Result<Report> {
                     .iter()
                     .map(|r| format!("{} {}", r.task, r.id))
                     .collect();
+                let hour = last_hour(w);
                 vec![
                     format!("{}@{}", w.info.pid, w.info.hostname),
                     queues.join(","),
                     format!("{}/{}", w.running.len(), w.info.concurrency),
+                    format!("{}/{}", hour["processed"], hour["failed"]),
                     time(w.info.started_at),
                     time(w.last_seen),
                     running.join(", "),
@@ -118,6 +143,7 @@ pub(crate) async fn workers(queue: &Queue) -> Result<Report> {
                 "worker",
                 "queues",
                 "busy",
+                "done/failed (1h)",
                 "started",
                 "last seen",
                 "running",

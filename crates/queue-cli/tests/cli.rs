@@ -424,15 +424,35 @@ async fn check_every_command(url: &str) {
         }],
         progress: Vec::new(),
         ttl: Duration::from_secs(300),
-        throughput: Vec::new(),
-        periodic: Vec::new(),
+        throughput: vec![skiff::MinuteCount {
+            queue: "default".into(),
+            minute: chrono::Utc::now(),
+            processed: 12,
+            failed: 3,
+        }],
+        periodic: vec![skiff::PeriodicStatus {
+            task: "nightly_report".into(),
+            queue: "default".into(),
+            schedule: "0 0 3 * * *".into(),
+            next: Some(chrono::Utc::now()),
+            last: None,
+        }],
     };
     queue.storage().heartbeat(&beat).await.unwrap();
     let workers = ok_json(url, &["workers"]);
     assert_eq!(workers[0]["pid"], std::process::id());
     assert_eq!(workers[0]["id"], worker.id);
     assert_eq!(workers[0]["running"][0]["id"], s.leased.to_string());
-    assert!(ok(url, &["workers"]).contains("resize_image"));
+    assert_eq!(workers[0]["last_hour"]["processed"], 12);
+    assert_eq!(workers[0]["last_hour"]["failed"], 3);
+    assert_eq!(workers[0]["throughput"][0]["queue"], "default");
+    assert_eq!(workers[0]["periodic"][0]["task"], "nightly_report");
+    assert_eq!(workers[0]["periodic"][0]["last"], Value::Null);
+    let human = ok(url, &["workers"]);
+    assert!(
+        human.contains("resize_image") && human.contains("12/3"),
+        "{human}"
+    );
 
     let task = ok_json(url, &["task", &s.leased.to_string()]);
     assert_eq!(task["state"], "leased");
