@@ -16,6 +16,7 @@
 
 #![doc(test(attr(deny(warnings))))]
 
+pub mod blocking;
 mod call;
 pub mod clock;
 mod control;

@@ -433,12 +433,24 @@ impl_task_fn!(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11, A12);
 /// Runs a blocking closure on Tokio's blocking pool as a task body. A panic inside it is
 /// resumed in the caller, so the runtime reports it as the task's panic. Used by `#[task]` on a
 /// plain `fn`.
+///
+/// The thread cannot be stopped from outside: a worker keeps the task's lease, lock and slot
+/// until it returns, even after a timeout, a cancel or a shutdown (see
+/// [`blocking`](crate::blocking)). A long-running function should check
+/// [`TaskContext::cancellation`] and return early.
 pub fn run_blocking<F, T>(f: F) -> BoxFuture<'static, Result<T, TaskError>>
 where
     F: FnOnce() -> Result<T, TaskError> + Send + 'static,
     T: Send + 'static,
 {
     Box::pin(async move {
+        // Counted from here (the body's first poll, inside the worker's scope) until the
+        // closure returns or unwinds on its thread.
+        let counted = crate::blocking::enter();
+        let f = move || {
+            let _counted = counted;
+            f()
+        };
         match tokio::task::spawn_blocking(f).await {
             Ok(result) => result,
             Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),

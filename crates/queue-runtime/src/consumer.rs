@@ -306,6 +306,7 @@ impl Consumer {
         });
 
         let freed = Arc::new(Notify::new());
+        let lingering = tokio_util::task::TaskTracker::new();
         let hand_back = CancellationToken::new();
         let pace = Arc::new(Pace::default());
         let mut fetcher = Fetcher {
@@ -336,6 +337,7 @@ impl Consumer {
                 clock: storage.clock(),
                 tx,
                 freed,
+                lingering: lingering.clone(),
             },
             stop: stop.token().clone(),
             hand_back: hand_back.clone(),
@@ -353,6 +355,15 @@ impl Consumer {
         stats.releasing.store(true, Ordering::SeqCst);
         hand_back.cancel();
         drain(&mut fetcher.tasks, stop.grace()).await;
+        // Tasks whose plain `fn` still runs keep their leases until their threads return.
+        lingering.close();
+        if !lingering.is_empty() {
+            tracing::warn!(
+                tasks = lingering.len(),
+                "waiting for plain fn tasks that ignore their cancellation to return"
+            );
+        }
+        lingering.wait().await;
         drop(fetcher); // the last sender: the acker flushes what is left and ends
 
         let unacked = tokio::select! {

@@ -11,7 +11,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use futures::FutureExt;
 use queue_core::{
     chord_inputs, panic_message, CancellationToken, ChordInputs, Clock, Completion, Delivery,
@@ -224,8 +223,15 @@ impl Executor {
         });
         tracing::debug!("task executing");
         let started = Instant::now();
-        let ran = guarded(body, env.timeout, slot.cancellation()).await;
+        let threads = slot.threads();
+        let ran = guarded(threads.scope(body), env.timeout, slot.cancellation()).await;
         let duration = started.elapsed();
+        if threads.running() > 0 {
+            // A plain `fn` outlives its timeout or cancel: keep the lease, the lock and the
+            // slot until it returns, so no second copy runs beside it.
+            tracing::warn!("the task's plain fn still runs on a blocking thread after it was stopped; its lease and lock are kept until it returns");
+            threads.idle().await;
+        }
         if let Some(held) = held {
             held.release().await;
         }
@@ -299,9 +305,9 @@ fn chord_backoff(env: &Envelope, now: chrono::DateTime<chrono::Utc>) -> chrono::
 
 /// Runs a task body, turning a panic, a timeout or a cancellation into a failure. A
 /// cancellation drops the body (an async task stops at its next `.await`; a plain `fn` on the
-/// blocking pool runs on, and should check its token).
+/// blocking pool runs on, and should check its token: its caller waits for its thread).
 async fn guarded(
-    body: BoxFuture<'static, Result<Vec<u8>, TaskError>>,
+    body: impl Future<Output = Result<Vec<u8>, TaskError>>,
     timeout: Option<Duration>,
     cancel: CancellationToken,
 ) -> Result<Vec<u8>, Failed> {

@@ -17,11 +17,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
+use queue_core::blocking::BlockingThreads;
 use queue_core::{
     CancellationToken, Clock, Completion, FailureKind, Lease, Outcome, ProgressSlot, RunningTask,
     TaskFailure, TaskId,
 };
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit};
+use tokio_util::task::TaskTracker;
 
 use queue_core::Event;
 
@@ -240,6 +242,8 @@ pub(crate) struct Handoff {
     pub(crate) tx: mpsc::UnboundedSender<Pending>,
     /// Told each time an execution gives its lease permit back (the fetcher may wait for it).
     pub(crate) freed: Arc<Notify>,
+    /// Hand-backs waiting for a plain `fn`'s thread to return (a shutdown waits for them).
+    pub(crate) lingering: TaskTracker,
 }
 
 /// One execution's claim on a lease and a concurrency permit. See the [module docs](self).
@@ -252,6 +256,12 @@ pub(crate) struct Slot {
     permit: Option<OwnedSemaphorePermit>,
     handoff: Handoff,
     armed: bool,
+    /// The blocking-pool threads the task body started: the slot is not given up while one
+    /// runs.
+    threads: BlockingThreads,
+    /// Whether a drop during a shutdown may wait for [`threads`](Self::threads) in the
+    /// background (false for the slot that does that waiting).
+    linger: bool,
 }
 
 impl Slot {
@@ -274,7 +284,15 @@ impl Slot {
             permit,
             handoff,
             armed: true,
+            threads: BlockingThreads::new(),
+            linger: true,
         }
+    }
+
+    /// The blocking-pool threads of the task body, to run the body in
+    /// ([`BlockingThreads::scope`]) and to wait for.
+    pub(crate) fn threads(&self) -> &BlockingThreads {
+        &self.threads
     }
 
     /// The lease this slot holds.
@@ -343,6 +361,36 @@ impl Slot {
         self.handoff.freed.notify_one();
     }
 
+    /// A shutdown stopped waiting for the task, but its plain `fn` still runs on a blocking
+    /// thread: the lease stays in flight (renewed), with its lock and permit, and the task is
+    /// handed back only once the thread returns, so no second copy starts beside it.
+    fn linger_until_threads_return(&mut self) {
+        self.armed = false;
+        let rest = Slot {
+            lease: self.lease,
+            task: std::mem::take(&mut self.task),
+            queue: std::mem::take(&mut self.queue),
+            cancel: self.cancel.clone(),
+            progress: self.progress.clone(),
+            permit: self.permit.take(),
+            handoff: self.handoff.clone(),
+            armed: true,
+            threads: self.threads.clone(),
+            linger: false,
+        };
+        tracing::warn!(id = %rest.lease.id, task = %rest.task,
+            "the task's plain fn still runs on a blocking thread; its lease and lock are kept until it returns");
+        let tracker = self.handoff.lingering.clone();
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tracker.spawn(async move {
+                rest.threads.idle().await;
+                rest.release();
+            });
+        }
+        // Without a runtime the process is going away with its threads: `rest` is dropped
+        // here and hands the task back at once.
+    }
+
     fn send_release(&mut self) {
         self.armed = false;
         self.handoff.stats.released.fetch_add(1, Ordering::Relaxed);
@@ -370,7 +418,11 @@ impl Drop for Slot {
                 "the runtime panicked while handling a task (a hook, or the outcome); it counts as a failed attempt");
             self.send_panic_retry();
         } else if self.handoff.stats.releasing.load(Ordering::SeqCst) {
-            self.send_release();
+            if self.linger && self.threads.running() > 0 {
+                self.linger_until_threads_return();
+            } else {
+                self.send_release();
+            }
         }
         // Otherwise the consumer is being dropped (a crash): write nothing; the lease runs out.
     }

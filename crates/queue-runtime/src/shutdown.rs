@@ -8,7 +8,9 @@
 //! 1. stops fetching (no new task is leased);
 //! 2. waits up to the timeout for running tasks, whose outcomes are written as usual;
 //! 3. aborts the tasks still running and hands them back to the queue (`Outcome::Defer` with
-//!    `eta = now`), so another worker picks them up at once instead of after their lease;
+//!    `eta = now`), so another worker picks them up at once instead of after their lease — a
+//!    plain `fn` still running on a blocking thread keeps its lease and lock until it returns,
+//!    and the shutdown waits for it (see [`queue_core::blocking`]);
 //! 4. flushes the outcomes not yet written, and returns a [`ShutdownReport`].
 //!
 //! Dropping the consumer's future (or the [`RunningConsumer`]) instead stops everything at once,

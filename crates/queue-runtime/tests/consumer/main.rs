@@ -5,6 +5,7 @@
 #[macro_use]
 mod common;
 
+mod blocking;
 mod builder;
 mod chords;
 mod concurrency;
