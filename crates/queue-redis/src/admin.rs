@@ -100,7 +100,7 @@ impl RedisStorage {
             .arg(start)
             .arg(count);
         let rows: Vec<Value> = self.run(inv, "list tasks").await?;
-        rows.into_iter().map(|r| parse_row(r, now)).collect()
+        Ok(wire::parsed_rows(rows, "task", |r| parse_row(r, now)))
     }
 
     pub(crate) async fn list_tasks(

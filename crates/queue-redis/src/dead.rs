@@ -19,12 +19,13 @@ impl RedisStorage {
     fn dead_row(row: Value) -> Result<DeadTask> {
         let mut row = wire::array(row)?.into_iter();
         let id = wire::task_id(next(&mut row)?)?;
-        let queue = wire::text(next(&mut row)?)?;
-        let task = wire::text(next(&mut row)?)?;
-        let kind = wire::text(next(&mut row)?)?;
-        let message = wire::text(next(&mut row)?)?;
-        let attempts = wire::int(next(&mut row)?)?;
-        let failed_at = wire::int(next(&mut row)?)?;
+        let queue = wire::text_lossy(next(&mut row)?)?;
+        let task = wire::text_lossy(next(&mut row)?)?;
+        let kind = wire::text_lossy(next(&mut row)?)?;
+        let message = wire::text_lossy(next(&mut row)?)?;
+        // Numbers that are not numbers (garbage in the record) read as 0.
+        let attempts = wire::int(next(&mut row)?).unwrap_or(0);
+        let failed_at = wire::int(next(&mut row)?).unwrap_or(0);
         let raw = wire::bytes(next(&mut row)?)?;
         Ok(DeadTask {
             id,
@@ -46,7 +47,7 @@ impl RedisStorage {
             .arg(page.offset)
             .arg(page.limit);
         let rows: Vec<Value> = self.run(inv, "list dead tasks").await?;
-        rows.into_iter().map(Self::dead_row).collect()
+        Ok(wire::parsed_rows(rows, "dead task", Self::dead_row))
     }
 
     pub(crate) async fn dead_get(&self, id: TaskId) -> Result<Option<DeadTask>> {

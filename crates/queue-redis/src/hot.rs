@@ -194,7 +194,9 @@ impl RedisStorage {
         let mut garbage = Vec::new();
         let mut row = reply.into_iter();
         while row.len() > 0 {
-            let id = wire::task_id(next(&mut row)?)?;
+            // Every entry is leased under a token the script took from us: one that cannot be
+            // handed out is dead-lettered below, never left leased (or the whole batch with it).
+            let id_text = wire::text_lossy(next(&mut row)?)?;
             let value = wire::bytes(next(&mut row)?)?;
             let token_text = wire::text(next(&mut row)?)?;
             let token = token_text
@@ -203,6 +205,14 @@ impl RedisStorage {
                 .map_err(|e| Error::decode("lease token", e))?;
             let deliveries = wire::count32(wire::int(next(&mut row)?)?);
             let attempts = wire::count32(wire::int(next(&mut row)?)?);
+            let id = match id_text.parse::<TaskId>() {
+                Ok(id) => id,
+                Err(err) => {
+                    let kind = kind_name(queue_core::FailureKind::Undecodable);
+                    garbage.push((id_text, token_text, kind, err.to_string()));
+                    continue;
+                }
+            };
             let decoded = match wire::task_envelope(&value) {
                 Some(raw) => Envelope::decode(raw),
                 None => Err(Error::decode("stored task", "not a Skiff task value")),
@@ -222,7 +232,7 @@ impl RedisStorage {
                         Error::NewerFormat { .. } => queue_core::FailureKind::NewerFormat,
                         _ => queue_core::FailureKind::Undecodable,
                     };
-                    garbage.push((id, token_text, kind_name(kind), err.to_string()));
+                    garbage.push((id.to_string(), token_text, kind_name(kind), err.to_string()));
                 }
             }
         }
@@ -232,10 +242,15 @@ impl RedisStorage {
             let mut inv = self.call(&self.scripts.bury, self.now_ms());
             inv.arg(queue);
             for (id, token, kind, reason) in garbage {
-                inv.arg(id.to_string()).arg(token).arg(kind).arg(reason);
+                inv.arg(id).arg(token).arg(kind).arg(reason);
             }
-            self.run::<i64>(inv, "dead-lettering undecodable envelopes")
-                .await?;
+            // The healthy tasks of the batch are handed out either way.
+            if let Err(err) = self
+                .run::<i64>(inv, "dead-lettering undecodable envelopes")
+                .await
+            {
+                tracing::warn!(error = %err, "could not dead-letter undecodable tasks; they come back when their leases run out");
+            }
         }
         Ok(out)
     }

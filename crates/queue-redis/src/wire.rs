@@ -175,6 +175,33 @@ pub(crate) fn text(v: Value) -> Result<String> {
     String::from_utf8(bytes(v)?).map_err(|e| Error::decode("redis reply", e))
 }
 
+/// A string reply as text, with bytes that are not UTF-8 replaced (for stored names and
+/// messages: garbage in one of them must not hide the rest of a listing).
+pub(crate) fn text_lossy(v: Value) -> Result<String> {
+    Ok(match String::from_utf8(bytes(v)?) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
+
+/// Rows of a listing that parse; each one that does not is logged and skipped, so garbage in
+/// one stored record never hides the others.
+pub(crate) fn parsed_rows<T>(
+    rows: Vec<Value>,
+    what: &str,
+    mut parse: impl FnMut(Value) -> Result<T>,
+) -> Vec<T> {
+    rows.into_iter()
+        .filter_map(|row| match parse(row) {
+            Ok(parsed) => Some(parsed),
+            Err(err) => {
+                tracing::warn!(error = %err, "skipped an unreadable {what} in the store");
+                None
+            }
+        })
+        .collect()
+}
+
 /// An integer reply (or a string holding one).
 pub(crate) fn int(v: Value) -> Result<i64> {
     match v {

@@ -9,9 +9,11 @@ for i = 4, #ARGV, 4 do
   local k = Q(q)
   local member = lease_member(id, token)
   if redis.call('ZSCORE', k.leased, member) then
-    local t = parse_task(redis.call('HGET', k.task, id))
-    local raw = t and t.raw or ''
-    local att = redis.call('HGET', k.att, id) or '0'
+    local v = redis.call('HGET', k.task, id)
+    local t = parse_task(v)
+    -- The envelope as enqueued; the whole stored value when its header cannot be read.
+    local raw = t and t.raw or v or ''
+    local att = count(redis.call('HGET', k.att, id))
     remove(q, id, member)
     bury(id, q, '?', raw, fk, fm, att)
     write_result(id, '', fk, fm, att, dead_result_expiry())

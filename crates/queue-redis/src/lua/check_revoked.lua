@@ -12,7 +12,13 @@ local function applies(field)
   local v = redis.call('HGET', rev, field)
   if not v then return false end
   local until_ms, once = string.match(v, '^(%d*)|(%d)$')
-  if until_ms and until_ms ~= '' and tonumber(until_ms) <= NOW then
+  if not once then
+    -- Not a revocation this store wrote: it revokes nothing, and goes.
+    redis.log(redis.LOG_WARNING, 'skiff: removed an unreadable revocation ' .. field)
+    forget(field)
+    return false
+  end
+  if until_ms ~= '' and tonumber(until_ms) <= NOW then
     forget(field)
     return false
   end

@@ -16,6 +16,12 @@
 -- have (deliveries after a lost lease, attempts after a retry, a unique key) is in hashes of
 -- their own, which cost nothing to read or clear while they do not exist (see `sparse`).
 --
+-- Garbage in the store (a value written by hand, a bug, a disk error) must not make a script
+-- fail halfway: a Lua runtime error keeps the writes made before it. So every stored value is
+-- read with a parser that cannot fail (`parse_task` and `task_lim` answer nil, `count` 0,
+-- `stamp` nil), every call reads what it needs before its first write, and what cannot be read
+-- is dead-lettered or skipped, never left in no index (tests/behaviour/garbage.rs).
+--
 -- Numbers given to redis.call are strings: Redis formats a Lua number with "%.17g" and
 -- parses it back, which cost more than the rest of a ZADD.
 --
@@ -126,15 +132,38 @@ local function make_task(score, run, lim, name, raw)
 end
 local function parse_task(v)
   if not v then return nil end
-  local s, r, l, nl, at = match(v, '^(%-?[%d.]+)|(%-?%d+)|(%d+)|(%d+)|()')
-  if not at then return nil end
+  local s, r, l, nl, at = match(v, '^(%-?%d+%.?%d*)|(%-?%d+)|(%d+)|(%d+)|()')
+  if not at or #s > 24 or #r > 18 or #l > 10 then return nil end
   nl = tonumber(nl)
   return {score = s, run = tonumber(r), lim = tonumber(l),
     name = sub(v, at, at + nl - 1), raw = sub(v, at + nl)}
 end
 -- Just the ready score (a string), or the delivery limit, of a stored value (hot paths).
-local function task_score(v) return v and match(v, '^(%-?[%d.]+)|') end
-local function task_lim(v) return tonumber(match(v, '^%-?[%d.]+|%-?%d+|(%d+)|')) end
+-- Both answer nil for a value whose header they cannot read.
+local function task_score(v)
+  local s = v and match(v, '^(%-?%d+%.?%d*)|')
+  if s and #s <= 24 then return s end
+  return nil
+end
+local function task_lim(v) return tonumber(match(v, '^%-?%d+%.?%d*|%-?%d+|(%d+)|')) end
+
+-- A stored count (deliveries, attempts, a sequence number) as a whole number from 0; 0 for
+-- anything else (garbage reads as "none yet", so it cannot stop a task).
+local function count(x)
+  local n = tonumber(x)
+  if not n or n ~= n or n < 0 or n > 9007199254740992 or n % 1 ~= 0 then return 0 end
+  return n
+end
+
+-- A stored time in ms (a lock's or a revocation's end), or nil if it is not a number.
+local function stamp(x)
+  local n = tonumber(x)
+  if not n or n ~= n then return nil end
+  return n
+end
+
+-- The id of a lease member "<id>|<token>" (nil for garbage without a token).
+local function member_id(m) return match(m, '^([^|]+)|') end
 
 local function wake(q) woken[q] = (woken[q] or 0) + 1 end
 
@@ -142,7 +171,7 @@ local function wake(q) woken[q] = (woken[q] or 0) + 1 end
 local function next_seq(q)
   local s = seqs[q]
   if not s then
-    s = tonumber(redis.call('GET', qkey(q, 'seq')) or 0)
+    s = count(redis.call('GET', qkey(q, 'seq')))
     redis.call('SADD', QUEUES, q)
   end
   s = s + 1
@@ -260,9 +289,8 @@ local function unplace(q, id)
   redis.call('ZREM', qkey(q, 'scheduled'), id)
 end
 
--- A lease's member of the leased index, and the id of one.
+-- A lease's member of the leased index (see `member_id` for the way back).
 local function lease_member(id, token) return id .. '|' .. token end
-local function member_id(m) return match(m, '^([^|]*)|') end
 
 -- New tasks are staged in a batch and written with one variadic call per hash and queue
 -- (`store_staged`). The batch also answers "is this id or unique key taken?" for tasks staged
@@ -327,10 +355,20 @@ local function stage(b, i)
   wake(q)
 end
 
+-- The staged or pending task that holds unique key `uk`, or nil. An entry whose holder is not
+-- pending (garbage, or left behind) holds nothing: the new task takes the key over.
+local function unique_holder(b, uk)
+  local h = b.keys[uk]
+  if h then return h end
+  h = redis.call('HGET', UNIQ, uk)
+  if h and redis.call('HEXISTS', IDS, h) == 1 then return h end
+  return nil
+end
+
 -- The id that holds `id` or unique key `uk` among pending and staged tasks, or nil.
 local function holder(b, id, uk)
   if b.taken[id] or redis.call('HEXISTS', IDS, id) == 1 then return id end
-  if uk ~= '' then return b.keys[uk] or redis.call('HGET', UNIQ, uk) or nil end
+  if uk ~= '' then return unique_holder(b, uk) end
   return nil
 end
 
@@ -463,10 +501,20 @@ end
 local function bury(id, q, name, raw, fk, fm, fa)
   local dk = dkey(id)
   local old_q = redis.call('HGET', dk, 'q')
+  -- The dead-letter sequence, read before any write (INCR fails on garbage); garbage restarts
+  -- it after the newest dead letter.
+  local seq_key = P .. ':dead-seq'
+  local seq = tonumber(redis.call('GET', seq_key) or 0)
+  if not seq or seq ~= seq or seq % 1 ~= 0 then
+    local last = redis.call('ZRANGE', DEAD, -1, -1, 'WITHSCORES')
+    seq = count(last[2])
+  end
+  seq = format('%d', seq + 1)
   if old_q then redis.call('ZREM', qkey(old_q, 'dead'), id) end
   redis.call('DEL', dk)
-  redis.call('HSET', dk, 'q', q, 'task', name, 'fk', fk, 'fm', fm, 'fa', fa, 'at', NOW, 'raw', raw)
-  local seq = redis.call('INCR', P .. ':dead-seq')
+  redis.call('HSET', dk, 'q', q, 'task', name, 'fk', fk, 'fm', fm, 'fa', tostring(count(fa)),
+    'at', NOW, 'raw', raw)
+  redis.call('SET', seq_key, seq)
   redis.call('ZADD', DEAD, seq, id)
   redis.call('ZADD', qkey(q, 'dead'), seq, id)
 end
@@ -479,7 +527,11 @@ local function make_ready(q, ids)
   local values = hmget(k.task, ids)
   local pairs_, placed = {}, {}
   for j, id in ipairs(ids) do
-    local score = task_score(values[j])
+    local v = values[j]
+    -- A value whose header cannot be read goes to the front of ready, so its next delivery
+    -- dead-letters it (the client cannot decode it); an id without a value is an index
+    -- leftover, dropped.
+    local score = task_score(v) or (v and '0')
     if score then
       pairs_[#pairs_ + 1] = score
       pairs_[#pairs_ + 1] = id
@@ -501,14 +553,24 @@ end
 -- Returns at most `limit` tasks of q whose lease ran out to ready. Returns how many.
 local function promote_expired(q, limit)
   local due = redis.call('ZRANGEBYSCORE', qkey(q, 'leased'), '-inf', NOW, 'LIMIT', 0, limit)
-  batched({'ZREM', qkey(q, 'leased')}, due)
   local ids = {}
-  for j, m in ipairs(due) do ids[j] = member_id(m) end
-  local dk = qkey(q, 'dlv')
-  for _, id in ipairs(make_ready(q, ids)) do
-    -- That delivery ended without an outcome: it counts.
-    redis.call('HINCRBY', dk, id, 1)
+  for _, m in ipairs(due) do
+    local id = member_id(m)
+    if id then ids[#ids + 1] = id end
   end
+  local dk = qkey(q, 'dlv')
+  local dlvs = sparse(dk, ids)
+  batched({'ZREM', qkey(q, 'leased')}, due)
+  local counted = {}
+  local placed = make_ready(q, ids)
+  local at = {}
+  for j, id in ipairs(ids) do at[id] = j end
+  for _, id in ipairs(placed) do
+    -- That delivery ended without an outcome: it counts.
+    counted[#counted + 1] = id
+    counted[#counted + 1] = format('%d', count(dlvs[at[id]]) + 1)
+  end
+  if #counted > 0 then batched({'HSET', dk}, counted) end
   return #due
 end
 
@@ -535,10 +597,10 @@ local function task_row(q, id, member, exp)
   local score = tonumber(t.score)
   local level = math.floor(score / PRI_SPAN)
   local tok = member and match(member, '|(.*)$') or ''
-  local dlv = tonumber(redis.call('HGET', k.dlv, id) or 0)
+  local dlv = count(redis.call('HGET', k.dlv, id))
   -- A leased task is in its next delivery.
   if member then dlv = dlv + 1 end
   local att = redis.call('HGET', k.att, id)
-  return {id, q, t.raw, -level, t.run, tok, exp or 0, dlv, tonumber(att or 0),
+  return {id, q, t.raw, -level, t.run, tok, exp or 0, dlv, count(att),
     score - level * PRI_SPAN}
 end

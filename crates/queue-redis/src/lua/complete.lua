@@ -111,21 +111,36 @@ for c = 1, n do
     local first_follow = i + FULL_FIELDS
     local k = Q(q)
     if kind == 'retry' or kind == 'defer' then
-      redis.call('ZREM', k.leased, member)
-      local t = parse_task(redis.call('HGET', k.task, id))
-      if kind == 'retry' then
-        redis.call('HINCRBY', k.att, id, 1)
-        -- A retried delivery counts; a deferred one does not.
-        redis.call('HINCRBY', k.dlv, id, 1)
+      -- Read first: a script error after the ZREM would leave the task in no index.
+      local v = redis.call('HGET', k.task, id)
+      local t = parse_task(v)
+      local att = count(redis.call('HGET', k.att, id))
+      local dlv = count(redis.call('HGET', k.dlv, id))
+      if v and not t then
+        -- Its stored header cannot be read: it could never be placed again.
+        local msg = 'its stored value is corrupt (the header before the envelope cannot be read)'
+        remove(q, id, member)
+        bury(id, q, '?', v, 'undecodable', msg, att)
+        write_result(id, '', 'undecodable', msg, att, dead_result_expiry())
+        ng = ng + 1
+        gone[ng] = 'i:' .. id
+      else
+        redis.call('ZREM', k.leased, member)
+        if kind == 'retry' then
+          -- A retried delivery counts; a deferred one does not.
+          redis.call('HSET', k.att, id, format('%d', att + 1))
+          redis.call('HSET', k.dlv, id, format('%d', dlv + 1))
+        end
+        if t then
+          redis.call('HSET', k.task, id, make_task(t.score, eta, t.lim, t.name, t.raw))
+          place(q, id, t.score, eta)
+        end
+        wake(q)
       end
-      if t then
-        redis.call('HSET', k.task, id, make_task(t.score, eta, t.lim, t.name, t.raw))
-        place(q, id, t.score, eta)
-      end
-      wake(q)
     else
       if kind == 'dead' then
-        local t = parse_task(redis.call('HGET', k.task, id)) or {name = '?', raw = ''}
+        local v = redis.call('HGET', k.task, id)
+        local t = parse_task(v) or {name = '?', raw = v or ''}
         bury(id, q, t.name, t.raw, fk, fm, fa)
       end
       remove(q, id, member)

@@ -46,7 +46,9 @@ if op == 'list' or op == 'ids' then
   for _, id in ipairs(ids) do
     local f = redis.call('HMGET', dkey(id), 'q', 'task', 'fk', 'fm', 'fa', 'at', 'raw')
     if f[1] then
-      out[#out + 1] = {id, f[1], f[2], f[3], f[4], tonumber(f[5]), tonumber(f[6]), f[7]}
+      -- Missing or garbage fields read as empty or 0 (nil would cut the row short).
+      out[#out + 1] = {id, f[1], f[2] or '', f[3] or '', f[4] or '', count(f[5]),
+        stamp(f[6]) or 0, f[7] or ''}
     end
   end
   return out
@@ -58,7 +60,7 @@ if op == 'requeue' then
     local id, uk = ARGV[i], ARGV[i + 5]
     -- Only when it can be stored: its id and unique key must be free, or it stays dead.
     local free = redis.call('HEXISTS', IDS, id) == 0 and
-      (uk == '' or not redis.call('HGET', UNIQ, uk))
+      (uk == '' or not unique_holder(new_batch(), uk))
     if free and redis.call('EXISTS', dkey(id)) == 1 then
       forget(id)
       delete_results({id})

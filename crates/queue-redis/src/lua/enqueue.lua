@@ -24,7 +24,7 @@ for k = 1, n do
   if pending[k] or b.taken[id] then
     h = id
   elseif uk ~= '' then
-    h = b.keys[uk] or redis.call('HGET', UNIQ, uk) or nil
+    h = unique_holder(b, uk)
   end
   if h then
     out[no + 1], out[no + 2] = k, h

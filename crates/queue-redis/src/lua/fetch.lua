@@ -28,25 +28,23 @@ local leased, nl = {}, 0
 local got = 0
 local ti = 7
 while got < max do
-  -- Takes exactly as many as are still wanted; poison tasks make another round.
+  -- Takes exactly as many as are still wanted; poison tasks make another round. Everything a
+  -- round needs is read before it writes (a script error would keep earlier writes).
   local ids = redis.call('ZRANGE', k.ready, 0, max - got - 1)
   if #ids == 0 then break end
-  redis.call('ZREMRANGEBYRANK', k.ready, 0, #ids - 1)
   local vals, dlvs, atts = hmget(k.task, ids), sparse(k.dlv, ids), sparse(k.att, ids)
+  local poison = {}
   for j, id in ipairs(ids) do
     local v = vals[j]
     if v then
-      local dlv = tonumber(dlvs[j] or 0) + 1
-      -- Every limit is at least 1: a first delivery never needs the header read.
+      -- Counts that are not numbers read as 0 (see `count`).
+      local dlv = count(dlvs[j]) + 1
+      local att = count(atts[j])
+      -- Every limit is at least 1: a first delivery never needs the header read. A header
+      -- that cannot be read hands the task out, and the client dead-letters it.
       local lim = dlv > 1 and task_lim(v) or math.huge
-      local att = tonumber(atts[j] or 0)
       if dlv > lim then
-        local t = parse_task(v)
-        remove(q, id, false)
-        local msg = 'delivered ' .. (dlv - 1) .. ' times without completing (limit ' .. lim ..
-          '); treated as poison'
-        bury(id, q, t.name, t.raw, 'delivery_limit', msg, att)
-        write_result(id, '', 'delivery_limit', msg, att, dead_result_expiry())
+        poison[#poison + 1] = {id, v, dlv, lim, att}
       else
         local tok = ARGV[ti]
         ti = ti + 1
@@ -57,6 +55,16 @@ while got < max do
         nl = nl + 2
       end
     end
+  end
+  redis.call('ZREMRANGEBYRANK', k.ready, 0, #ids - 1)
+  for _, p in ipairs(poison) do
+    local id, v, dlv, lim, att = p[1], p[2], p[3], p[4], p[5]
+    local t = parse_task(v) or {name = '?', raw = v}
+    remove(q, id, false)
+    local msg = 'delivered ' .. (dlv - 1) .. ' times without completing (limit ' .. lim ..
+      '); treated as poison'
+    bury(id, q, t.name, t.raw, 'delivery_limit', msg, att)
+    write_result(id, '', 'delivery_limit', msg, att, dead_result_expiry())
   end
 end
 if nl > 0 then batched({'ZADD', k.leased}, leased) end

@@ -44,14 +44,16 @@ end
 local name, owner = ARGV[4], ARGV[5]
 local lk = P .. ':lock:' .. name
 local f = redis.call('HMGET', lk, 'o', 'x')
+-- An expiry that is not a number counts as past: garbage never holds a lock forever.
+local live = (stamp(f[2]) or NOW) > NOW
 if op == 'acquire' then
-  if f[1] and f[1] ~= owner and tonumber(f[2]) > NOW then return 0 end
+  if f[1] and f[1] ~= owner and live then return 0 end
   redis.call('HSET', lk, 'o', owner, 'x', ARGV[6])
   redis.call('PEXPIRE', lk, ARGV[7])
   redis.call('ZADD', lock_exp, ARGV[6], name)
   return 1
 end
-if f[1] == owner and tonumber(f[2]) > NOW then
+if f[1] == owner and (live or not stamp(f[2])) then
   redis.call('DEL', lk)
   redis.call('ZREM', lock_exp, name)
   redis.call('SREM', locks, name)

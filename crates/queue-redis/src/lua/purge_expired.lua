@@ -18,7 +18,8 @@ local lock_exp = P .. ':lock-exp'
 for _, name in ipairs(redis.call('ZRANGEBYSCORE', lock_exp, '-inf', NOW, 'LIMIT', 0, max)) do
   local lk = P .. ':lock:' .. name
   local x = redis.call('HGET', lk, 'x')
-  if x and tonumber(x) <= NOW then
+  -- An expiry that is not a number counts as past.
+  if x and (stamp(x) or NOW) <= NOW then
     redis.call('DEL', lk)
     removed = removed + 1
   end
@@ -28,8 +29,8 @@ local old_locks = P .. ':locks'
 for _, name in ipairs(redis.call('SPOP', old_locks, 100)) do
   local lk = P .. ':lock:' .. name
   local x = redis.call('HGET', lk, 'x')
-  if x and tonumber(x) > NOW then
-    redis.call('ZADD', lock_exp, x, name)
+  if x and (stamp(x) or NOW) > NOW then
+    redis.call('ZADD', lock_exp, format('%d', stamp(x)), name)
   elseif x then
     redis.call('DEL', lk)
     removed = removed + 1
@@ -47,6 +48,8 @@ for _, field in ipairs(redis.call('ZRANGEBYSCORE', rev_exp, '-inf', NOW, 'LIMIT'
 end
 local scan = P .. ':revoked-scan'
 local cursor = redis.call('GET', scan)
+-- A cursor that is not one (HSCAN would fail on it) starts the scan again.
+if cursor and not string.match(cursor, '^%d+$') then cursor = nil end
 if cursor ~= '0' and redis.call('EXISTS', rev) == 1 then
   local page = redis.call('HSCAN', rev, cursor or '0', 'COUNT', 100)
   local kv = page[2]

@@ -6,10 +6,12 @@ local rk = P .. ':rate:' .. ARGV[3]
 local start, limit = ARGV[4], tonumber(ARGV[5])
 local f = redis.call('HMGET', rk, 'w', 'n')
 local n = 0
-if f[1] == start then n = tonumber(f[2]) end
+if f[1] == start then n = count(f[2]) end
 -- A hit from an older window (a client whose clock is behind, a call that waited) is refused,
--- never allowed to move the window back and reset its count.
-if f[1] and tonumber(f[1]) > tonumber(start) then return 0 end
+-- never allowed to move the window back and reset its count. A window that is not a number
+-- is replaced.
+local w = stamp(f[1])
+if w and w > tonumber(start) then return 0 end
 if n >= limit then return 0 end
 redis.call('HSET', rk, 'w', start, 'n', n + 1)
 redis.call('PEXPIRE', rk, ARGV[6])

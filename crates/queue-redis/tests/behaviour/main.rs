@@ -9,6 +9,7 @@ mod support;
 
 mod bounded;
 mod clocks;
+mod garbage;
 mod keys;
 mod oom;
 mod plane;
