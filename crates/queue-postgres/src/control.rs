@@ -98,7 +98,8 @@ WITH r AS (
         SELECT key FROM {s}.rates WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2))
 ), v AS (
     DELETE FROM {s}.revocations WHERE ctid = ANY (ARRAY (
-        SELECT ctid FROM {s}.revocations WHERE until <= $1 LIMIT $2))
+        SELECT ctid FROM {s}.revocations WHERE until IS NOT NULL AND until <= $1
+        ORDER BY until LIMIT $2))
 )
 SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM l)";
 

@@ -56,7 +56,7 @@ impl SqliteStorage {
     /// # Ok(()) }
     /// ```
     pub async fn explain(&self) -> queue_core::Result<Vec<QueryPlan>> {
-        let statements: [(&'static str, &'static str); 11] = [
+        let statements: [(&'static str, &'static str); 14] = [
             ("claim", fetch::CLAIM),
             ("promote", fetch::PROMOTE),
             ("enqueue", enqueue::INSERT.get(2)),
@@ -68,6 +68,9 @@ impl SqliteStorage {
             ("wake-up probe", wait::PROBE),
             ("get result", wait::GET_RESULT),
             ("purge results", control::PURGE_RESULTS),
+            ("purge locks", control::PURGE_LOCKS),
+            ("purge rate counters", control::PURGE_RATES),
+            ("purge revocations", control::PURGE_REVOCATIONS),
         ];
         let mut out = Vec::with_capacity(statements.len());
         let mut conn = self.pool.acquire().await.ctx("explain")?;

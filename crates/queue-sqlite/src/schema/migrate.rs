@@ -18,7 +18,7 @@ use crate::error::open_error;
 pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// The schema version this build writes and reads: the newest embedded migration.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Creates or upgrades the schema; refuses a newer one.
 pub(crate) async fn migrate(conn: &mut SqliteConnection, path: &str) -> Result<()> {

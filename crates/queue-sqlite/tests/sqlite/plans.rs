@@ -38,6 +38,13 @@ async fn hot_statements_use_indexes() {
         plan("complete")
     );
     assert!(plan("extend").contains("tasks_id"), "{}", plan("extend"));
+    for (purge, index) in [
+        ("purge locks", "locks_expiry"),
+        ("purge rate counters", "rates_expiry"),
+        ("purge revocations", "revocations_until"),
+    ] {
+        assert!(plan(purge).contains(index), "{purge}: {}", plan(purge));
+    }
     assert!(
         plan("wake-up probe").contains("tasks_ready"),
         "{}",
