@@ -53,6 +53,51 @@ async fn connect_waits_for_a_redis_server_that_starts_later() {
     .await;
 }
 
+/// A Redis server restarted with data to load answers `LOADING` until it has read it back
+/// (here 20,000 keys at 100 µs each: about two seconds). A worker or producer started then
+/// waits instead of failing with `BusyLoading`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_waits_for_a_redis_server_that_is_still_loading() {
+    let mut server = queue_redis::testing::RedisServer::with(queue_redis::testing::ServerConfig {
+        key_load_delay_us: Some(100),
+        ..Default::default()
+    });
+    let url = server.url();
+    let mut raw = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let () = redis::cmd("EVAL")
+        .arg("for i = 1, 20000 do redis.call('SET', 'load:' .. i, i) end")
+        .arg(0)
+        .query(&mut raw)
+        .unwrap();
+    drop(raw);
+    server.restart_loading();
+    let mut raw = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let loading: redis::RedisResult<String> = redis::cmd("PING").query(&mut raw);
+    assert!(
+        matches!(&loading, Err(e) if e.to_string().contains("loading the dataset")),
+        "the server should still be loading: {loading:?}"
+    );
+    let queue = skiff::connect_within(&url, Duration::from_secs(60))
+        .await
+        .expect("connected once the server has loaded its data");
+    let loaded: String = redis::cmd("PING").query(&mut raw).unwrap();
+    assert_eq!(loaded, "PONG");
+    let running = Consumer::builder(queue.clone())
+        .register(ping)
+        .build()
+        .unwrap()
+        .spawn();
+    let out = ping(1).enqueue(&queue).await.unwrap();
+    assert_eq!(out.get(Duration::from_secs(30)).await.unwrap(), 2);
+    running.shutdown(Duration::from_secs(10)).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_waits_for_a_postgres_server_that_starts_later() {
     let mut server = queue_postgres::testing::PostgresServer::start();

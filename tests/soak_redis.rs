@@ -13,7 +13,7 @@ use support::soak;
 fn aof_server() -> RedisServer {
     RedisServer::with(ServerConfig {
         appendonly: true,
-        password: None,
+        ..ServerConfig::default()
     })
 }
 

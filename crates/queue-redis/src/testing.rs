@@ -42,6 +42,10 @@ pub struct ServerConfig {
     pub appendonly: bool,
     /// Require this password.
     pub password: Option<String>,
+    /// Microseconds the server waits per key while it loads its data at start (Redis's
+    /// `key-load-delay`), so that it answers `LOADING` for a while after
+    /// [`RedisServer::restart_loading`].
+    pub key_load_delay_us: Option<u32>,
 }
 
 /// A private `redis-server` process.
@@ -138,6 +142,11 @@ impl RedisServer {
     }
 
     fn launch(&mut self) {
+        self.spawn();
+        self.wait_ready(true);
+    }
+
+    fn spawn(&mut self) {
         let mut cmd = Command::new("redis-server");
         cmd.arg("--port")
             .arg(self.port.to_string())
@@ -158,6 +167,13 @@ impl RedisServer {
         if let Some(pw) = &self.config.password {
             cmd.arg("--requirepass").arg(pw);
         }
+        if let Some(us) = self.config.key_load_delay_us {
+            // Answers (LOADING) between small parts of the load, not only after it.
+            cmd.arg("--key-load-delay")
+                .arg(us.to_string())
+                .arg("--loading-process-events-interval-bytes")
+                .arg("1024");
+        }
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -165,10 +181,10 @@ impl RedisServer {
             .spawn()
             .expect("spawn redis-server");
         self.child = Some(child);
-        self.wait_ready();
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until the server answers; with `loaded`, until it answers other than `LOADING`.
+    fn wait_ready(&mut self, loaded: bool) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
@@ -176,7 +192,7 @@ impl RedisServer {
                 let mut buf = [0u8; 64];
                 if s.write_all(b"PING\r\n").is_ok() && matches!(s.read(&mut buf), Ok(n) if n > 0) {
                     // "-LOADING" while the AOF is read back: not ready yet.
-                    if !buf.starts_with(b"-LOADING") {
+                    if !loaded || !buf.starts_with(b"-LOADING") {
                         return;
                     }
                 }
@@ -230,6 +246,19 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.stop();
         self.launch();
+    }
+
+    /// Saves the data (`SAVE`), kills the server and starts it again, returning as soon as it
+    /// accepts connections: while it loads the saved data it answers `LOADING` (for long with
+    /// [`ServerConfig::key_load_delay_us`] and many keys).
+    pub fn restart_loading(&mut self) {
+        let saved: redis::RedisResult<()> = redis::Client::open(self.url())
+            .and_then(|c| c.get_connection())
+            .and_then(|mut c| redis::cmd("SAVE").query(&mut c));
+        saved.expect("SAVE before a restart");
+        self.stop();
+        self.spawn();
+        self.wait_ready(false);
     }
 
     /// Keeps the server running after this handle is gone, until the test binary exits.
