@@ -51,6 +51,12 @@
 //!   the pool reconnects on its own; calls made while it is down fail with
 //!   [`Error::Storage`](queue_core::Error::Storage) (transient), and leased tasks come back when
 //!   their leases run out: nothing is lost.
+//! * **Dead connections.** Every call fails after [`PostgresOptions::query_timeout`] (30 s by
+//!   default) without an answer, and the listener checks its `LISTEN` connection with a round
+//!   trip after 5 s without a notification, reconnecting if it does not answer within that
+//!   bound. sqlx sets no read timeout, so without these a connection that died silently (a
+//!   network partition after which a NAT or firewall forgot it) would keep a call, or the
+//!   wake-ups, waiting forever.
 //! * **TLS** as in libpq URLs: `?sslmode=require` (or `verify-ca`, `verify-full`, with
 //!   `sslrootcert=…`), through rustls.
 //! * **Secrets.** No error message, log line or `Debug` output shows the URL's password (see
@@ -121,7 +127,7 @@ use queue_core::{Clock, Error, Result, TaskId};
 
 pub(crate) use error::PoolInfo;
 pub use explain::QueryPlan;
-pub use options::{PostgresOptions, DEFAULT_SCHEMA, MAX_SCHEMA_LEN};
+pub use options::{PostgresOptions, DEFAULT_QUERY_TIMEOUT, DEFAULT_SCHEMA, MAX_SCHEMA_LEN};
 pub use redact::redact_url;
 pub use schema::SCHEMA_VERSION;
 pub use tx::EnqueueIn;
@@ -142,6 +148,8 @@ pub struct PostgresStorage {
     clock: Arc<dyn Clock>,
     waiters: Arc<Waiters>,
     poll: Duration,
+    /// The longest one call waits for PostgreSQL's answers (`PostgresOptions::query_timeout`).
+    query_timeout: Duration,
     /// "No revocation exists" as last read (see `check_revoked`).
     revocations: RevocationCache,
     _listener: Option<DropGuard>,
@@ -237,16 +245,13 @@ impl PostgresStorage {
         let channel = notify::channel(&options.schema);
         let listener = if options.listen {
             let stop = CancellationToken::new();
-            let listen_pool = PgPoolOptions::new()
-                .max_connections(1)
-                .min_connections(0)
-                .acquire_timeout(options.acquire_timeout)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_lazy_with(connect);
             let (ready_tx, ready) = tokio::sync::oneshot::channel();
             notify::spawn(
-                listen_pool,
+                notify::ListenConfig {
+                    connect,
+                    acquire_timeout: options.acquire_timeout,
+                    timeout: options.query_timeout,
+                },
                 channel.clone(),
                 waiters.clone(),
                 stop.clone(),
@@ -268,6 +273,7 @@ impl PostgresStorage {
             clock: options.clock,
             waiters,
             poll: options.poll_interval,
+            query_timeout: options.query_timeout,
             revocations: RevocationCache::new(),
             _listener: listener,
         })
@@ -336,6 +342,24 @@ impl PostgresStorage {
 
     fn now(&self) -> i64 {
         queue_core::clock::to_millis(self.clock.now())
+    }
+
+    /// Runs one call of the store (`what` names it in the error), failing it with a storage
+    /// error if it has not finished within the query timeout: a connection that died
+    /// silently would otherwise keep it waiting for an answer forever.
+    ///
+    /// The call's future is dropped on a timeout, and with it the connection it used, which
+    /// sqlx then tests before it reuses it: it comes back to the pool if the server answers
+    /// after all, and is closed otherwise.
+    async fn timed<T>(
+        &self,
+        what: &'static str,
+        call: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.query_timeout, call).await {
+            Ok(done) => done,
+            Err(_) => Err(error::timed_out(what, self.query_timeout, &self.info)),
+        }
     }
 
     /// A pooled connection, or an error that says why there is none.
