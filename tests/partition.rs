@@ -456,3 +456,45 @@ async fn postgres_worker_recovers_when_the_link_dies_under_its_statements() {
         .await
         .expect("the worker shuts down cleanly");
 }
+
+/// Redis: after a partition that killed the connections, a caller whose calls follow one
+/// another (as a worker's fetcher's do) loses one call, not one per connection: the call that
+/// times out on a dead connection makes every connection of the store reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_reconnects_every_connection_after_one_died() {
+    const LANES: usize = 4;
+    let server = queue_redis::testing::RedisServer::start();
+    let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], server.port()))).await;
+    let options = queue_redis::RedisOptions::new(format!("redis://127.0.0.1:{}/0", proxy.port()))
+        .key_prefix(queue_redis::testing::unique_prefix("lanes"))
+        .pool_size(LANES)
+        .response_timeout(Duration::from_secs(1));
+    let store = queue_redis::RedisStorage::open(options)
+        .await
+        .expect("open the Redis store");
+    // Calls go round-robin over the connections: every one is open and used now.
+    for _ in 0..2 * LANES {
+        store
+            .paused_queues()
+            .await
+            .expect("a call before the partition");
+    }
+    proxy.stall(Lost::Connections);
+    proxy.resume();
+    let mut failures = 0;
+    loop {
+        match store.paused_queues().await {
+            Ok(_) => break,
+            Err(err) => {
+                assert!(err.is_transient(), "{err}");
+                failures += 1;
+                assert!(failures <= 2 * LANES, "the store never got through: {err}");
+            }
+        }
+    }
+    eprintln!("redis-lanes: {failures} call(s) failed after the partition, of {LANES} connections");
+    assert_eq!(
+        failures, 1,
+        "calls that failed after the partition, one after another, with {LANES} connections"
+    );
+}
