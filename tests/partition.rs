@@ -498,3 +498,53 @@ async fn redis_store_reconnects_every_connection_after_one_died() {
         "calls that failed after the partition, one after another, with {LANES} connections"
     );
 }
+
+/// PostgreSQL: after a partition that killed the connections, a caller whose calls follow one
+/// another loses one call, not one per connection left idle in the pool: once a call has timed
+/// out, the connections idle since before it are replaced instead of being pinged (a ping
+/// that would never be answered either).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_replaces_idle_connections_after_one_died() {
+    const CONNECTIONS: usize = 4;
+    let store = postgres();
+    let proxy = Proxy::start(store.target).await;
+    let through = (store.open)(proxy.port()).await;
+    let pg = through
+        .as_any()
+        .and_then(|any| any.downcast_ref::<queue_postgres::PostgresStorage>())
+        .expect("a PostgreSQL store");
+    // CONNECTIONS connections open at once, then idle in the pool.
+    let mut held = Vec::new();
+    for _ in 0..CONNECTIONS {
+        held.push(pg.pool().acquire().await.expect("a connection"));
+    }
+    drop(held);
+    wait_until("the connections back in the pool", || {
+        pg.pool().num_idle() >= CONNECTIONS
+    })
+    .await;
+    proxy.stall(Lost::Connections);
+    proxy.resume();
+    let mut failures = 0;
+    loop {
+        match through.paused_queues().await {
+            Ok(_) => break,
+            Err(err) => {
+                assert!(err.is_transient(), "{err}");
+                failures += 1;
+                assert!(
+                    failures <= 2 * CONNECTIONS,
+                    "the store never got through: {err}"
+                );
+            }
+        }
+    }
+    eprintln!(
+        "postgres-idle-connections: {failures} call(s) failed after the partition, of {} idle connections",
+        CONNECTIONS
+    );
+    assert_eq!(
+        failures, 1,
+        "calls that failed after the partition, one after another, with {CONNECTIONS} idle connections"
+    );
+}

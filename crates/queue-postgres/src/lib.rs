@@ -56,7 +56,9 @@
 //!   trip after 5 s without a notification, reconnecting if it does not answer within that
 //!   bound. sqlx sets no read timeout, so without these a connection that died silently (a
 //!   network partition after which a NAT or firewall forgot it) would keep a call, or the
-//!   wake-ups, waiting forever.
+//!   wake-ups, waiting forever. After a call has timed out, the connections idle in the pool
+//!   since before it are replaced when next taken, not pinged first (each ping would wait out
+//!   the bound again; see the `timeout` module).
 //! * **TLS** as in libpq URLs: `?sslmode=require` (or `verify-ca`, `verify-full`, with
 //!   `sslrootcert=…`), through rustls.
 //! * **Secrets.** No error message, log line or `Debug` output shows the URL's password (see
@@ -111,6 +113,7 @@ mod sql;
 mod storage;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod timeout;
 mod tx;
 mod wait;
 
@@ -149,7 +152,7 @@ pub struct PostgresStorage {
     waiters: Arc<Waiters>,
     poll: Duration,
     /// The longest one call waits for PostgreSQL's answers (`PostgresOptions::query_timeout`).
-    query_timeout: Duration,
+    bound: Arc<timeout::Bound>,
     /// "No revocation exists" as last read (see `check_revoked`).
     revocations: RevocationCache,
     _listener: Option<DropGuard>,
@@ -228,7 +231,9 @@ impl PostgresStorage {
             timeout: options.acquire_timeout,
             target: target(&options),
         };
-        let pool = PgPoolOptions::new()
+        let bound = timeout::Bound::new(options.query_timeout);
+        let pool = bound
+            .check_idle(PgPoolOptions::new())
             .max_connections(options.pool_size)
             .min_connections(0)
             .acquire_timeout(options.acquire_timeout)
@@ -273,7 +278,7 @@ impl PostgresStorage {
             clock: options.clock,
             waiters,
             poll: options.poll_interval,
-            query_timeout: options.query_timeout,
+            bound,
             revocations: RevocationCache::new(),
             _listener: listener,
         })
@@ -344,22 +349,14 @@ impl PostgresStorage {
         queue_core::clock::to_millis(self.clock.now())
     }
 
-    /// Runs one call of the store (`what` names it in the error), failing it with a storage
-    /// error if it has not finished within the query timeout: a connection that died
-    /// silently would otherwise keep it waiting for an answer forever.
-    ///
-    /// The call's future is dropped on a timeout, and with it the connection it used, which
-    /// sqlx then tests before it reuses it: it comes back to the pool if the server answers
-    /// after all, and is closed otherwise.
+    /// Runs one call of the store (`what` names it in the error) within the query timeout
+    /// (see the `timeout` module).
     async fn timed<T>(
         &self,
         what: &'static str,
         call: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        match tokio::time::timeout(self.query_timeout, call).await {
-            Ok(done) => done,
-            Err(_) => Err(error::timed_out(what, self.query_timeout, &self.info)),
-        }
+        self.bound.run(what, &self.info, call).await
     }
 
     /// A pooled connection, or an error that says why there is none.

@@ -501,7 +501,7 @@ impl PostgresStorage {
             waiters: &self.waiters,
             now,
             poll: self.poll,
-            timeout: self.query_timeout,
+            bound: &self.bound,
         }
     }
 }

@@ -74,7 +74,7 @@ pub(crate) struct Ctx<'a> {
     pub(crate) now: &'a (dyn Fn() -> i64 + Send + Sync),
     pub(crate) poll: Duration,
     /// The bound on each statement (`PostgresOptions::query_timeout`).
-    pub(crate) timeout: Duration,
+    pub(crate) bound: &'a crate::timeout::Bound,
 }
 
 /// Runs one statement of a wait (`what` names it in the error) within the query timeout.
@@ -83,10 +83,7 @@ async fn bounded<T>(
     what: &'static str,
     call: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
-    match tokio::time::timeout(ctx.timeout, call).await {
-        Ok(done) => done,
-        Err(_) => Err(crate::error::timed_out(what, ctx.timeout, ctx.info)),
-    }
+    ctx.bound.run(what, ctx.info, call).await
 }
 
 pub(crate) async fn get_result(
