@@ -38,6 +38,8 @@ const LEASE: Duration = Duration::from_secs(2);
 const STALL: Duration = Duration::from_secs(6);
 const WORKERS: usize = 4;
 const PREFETCH: usize = 2;
+/// Outcomes written per call (see `in_flight` in `busy`).
+const ACK_BATCH: usize = 1;
 /// Tasks of the busy runs, each holding its worker for `HOLD_MS`.
 const TASKS: u64 = 48;
 const HOLD_MS: u64 = 250;
@@ -174,6 +176,7 @@ async fn rig(store: &Store, poll: Duration) -> Rig {
         .register(partition_task)
         .workers(WORKERS)
         .prefetch(PREFETCH)
+        .ack_batch(ACK_BATCH, Duration::from_millis(5))
         .lease(LEASE)
         .poll_interval(poll)
         .periodic(false)
@@ -242,10 +245,12 @@ async fn busy(store: Store, lost: Lost) {
     );
     let counts = settled(&rig.direct).await;
 
-    // What the worker could hold when the link went down: its running tasks and the ones it
-    // leased ahead, plus outcomes handed to its acker and not yet written (one per worker at
-    // most: a task lasts far longer than a flush of the acker).
-    let in_flight = WORKERS + PREFETCH + WORKERS;
+    // The most tasks the worker can hold when the link goes down: running or leased ahead
+    // (WORKERS + PREFETCH, its lease permits), or run with their outcome not yet written. Its
+    // fetcher leases more only while it holds fewer than WORKERS + PREFETCH + 4 * ACK_BATCH
+    // in all, and then at most WORKERS + PREFETCH more. Each task held can run once more
+    // (its lease runs out during the partition), none twice more.
+    let in_flight = 2 * (WORKERS + PREFETCH) + 4 * ACK_BATCH - 1;
     let all = executions(&run);
     let mut counts_by_task: BTreeMap<u64, usize> = BTreeMap::new();
     for (n, _) in &all {
@@ -262,8 +267,8 @@ async fn busy(store: Store, lost: Lost) {
         .map(|(_, at)| *at - resumed)
         .min();
     eprintln!(
-        "{run}: {TASKS} tasks, {WORKERS} workers + {PREFETCH} prefetch (in flight at most \
-         {in_flight}), {done_at_resume} done at the resume, {during} finished during the stall, \
+        "{run}: {TASKS} tasks, {WORKERS} workers, prefetch {PREFETCH}, ack batch {ACK_BATCH} \
+         (in flight at most {in_flight}), {done_at_resume} done at the resume, {during} finished during the stall, \
          {duplicates} duplicate runs, first task done {recovered:?} after the resume, \
          proxy connections: {}",
         rig.proxy.accepted()
