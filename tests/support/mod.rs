@@ -2,6 +2,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod proxy;
 pub mod soak;
 
 use std::path::{Path, PathBuf};

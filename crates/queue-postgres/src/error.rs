@@ -69,6 +69,18 @@ pub(crate) fn storage(what: &str, err: sqlx::Error, pool: Option<(&PgPool, &Pool
     Error::storage(BACKEND, message, err)
 }
 
+/// The error of a call that did not finish within the query timeout.
+pub(crate) fn timed_out(what: &str, timeout: Duration, info: &PoolInfo) -> Error {
+    Error::storage_msg(
+        BACKEND,
+        format!(
+            "{what}: PostgreSQL at {} did not answer within {timeout:?} (the connection may have \
+             died silently, or the statement ran longer: see PostgresOptions::query_timeout)",
+            info.target
+        ),
+    )
+}
+
 /// `Result<T, sqlx::Error>` -> `queue_core::Result<T>` with a note of what was being done.
 pub(crate) trait Context<T> {
     /// Wraps the error as [`Error::Storage`] saying `what` failed.

@@ -51,6 +51,14 @@
 //!   the pool reconnects on its own; calls made while it is down fail with
 //!   [`Error::Storage`](queue_core::Error::Storage) (transient), and leased tasks come back when
 //!   their leases run out: nothing is lost.
+//! * **Dead connections.** Every call fails after [`PostgresOptions::query_timeout`] (30 s by
+//!   default) without an answer, and the listener checks its `LISTEN` connection with a round
+//!   trip after 5 s without a notification, reconnecting if it does not answer within that
+//!   bound. sqlx sets no read timeout, so without these a connection that died silently (a
+//!   network partition after which a NAT or firewall forgot it) would keep a call, or the
+//!   wake-ups, waiting forever. After a call has timed out, the connections idle in the pool
+//!   since before it are replaced when next taken, not pinged first (each ping would wait out
+//!   the bound again; see the `timeout` module).
 //! * **TLS** as in libpq URLs: `?sslmode=require` (or `verify-ca`, `verify-full`, with
 //!   `sslrootcert=…`), through rustls.
 //! * **Secrets.** No error message, log line or `Debug` output shows the URL's password (see
@@ -105,6 +113,7 @@ mod sql;
 mod storage;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod timeout;
 mod tx;
 mod wait;
 
@@ -121,7 +130,7 @@ use queue_core::{Clock, Error, Result, TaskId};
 
 pub(crate) use error::PoolInfo;
 pub use explain::QueryPlan;
-pub use options::{PostgresOptions, DEFAULT_SCHEMA, MAX_SCHEMA_LEN};
+pub use options::{PostgresOptions, DEFAULT_QUERY_TIMEOUT, DEFAULT_SCHEMA, MAX_SCHEMA_LEN};
 pub use redact::redact_url;
 pub use schema::SCHEMA_VERSION;
 pub use tx::EnqueueIn;
@@ -142,6 +151,8 @@ pub struct PostgresStorage {
     clock: Arc<dyn Clock>,
     waiters: Arc<Waiters>,
     poll: Duration,
+    /// The longest one call waits for PostgreSQL's answers (`PostgresOptions::query_timeout`).
+    bound: Arc<timeout::Bound>,
     /// "No revocation exists" as last read (see `check_revoked`).
     revocations: RevocationCache,
     _listener: Option<DropGuard>,
@@ -220,7 +231,9 @@ impl PostgresStorage {
             timeout: options.acquire_timeout,
             target: target(&options),
         };
-        let pool = PgPoolOptions::new()
+        let bound = timeout::Bound::new(options.query_timeout);
+        let pool = bound
+            .check_idle(PgPoolOptions::new())
             .max_connections(options.pool_size)
             .min_connections(0)
             .acquire_timeout(options.acquire_timeout)
@@ -237,16 +250,13 @@ impl PostgresStorage {
         let channel = notify::channel(&options.schema);
         let listener = if options.listen {
             let stop = CancellationToken::new();
-            let listen_pool = PgPoolOptions::new()
-                .max_connections(1)
-                .min_connections(0)
-                .acquire_timeout(options.acquire_timeout)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_lazy_with(connect);
             let (ready_tx, ready) = tokio::sync::oneshot::channel();
             notify::spawn(
-                listen_pool,
+                notify::ListenConfig {
+                    connect,
+                    acquire_timeout: options.acquire_timeout,
+                    timeout: options.query_timeout,
+                },
                 channel.clone(),
                 waiters.clone(),
                 stop.clone(),
@@ -268,6 +278,7 @@ impl PostgresStorage {
             clock: options.clock,
             waiters,
             poll: options.poll_interval,
+            bound,
             revocations: RevocationCache::new(),
             _listener: listener,
         })
@@ -336,6 +347,16 @@ impl PostgresStorage {
 
     fn now(&self) -> i64 {
         queue_core::clock::to_millis(self.clock.now())
+    }
+
+    /// Runs one call of the store (`what` names it in the error) within the query timeout
+    /// (see the `timeout` module).
+    async fn timed<T>(
+        &self,
+        what: &'static str,
+        call: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        self.bound.run(what, &self.info, call).await
     }
 
     /// A pooled connection, or an error that says why there is none.

@@ -24,14 +24,16 @@
 //!
 //! When the connection is lost, the task marks the listener down (waits then poll every
 //! `poll_interval`), reconnects with backoff (50 ms doubling to 2 s), and once it listens
-//! again wakes every wait, since notifications sent meanwhile were lost.
+//! again wakes every wait, since notifications sent meanwhile were lost. A connection that
+//! died without being closed (a network partition) is found by a `SELECT 1` after
+//! [`CHECK_WHEN_QUIET`] without a notification, which must answer within the query timeout.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::postgres::{PgListener, PgPool};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::PgConnection;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
@@ -263,10 +265,23 @@ pub(crate) fn channel(schema: &str) -> String {
     format!("skiff_{schema}")
 }
 
+/// How long the `LISTEN` connection may stay quiet before the listener checks, with a
+/// round trip, that it still answers.
+pub(crate) const CHECK_WHEN_QUIET: Duration = Duration::from_secs(5);
+
+/// How the listener connects, and how long it waits for the server.
+#[derive(Clone, Debug)]
+pub(crate) struct ListenConfig {
+    pub(crate) connect: PgConnectOptions,
+    pub(crate) acquire_timeout: Duration,
+    /// The bound on each of its statements (`PostgresOptions::query_timeout`).
+    pub(crate) timeout: Duration,
+}
+
 /// Starts the listener task of a store. Resolves `ready` after its first attempt to listen
 /// (whatever the outcome); stops when `stop` is cancelled.
 pub(crate) fn spawn(
-    pool: PgPool,
+    config: ListenConfig,
     channel: String,
     waiters: Arc<Waiters>,
     stop: CancellationToken,
@@ -275,30 +290,82 @@ pub(crate) fn spawn(
     tokio::spawn(async move {
         tokio::select! {
             () = stop.cancelled() => {}
-            () = run(&pool, &channel, &waiters, ready) => {}
+            () = run(&config, &channel, &waiters, ready) => {}
         }
         waiters.set_listening(false);
-        pool.close().await;
     });
 }
 
-async fn run(pool: &PgPool, channel: &str, waiters: &Waiters, ready: oneshot::Sender<()>) {
+/// Connects and listens on `channel`, within the statement bound.
+async fn listen(config: &ListenConfig, channel: &str) -> Result<PgListener, String> {
+    // A pool of its own for each connection: a dropped `PgListener` hands its connection back
+    // with an `UNLISTEN *`, which never ends on a connection that died silently; in a pool
+    // shared across attempts it would hold the only connection, and no attempt could ever
+    // connect again.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .acquire_timeout(config.acquire_timeout)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_lazy_with(config.connect.clone());
+    let attempt = async {
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.eager_reconnect(false);
+        listener.listen(channel).await?;
+        Ok::<_, sqlx::Error>(listener)
+    };
+    match tokio::time::timeout(config.timeout + config.acquire_timeout, attempt).await {
+        Ok(Ok(listener)) => Ok(listener),
+        Ok(Err(err)) => Err(crate::redact::redact_url(&err.to_string())),
+        Err(_) => Err(format!(
+            "the server did not answer within {:?}",
+            config.timeout + config.acquire_timeout
+        )),
+    }
+}
+
+/// Receives notifications until the connection is lost, or found dead: after
+/// [`CHECK_WHEN_QUIET`] without a notification it must answer a `SELECT 1` within the
+/// statement bound. A connection that died silently (a partition after which a NAT or
+/// firewall forgot it, a vanished server host) would otherwise keep the listener waiting
+/// forever while the waits, believing it up, slept without polling.
+async fn receive(listener: &mut PgListener, config: &ListenConfig, waiters: &Waiters) -> String {
+    loop {
+        tokio::select! {
+            received = listener.try_recv() => match received {
+                Ok(Some(n)) => waiters.dispatch(n.payload()),
+                Ok(None) => return "the connection was closed".to_owned(),
+                Err(err) => return crate::redact::redact_url(&err.to_string()),
+            },
+            // `try_recv` is cancel-safe: a notification half read stays buffered for the next.
+            () = tokio::time::sleep(CHECK_WHEN_QUIET) => {
+                let check = sqlx::query("SELECT 1").execute(&mut *listener);
+                match tokio::time::timeout(config.timeout, check).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => return crate::redact::redact_url(&err.to_string()),
+                    Err(_) => {
+                        return format!(
+                            "it did not answer a check within {:?} (PostgresOptions::query_timeout)",
+                            config.timeout
+                        )
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn run(config: &ListenConfig, channel: &str, waiters: &Waiters, ready: oneshot::Sender<()>) {
     let mut ready = Some(ready);
     let mut backoff = Duration::from_millis(50);
     let mut warned = false;
     loop {
-        let listener = async {
-            let mut listener = PgListener::connect_with(pool).await?;
-            listener.eager_reconnect(false);
-            listener.listen(channel).await?;
-            Ok::<_, sqlx::Error>(listener)
-        }
-        .await;
-        let mut listener = match listener {
+        let mut listener = match listen(config, channel).await {
             Ok(listener) => listener,
             Err(err) => {
                 if !warned {
-                    tracing::warn!(channel, error = %crate::redact::redact_url(&err.to_string()), "Skiff cannot LISTEN for wake-ups; waits poll until it can");
+                    tracing::warn!(channel, error = %err, "Skiff cannot LISTEN for wake-ups; waits poll until it can");
                     warned = true;
                 }
                 waiters.set_listening(false);
@@ -318,18 +385,10 @@ async fn run(pool: &PgPool, channel: &str, waiters: &Waiters, ready: oneshot::Se
         if let Some(ready) = ready.take() {
             let _ = ready.send(());
         }
-        loop {
-            match listener.try_recv().await {
-                Ok(Some(n)) => waiters.dispatch(n.payload()),
-                Ok(None) => break,
-                Err(err) => {
-                    tracing::debug!(channel, error = %err, "the LISTEN connection failed");
-                    break;
-                }
-            }
-        }
+        let lost = receive(&mut listener, config, waiters).await;
         tracing::warn!(
             channel,
+            error = %lost,
             "lost the LISTEN connection; waits poll while it reconnects"
         );
         warned = true;

@@ -20,15 +20,19 @@ use crate::redact::redact_url;
 /// The schema a store's tables live in unless [`PostgresOptions::schema`] says otherwise.
 pub const DEFAULT_SCHEMA: &str = "skiff";
 
+/// The default of [`PostgresOptions::query_timeout`].
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The longest schema name a store accepts (the wake-up channel is `skiff_` + the schema, and
 /// PostgreSQL names are at most 63 bytes).
 pub const MAX_SCHEMA_LEN: usize = 57;
 
 /// The parameters of a store URL that Skiff reads itself (the others go to sqlx).
-const OWN_PARAMS: [&str; 6] = [
+const OWN_PARAMS: [&str; 7] = [
     "schema",
     "pool_size",
     "acquire_timeout_ms",
+    "query_timeout_ms",
     "poll_interval_ms",
     "listen",
     "migrate",
@@ -61,6 +65,7 @@ pub struct PostgresOptions {
     pub(crate) schema: String,
     pub(crate) pool_size: u32,
     pub(crate) acquire_timeout: Duration,
+    pub(crate) query_timeout: Duration,
     pub(crate) poll_interval: Duration,
     pub(crate) listen: bool,
     pub(crate) migrate: bool,
@@ -74,6 +79,7 @@ impl fmt::Debug for PostgresOptions {
             .field("schema", &self.schema)
             .field("pool_size", &self.pool_size)
             .field("acquire_timeout", &self.acquire_timeout)
+            .field("query_timeout", &self.query_timeout)
             .field("poll_interval", &self.poll_interval)
             .field("listen", &self.listen)
             .field("migrate", &self.migrate)
@@ -88,7 +94,7 @@ impl PostgresOptions {
     /// database, and parameters such as `sslmode=disable|prefer|require|verify-ca|verify-full`,
     /// `sslrootcert=PATH` or `application_name=NAME`. Skiff reads a few parameters of its own
     /// and removes them before connecting: `schema=NAME`, `pool_size=N`,
-    /// `acquire_timeout_ms=N`, `poll_interval_ms=N`, `listen=true|false`,
+    /// `acquire_timeout_ms=N`, `query_timeout_ms=N`, `poll_interval_ms=N`, `listen=true|false`,
     /// `migrate=true|false` (see the setters of the same names).
     ///
     /// # Errors
@@ -137,6 +143,7 @@ impl PostgresOptions {
             schema: DEFAULT_SCHEMA.to_owned(),
             pool_size: 10,
             acquire_timeout: Duration::from_secs(10),
+            query_timeout: DEFAULT_QUERY_TIMEOUT,
             poll_interval: Duration::from_millis(250),
             listen: true,
             migrate: true,
@@ -165,6 +172,7 @@ impl PostgresOptions {
             "schema" => self.schema(value)?,
             "pool_size" => self.pool_size(u32::try_from(number(value)?).unwrap_or(u32::MAX)),
             "acquire_timeout_ms" => self.acquire_timeout(Duration::from_millis(number(value)?)),
+            "query_timeout_ms" => self.query_timeout(Duration::from_millis(number(value)?)),
             "poll_interval_ms" => self.poll_interval(Duration::from_millis(number(value)?)),
             "listen" => self.listen(flag(value)?),
             "migrate" => self.migrate(flag(value)?),
@@ -208,6 +216,24 @@ impl PostgresOptions {
     /// default.
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long one call of the store (a fetch, a completion, a heartbeat, a count…) waits for
+    /// PostgreSQL's answers before it fails with a storage error; 30 s by default
+    /// ([`DEFAULT_QUERY_TIMEOUT`]). The same bound applies to the `LISTEN` connection, which is
+    /// checked with a round trip after 5 s without traffic, and replaced if it does not answer.
+    ///
+    /// Without it, a call whose connection died silently (a network partition after which a
+    /// NAT or firewall forgets the connection, a server host that vanished) would wait for an
+    /// answer forever: sqlx sets no read timeout, and the kernel does not notice a dead peer
+    /// while it has nothing to send. A call that timed out is failed like any other storage
+    /// error (workers retry; their leased tasks come back after their leases); the statement
+    /// may still have been carried out. Set it above the slowest call you expect (a purge of a
+    /// very large queue, counts of a very large table). Waits (`wait_for_work`, `wait_result`)
+    /// last as long as asked; each of their statements has this bound.
+    pub fn query_timeout(mut self, timeout: Duration) -> Self {
+        self.query_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
@@ -293,7 +319,7 @@ mod tests {
     #[test]
     fn parses_own_parameters_and_passes_the_rest_on() {
         let o = PostgresOptions::new(
-            "postgres://u:pw@h:5433/db?schema=jobs&sslmode=disable&pool_size=3&listen=false&migrate=0&acquire_timeout_ms=250&poll_interval_ms=20",
+            "postgres://u:pw@h:5433/db?schema=jobs&sslmode=disable&pool_size=3&listen=false&migrate=0&acquire_timeout_ms=250&poll_interval_ms=20&query_timeout_ms=4000",
         )
         .unwrap();
         assert_eq!(o.schema, "jobs");
@@ -302,6 +328,7 @@ mod tests {
         assert!(!o.migrate);
         assert_eq!(o.acquire_timeout, Duration::from_millis(250));
         assert_eq!(o.poll_interval, Duration::from_millis(20));
+        assert_eq!(o.query_timeout, Duration::from_secs(4));
         assert_eq!(o.connect.get_port(), 5433);
         assert_eq!(o.connect.get_database(), Some("db"));
         assert!(matches!(
@@ -311,6 +338,7 @@ mod tests {
         let plain = PostgresOptions::new("postgresql://localhost/app").unwrap();
         assert_eq!(plain.schema, DEFAULT_SCHEMA);
         assert!(plain.listen && plain.migrate);
+        assert_eq!(plain.query_timeout, DEFAULT_QUERY_TIMEOUT);
     }
 
     #[test]

@@ -73,6 +73,17 @@ pub(crate) struct Ctx<'a> {
     pub(crate) waiters: &'a Waiters,
     pub(crate) now: &'a (dyn Fn() -> i64 + Send + Sync),
     pub(crate) poll: Duration,
+    /// The bound on each statement (`PostgresOptions::query_timeout`).
+    pub(crate) bound: &'a crate::timeout::Bound,
+}
+
+/// Runs one statement of a wait (`what` names it in the error) within the query timeout.
+async fn bounded<T>(
+    ctx: &Ctx<'_>,
+    what: &'static str,
+    call: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    ctx.bound.run(what, ctx.info, call).await
 }
 
 pub(crate) async fn get_result(
@@ -113,11 +124,14 @@ pub(crate) async fn for_work(ctx: &Ctx<'_>, queue: &str, timeout: Duration) -> R
     loop {
         sub.mark_seen();
         let up = *listening.borrow_and_update();
-        let (ready, next): (bool, Option<i64>) = sqlx::query_as(q(&ctx.sql.probe))
-            .bind(queue)
-            .fetch_one(ctx.pool)
-            .await
-            .map_err(|e| storage("probe a queue", e, Some((ctx.pool, ctx.info))))?;
+        let probe = async {
+            sqlx::query_as(q(&ctx.sql.probe))
+                .bind(queue)
+                .fetch_one(ctx.pool)
+                .await
+                .map_err(|e| storage("probe a queue", e, Some((ctx.pool, ctx.info))))
+        };
+        let (ready, next): (bool, Option<i64>) = bounded(ctx, "probe a queue", probe).await?;
         if ready {
             return Ok(());
         }
@@ -164,12 +178,15 @@ where
 {
     let sent = Instant::now();
     let hold = wait.saturating_add(REGISTRATION_SLACK);
-    sqlx::query(q(sql))
-        .bind(key)
-        .bind(i64::try_from(hold.as_millis()).unwrap_or(i64::MAX))
-        .execute(ctx.pool)
-        .await
-        .map_err(|e| storage("register a wait", e, Some((ctx.pool, ctx.info))))?;
+    let write = async {
+        sqlx::query(q(sql))
+            .bind(key)
+            .bind(i64::try_from(hold.as_millis()).unwrap_or(i64::MAX))
+            .execute(ctx.pool)
+            .await
+            .map_err(|e| storage("register a wait", e, Some((ctx.pool, ctx.info))))
+    };
+    bounded(ctx, "register a wait", write).await?;
     Ok(sent + hold)
 }
 
@@ -188,7 +205,8 @@ pub(crate) async fn for_result(
     loop {
         sub.mark_seen();
         let up = *listening.borrow_and_update();
-        if let Some(r) = get_result(ctx.pool, ctx.info, ctx.sql, id, (ctx.now)()).await? {
+        let read = get_result(ctx.pool, ctx.info, ctx.sql, id, (ctx.now)());
+        if let Some(r) = bounded(ctx, "read a result", read).await? {
             return Ok(Some(r));
         }
         let now = Instant::now();

@@ -8,8 +8,14 @@
 //!
 //! Calls spread over the lanes round-robin. A lane connects on first use; when a call on it
 //! fails in a way that means the connection is gone (I/O error, dropped connection, timeout),
-//! the lane is emptied and the next call on it connects again, so the store recovers after a
-//! server restart without help.
+//! every lane is emptied and the next call on each connects again, so the store recovers after
+//! a server restart or a network partition without help. Every lane, not just the failed one:
+//! the others reach the same server on the same path, so what broke one (a restart, a
+//! partition after which a NAT or firewall forgot the connections) has most likely broken them
+//! too, and a connection that died silently is only found by a call that times out on it. Were
+//! each lane left to find out for itself, a caller whose calls follow one another (the
+//! fetcher) would wait out the response timeout once per lane after a partition before it got
+//! through. Calls in flight on the old connections finish on them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -77,11 +83,19 @@ impl Lanes {
         Ok(Lane { lane, conn })
     }
 
-    /// Empties `lane` if `err` means its connection is gone.
+    /// Empties every lane if `err`, from a call on `lane`, means its connection is gone (see
+    /// the [module docs](self)).
     pub(crate) async fn failed(&self, lane: usize, err: &RedisError) {
         if broken(err) {
-            if let Some(slot) = self.lanes.get(lane) {
-                *slot.lock().await = None;
+            tracing::debug!(lane, "a Redis connection broke; every lane reconnects");
+            for (i, slot) in self.lanes.iter().enumerate() {
+                if i == lane {
+                    *slot.lock().await = None;
+                } else if let Ok(mut slot) = slot.try_lock() {
+                    // A lane locked now is connecting (a new connection: kept) or handing out
+                    // a clone (emptied by the next failure if it is broken too).
+                    *slot = None;
+                }
             }
         }
     }

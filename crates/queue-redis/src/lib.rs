@@ -78,9 +78,12 @@
 //! * **Connections.** Ordinary commands and scripts share a few multiplexed connections
 //!   ([`RedisOptions::pool_size`], round-robin): concurrent calls pipeline on them, and no call
 //!   pays an extra `PING`. Blocking waits use a pool of their own.
-//! * **Connection loss** surfaces as [`Error::Storage`](queue_core::Error::Storage); a shared
-//!   connection that fails with an I/O error, a drop or a timeout is replaced by the next call on
-//!   it, so the store reconnects once the server is back. A task leased when the connection broke is either completed or, when its
+//! * **Connection loss** surfaces as [`Error::Storage`](queue_core::Error::Storage); a call
+//!   waits at most [`RedisOptions::response_timeout`] (10 s) for its answer, blocking waits their
+//!   own length plus 2 s. When a shared connection fails with an I/O error, a drop or a timeout,
+//!   every shared connection is replaced by the next call on it (what broke one, a restart or a
+//!   network partition, has most likely broken the others), so the store reconnects once the
+//!   server is back. A task leased when the connection broke is either completed or, when its
 //!   lease runs out, delivered again: never lost.
 //! * **Secrets.** No error message, log line or `Debug` output contains the URL's password
 //!   (see [`redact_url`]).

@@ -144,7 +144,8 @@ impl RedisOptions {
     }
 
     /// How long an ordinary command may take before it fails with a storage error (default
-    /// 10 s).
+    /// 10 s). A command that times out means its connection may have died silently (a network
+    /// partition): the store's shared connections are then all replaced on their next use.
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
         self

@@ -1,0 +1,90 @@
+//! The bound on how long a call waits for PostgreSQL ([`PostgresOptions::query_timeout`]),
+//! and what a call that ran past it says about the pool's other connections.
+//!
+//! A call that times out has most likely lost its connection silently (a network partition
+//! after which a NAT or firewall forgot it), and the connections idle in the pool then went
+//! through the same partition: sqlx would test each before handing it out with a ping that
+//! never gets an answer either, so every caller would wait out the bound once per idle
+//! connection before it got a live one. Instead, after a timeout, the connections idle since
+//! before it are closed when next taken from the pool, without a ping, and replaced by new
+//! ones. The others are pinged as sqlx's `test_before_acquire` would.
+//!
+//! [`PostgresOptions::query_timeout`]: crate::PostgresOptions::query_timeout
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use sqlx::pool::PoolConnectionMetadata;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection};
+
+use queue_core::Result;
+
+use crate::error::{timed_out, PoolInfo};
+
+/// See the [module docs](self).
+#[derive(Debug)]
+pub(crate) struct Bound {
+    pub(crate) timeout: Duration,
+    /// When a call last timed out.
+    timed_out_at: Mutex<Option<Instant>>,
+}
+
+impl Bound {
+    pub(crate) fn new(timeout: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            timeout,
+            timed_out_at: Mutex::new(None),
+        })
+    }
+
+    /// Runs one call (`what` names it in the error), failing it with a storage error if it has
+    /// not finished within the bound. Its future, and with it the connection it used, is then
+    /// dropped: sqlx pings that connection before it reuses it, and closes it if the ping
+    /// fails.
+    pub(crate) async fn run<T>(
+        &self,
+        what: &'static str,
+        info: &PoolInfo,
+        call: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(done) => done,
+            Err(_) => {
+                *self.timed_out_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                Err(timed_out(what, self.timeout, info))
+            }
+        }
+    }
+
+    /// Whether a connection idle for `idle_for` has been idle since before the last timeout.
+    fn stale(&self, idle_for: Duration) -> bool {
+        let last = *self.timed_out_at.lock().unwrap_or_else(|e| e.into_inner());
+        last.is_some_and(|at| {
+            Instant::now()
+                .checked_sub(idle_for)
+                .is_none_or(|idle_since| idle_since < at)
+        })
+    }
+
+    /// The pool's check of an idle connection before it is handed out (in place of sqlx's
+    /// `test_before_acquire`): closed without a ping if stale, pinged otherwise.
+    pub(crate) fn check_idle(self: &Arc<Self>, options: PgPoolOptions) -> PgPoolOptions {
+        let bound = self.clone();
+        options.test_before_acquire(false).before_acquire(
+            move |conn: &mut PgConnection,
+                  meta: PoolConnectionMetadata|
+                  -> BoxFuture<'_, std::result::Result<bool, sqlx::Error>> {
+                let stale = bound.stale(meta.idle_for);
+                Box::pin(async move {
+                    if stale {
+                        return Ok(false);
+                    }
+                    conn.ping().await?;
+                    Ok(true)
+                })
+            },
+        )
+    }
+}
