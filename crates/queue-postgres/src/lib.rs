@@ -115,6 +115,7 @@ mod storage;
 pub mod testing;
 mod timeout;
 mod tx;
+mod vacuum;
 mod wait;
 
 use std::sync::Arc;
@@ -130,7 +131,9 @@ use queue_core::{Clock, Error, Result, TaskId};
 
 pub(crate) use error::PoolInfo;
 pub use explain::QueryPlan;
-pub use options::{PostgresOptions, DEFAULT_QUERY_TIMEOUT, DEFAULT_SCHEMA, MAX_SCHEMA_LEN};
+pub use options::{
+    PostgresOptions, DEFAULT_QUERY_TIMEOUT, DEFAULT_SCHEMA, DEFAULT_VACUUM_EVERY, MAX_SCHEMA_LEN,
+};
 pub use redact::redact_url;
 pub use schema::SCHEMA_VERSION;
 pub use tx::EnqueueIn;
@@ -155,6 +158,8 @@ pub struct PostgresStorage {
     bound: Arc<timeout::Bound>,
     /// "No revocation exists" as last read (see `check_revoked`).
     revocations: RevocationCache,
+    /// Counts finished tasks and vacuums the task table every so many (see `vacuum`).
+    vacuum: Arc<vacuum::Vacuum>,
     _listener: Option<DropGuard>,
 }
 
@@ -280,6 +285,7 @@ impl PostgresStorage {
             poll: options.poll_interval,
             bound,
             revocations: RevocationCache::new(),
+            vacuum: vacuum::Vacuum::new(options.vacuum_every),
             _listener: listener,
         })
     }

@@ -50,6 +50,8 @@ macro_rules! statements {
 }
 
 statements! {
+    /// Removes the dead rows and index entries of the task table (see `vacuum`).
+    vacuum_tasks = "VACUUM (SKIP_LOCKED) {s}.tasks";
     /// Stores a batch of envelopes (see `enqueue`).
     enqueue = crate::enqueue::ENQUEUE;
     /// Finds the holders of duplicate ids and unique keys.

@@ -95,6 +95,12 @@ impl Storage for PostgresStorage {
             let now = self.now();
             let mut conn = self.conn("complete tasks").await?;
             let done = complete::complete(&mut conn, &self.sql, None, settled, now).await?;
+            let acked = done
+                .status
+                .iter()
+                .filter(|s| **s == AckStatus::Acked)
+                .count();
+            self.vacuum.count(acked as u64, &self.pool, &self.sql);
             for id in &done.results {
                 self.waiters.results.wake(id);
             }

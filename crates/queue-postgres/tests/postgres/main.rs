@@ -14,6 +14,7 @@ mod plans;
 mod schema;
 mod tls;
 mod tx;
+mod vacuum;
 mod wake;
 
 use std::future::Future;
