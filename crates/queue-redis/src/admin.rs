@@ -12,12 +12,12 @@ use crate::wire::{self, next};
 const FLUSH_BATCH: usize = 1000;
 
 /// One pending task as the admin script lists it, with its sort key.
-struct Row {
-    record: TaskRecord,
+pub(crate) struct Row {
+    pub(crate) record: TaskRecord,
     key: (i64, i64),
 }
 
-fn parse_row(row: Value, now: i64) -> Result<Row> {
+pub(crate) fn parse_row(row: Value, now: i64) -> Result<Row> {
     let mut row = wire::array(row)?.into_iter();
     let id = wire::task_id(next(&mut row)?)?;
     let queue = wire::text(next(&mut row)?)?;
@@ -219,7 +219,7 @@ impl RedisStorage {
 
 /// Whose a key found under `prefix:` is, by what follows the prefix.
 #[derive(Debug, PartialEq, Eq)]
-enum Owner {
+pub(crate) enum Owner {
     Ours,
     Other,
     /// Ours if it is a hash with exactly these fields (sorted): lock and rate-window names are
@@ -248,7 +248,7 @@ const STORE_KEYS: [&str; 17] = [
     "cancel",
 ];
 
-fn classify(rest: &[u8]) -> Owner {
+pub(crate) fn classify(rest: &[u8]) -> Owner {
     let Ok(rest) = std::str::from_utf8(rest) else {
         return Owner::Other;
     };
