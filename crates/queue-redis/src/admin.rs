@@ -37,7 +37,8 @@ pub(crate) fn parse_row(row: Value, now: i64) -> Result<Row> {
         TaskState::Scheduled
     };
     let key = match state {
-        TaskState::Ready => (-priority, seq),
+        // A stored priority is an i16, but the value read back may be anything.
+        TaskState::Ready => (priority.saturating_neg(), seq),
         TaskState::Scheduled => (run_at, seq),
         TaskState::Leased => (expires, seq),
     };
@@ -311,6 +312,30 @@ mod tests {
             assert_eq!(classify(other.as_bytes()), Owner::Other, "{other}");
         }
         assert_eq!(classify(b"lock:l"), Owner::IfHashFields(&["o", "x"]));
+    }
+
+    #[test]
+    fn a_stored_priority_of_any_size_is_listed() {
+        use redis::Value;
+        let id = queue_core::TaskId::new().to_string();
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        for priority in [i64::MIN, i64::MAX, -1] {
+            let row = Value::Array(vec![
+                bulk(&id),
+                bulk("default"),
+                bulk("not an envelope"),
+                Value::Int(priority),
+                Value::Int(0),
+                bulk(""),
+                Value::Int(0),
+                Value::Int(1),
+                Value::Int(0),
+                Value::Int(7),
+            ]);
+            let row = super::parse_row(row, 1).unwrap();
+            assert_eq!(row.key, (priority.saturating_neg(), 7), "{priority}");
+            assert!(row.record.envelope.is_err());
+        }
     }
 
     #[test]
