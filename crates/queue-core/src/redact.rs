@@ -122,9 +122,10 @@ pub fn redact_text(text: &str) -> String {
                     .trim_end_matches(['`', '\'', '"', ')', ']', '>', ',', ';', ':'])
                     .len()
                     .max(scheme_end + 3);
-                out.push_str(&word[..begin]);
+                // What surrounds the URL in the word may carry a `password=` of its own.
+                out.push_str(&hide_password_params(&word[..begin]));
                 out.push_str(&redact_url(&word[begin..end]));
-                out.push_str(&word[end..]);
+                out.push_str(&hide_password_params(&word[end..]));
             }
             None => out.push_str(&hide_password_params(word)),
         }
@@ -307,6 +308,24 @@ mod tests {
         );
         assert_eq!(redact_text("old_password=x"), "old_password=x");
         assert_eq!(redact_text("PASSWORD=x y"), "PASSWORD=*** y");
+    }
+
+    #[test]
+    fn a_password_parameter_next_to_a_url_is_hidden() {
+        // Found by the `store_url` fuzz target: text before (or after) a `://` in the same
+        // word was copied as it was.
+        for (text, shown) in [
+            (
+                "postgrredis+unixb/app?user=app&password=hunter_timeout_ms=5&://usql://d/tm",
+                "postgrredis+unixb/app?user=app&password=***&://usql://d/tm",
+            ),
+            (
+                "`db?password=s3cret;redis://h`",
+                "`db?password=***;redis://h`",
+            ),
+        ] {
+            assert_eq!(redact_text(text), shown, "{text}");
+        }
     }
 
     #[test]
