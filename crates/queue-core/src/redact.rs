@@ -32,7 +32,7 @@ const HIDDEN: &str = "***";
 /// ```
 pub fn redact_url(url: &str) -> String {
     let Some(start) = url.find("://").map(|i| i + 3) else {
-        return hide_password_params(url).into_owned();
+        return hide_password_params(url, false).into_owned();
     };
     let userinfo_end = url[start..].rfind('@').map(|at| start + at);
     let out = match userinfo_end {
@@ -71,7 +71,7 @@ pub fn redact_url(url: &str) -> String {
             }
         }
     };
-    hide_password_params(&out).into_owned()
+    hide_password_params(&out, true).into_owned()
 }
 
 /// Whether the parser's user name is the user part's name before its first `:`.
@@ -123,11 +123,11 @@ pub fn redact_text(text: &str) -> String {
                     .len()
                     .max(scheme_end + 3);
                 // What surrounds the URL in the word may carry a `password=` of its own.
-                out.push_str(&hide_password_params(&word[..begin]));
+                out.push_str(&hide_password_params(&word[..begin], false));
                 out.push_str(&redact_url(&word[begin..end]));
-                out.push_str(&hide_password_params(&word[end..]));
+                out.push_str(&hide_password_params(&word[end..], false));
             }
-            None => out.push_str(&hide_password_params(word)),
+            None => out.push_str(&hide_password_params(word, false)),
         }
     }
     out
@@ -185,7 +185,10 @@ pub fn scrub(message: &str, secrets: &[String]) -> String {
     out
 }
 
-fn hide_password_params(text: &str) -> Cow<'_, str> {
+/// `text` with the value of every `password=` parameter hidden. In a URL (`in_url`) a value
+/// runs to the next `&` or `#`, as URL readers take it (`;` and spaces are part of it); in
+/// other text it also ends at a space, `;` or a backquote.
+fn hide_password_params(text: &str, in_url: bool) -> Cow<'_, str> {
     if !text.to_ascii_lowercase().contains("password=") {
         return Cow::Borrowed(text);
     }
@@ -197,7 +200,10 @@ fn hide_password_params(text: &str) -> Cow<'_, str> {
         out.push_str(head);
         if starts_param {
             let end = tail
-                .find(|c: char| matches!(c, '&' | '#' | '`' | ';') || c.is_whitespace())
+                .find(|c: char| {
+                    matches!(c, '&' | '#')
+                        || (!in_url && (matches!(c, '`' | ';') || c.is_whitespace()))
+                })
                 .unwrap_or(tail.len());
             out.push_str(HIDDEN);
             rest = &tail[end..];
@@ -326,6 +332,20 @@ mod tests {
         ] {
             assert_eq!(redact_text(text), shown, "{text}");
         }
+    }
+
+    #[test]
+    fn a_password_parameter_runs_to_the_next_parameter_in_a_url() {
+        // Found by the `store_url` fuzz target: in a URL, `;` and spaces are part of a
+        // parameter's value, so hiding stopped inside the password.
+        assert_eq!(
+            redact_url("postgres://h/db?password=a;b c`d&sslmode=require"),
+            "postgres://h/db?password=***&sslmode=require"
+        );
+        let fuzzed = "postgrredJ\0/app?user=app&password=;;;;;\0\u{6}7e\0;?\0 eql\u{1}qpg_l://d/tm";
+        assert_eq!(redact_url(fuzzed), "postgrredJ\0/app?user=app&password=***");
+        // In other text a space still ends the value.
+        assert_eq!(redact_text("password=a b"), "password=*** b");
     }
 
     #[test]
