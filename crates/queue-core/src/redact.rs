@@ -39,10 +39,18 @@ pub fn redact_url(url: &str) -> String {
         None => url.to_owned(),
         Some(at) => {
             let userinfo = &url[start..at];
+            // What follows the hidden part. If the `@` taken as the user part's end is inside a
+            // `password=` parameter's value, the rest of that value is hidden too.
+            let after = &url[at..];
+            let after = if ends_inside_password_param(userinfo) {
+                &after[after.find(['&', '#']).unwrap_or(after.len())..]
+            } else {
+                after
+            };
             match parsed_userinfo(url) {
                 // The parser agrees where the user part ends: trust its split.
                 Some((user, Some(_))) if agrees(userinfo, &user) => {
-                    format!("{}{user}:{HIDDEN}{}", &url[..start], &url[at..])
+                    format!("{}{user}:{HIDDEN}{after}", &url[..start])
                 }
                 Some((user, None)) if user == userinfo => url.to_owned(),
                 // `user:` with nothing after the colon: nothing to hide.
@@ -63,7 +71,7 @@ pub fn redact_url(url: &str) -> String {
                         user
                     };
                     if userinfo.contains(':') || userinfo.contains(['/', '?', '#']) {
-                        format!("{}{user}:{HIDDEN}{}", &url[..start], &url[at..])
+                        format!("{}{user}:{HIDDEN}{after}", &url[..start])
                     } else {
                         url.to_owned()
                     }
@@ -72,6 +80,13 @@ pub fn redact_url(url: &str) -> String {
         }
     };
     hide_password_params(&out, true).into_owned()
+}
+
+/// Whether `text` ends inside the value of a `password=` parameter (no `&` or `#` after it).
+fn ends_inside_password_param(text: &str) -> bool {
+    text.to_ascii_lowercase()
+        .rfind("password=")
+        .is_some_and(|pos| !text[pos..].contains(['&', '#']))
 }
 
 /// Whether the parser's user name is the user part's name before its first `:`.
@@ -195,7 +210,7 @@ fn hide_password_params(text: &str, in_url: bool) -> Cow<'_, str> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.to_ascii_lowercase().find("password=") {
-        let starts_param = pos == 0 || rest[..pos].ends_with(['?', '&', ' ', ';']);
+        let starts_param = pos == 0 || rest[..pos].ends_with(['?', '&', '#', ' ', ';']);
         let (head, tail) = rest.split_at(pos + "password=".len());
         out.push_str(head);
         if starts_param {
@@ -346,6 +361,32 @@ mod tests {
         assert_eq!(redact_url(fuzzed), "postgrredJ\0/app?user=app&password=***");
         // In other text a space still ends the value.
         assert_eq!(redact_text("password=a b"), "password=*** b");
+    }
+
+    #[test]
+    fn an_at_sign_in_a_password_parameter_hides_all_of_it() {
+        // Found by the `store_url` fuzz target: the last `@` is taken as the end of the user
+        // part, so the part of a `password=` value after an `@` in it was shown.
+        for (url, shown) in [
+            (
+                "postgresql://db/app?user=app&password=p@ss&sslmode=require",
+                "postgresql://:***&sslmode=require",
+            ),
+            ("postgres://u:pw@h/db?password=a@b", "postgres://u:***"),
+            ("postgres://h/db?password=a@b#frag", "postgres://:***#frag"),
+            // An `@` in another parameter leaves the rest as it was.
+            (
+                "postgres://h/db?application_name=a@b&password=x",
+                "postgres://:***@b&password=***",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+        // A `password=` right after `#` is hidden too (`secrets` reads it as a parameter).
+        assert_eq!(
+            redact_url("redis://h/0?a=1&#password=s3cret"),
+            "redis://h/0?a=1&#password=***"
+        );
     }
 
     #[test]
