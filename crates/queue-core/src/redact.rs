@@ -32,17 +32,25 @@ const HIDDEN: &str = "***";
 /// ```
 pub fn redact_url(url: &str) -> String {
     let Some(start) = url.find("://").map(|i| i + 3) else {
-        return hide_password_params(url).into_owned();
+        return hide_password_params(url, false).into_owned();
     };
     let userinfo_end = url[start..].rfind('@').map(|at| start + at);
     let out = match userinfo_end {
         None => url.to_owned(),
         Some(at) => {
             let userinfo = &url[start..at];
+            // What follows the hidden part. If the `@` taken as the user part's end is inside a
+            // `password=` parameter's value, the rest of that value is hidden too.
+            let after = &url[at..];
+            let after = if ends_inside_password_param(userinfo) {
+                &after[after.find(['&', '#']).unwrap_or(after.len())..]
+            } else {
+                after
+            };
             match parsed_userinfo(url) {
                 // The parser agrees where the user part ends: trust its split.
                 Some((user, Some(_))) if agrees(userinfo, &user) => {
-                    format!("{}{user}:{HIDDEN}{}", &url[..start], &url[at..])
+                    format!("{}{user}:{HIDDEN}{after}", &url[..start])
                 }
                 Some((user, None)) if user == userinfo => url.to_owned(),
                 // `user:` with nothing after the colon: nothing to hide.
@@ -63,7 +71,7 @@ pub fn redact_url(url: &str) -> String {
                         user
                     };
                     if userinfo.contains(':') || userinfo.contains(['/', '?', '#']) {
-                        format!("{}{user}:{HIDDEN}{}", &url[..start], &url[at..])
+                        format!("{}{user}:{HIDDEN}{after}", &url[..start])
                     } else {
                         url.to_owned()
                     }
@@ -71,7 +79,14 @@ pub fn redact_url(url: &str) -> String {
             }
         }
     };
-    hide_password_params(&out).into_owned()
+    hide_password_params(&out, true).into_owned()
+}
+
+/// Whether `text` ends inside the value of a `password=` parameter (no `&` or `#` after it).
+fn ends_inside_password_param(text: &str) -> bool {
+    text.to_ascii_lowercase()
+        .rfind("password=")
+        .is_some_and(|pos| !text[pos..].contains(['&', '#']))
 }
 
 /// Whether the parser's user name is the user part's name before its first `:`.
@@ -122,11 +137,12 @@ pub fn redact_text(text: &str) -> String {
                     .trim_end_matches(['`', '\'', '"', ')', ']', '>', ',', ';', ':'])
                     .len()
                     .max(scheme_end + 3);
-                out.push_str(&word[..begin]);
+                // What surrounds the URL in the word may carry a `password=` of its own.
+                out.push_str(&hide_password_params(&word[..begin], false));
                 out.push_str(&redact_url(&word[begin..end]));
-                out.push_str(&word[end..]);
+                out.push_str(&hide_password_params(&word[end..], false));
             }
-            None => out.push_str(&hide_password_params(word)),
+            None => out.push_str(&hide_password_params(word, false)),
         }
     }
     out
@@ -184,19 +200,25 @@ pub fn scrub(message: &str, secrets: &[String]) -> String {
     out
 }
 
-fn hide_password_params(text: &str) -> Cow<'_, str> {
+/// `text` with the value of every `password=` parameter hidden. In a URL (`in_url`) a value
+/// runs to the next `&` or `#`, as URL readers take it (`;` and spaces are part of it); in
+/// other text it also ends at a space, `;` or a backquote.
+fn hide_password_params(text: &str, in_url: bool) -> Cow<'_, str> {
     if !text.to_ascii_lowercase().contains("password=") {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.to_ascii_lowercase().find("password=") {
-        let starts_param = pos == 0 || rest[..pos].ends_with(['?', '&', ' ', ';']);
+        let starts_param = pos == 0 || rest[..pos].ends_with(['?', '&', '#', ' ', ';']);
         let (head, tail) = rest.split_at(pos + "password=".len());
         out.push_str(head);
         if starts_param {
             let end = tail
-                .find(|c: char| matches!(c, '&' | '#' | '`' | ';') || c.is_whitespace())
+                .find(|c: char| {
+                    matches!(c, '&' | '#')
+                        || (!in_url && (matches!(c, '`' | ';') || c.is_whitespace()))
+                })
                 .unwrap_or(tail.len());
             out.push_str(HIDDEN);
             rest = &tail[end..];
@@ -307,6 +329,64 @@ mod tests {
         );
         assert_eq!(redact_text("old_password=x"), "old_password=x");
         assert_eq!(redact_text("PASSWORD=x y"), "PASSWORD=*** y");
+    }
+
+    #[test]
+    fn a_password_parameter_next_to_a_url_is_hidden() {
+        // Found by the `store_url` fuzz target: text before (or after) a `://` in the same
+        // word was copied as it was.
+        for (text, shown) in [
+            (
+                "postgrredis+unixb/app?user=app&password=hunter_timeout_ms=5&://usql://d/tm",
+                "postgrredis+unixb/app?user=app&password=***&://usql://d/tm",
+            ),
+            (
+                "`db?password=s3cret;redis://h`",
+                "`db?password=***;redis://h`",
+            ),
+        ] {
+            assert_eq!(redact_text(text), shown, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_password_parameter_runs_to_the_next_parameter_in_a_url() {
+        // Found by the `store_url` fuzz target: in a URL, `;` and spaces are part of a
+        // parameter's value, so hiding stopped inside the password.
+        assert_eq!(
+            redact_url("postgres://h/db?password=a;b c`d&sslmode=require"),
+            "postgres://h/db?password=***&sslmode=require"
+        );
+        let fuzzed = "postgrredJ\0/app?user=app&password=;;;;;\0\u{6}7e\0;?\0 eql\u{1}qpg_l://d/tm";
+        assert_eq!(redact_url(fuzzed), "postgrredJ\0/app?user=app&password=***");
+        // In other text a space still ends the value.
+        assert_eq!(redact_text("password=a b"), "password=*** b");
+    }
+
+    #[test]
+    fn an_at_sign_in_a_password_parameter_hides_all_of_it() {
+        // Found by the `store_url` fuzz target: the last `@` is taken as the end of the user
+        // part, so the part of a `password=` value after an `@` in it was shown.
+        for (url, shown) in [
+            (
+                "postgresql://db/app?user=app&password=p@ss&sslmode=require",
+                "postgresql://:***&sslmode=require",
+            ),
+            ("postgres://u:pw@h/db?password=a@b", "postgres://u:***"),
+            ("postgres://h/db?password=a@b#frag", "postgres://:***#frag"),
+            // An `@` in another parameter leaves the rest as it was.
+            (
+                "postgres://h/db?application_name=a@b&password=x",
+                "postgres://:***@b&password=***",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+        // A `password=` right after `#` is hidden too (`secrets` reads it as a parameter).
+        assert_eq!(
+            redact_url("redis://h/0?a=1&#password=s3cret"),
+            "redis://h/0?a=1&#password=***"
+        );
     }
 
     #[test]

@@ -136,10 +136,17 @@ impl RetryPolicy {
     }
 
     /// The delay before retry `attempt` with jitter applied, given `unit`, a random number in
-    /// `0.0..1.0` chosen by the caller (so this stays a pure function).
+    /// `0.0..1.0` chosen by the caller (so this stays a pure function). A jitter outside
+    /// `0.0..=1.0` (as an envelope read from a store may hold) is clamped like
+    /// [`with_jitter`](Self::with_jitter) does.
     pub fn delay_with_jitter(&self, attempt: u32, unit: f64) -> Duration {
         let base = self.delay(attempt);
-        if self.jitter <= 0.0 {
+        let jitter = if self.jitter.is_finite() {
+            self.jitter.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        if jitter <= 0.0 {
             return base;
         }
         let unit = if unit.is_finite() {
@@ -147,7 +154,7 @@ impl RetryPolicy {
         } else {
             0.0
         };
-        base.mul_f64(1.0 - self.jitter * unit)
+        base.mul_f64(1.0 - jitter * unit)
     }
 }
 
@@ -213,5 +220,34 @@ mod tests {
         let none = RetryPolicy::fixed(3, Duration::from_millis(1000));
         assert_eq!(none.delay_with_jitter(1, 0.9), Duration::from_millis(1000));
         assert_eq!(RetryPolicy::none().with_jitter(7.0).jitter, 1.0);
+    }
+
+    #[test]
+    fn a_stored_jitter_out_of_range_is_clamped() {
+        // An envelope read back from a store holds whatever its writer put there; only
+        // `with_jitter` clamps.
+        let stored: RetryPolicy = crate::from_msgpack(
+            &crate::to_msgpack(&serde_json::json!({
+                "max_retries": 3,
+                "backoff": {"kind": "fixed", "delay_ms": 1000},
+                "jitter": 5.0,
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(stored.jitter, 5.0);
+        assert_eq!(stored.delay_with_jitter(1, 0.5), Duration::from_millis(500));
+        for jitter in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0] {
+            let mut p = RetryPolicy::fixed(3, Duration::from_millis(1000));
+            p.jitter = jitter;
+            assert_eq!(
+                p.delay_with_jitter(1, 0.5),
+                Duration::from_millis(1000),
+                "{jitter}"
+            );
+        }
+        let mut p = RetryPolicy::fixed(3, Duration::from_millis(1000));
+        p.jitter = 1.5;
+        assert_eq!(p.delay_with_jitter(1, 1.0), Duration::ZERO);
     }
 }

@@ -12,12 +12,12 @@ use crate::wire::{self, next};
 const FLUSH_BATCH: usize = 1000;
 
 /// One pending task as the admin script lists it, with its sort key.
-struct Row {
-    record: TaskRecord,
+pub(crate) struct Row {
+    pub(crate) record: TaskRecord,
     key: (i64, i64),
 }
 
-fn parse_row(row: Value, now: i64) -> Result<Row> {
+pub(crate) fn parse_row(row: Value, now: i64) -> Result<Row> {
     let mut row = wire::array(row)?.into_iter();
     let id = wire::task_id(next(&mut row)?)?;
     let queue = wire::text(next(&mut row)?)?;
@@ -37,7 +37,8 @@ fn parse_row(row: Value, now: i64) -> Result<Row> {
         TaskState::Scheduled
     };
     let key = match state {
-        TaskState::Ready => (-priority, seq),
+        // A stored priority is an i16, but the value read back may be anything.
+        TaskState::Ready => (priority.saturating_neg(), seq),
         TaskState::Scheduled => (run_at, seq),
         TaskState::Leased => (expires, seq),
     };
@@ -219,7 +220,7 @@ impl RedisStorage {
 
 /// Whose a key found under `prefix:` is, by what follows the prefix.
 #[derive(Debug, PartialEq, Eq)]
-enum Owner {
+pub(crate) enum Owner {
     Ours,
     Other,
     /// Ours if it is a hash with exactly these fields (sorted): lock and rate-window names are
@@ -248,7 +249,7 @@ const STORE_KEYS: [&str; 17] = [
     "cancel",
 ];
 
-fn classify(rest: &[u8]) -> Owner {
+pub(crate) fn classify(rest: &[u8]) -> Owner {
     let Ok(rest) = std::str::from_utf8(rest) else {
         return Owner::Other;
     };
@@ -311,6 +312,30 @@ mod tests {
             assert_eq!(classify(other.as_bytes()), Owner::Other, "{other}");
         }
         assert_eq!(classify(b"lock:l"), Owner::IfHashFields(&["o", "x"]));
+    }
+
+    #[test]
+    fn a_stored_priority_of_any_size_is_listed() {
+        use redis::Value;
+        let id = queue_core::TaskId::new().to_string();
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        for priority in [i64::MIN, i64::MAX, -1] {
+            let row = Value::Array(vec![
+                bulk(&id),
+                bulk("default"),
+                bulk("not an envelope"),
+                Value::Int(priority),
+                Value::Int(0),
+                bulk(""),
+                Value::Int(0),
+                Value::Int(1),
+                Value::Int(0),
+                Value::Int(7),
+            ]);
+            let row = super::parse_row(row, 1).unwrap();
+            assert_eq!(row.key, (priority.saturating_neg(), 7), "{priority}");
+            assert!(row.record.envelope.is_err());
+        }
     }
 
     #[test]

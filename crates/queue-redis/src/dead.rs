@@ -16,7 +16,7 @@ use crate::wire::{self, next, push_envelope, Ordinals};
 const CHUNK: usize = 500;
 
 impl RedisStorage {
-    fn dead_row(row: Value) -> Result<DeadTask> {
+    pub(crate) fn dead_row(row: Value) -> Result<DeadTask> {
         let mut row = wire::array(row)?.into_iter();
         let id = wire::task_id(next(&mut row)?)?;
         let queue = wire::text_lossy(next(&mut row)?)?;

@@ -40,7 +40,10 @@ type PendingCall<'a> = Pin<
 
 /// The outcome of each envelope of `batch` from the enqueue script's reply, which names the
 /// envelopes that were not stored: pairs (1-based index, the holder's id).
-fn enqueue_outcomes(batch: &[Envelope], reply: Vec<Value>) -> Result<Vec<EnqueueOutcome>> {
+pub(crate) fn enqueue_outcomes(
+    batch: &[Envelope],
+    reply: Vec<Value>,
+) -> Result<Vec<EnqueueOutcome>> {
     let mut out: Vec<EnqueueOutcome> = batch
         .iter()
         .map(|env| EnqueueOutcome::Enqueued(env.id))

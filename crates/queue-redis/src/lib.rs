@@ -108,6 +108,9 @@
 mod admin;
 mod control;
 mod dead;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod hot;
 mod lanes;
 mod options;

@@ -17,7 +17,9 @@ use queue_core::storage::{
 };
 use queue_core::{Clock, Envelope, Error, Heartbeat, Result, Storage, TaskId, WorkerStatus};
 use redis::aio::ConnectionLike;
-use redis::{AsyncConnectionConfig, FromRedisValue, IntoConnectionInfo, RedisResult};
+use redis::{
+    AsyncConnectionConfig, ConnectionInfo, FromRedisValue, IntoConnectionInfo, RedisResult,
+};
 
 use crate::lanes::{Lane, Lanes};
 use crate::options::RedisOptions;
@@ -71,6 +73,13 @@ impl fmt::Debug for RedisStorage {
 }
 
 /// What a clock too far from the server's is told.
+/// Reads a Redis URL without connecting; a bad one is an [`Error::InvalidInput`] with the
+/// password scrubbed.
+pub(crate) fn connection_info(url: &str, redactor: &Redactor) -> Result<ConnectionInfo> {
+    url.into_connection_info()
+        .map_err(|e| redactor.invalid("invalid Redis URL", e))
+}
+
 fn skew_message(skew_ms: i128, bound: Duration) -> String {
     let side = if skew_ms > 0 { "ahead of" } else { "behind" };
     format!(
@@ -121,11 +130,7 @@ impl RedisStorage {
     pub async fn open(options: RedisOptions) -> Result<Self> {
         options.validate()?;
         let redactor = Redactor::for_url(&options.url);
-        let info = options
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(|e| redactor.invalid("invalid Redis URL", e))?;
+        let info = connection_info(&options.url, &redactor)?;
         if options.url.starts_with("rediss:") {
             // Only one provider is compiled in; a second install attempt is harmless.
             let _ = rustls::crypto::ring::default_provider().install_default();

@@ -220,7 +220,7 @@ impl RedisStorage {
 
 /// Parses a stored result (`"<expires ms>|<fail kind>|<attempts>|<payload>"`, see
 /// `lua/common.lua`); `None` if it expired by `now` or is malformed.
-fn parse_result(raw: &[u8], now: i64) -> Option<StoredResult> {
+pub(crate) fn parse_result(raw: &[u8], now: i64) -> Option<StoredResult> {
     let mut parts = raw.splitn(4, |b| *b == b'|');
     let expires = std::str::from_utf8(parts.next()?).ok()?;
     let kind = std::str::from_utf8(parts.next()?).ok()?;
