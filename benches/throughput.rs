@@ -18,8 +18,11 @@
 //! 5. `process_per_s`: one consumer with `--concurrency` workers, from its start until every
 //!    one of the N no-op tasks has its result stored (`Event::Complete` is sent after the
 //!    store took the outcome; results of events the bench missed are read back).
-//! 6. `latency_p50_ms` / `latency_p99_ms`: an idle consumer; tasks enqueued one at a time at a
-//!    light steady rate; time from the `enqueue` call to the task body starting.
+//! 6. `latency_p50_ms` / `latency_p99_ms` (over `latency_samples` tasks): an idle consumer in
+//!    the same process as the producer; tasks enqueued one at a time at a light steady rate;
+//!    time from the `enqueue` call to the task body starting.
+//!
+//! A phase left out with `--skip` prints `skipped` in the table and `null` in the JSON.
 //!
 //! `peak_rss_mb` is the process's VmHWM after phase 6; it is reset (`/proc/self/clear_refs`)
 //! before phase 5, so it is the worker's peak, not the producers'.
@@ -493,7 +496,7 @@ async fn confirm(queue: &Queue, remaining: &mut HashSet<TaskId>) -> Result<(), B
     Ok(())
 }
 
-async fn latency(args: &Args, queue: &Queue) -> Result<(f64, f64), BoxError> {
+async fn latency(args: &Args, queue: &Queue) -> Result<(f64, f64, usize), BoxError> {
     let n = args.latency_samples;
     latencies().lock().unwrap().clear();
     let consumer = Consumer::builder(queue.clone())
@@ -530,18 +533,33 @@ async fn latency(args: &Args, queue: &Queue) -> Result<(f64, f64), BoxError> {
         let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
         lat[i] as f64 / 1e6
     };
-    Ok((pct(0.50), pct(0.99)))
+    Ok((pct(0.50), pct(0.99), lat.len()))
 }
 
+/// What the run measured; `None` for a phase that was skipped (printed as `skipped`, and as
+/// `null` in the JSON: never as a rate of 0).
 #[derive(Debug, Default)]
 struct Report {
-    enqueue_per_s: f64,
-    enqueue_concurrent_per_s: f64,
-    enqueue_batch_per_s: f64,
-    process_per_s: f64,
-    latency_p50_ms: f64,
-    latency_p99_ms: f64,
+    enqueue_per_s: Option<f64>,
+    enqueue_concurrent_per_s: Option<f64>,
+    enqueue_batch_per_s: Option<f64>,
+    process_per_s: Option<f64>,
+    /// p50 and p99 in ms, and how many samples they cover.
+    latency: Option<(f64, f64, usize)>,
     peak_rss_mb: f64,
+}
+
+/// A rate for the table: whole tasks per second, or `skipped`.
+fn rate_cell(rate: Option<f64>) -> String {
+    rate.map_or_else(|| "skipped".to_owned(), |r| format!("{r:.0} tasks/s"))
+}
+
+/// A JSON number rounded to `decimals`, or `null`.
+fn json_num(v: Option<f64>, decimals: i32) -> serde_json::Value {
+    let scale = 10f64.powi(decimals);
+    v.map_or(serde_json::Value::Null, |v| {
+        serde_json::json!((v * scale).round() / scale)
+    })
 }
 
 fn load() -> String {
@@ -574,11 +592,11 @@ async fn main() -> Result<(), BoxError> {
     let mut r = Report::default();
 
     if !skip("enqueue") {
-        r.enqueue_per_s = enqueue_sequential(&args, &queue).await?;
+        r.enqueue_per_s = Some(enqueue_sequential(&args, &queue).await?);
         storage.flush().await?;
     }
     if !skip("concurrent") {
-        r.enqueue_concurrent_per_s = enqueue_concurrent(&args, &queue).await?;
+        r.enqueue_concurrent_per_s = Some(enqueue_concurrent(&args, &queue).await?);
         storage.flush().await?;
     }
     if args.backlog > 0 {
@@ -590,12 +608,12 @@ async fn main() -> Result<(), BoxError> {
     })
     .await?;
     if !skip("batch") {
-        r.enqueue_batch_per_s = rate;
+        r.enqueue_batch_per_s = Some(rate);
     }
     let rss_reset = reset_peak_rss();
     if !skip("process") {
         let before = store.sqlite.as_ref().map(|s| s.stats());
-        r.process_per_s = process(&args, &queue, ids).await?;
+        r.process_per_s = Some(process(&args, &queue, ids).await?);
         if let (Some(s), Some(before), false) = (&store.sqlite, before, args.json) {
             let after = s.stats();
             let txs = after.transactions - before.transactions;
@@ -608,9 +626,7 @@ async fn main() -> Result<(), BoxError> {
     }
     storage.flush().await?;
     if !skip("latency") {
-        let (p50, p99) = latency(&args, &queue).await?;
-        r.latency_p50_ms = p50;
-        r.latency_p99_ms = p99;
+        r.latency = Some(latency(&args, &queue).await?);
     }
     r.peak_rss_mb = peak_rss_mb();
     storage.flush().await?;
@@ -619,17 +635,17 @@ async fn main() -> Result<(), BoxError> {
         println!();
         println!("| metric | value |");
         println!("| --- | ---: |");
-        println!("| enqueue, 1 producer | {:.0} tasks/s |", r.enqueue_per_s);
+        println!("| enqueue, 1 producer | {} |", rate_cell(r.enqueue_per_s));
         println!(
-            "| enqueue, 64 producers | {:.0} tasks/s |",
-            r.enqueue_concurrent_per_s
+            "| enqueue, 64 producers | {} |",
+            rate_cell(r.enqueue_concurrent_per_s)
         );
         println!(
-            "| enqueue_many (1,000 per call) | {:.0} tasks/s |",
-            r.enqueue_batch_per_s
+            "| enqueue_many (1,000 per call) | {} |",
+            rate_cell(r.enqueue_batch_per_s)
         );
         println!(
-            "| process {} no-op tasks, {} workers{} | {:.0} tasks/s |",
+            "| process {} no-op tasks, {} workers{} | {} |",
             args.tasks,
             args.concurrency,
             if args.backlog > 0 {
@@ -637,10 +653,15 @@ async fn main() -> Result<(), BoxError> {
             } else {
                 String::new()
             },
-            r.process_per_s
+            rate_cell(r.process_per_s)
         );
-        println!("| enqueue-to-start p50 | {:.2} ms |", r.latency_p50_ms);
-        println!("| enqueue-to-start p99 | {:.2} ms |", r.latency_p99_ms);
+        match r.latency {
+            Some((p50, p99, n)) => {
+                println!("| enqueue-to-start p50, in process ({n} samples) | {p50:.2} ms |");
+                println!("| enqueue-to-start p99, in process ({n} samples) | {p99:.2} ms |");
+            }
+            None => println!("| enqueue-to-start, in process | skipped |"),
+        }
         println!(
             "| peak RSS{} | {:.1} MB |",
             if rss_reset { " (worker phases)" } else { "" },
@@ -653,12 +674,13 @@ async fn main() -> Result<(), BoxError> {
             "backend": args.backend.name(),
             "tasks": args.tasks,
             "concurrency": args.concurrency,
-            "enqueue_per_s": r.enqueue_per_s.round(),
-            "enqueue_concurrent_per_s": r.enqueue_concurrent_per_s.round(),
-            "enqueue_batch_per_s": r.enqueue_batch_per_s.round(),
-            "process_per_s": r.process_per_s.round(),
-            "latency_p50_ms": (r.latency_p50_ms * 1000.0).round() / 1000.0,
-            "latency_p99_ms": (r.latency_p99_ms * 1000.0).round() / 1000.0,
+            "enqueue_per_s": json_num(r.enqueue_per_s, 0),
+            "enqueue_concurrent_per_s": json_num(r.enqueue_concurrent_per_s, 0),
+            "enqueue_batch_per_s": json_num(r.enqueue_batch_per_s, 0),
+            "process_per_s": json_num(r.process_per_s, 0),
+            "latency_p50_ms": json_num(r.latency.map(|l| l.0), 3),
+            "latency_p99_ms": json_num(r.latency.map(|l| l.1), 3),
+            "latency_samples": r.latency.map(|l| l.2),
             "peak_rss_mb": (r.peak_rss_mb * 10.0).round() / 10.0,
         });
         println!("{obj}");

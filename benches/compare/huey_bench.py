@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 
+import huey as huey_pkg
 from huey import RedisHuey, SqliteHuey
 
 logging.disable(logging.CRITICAL)
@@ -153,14 +154,15 @@ def latency(samples, rate):
         i = min(max(int(-(-len(lat) * p // 1)), 1), len(lat)) - 1
         return lat[i] * 1000.0
 
-    return pct(0.50), pct(0.99)
+    return pct(0.50), pct(0.99), len(lat)
 
 
 def main():
     n = args.tasks
     calls = args.enqueue_calls or min(n, 20000)
     flush()
-    out = {'backend': 'huey-' + args.storage, 'tasks': n, 'concurrency': args.concurrency}
+    out = {'backend': 'huey-' + args.storage, 'tasks': n, 'concurrency': args.concurrency,
+           'huey_version': getattr(huey_pkg, '__version__', None)}
     out['enqueue_per_s'] = round(enqueue_sequential(calls))
     flush()
     out['enqueue_concurrent_per_s'] = round(enqueue_concurrent(calls))
@@ -169,9 +171,10 @@ def main():
     reset_peak_rss()
     out['process_per_s'] = round(process(n))
     flush()
-    p50, p99 = latency(args.latency_samples, args.latency_rate)
+    p50, p99, samples = latency(args.latency_samples, args.latency_rate)
     out['latency_p50_ms'] = round(p50, 3)
     out['latency_p99_ms'] = round(p99, 3)
+    out['latency_samples'] = samples
     out['peak_rss_mb'] = round(peak_rss_mb(), 1)
     flush()
     print(json.dumps(out))

@@ -106,7 +106,9 @@ if has redis || has sqlite; then
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
-"$VENV/bin/pip" install -q --disable-pip-version-check huey redis
+# Pinned, so that BENCHMARKS.md names the version that ran (the current release).
+HUEY_VERSION=3.5.4
+"$VENV/bin/pip" install -q --disable-pip-version-check "huey==$HUEY_VERSION" redis
 
 PORT=$(free_port)
 redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \

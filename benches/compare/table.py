@@ -14,17 +14,24 @@ ROWS = [
     ('enqueue_concurrent_per_s', 'enqueue, 64 producers (tasks/s)', True),
     ('enqueue_batch_per_s', 'batch enqueue (tasks/s) ¹', True),
     ('process_per_s', 'process no-op tasks (tasks/s)', True),
-    ('latency_p50_ms', 'enqueue-to-start p50 (ms)', False),
-    ('latency_p99_ms', 'enqueue-to-start p99 (ms)', False),
+    ('latency_p50_ms', 'enqueue-to-start p50, in process (ms)', False),
+    ('latency_p99_ms', 'enqueue-to-start p99, in process (ms)', False),
     ('peak_rss_mb', 'peak RSS, consumer phases (MB)', False),
 ]
 
 
 def fmt(v):
+    if v is None:
+        return 'null'
     return f'{v:,.0f}' if v >= 100 else f'{v:.2f}'
 
 
-def ratio(hv, sv, higher):
+def ratio(hv, sv, higher, key=''):
+    if hv is None or sv is None:
+        return ''
+    if key == 'enqueue_batch_per_s':
+        # The other side has no batch API (or a different one): no headline ratio.
+        return f'{sv / hv:.1f}x' if hv else ''
     if higher:
         r = sv / hv if hv else float('inf')
         return f'**{r:.1f}x**'
@@ -39,11 +46,14 @@ if huey_stores:
     for store in huey_stores:
         h, s = load(f'huey-{store}'), load(f'skiff-{store}')
         for key, label, higher in ROWS:
-            hv, sv = h[key], s[key]
-            print(f'| {label} | {store} | {fmt(hv)} | {fmt(sv)} | {ratio(hv, sv, higher)} |')
+            hv, sv = h.get(key), s.get(key)
+            print(f'| {label} | {store} | {fmt(hv)} | {fmt(sv)} | {ratio(hv, sv, higher, key)} |')
     print()
     print(f"Skiff: {s['tasks']:,} tasks per phase, {s['concurrency']} workers; "
-          f"Huey: {h['tasks']:,} tasks per phase, {h['concurrency']} thread workers.")
+          f"Huey {h.get('huey_version', '?')}: {h['tasks']:,} tasks per phase, "
+          f"{h['concurrency']} thread workers. Latency samples: Skiff "
+          f"{s.get('latency_samples') or 'null'}, Huey {h.get('latency_samples') or 'null'}; "
+          '`null`: a phase that was skipped.')
     print('¹ Huey has no batch API; its row is `task.map(...)`, one write per task. '
           'Skiff: `Queue::enqueue_many`, 1,000 per call.')
 
@@ -54,12 +64,14 @@ if 'postgres' in stores:
     print('| workload | store | apalis-postgres | Skiff | Skiff / apalis |')
     print('| --- | --- | ---: | ---: | ---: |')
     for key, label, higher in ROWS:
-        av, sv = a.get(key, 0.0), s[key]
+        av, sv = a.get(key), s.get(key)
         label = label.replace(' ¹', ' ²')
-        print(f'| {label} | postgres | {fmt(av)} | {fmt(sv)} | {ratio(av, sv, higher)} |')
+        print(f'| {label} | postgres | {fmt(av)} | {fmt(sv)} | {ratio(av, sv, higher, key)} |')
     p1, p16 = p['clients_1_per_s'], p['clients_16_per_s']
     print(f"| pgbench one-row INSERT, 1 / 16 clients (tx/s) | postgres | | "
-          f"{fmt(p1)} / {fmt(p16)} | Skiff 1 producer = {s['enqueue_per_s'] / p1:.0%} of 1 client |")
+          f"{fmt(p1)} / {fmt(p16)} | "
+          + (f"Skiff 1 producer = {s['enqueue_per_s'] / p1:.0%} of 1 client |"
+             if s.get('enqueue_per_s') else '|'))
     print()
     print(f"Skiff: {s['tasks']:,} tasks per phase, {s['concurrency']} workers; apalis-postgres: "
           f"{a['tasks']:,} tasks per phase, `.concurrency({a['concurrency']})` + "
