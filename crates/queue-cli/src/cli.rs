@@ -15,7 +15,7 @@ pub(crate) struct Cli {
     #[arg(long, global = true)]
     pub(crate) json: bool,
 
-    /// Give up when the store has not answered after this many seconds.
+    /// Give up when the store has not answered after this many seconds (at least 1).
     #[arg(long, global = true, default_value_t = 10.0, value_name = "SECONDS")]
     pub(crate) timeout: f64,
 

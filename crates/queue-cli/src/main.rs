@@ -45,8 +45,9 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(err) => return fail(&url, &CliError::new(format!("cannot start: {err}"))),
     };
-    // `--timeout inf` (or 1e300) waits as long as any wait may; at least 0.1 s.
-    let timeout = Duration::try_from_secs_f64(cli.timeout.max(0.1))
+    // `--timeout inf` (or 1e300) waits as long as any wait may; at least 1 s (0, negative
+    // and NaN included), so that no store can be expected to answer quicker than a busy machine.
+    let timeout = Duration::try_from_secs_f64(cli.timeout.max(1.0))
         .map_or(skiff::clock::MAX_WAIT, |t| t.min(skiff::clock::MAX_WAIT));
     let json = cli.json;
     let result = runtime.block_on(async {
