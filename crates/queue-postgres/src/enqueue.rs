@@ -1,4 +1,5 @@
-//! Storing new tasks: one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING` per batch.
+//! Storing new tasks: one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING` per batch
+//! ([`ENQUEUE_ONE`], the same with one value per column, for a batch of one).
 //!
 //! A batch travels as one array per column, so a batch of any size is one statement with
 //! twelve parameters (no statement text per batch size, no limit on bind parameters). Rows are
@@ -45,6 +46,23 @@ WITH input AS (
 SELECT (SELECT array_agg(id) FROM ins),
        (SELECT count(pg_notify($12, 'w' || queue)) FROM (SELECT DISTINCT queue FROM ins) q
         WHERE $12::text IS NOT NULL)";
+
+/// [`ENQUEUE`] for a batch of one (the web handler's enqueue), with one parameter per column
+/// instead of one array per column: about a quarter less server time than unpacking arrays
+/// (46 against 60 µs per call, pg_stat_statements).
+pub(crate) const ENQUEUE_ONE: &str = "\
+WITH ins AS (
+    INSERT INTO {s}.tasks (id, queue, task, priority, state, run_at, wake_at, deliveries, attempts,
+                           max_deliveries, unique_key, raw)
+    VALUES ($1::uuid, $2::text, $3::text, $4::int2, CASE WHEN $5::int8 <= $11::int8 THEN 0 ELSE 1 END,
+            $5, $5, $6::int4, $7::int4, $8::int4, $9::text, $10::bytea)
+    ON CONFLICT DO NOTHING
+    RETURNING id, queue
+), forget AS (
+    DELETE FROM {s}.results r USING ins WHERE r.id = ins.id
+)
+SELECT (SELECT array_agg(id) FROM ins),
+       (SELECT count(pg_notify($12, 'w' || queue)) FROM ins WHERE $12::text IS NOT NULL)";
 
 pub(crate) const HOLDERS: &str = "\
 SELECT v.ord, coalesce((SELECT t.id FROM {s}.tasks t WHERE t.id = v.id),
@@ -143,22 +161,40 @@ pub(crate) async fn insert(
             queues: Vec::new(),
         });
     }
-    let (ids, _): (Option<Vec<Uuid>>, Option<i64>) = sqlx::query_as(q(&sql.enqueue))
-        .bind(&rows.ids)
-        .bind(&rows.queues)
-        .bind(&rows.tasks)
-        .bind(&rows.priorities)
-        .bind(&rows.run_at)
-        .bind(&rows.deliveries)
-        .bind(&rows.attempts)
-        .bind(&rows.limits)
-        .bind(&rows.unique_keys)
-        .bind(&rows.raws)
-        .bind(now)
-        .bind(channel)
-        .fetch_one(&mut *conn)
-        .await
-        .ctx("insert tasks")?;
+    let (ids, _): (Option<Vec<Uuid>>, Option<i64>) = if rows.len() == 1 {
+        sqlx::query_as(q(&sql.enqueue_one))
+            .bind(rows.ids[0])
+            .bind(&rows.queues[0])
+            .bind(&rows.tasks[0])
+            .bind(rows.priorities[0])
+            .bind(rows.run_at[0])
+            .bind(rows.deliveries[0])
+            .bind(rows.attempts[0])
+            .bind(rows.limits[0])
+            .bind(&rows.unique_keys[0])
+            .bind(&rows.raws[0])
+            .bind(now)
+            .bind(channel)
+            .fetch_one(&mut *conn)
+            .await
+    } else {
+        sqlx::query_as(q(&sql.enqueue))
+            .bind(&rows.ids)
+            .bind(&rows.queues)
+            .bind(&rows.tasks)
+            .bind(&rows.priorities)
+            .bind(&rows.run_at)
+            .bind(&rows.deliveries)
+            .bind(&rows.attempts)
+            .bind(&rows.limits)
+            .bind(&rows.unique_keys)
+            .bind(&rows.raws)
+            .bind(now)
+            .bind(channel)
+            .fetch_one(&mut *conn)
+            .await
+    }
+    .ctx("insert tasks")?;
     let mut inserted: HashSet<Uuid> = ids.unwrap_or_default().into_iter().collect();
     let mut queues: Vec<String> = Vec::new();
     let mut outcomes: Vec<Option<EnqueueOutcome>> = Vec::with_capacity(rows.len());

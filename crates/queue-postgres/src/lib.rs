@@ -261,6 +261,7 @@ impl PostgresStorage {
                     connect,
                     acquire_timeout: options.acquire_timeout,
                     timeout: options.query_timeout,
+                    bound: bound.clone(),
                 },
                 channel.clone(),
                 waiters.clone(),

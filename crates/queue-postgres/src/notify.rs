@@ -6,7 +6,8 @@
 //!
 //! * The hot writes (`enqueue`, `complete`, the dead-lettering in `fetch`) notify only whom
 //!   some process waits for, and only after their commit ([`after_commit`], one read of the
-//!   `work_waits` / `result_waits` tables, [`NOTIFY_WAITING`]). A NOTIFY takes a lock for the
+//!   `work_waits` / `result_waits` tables, [`NOTIFY_WAITING`], run in a task of its own on the
+//!   write's connection, so the writer returns without waiting for it). A NOTIFY takes a lock for the
 //!   whole cluster from its commit until the commit is flushed, so writers that notify in
 //!   their own transaction commit one at a time, one WAL flush each: 64 producers that
 //!   notified got no more than one producer plus a little. A wait registers before it sleeps
@@ -276,6 +277,9 @@ pub(crate) struct ListenConfig {
     pub(crate) acquire_timeout: Duration,
     /// The bound on each of its statements (`PostgresOptions::query_timeout`).
     pub(crate) timeout: Duration,
+    /// The store's bound: told when the listener loses its connection, so the pool pings the
+    /// connections that may have died with it (see the `timeout` module).
+    pub(crate) bound: Arc<crate::timeout::Bound>,
 }
 
 /// Starts the listener task of a store. Resolves `ready` after its first attempt to listen
@@ -392,6 +396,7 @@ async fn run(config: &ListenConfig, channel: &str, waiters: &Waiters, ready: one
             "lost the LISTEN connection; waits poll while it reconnects"
         );
         warned = true;
+        config.bound.suspect();
         waiters.set_listening(false);
     }
 }

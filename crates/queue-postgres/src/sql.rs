@@ -54,6 +54,8 @@ statements! {
     vacuum_tasks = "VACUUM (SKIP_LOCKED) {s}.tasks";
     /// Stores a batch of envelopes (see `enqueue`).
     enqueue = crate::enqueue::ENQUEUE;
+    /// Stores one envelope (see `enqueue`).
+    enqueue_one = crate::enqueue::ENQUEUE_ONE;
     /// Finds the holders of duplicate ids and unique keys.
     holders = crate::enqueue::HOLDERS;
     /// Claims a batch of due tasks (see `fetch`).

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::pool::PoolConnection;
+use sqlx::Postgres;
 
 use queue_core::clock::{duration_millis, to_millis};
 use queue_core::storage::rows::{sql_limit, Settlement};
@@ -53,7 +55,7 @@ impl Storage for PostgresStorage {
             for queue in &inserted.queues {
                 self.waiters.work.wake(queue);
             }
-            self.notify_waiting(&mut conn, &inserted.queues, &[]).await;
+            self.notify_waiting(conn, inserted.queues, Vec::new());
             Ok(inserted.outcomes)
         })
         .await
@@ -71,7 +73,7 @@ impl Storage for PostgresStorage {
             for id in &fetched.buried {
                 self.waiters.results.wake(id);
             }
-            self.notify_waiting(&mut conn, &[], &fetched.buried).await;
+            self.notify_waiting(conn, Vec::new(), fetched.buried.clone());
             // The claim read whether any revocation exists: `check_revoked` of this batch, which
             // follows, uses that answer instead of a read of its own.
             if let Some(any) = fetched.revocations {
@@ -107,8 +109,7 @@ impl Storage for PostgresStorage {
             for queue in &done.queues {
                 self.waiters.work.wake(queue);
             }
-            self.notify_waiting(&mut conn, &done.queues, &done.results)
-                .await;
+            self.notify_waiting(conn, done.queues, done.results);
             Ok(done.status)
         })
         .await
@@ -473,19 +474,37 @@ impl Storage for PostgresStorage {
 
 impl PostgresStorage {
     /// After a committed write: wakes other processes' waits on `queues` and `results` (see
-    /// the `notify` module). The write is done whatever happens here: a failure is logged,
-    /// and those waits find the work when their timeout makes them look again.
-    async fn notify_waiting(
+    /// the `notify` module), on `conn` in a task of its own, so the caller, whose write is
+    /// done, does not wait for this round trip. A failure or a call past the query timeout is
+    /// logged, and those waits find the work when their timeout makes them look again.
+    fn notify_waiting(
         &self,
-        conn: &mut sqlx::PgConnection,
-        queues: &[String],
-        results: &[uuid::Uuid],
+        mut conn: PoolConnection<Postgres>,
+        queues: Vec<String>,
+        results: Vec<uuid::Uuid>,
     ) {
-        if let Err(err) =
-            crate::notify::after_commit(conn, &self.sql, &self.channel, queues, results).await
-        {
-            tracing::warn!(error = %err, "could not notify waiting consumers after a write");
+        if queues.is_empty() && results.is_empty() {
+            return;
         }
+        let sql = self.sql.clone();
+        let channel = self.channel.clone();
+        let bound = self.bound.timeout;
+        tokio::spawn(async move {
+            let call = crate::notify::after_commit(&mut conn, &sql, &channel, &queues, &results);
+            match tokio::time::timeout(bound, call).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "could not notify waiting consumers after a write");
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        timeout = ?bound,
+                        "could not notify waiting consumers after a write: no answer within the query timeout"
+                    );
+                    conn.close_on_drop();
+                }
+            }
+        });
     }
 
     /// `requeue_dead` / `requeue_all_dead`.

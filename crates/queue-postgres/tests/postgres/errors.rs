@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use sqlx::Connection;
+
 use queue_core::{Error, Storage, TaskId};
 use queue_postgres::testing::shared_options;
 use queue_postgres::{PostgresOptions, PostgresStorage};
@@ -27,6 +29,52 @@ async fn an_exhausted_pool_is_an_error_after_the_timeout_not_a_hang() {
     assert!(text.contains("all 1 connections"), "{text}");
     drop(held);
     assert_eq!(store.counts(None).await.unwrap().ready, 0, "usable again");
+}
+
+/// Connections returned to the pool moments ago are handed out without a ping (sqlx pinged
+/// them on their return). When they die behind the store's back, one call may fail; that
+/// failure makes the pool ping every connection idle since, so the next call gets a live one.
+#[tokio::test]
+async fn connections_killed_behind_the_stores_back_cost_at_most_one_failed_call() {
+    let store = PostgresStorage::open(shared_options("killed").pool_size(2).listen(false))
+        .await
+        .unwrap();
+    let clock = manual_clock();
+    let mut pids = Vec::new();
+    {
+        let mut a = store.pool().acquire().await.unwrap();
+        let mut b = store.pool().acquire().await.unwrap();
+        for conn in [&mut a, &mut b] {
+            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            pids.push(pid);
+        }
+    }
+    // Both back in the pool (after sqlx's release ping), then killed.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut admin = sqlx::PgConnection::connect(&queue_postgres::testing::shared_url())
+        .await
+        .unwrap();
+    for pid in &pids {
+        let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        assert!(killed, "backend {pid}");
+    }
+    let first = store.enqueue(vec![env(&clock, "q", "t")]).await;
+    if let Err(err) = &first {
+        assert!(err.is_transient(), "{err:?}");
+    }
+    store
+        .enqueue(vec![env(&clock, "q", "t")])
+        .await
+        .expect("the second call after the kill gets a live connection");
+    let ready = store.counts(None).await.unwrap().ready;
+    assert_eq!(ready, if first.is_ok() { 2 } else { 1 });
 }
 
 #[tokio::test]
