@@ -24,9 +24,10 @@ Workloads, each on an emptied store, with the consumer started from this process
                             producer is this process, the task starts in a forked worker; the
                             start time comes back as the task's result; CLOCK_MONOTONIC is one
                             clock for every process). 0 skips it (null).
-  peak_rss_mb               the consumer in its best processing configuration: VmHWM of this
-                            process (reset before) plus, with worker processes, each worker's
-                            and the scheduler's VmHWM (pages shared after fork() counted in each)
+  peak_rss_mb               the consumer in its best processing configuration: thread workers,
+                            VmHWM of this process (reset before); worker processes, the peak of
+                            the PSS of this process, the workers and the scheduler added up
+                            (sampled every 100 ms; pages shared after fork() counted once)
 
 SQLite durability (--synchronous): `default` leaves Huey's default (no pragma: SQLite's own,
 FULL); `full` is Huey's `fsync=True` (`PRAGMA synchronous=2` on each connection); `normal` sets
@@ -137,26 +138,34 @@ def reset_peak_rss():
         pass
 
 
-def peak_rss_mb(pid='self'):
+def peak_rss_mb():
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def pss_mb(pid):
     try:
-        with open('/proc/%s/status' % pid) as f:
+        with open('/proc/%s/smaps_rollup' % pid) as f:
             for line in f:
-                if line.startswith('VmHWM:'):
+                if line.startswith('Pss:'):
                     return int(line.split()[1]) / 1024.0
     except OSError:
         pass
     return 0.0
 
 
-def consumer_rss_mb(consumer):
-    """This process's VmHWM plus that of the consumer's worker processes and scheduler."""
-    total = peak_rss_mb()
-    procs = [p for _, p in consumer.worker_threads] + [consumer.scheduler]
-    for p in procs:
+def consumer_pss_mb(consumer):
+    """Proportional set size of this process, the consumer's worker processes and its
+    scheduler, added up (pages shared after fork() counted once, split between sharers)."""
+    pids = {os.getpid()}
+    for p in [p for _, p in consumer.worker_threads] + [consumer.scheduler]:
         pid = getattr(p, 'pid', None)
-        if pid and pid != os.getpid():
-            total += peak_rss_mb(pid)
-    return total
+        if pid:
+            pids.add(pid)
+    return sum(pss_mb(pid) for pid in pids)
 
 
 def enqueue_sequential(n):
@@ -195,10 +204,14 @@ def process(n, kind, workers):
     consumer = huey.create_consumer(workers=workers, worker_type=kind, periodic=False)
     start = time.perf_counter()
     consumer.start()
+    forks, pss, sampled = kind == 'process', 0.0, start
     while huey.result_count() < n:
         time.sleep(0.005)
+        if forks and time.perf_counter() - sampled >= 0.1:
+            # Worker processes: the peak of their summed PSS, sampled every 100 ms.
+            pss, sampled = max(pss, consumer_pss_mb(consumer)), time.perf_counter()
     elapsed = time.perf_counter() - start
-    rss = consumer_rss_mb(consumer)
+    rss = max(pss, consumer_pss_mb(consumer)) if forks else peak_rss_mb()
     consumer.stop(graceful=True)
     return n / elapsed, rss
 
