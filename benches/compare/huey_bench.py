@@ -286,6 +286,8 @@ def main():
            'huey_version': getattr(huey_pkg, '__version__', None)}
     if args.storage == 'sqlite':
         out['synchronous'] = args.synchronous
+        # What this process's connection really runs at (0 OFF, 1 NORMAL, 2 FULL).
+        out['synchronous_pragma'] = huey.storage.conn.execute('pragma synchronous').fetchone()[0]
     out['enqueue_per_s'] = None if 'enqueue' in SKIP else round(enqueue_sequential(calls))
     flush()
     out['enqueue_concurrent_per_s'] = (None if 'concurrent' in SKIP

@@ -226,6 +226,12 @@ async fn open_sqlite(args: &Args) -> Result<(SqlitePool, Hook), BoxError> {
         })
         .connect_with(options)
         .await?;
+    // What the pool's connections really run at (0 OFF, 1 NORMAL, 2 FULL), for the JSON.
+    let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(&pool)
+        .await?;
+    let expected = if args.synchronous == "full" { 2 } else { 1 };
+    assert_eq!(level, expected, "PRAGMA synchronous on a pooled connection");
     Ok((pool, Hook(Arc::new(Mutex::new(rx)))))
 }
 
