@@ -1,26 +1,42 @@
 #!/usr/bin/env bash
-# Skiff vs Huey and vs apalis-postgres on this machine, in one run: the same workloads on Huey
-# (Redis and SQLite storage, thread workers), on apalis-postgres 1.x (benches/compare/apalis, a
-# Cargo project of its own) and on Skiff (the throughput bench's --json), with one private
-# redis-server for Skiff and Huey and one private PostgreSQL server for Skiff, apalis and
-# pgbench (the one-row INSERT transaction, 1 and 16 clients). Prints a markdown table (also
-# written to target/compare/table.md).
+# Skiff vs Huey and vs apalis 1.0 on this machine, in one run: the same workloads on Huey
+# (RedisHuey and SqliteHuey; its processing phase swept over thread and process workers, the
+# best reported), on apalis 1.0 (apalis-redis, apalis-sqlite, apalis-postgres:
+# benches/compare/apalis, a Cargo project of its own) and on Skiff (the throughput bench's
+# --json). Every store is shared by the three in the same run:
+#
+#   redis        one private redis-server, no persistence
+#   redis-aof    a second private redis-server with AOF, `appendfsync everysec`
+#   sqlite       one file per framework, WAL, `synchronous=NORMAL` on every connection
+#                (Skiff's default; Huey through a subclass, it has no option for NORMAL)
+#   sqlite-full  the same at `synchronous=FULL` (Skiff `?synchronous=full`, Huey `fsync=True`)
+#   postgres     one private PostgreSQL server (default durability) for Skiff, apalis and
+#                pgbench (the one-row INSERT transaction, 1 and 16 clients); no Huey row
+#
+# Prints markdown tables (also written to target/compare/table.md).
 #
 #   benches/compare/run.sh [--tasks N] [--huey-tasks N] [--apalis-tasks N] [--concurrency C]
-#                          [--stores redis,sqlite,postgres]
+#                          [--latency-samples N] [--stores redis,redis-aof,sqlite,sqlite-full,postgres]
+#                          [--huey-sweep thread:1,thread:8,thread:64,process:1,process:8,process:64]
+#                          [--huey-xproc-workers N] [--no-apalis]
 #
 # Needs python3 (with venv), pip access to PyPI, redis-server on PATH, and PostgreSQL's server
 # binaries (initdb, pg_ctl, pgbench: `apt-get install postgresql`); as root the PostgreSQL
-# server runs as the `postgres` user.
+# server runs as the `postgres` user. The apalis project builds in
+# ${CARGO_TARGET_DIR:-target}/apalis-bench.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 TASKS=100000        # Skiff: tasks per phase
 HUEY_TASKS=10000    # Huey is ~50x slower; fewer tasks keep the run short, rates are per second
-APALIS_TASKS=20000  # apalis-postgres processes ~2,000/s
+APALIS_TASKS=20000  # apalis processes ~2,000-5,000/s
 CONCURRENCY=64
 SAMPLES=1000
-STORES=redis,sqlite,postgres
+STORES=redis,redis-aof,sqlite,sqlite-full,postgres
+# Huey's processing phase once per consumer configuration (huey_consumer -k thread|process -w N)
+HUEY_SWEEP=thread:1,thread:8,thread:64,process:1,process:8,process:64
+HUEY_XPROC=8        # worker processes for Huey's cross-process pickup latency (0: skip)
+APALIS=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --tasks) TASKS=$2; shift 2 ;;
@@ -29,6 +45,9 @@ while [ $# -gt 0 ]; do
         --stores) STORES=$2; shift 2 ;;
         --concurrency) CONCURRENCY=$2; shift 2 ;;
         --latency-samples) SAMPLES=$2; shift 2 ;;
+        --huey-sweep) HUEY_SWEEP=$2; shift 2 ;;
+        --huey-xproc-workers) HUEY_XPROC=$2; shift 2 ;;
+        --no-apalis) APALIS=0; shift ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -38,16 +57,17 @@ VENV=${VENV:-target/bench-venv}
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
 REDIS_PID=
+REDIS_AOF_PID=
 PG_DATA=
 has() { case ",$STORES," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 as_pg() { # run a PostgreSQL binary as the server's user
     if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 cleanup() {
-    if [ -n "$REDIS_PID" ]; then
-        kill "$REDIS_PID" 2>/dev/null || true
-        wait "$REDIS_PID" 2>/dev/null || true
-    fi
+    for pid in $REDIS_PID $REDIS_AOF_PID; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     if [ -n "$PG_DATA" ]; then
         as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null 2>&1 || true
     fi
@@ -59,6 +79,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr)" | tee "$OUT/machine.txt"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt"
+echo "redis-server: $(redis-server --version | awk '{print $3}'), python: $(python3 --version)" \
+    | tee -a "$OUT/machine.txt"
+rm -f "$OUT"/*.json
 
 cargo bench -q --bench throughput --features postgres --no-run 2>/dev/null \
     || cargo bench --bench throughput --features postgres --no-run
@@ -68,12 +91,27 @@ run_skiff() { # backend url
         --tasks "$TASKS" --concurrency "$CONCURRENCY" --latency-samples "$SAMPLES" --json | tail -n 1
 }
 
+# apalis 1.0: its own Cargo project and target directory (never part of Skiff's builds).
+APALIS_TARGET=${CARGO_TARGET_DIR:-target}/apalis-bench
+if [ "$APALIS" = 1 ]; then
+    CARGO_TARGET_DIR=$APALIS_TARGET cargo build -q --release \
+        --manifest-path benches/compare/apalis/Cargo.toml
+fi
+# apalis's settings (see benches/compare/apalis/src/main.rs): `.concurrency(64)` +
+# `.parallelize(tokio::spawn)`, `Config::batch_size(100)` (default 10), `lock_tasks(false)`,
+# results persisted, pool of 16; the latency worker is woken by apalis's own notifications
+# with a 100 ms poll behind them.
+run_apalis() { # backend url [more flags]
+    local backend=$1 url=$2; shift 2
+    "$APALIS_TARGET/release/apalis-bench" --backend "$backend" --url "$url" \
+        --tasks "$APALIS_TASKS" --enqueue-calls 5000 --concurrency "$CONCURRENCY" \
+        --batch-size 100 --lock-tasks false --pool-size 16 \
+        --latency-samples "$SAMPLES" "$@" | tail -n 1
+}
+
 if has postgres; then
     PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
     [ -x "$PG_BIN/initdb" ] || PG_BIN=$(dirname "$(command -v initdb)")
-    # apalis-postgres: its own Cargo project and target directory (never part of Skiff's builds).
-    CARGO_TARGET_DIR=target/apalis-bench cargo build -q --release \
-        --manifest-path benches/compare/apalis/Cargo.toml
     # One private server at PostgreSQL's default durability (fsync, synchronous_commit,
     # full_page_writes on), configured as the throughput bench's own private server.
     PG_DATA=$WORK/pg
@@ -96,13 +134,13 @@ if has postgres; then
     echo "== pgbench one-row INSERT"
     P1=$(pgbench_tps 1); P16=$(pgbench_tps 16)
     echo "{\"clients_1_per_s\": $P1, \"clients_16_per_s\": $P16}" | tee "$OUT/pgbench.json"
-    echo "== apalis-postgres"
-    target/apalis-bench/release/apalis-bench --url "$PG_URL" --tasks "$APALIS_TASKS" \
-        --enqueue-calls 5000 --concurrency "$CONCURRENCY" --latency-samples "$SAMPLES" | tail -n 1 | tee "$OUT/apalis-postgres.json"
+    if [ "$APALIS" = 1 ]; then
+        echo "== apalis postgres"; run_apalis postgres "$PG_URL" | tee "$OUT/apalis-postgres.json"
+    fi
     echo "== skiff postgres"; run_skiff postgres "$PG_URL" | tee "$OUT/skiff-postgres.json"
 fi
 
-if has redis || has sqlite; then
+if has redis || has redis-aof || has sqlite || has sqlite-full; then
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
@@ -110,31 +148,66 @@ fi
 HUEY_VERSION=3.5.4
 "$VENV/bin/pip" install -q --disable-pip-version-check "huey==$HUEY_VERSION" redis
 
-PORT=$(free_port)
-redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
-    --logfile "$WORK/redis.log" &
-REDIS_PID=$!
-for _ in $(seq 50); do
-    redis-cli -p "$PORT" ping >/dev/null 2>&1 && break
-    sleep 0.1
-done
-URL="redis://127.0.0.1:$PORT/0"
+start_redis() { # dir [more redis-server flags]; sets PORT_STARTED and STARTED_PID
+    local dir=$1; shift
+    mkdir -p "$dir"
+    PORT_STARTED=$(free_port)
+    redis-server --port "$PORT_STARTED" --bind 127.0.0.1 --save "" --dir "$dir" \
+        --logfile "$dir/redis.log" "$@" &
+    STARTED_PID=$!
+    for _ in $(seq 50); do
+        redis-cli -p "$PORT_STARTED" ping >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+}
 
-run_huey() { # storage
-    "$VENV/bin/python" benches/compare/huey_bench.py --storage "$1" --url "$URL" \
-        --path "$WORK/huey.db" --tasks "$HUEY_TASKS" --concurrency "$CONCURRENCY" \
-        --latency-samples "$SAMPLES" | tail -n 1
+run_huey() { # storage store-name [more flags]
+    local storage=$1 name=$2; shift 2
+    "$VENV/bin/python" benches/compare/huey_bench.py --storage "$storage" \
+        --path "$WORK/huey-$name.db" --tasks "$HUEY_TASKS" --concurrency "$CONCURRENCY" \
+        --latency-samples "$SAMPLES" --sweep "$HUEY_SWEEP" --xproc-workers "$HUEY_XPROC" \
+        "$@" | tail -n 1
+}
+
+run_redis() { # store-name url
+    local name=$1 url=$2
+    echo "== huey $name";  run_huey redis "$name" --url "$url" | tee "$OUT/huey-$name.json"
+    redis-cli -u "$url" flushall >/dev/null
+    if [ "$APALIS" = 1 ]; then
+        echo "== apalis $name"; run_apalis redis "$url" | tee "$OUT/apalis-$name.json"
+        redis-cli -u "$url" flushall >/dev/null
+    fi
+    echo "== skiff $name"; run_skiff redis "$url" | tee "$OUT/skiff-$name.json"
+    redis-cli -u "$url" flushall >/dev/null
+}
+
+run_sqlite() { # store-name synchronous
+    local name=$1 sync=$2 skiff_url="sqlite://$WORK/skiff-$1.db"
+    [ "$sync" = full ] && skiff_url="$skiff_url?synchronous=full"
+    echo "== huey $name";  run_huey sqlite "$name" --synchronous "$sync" | tee "$OUT/huey-$name.json"
+    if [ "$APALIS" = 1 ]; then
+        echo "== apalis $name"
+        run_apalis sqlite "sqlite://$WORK/apalis-$name.db" --synchronous "$sync" \
+            | tee "$OUT/apalis-$name.json"
+    fi
+    echo "== skiff $name"; run_skiff sqlite "$skiff_url" | tee "$OUT/skiff-$name.json"
 }
 
 if has redis; then
-    echo "== huey redis";  run_huey redis | tee "$OUT/huey-redis.json"
-    redis-cli -p "$PORT" flushall >/dev/null
-    echo "== skiff redis"; run_skiff redis "$URL" | tee "$OUT/skiff-redis.json"
+    start_redis "$WORK/redis" --appendonly no
+    REDIS_PID=$STARTED_PID
+    run_redis redis "redis://127.0.0.1:$PORT_STARTED/0"
 fi
-if has sqlite; then
-    echo "== huey sqlite";  run_huey sqlite | tee "$OUT/huey-sqlite.json"
-    echo "== skiff sqlite"; run_skiff sqlite "sqlite://$WORK/skiff.db" | tee "$OUT/skiff-sqlite.json"
+if has redis-aof; then
+    # The same server binary with AOF on, fsync once a second, for all three.
+    start_redis "$WORK/redis-aof" --appendonly yes --appendfsync everysec
+    REDIS_AOF_PID=$STARTED_PID
+    echo "redis-aof: $(redis-cli -p "$PORT_STARTED" config get appendfsync | tr '\n' ' ')" \
+        | tee -a "$OUT/machine.txt"
+    run_redis redis-aof "redis://127.0.0.1:$PORT_STARTED/0"
 fi
+if has sqlite; then run_sqlite sqlite normal; fi
+if has sqlite-full; then run_sqlite sqlite-full full; fi
 fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt"
 
