@@ -30,8 +30,11 @@
 //!   hot statement is checked with `EXPLAIN QUERY PLAN` ([`SqliteStorage::explain`]) so its cost
 //!   depends on the batch size, not on the backlog or the history.
 //! * **Wake-ups**: within a process, writes wake waiting consumers and result waiters at once
-//!   (watch channels). Across processes, waiters run a cheap indexed probe every
-//!   [`poll_interval`](SqliteOptions::poll_interval) (25 ms by default), and sleep no longer
+//!   (watch channels). Across processes, a file-change watch on the database's directory
+//!   (inotify on Linux; see the `files` module) wakes them when another process commits, and
+//!   they then run a cheap indexed probe; without the watch
+//!   ([`watch_files`](SqliteOptions::watch_files)) they probe every
+//!   [`poll_interval`](SqliteOptions::poll_interval) (25 ms by default). They sleep no longer
 //!   than until the next eta or lease expiry.
 //! * **Checkpoints** of the WAL run in the background every 250 ms on a read connection
 //!   (`PRAGMA wal_checkpoint(PASSIVE)`), never inside a commit, so no enqueue or claim waits
@@ -55,6 +58,7 @@ mod enqueue;
 mod error;
 mod explain;
 mod fetch;
+mod files;
 mod options;
 mod plane;
 mod schema;
@@ -95,6 +99,8 @@ pub struct SqliteStorage {
     path: PathBuf,
     /// The `-wal` file, watched by idle waits (see the `wait` module).
     wal: PathBuf,
+    /// Wakes idle waits when another process commits (see the `files` module).
+    _files: Option<files::FileWatch>,
     _temp: Option<TempFile>,
 }
 
@@ -165,15 +171,28 @@ impl SqliteStorage {
             ));
         }
         let opened = schema::open(&options).await?;
-        let shared = Arc::new(Shared::new(options.clock.clone()));
+        let wal = wait::wal_path(&opened.path);
+        // A store in a temp file (`sqlite::memory:`) has no other process to hear from.
+        let watched = options.watch_files && opened.temp.is_none();
+        let shared = Arc::new(if watched {
+            Shared::watching(options.clock.clone(), wal.clone())
+        } else {
+            Shared::new(options.clock.clone())
+        });
+        let files = if watched {
+            files::spawn(&opened.path, &shared)
+        } else {
+            None
+        };
         let writer = Writer::spawn(opened.writer, shared.clone(), options.max_batch);
         checkpoint::spawn(opened.pool.clone(), Arc::downgrade(&shared));
         Ok(Self {
+            _files: files,
             shared,
             writer,
             pool: opened.pool,
             poll: options.poll_interval,
-            wal: wait::wal_path(&opened.path),
+            wal,
             path: opened.path,
             _temp: opened.temp,
         })

@@ -63,6 +63,7 @@ pub struct SqliteOptions {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) poll_interval: Duration,
     pub(crate) max_batch: usize,
+    pub(crate) watch_files: bool,
 }
 
 impl fmt::Debug for SqliteOptions {
@@ -74,6 +75,7 @@ impl fmt::Debug for SqliteOptions {
             .field("pool_size", &self.pool_size)
             .field("poll_interval", &self.poll_interval)
             .field("max_batch", &self.max_batch)
+            .field("watch_files", &self.watch_files)
             .finish_non_exhaustive()
     }
 }
@@ -106,6 +108,7 @@ impl SqliteOptions {
             clock: system_clock(),
             poll_interval: Duration::from_millis(25),
             max_batch: 1024,
+            watch_files: true,
         }
     }
 
@@ -118,7 +121,8 @@ impl SqliteOptions {
     /// | `sqlite::memory:` or `sqlite://:memory:` | an anonymous store, deleted when dropped |
     ///
     /// Query parameters: `synchronous=normal|full`, `busy_timeout_ms=N`, `pool_size=N`,
-    /// `poll_interval_ms=N`, `max_batch=N`, e.g. `sqlite://skiff.db?synchronous=full`.
+    /// `poll_interval_ms=N`, `max_batch=N`, `watch_files=true|false`, e.g.
+    /// `sqlite://skiff.db?synchronous=full`.
     ///
     /// # Errors
     ///
@@ -184,9 +188,18 @@ impl SqliteOptions {
             "poll_interval_ms" => self.poll_interval(Duration::from_millis(number(value)?)),
             "pool_size" => self.pool_size(u32::try_from(number(value)?).unwrap_or(u32::MAX)),
             "max_batch" => self.max_batch(usize::try_from(number(value)?).unwrap_or(usize::MAX)),
+            "watch_files" => match value.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => self.watch_files(true),
+                "false" | "0" | "no" => self.watch_files(false),
+                _ => {
+                    return Err(Error::InvalidInput(format!(
+                        "`watch_files={value}` in `{url}`: expected `true` or `false`"
+                    )))
+                }
+            },
             _ => {
                 return Err(Error::InvalidInput(format!(
-                    "unknown parameter `{key}` in `{url}`: known are synchronous, busy_timeout_ms, pool_size, poll_interval_ms, max_batch"
+                    "unknown parameter `{key}` in `{url}`: known are synchronous, busy_timeout_ms, pool_size, poll_interval_ms, max_batch, watch_files"
                 )))
             }
         })
@@ -228,7 +241,9 @@ impl SqliteOptions {
     }
 
     /// How often a waiting consumer (or result waiter) looks for work written by *other*
-    /// processes; 25 ms by default. Work written by this process wakes waiters at once.
+    /// processes when nothing told it sooner; 25 ms by default. Work written by this process
+    /// wakes waiters at once, and so does another process's commit while the database's files
+    /// are watched ([`watch_files`](Self::watch_files)).
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval.max(Duration::from_millis(1));
         self
@@ -237,6 +252,24 @@ impl SqliteOptions {
     /// The most operations the writer commits in one transaction (1024 by default).
     pub fn max_batch(mut self, max: usize) -> Self {
         self.max_batch = max.max(1);
+        self
+    }
+
+    /// Whether idle waits are woken by other processes' commits, through a file-change watch
+    /// on the database's directory (inotify on Linux); on by default. Off, or where the watch
+    /// cannot be set up, they see those commits at their next poll
+    /// ([`poll_interval`](Self::poll_interval)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = queue_sqlite::SqliteOptions::from_url("sqlite://skiff.db?watch_files=false")?;
+    /// let same = queue_sqlite::SqliteOptions::new("skiff.db").watch_files(false);
+    /// assert_eq!(format!("{options:?}"), format!("{same:?}"));
+    /// # Ok::<(), queue_core::Error>(())
+    /// ```
+    pub fn watch_files(mut self, watch: bool) -> Self {
+        self.watch_files = watch;
         self
     }
 }

@@ -72,11 +72,9 @@ impl Storage for SqliteStorage {
     }
 
     async fn wait_for_work(&self, queue: &str, timeout: Duration) -> Result<()> {
-        let now = || self.now();
         wait::for_work(
             &self.pool,
-            &self.shared.work,
-            now,
+            &self.shared,
             queue,
             &self.wal,
             timeout,
@@ -115,16 +113,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn wait_result(&self, id: TaskId, timeout: Duration) -> Result<Option<StoredResult>> {
-        let now = || self.now();
-        wait::for_result(
-            &self.pool,
-            &self.shared.results,
-            now,
-            id,
-            timeout,
-            self.poll,
-        )
-        .await
+        wait::for_result(&self.pool, &self.shared, &self.wal, id, timeout, self.poll).await
     }
 
     async fn delete_result(&self, id: TaskId) -> Result<bool> {

@@ -10,21 +10,24 @@
 //! time, so while both stay the same (and no eta or lease expiry is due) nothing new can be
 //! there and the probe is skipped — one `stat` call instead of a query. It still probes at least
 //! every [`FULL_PROBE_EVERY`]. So work written by another process is seen within one poll
-//! interval, while an idle consumer costs a `stat` per interval. It returns when work may be
-//! there or the timeout has passed; never at once, again and again, while nothing is due.
+//! interval, while an idle consumer costs a `stat` per interval. Sooner, when the store watches
+//! its files (the `files` module): a change to them that this process's writer did not make
+//! ends the sleep, and the wait probes at once. It returns when work may be there or the
+//! timeout has passed; never at once, again and again, while nothing is due.
 //!
-//! `wait_result` works the same way on the `results` channel and a primary-key read.
+//! `wait_result` works the same way on the `results` channel and a primary-key read, and is
+//! woken by the file watch the same way.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use sqlx::SqlitePool;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use queue_core::{Result, StoredResult, TaskId};
 
 use crate::error::Context;
+use crate::writer::Shared;
 
 /// Is anything ready, and when is the next timer? (one round trip, two index seeks)
 /// A paused queue has nothing ready and no timer (its resume wakes waiters in this process).
@@ -64,11 +67,11 @@ pub(crate) async fn get_result(
 pub(crate) const FULL_PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// The size and modification time of the database's `-wal` file: they change with every commit.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct WalStamp(Option<(u64, SystemTime)>);
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub(crate) struct WalStamp(Option<(u64, SystemTime)>);
 
 impl WalStamp {
-    fn read(wal: &Path) -> Self {
+    pub(crate) fn read(wal: &Path) -> Self {
         Self(
             std::fs::metadata(wal)
                 .ok()
@@ -87,21 +90,22 @@ pub(crate) fn wal_path(db: &Path) -> PathBuf {
 /// Waits as described in the [module docs](self). `wal` is the database's `-wal` file.
 pub(crate) async fn for_work(
     pool: &SqlitePool,
-    work: &watch::Sender<u64>,
-    now: impl Fn() -> i64,
+    shared: &Shared,
     queue: &str,
     wal: &Path,
     timeout: Duration,
     poll: Duration,
 ) -> Result<()> {
     let deadline = queue_core::clock::deadline(timeout);
-    let mut rx = work.subscribe();
+    let mut rx = shared.work.subscribe();
+    let mut files = shared.files.subscribe();
     loop {
         rx.borrow_and_update();
+        files.borrow_and_update();
         let stamp = WalStamp::read(wal);
         let probed_at = Instant::now();
         let (ready, next) = probe(pool, queue).await?;
-        let now_ms = now();
+        let now_ms = shared.now();
         if ready || next.is_some_and(|n| n <= now_ms) {
             return Ok(());
         }
@@ -117,8 +121,16 @@ pub(crate) async fn for_work(
             if let Some(at) = timer_at {
                 wait = wait.min(at.saturating_duration_since(Instant::now()));
             }
-            if tokio::time::timeout(wait, rx.changed()).await.is_ok() {
-                return Ok(());
+            tokio::select! {
+                biased;
+                _ = rx.changed() => return Ok(()),
+                _ = files.changed() => {
+                    if changed_by_another_process(shared, wal, stamp) {
+                        break;
+                    }
+                    continue;
+                }
+                () = tokio::time::sleep(wait) => {}
             }
             let timer_due = timer_at.is_some_and(|at| Instant::now() >= at);
             if timer_due || probed_at.elapsed() >= FULL_PROBE_EVERY || WalStamp::read(wal) != stamp
@@ -129,26 +141,47 @@ pub(crate) async fn for_work(
     }
 }
 
+/// After a file-change wake-up: whether the `-wal` file differs from `since` and from how this
+/// process's last commit left it (see the `files` module).
+fn changed_by_another_process(shared: &Shared, wal: &Path, since: WalStamp) -> bool {
+    let now = WalStamp::read(wal);
+    now != since && !shared.wal_is_own(now)
+}
+
 /// Waits for a result as described in the [module docs](self).
 pub(crate) async fn for_result(
     pool: &SqlitePool,
-    results: &watch::Sender<u64>,
-    now: impl Fn() -> i64,
+    shared: &Shared,
+    wal: &Path,
     id: TaskId,
     timeout: Duration,
     poll: Duration,
 ) -> Result<Option<StoredResult>> {
     let deadline = queue_core::clock::deadline(timeout);
-    let mut rx = results.subscribe();
+    let mut rx = shared.results.subscribe();
+    let mut files = shared.files.subscribe();
     loop {
         rx.borrow_and_update();
-        if let Some(r) = get_result(pool, id, now()).await? {
+        files.borrow_and_update();
+        let stamp = WalStamp::read(wal);
+        if let Some(r) = get_result(pool, id, shared.now()).await? {
             return Ok(Some(r));
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(None);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            tokio::select! {
+                biased;
+                _ = rx.changed() => break,
+                _ = files.changed() => {
+                    if changed_by_another_process(shared, wal, stamp) {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep(left.min(poll)) => break,
+            }
         }
-        let _ = tokio::time::timeout(left.min(poll), rx.changed()).await;
     }
 }

@@ -19,8 +19,9 @@
 //! Each write reports [`Effects`]; after the commit the writer bumps the store's `work` and
 //! `results` watch channels, which wake in-process `wait_for_work` and `wait_result` callers.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -35,6 +36,7 @@ use queue_core::{Clock, EnqueueOutcome, Error, Result};
 use crate::enqueue::{insert_tasks, NewTask};
 use crate::error::{is_busy, Context};
 use crate::sql::MAX_CHUNK;
+use crate::wait::WalStamp;
 
 /// The most enqueued rows one transaction takes (more wait for the next one).
 pub(crate) const MAX_ROWS: usize = 16_384;
@@ -50,6 +52,13 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     /// "No revocation exists" as last read, for `check_revoked` (see `storage.rs`).
     pub(crate) revocations: RevocationCache,
+    /// Bumped when the database's files changed, by any process (see the `files` module).
+    pub(crate) files: watch::Sender<u64>,
+    /// The `-wal` file, when the files are watched: the writer notes its stamp after each
+    /// commit, so waits can tell this process's commits from others'.
+    pub(crate) wal: Option<PathBuf>,
+    /// The `-wal` file as this process's last commit left it.
+    own_wal: Mutex<WalStamp>,
 }
 
 impl Shared {
@@ -60,7 +69,31 @@ impl Shared {
             results: watch::channel(0).0,
             counters: Counters::default(),
             revocations: RevocationCache::new(),
+            files: watch::channel(0).0,
+            wal: None,
+            own_wal: Mutex::new(WalStamp::default()),
         }
+    }
+
+    /// The same, for a store whose files are watched: `wal` is its `-wal` file.
+    pub(crate) fn watching(clock: Arc<dyn Clock>, wal: PathBuf) -> Self {
+        Self {
+            wal: Some(wal),
+            ..Self::new(clock)
+        }
+    }
+
+    /// After a commit of this process: notes how it left the `-wal` file.
+    pub(crate) fn note_own_commit(&self) {
+        if let Some(wal) = &self.wal {
+            let stamp = WalStamp::read(wal);
+            *self.own_wal.lock().unwrap_or_else(|e| e.into_inner()) = stamp;
+        }
+    }
+
+    /// Whether the `-wal` file is as this process's last commit left it.
+    pub(crate) fn wal_is_own(&self, now: WalStamp) -> bool {
+        *self.own_wal.lock().unwrap_or_else(|e| e.into_inner()) == now
     }
 
     pub(crate) fn now(&self) -> i64 {
@@ -267,7 +300,9 @@ async fn run(
 
 async fn execute(conn: &mut SqliteConnection, shared: &Shared, mut batch: Vec<Msg>) {
     let mut fx = Effects::default();
-    match attempt(conn, shared, &mut batch, &mut fx).await {
+    let result = attempt(conn, shared, &mut batch, &mut fx).await;
+    shared.note_own_commit();
+    match result {
         Ok(()) => {
             shared.wake(&fx);
             batch.into_iter().for_each(|m| m.finish(None));
@@ -282,6 +317,7 @@ async fn execute(conn: &mut SqliteConnection, shared: &Shared, mut batch: Vec<Ms
             for mut msg in batch {
                 let mut fx = Effects::default();
                 let result = attempt(conn, shared, std::slice::from_mut(&mut msg), &mut fx).await;
+                shared.note_own_commit();
                 if result.is_ok() {
                     shared.wake(&fx);
                 }

@@ -217,6 +217,79 @@ async fn work_and_results_from_another_process_are_seen_by_polling() {
     assert_eq!(got.unwrap(), Some(StoredResult::Success(vec![0x2a])));
 }
 
+/// Two stores on one file are two processes to each other (each has its own writer and
+/// wake-up channels). With an hour's poll, only the file watch can end these waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_processs_commits_wake_waits_through_the_file_watch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.db");
+    let hour = Duration::from_secs(3600);
+    let producer = SqliteStorage::open(SqliteOptions::new(&path))
+        .await
+        .unwrap();
+    let consumer = Arc::new(
+        SqliteStorage::open(SqliteOptions::new(&path).poll_interval(hour))
+            .await
+            .unwrap(),
+    );
+    let waiter = {
+        let consumer = consumer.clone();
+        tokio::spawn(async move { consumer.wait_for_work("w", hour).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiter.is_finished(), "an empty queue ended the wait");
+    let e = env("w");
+    let id = e.id;
+    producer.enqueue(vec![e]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .expect("another process's enqueue did not wake the wait")
+        .unwrap()
+        .unwrap();
+
+    let result_waiter = tokio::spawn({
+        let consumer = consumer.clone();
+        async move { consumer.wait_result(id, hour).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let d = producer
+        .fetch("w", 1, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .remove(0);
+    let c = Completion::new(d.lease, Outcome::Success { result: vec![7] }, None);
+    producer.complete(vec![c]).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(30), result_waiter)
+        .await
+        .expect("another process's result did not wake the wait")
+        .unwrap();
+    assert_eq!(got.unwrap(), Some(StoredResult::Success(vec![7])));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_file_watch_another_processs_commit_waits_for_the_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    let hour = Duration::from_secs(3600);
+    let producer = SqliteStorage::open(SqliteOptions::new(&path))
+        .await
+        .unwrap();
+    let url = format!(
+        "sqlite://{}?poll_interval_ms=3600000&watch_files=false",
+        path.display()
+    );
+    let consumer = Arc::new(SqliteStorage::connect(&url).await.unwrap());
+    let waiter = {
+        let consumer = consumer.clone();
+        tokio::spawn(async move { consumer.wait_for_work("p", hour).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    producer.enqueue(vec![env("p")]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiter.is_finished(), "woken without a watch or a poll");
+    waiter.abort();
+}
+
 #[tokio::test]
 async fn an_idle_wait_does_not_return_at_once() {
     let store = SqliteStorage::connect("sqlite::memory:").await.unwrap();
