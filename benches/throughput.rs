@@ -21,6 +21,9 @@
 //! 6. `latency_p50_ms` / `latency_p99_ms` (over `latency_samples` tasks): an idle consumer in
 //!    the same process as the producer; tasks enqueued one at a time at a light steady rate;
 //!    time from the `enqueue` call to the task body starting.
+//! 7. `latency_xproc_p50_ms` / `latency_xproc_p99_ms` (`latency_xproc_samples`): the same with
+//!    the producer in a child process (this binary again, `--xproc-producer`), so the consumer
+//!    learns of each task only through the store; times are wall-clock micros of one machine.
 //!
 //! A phase left out with `--skip` prints `skipped` in the table and `null` in the JSON.
 //!
@@ -104,7 +107,7 @@ struct Args {
     /// Consumer's ack delay in ms (default: the consumer's, 5).
     #[arg(long)]
     ack_delay_ms: Option<u64>,
-    /// Skip phases: any of enqueue,concurrent,batch,process,latency.
+    /// Skip phases: any of enqueue,concurrent,batch,process,latency,xproc.
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
     /// Sign and/or encrypt every task (`skiff::seal`), to measure what it costs.
@@ -116,6 +119,13 @@ struct Args {
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
+    /// Run as the producer of phase 7 (in a child process): enqueue `latency_samples` tasks
+    /// at `latency_rate` on the store at `--url` and `--namespace`, then exit.
+    #[arg(long, hide = true)]
+    xproc_producer: bool,
+    /// The Redis key prefix or PostgreSQL schema (default: one of this process's own).
+    #[arg(long, hide = true)]
+    namespace: Option<String>,
 }
 
 // ----- tasks -----
@@ -158,6 +168,21 @@ async fn probe(sent_ns: u64) -> Result<(), TaskError> {
     Ok(())
 }
 
+fn wall_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Records the time from its enqueue call in another process (`sent_us`, wall clock) to its
+/// start.
+#[skiff::task]
+async fn xprobe(sent_us: u64) -> Result<(), TaskError> {
+    let waited_us = wall_micros().saturating_sub(sent_us);
+    latencies().lock().unwrap().push(waited_us * 1_000);
+    Ok(())
+}
+
 // ----- the store -----
 
 struct Store {
@@ -167,6 +192,9 @@ struct Store {
     _postgres: Option<queue_postgres::testing::PostgresServer>,
     _dir: Option<tempfile::TempDir>,
     describe: String,
+    /// How a child process reaches the same store: `--url` and `--namespace`.
+    url: String,
+    namespace: String,
 }
 
 /// What `--seal` turns on.
@@ -195,6 +223,14 @@ async fn open(args: &Args) -> Result<Store, BoxError> {
     let mut dir = None;
     let mut sqlite = None;
     let mut postgres_server = None;
+    let mut child_url = String::new();
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| match args.backend {
+            Backend::Postgres => format!("skiff_bench_{}", std::process::id()),
+            _ => format!("skiff-bench-{}", std::process::id()),
+        });
     let (storage, describe): (Arc<dyn Storage>, String) = match args.backend {
         Backend::Memory => (Arc::new(skiff::MemoryStorage::new()), "memory".into()),
         Backend::Sqlite => {
@@ -209,6 +245,7 @@ async fn open(args: &Args) -> Result<Store, BoxError> {
             };
             let store = Arc::new(skiff::sqlite::SqliteStorage::connect(&url).await?);
             sqlite = Some(store.clone());
+            child_url = url.clone();
             (store, url)
         }
         Backend::Redis => {
@@ -221,9 +258,9 @@ async fn open(args: &Args) -> Result<Store, BoxError> {
                     url
                 }
             };
-            let prefix = format!("skiff-bench-{}", std::process::id());
-            let options = queue_redis::RedisOptions::new(url.clone()).key_prefix(prefix);
+            let options = queue_redis::RedisOptions::new(url.clone()).key_prefix(namespace.clone());
             let store = queue_redis::RedisStorage::open(options).await?;
+            child_url = url.clone();
             (Arc::new(store), skiff::redact(&url))
         }
         Backend::Postgres => {
@@ -241,11 +278,11 @@ async fn open(args: &Args) -> Result<Store, BoxError> {
                     url
                 }
             };
-            let schema = format!("skiff_bench_{}", std::process::id());
             let options = queue_postgres::PostgresOptions::new(&url)?
-                .schema(&schema)?
+                .schema(&namespace)?
                 .pool_size(16);
             let store = queue_postgres::PostgresStorage::open(options).await?;
+            child_url = url.clone();
             (Arc::new(store), skiff::redact(&url))
         }
     };
@@ -260,6 +297,8 @@ async fn open(args: &Args) -> Result<Store, BoxError> {
         _postgres: postgres_server,
         _dir: dir,
         describe,
+        url: child_url,
+        namespace,
     })
 }
 
@@ -524,7 +563,58 @@ async fn latency(args: &Args, queue: &Queue) -> Result<(f64, f64, usize), BoxErr
     }
     progress.finish();
     running.shutdown(Duration::from_secs(30)).await?;
-    let mut lat = latencies().lock().unwrap().clone();
+    percentiles(latencies().lock().unwrap().clone())
+}
+
+/// Phase 7: the consumer here, the producer a child process (this binary with
+/// `--xproc-producer`).
+async fn latency_xproc(args: &Args, store: &Store) -> Result<(f64, f64, usize), BoxError> {
+    if store.url.is_empty() {
+        return Err("the memory store cannot be reached from another process".into());
+    }
+    let n = args.latency_samples;
+    latencies().lock().unwrap().clear();
+    let consumer = Consumer::builder(store.queue.clone())
+        .workers(args.concurrency)
+        .register(xprobe)
+        .periodic(false)
+        .build()?;
+    let running = consumer.spawn();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["--xproc-producer", "--backend", args.backend.name()])
+        .args(["--url", &store.url, "--namespace", &store.namespace])
+        .args(["--latency-samples", &n.to_string()])
+        .args(["--latency-rate", &args.latency_rate.to_string()])
+        .args(["--seal", &format!("{:?}", args.seal).to_lowercase()])
+        .status()
+        .await?;
+    if !status.success() {
+        return Err(format!("the producer process failed: {status}").into());
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while latencies().lock().unwrap().len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    running.shutdown(Duration::from_secs(30)).await?;
+    percentiles(latencies().lock().unwrap().clone())
+}
+
+/// The child's side of phase 7.
+async fn xproc_producer(args: &Args) -> Result<(), BoxError> {
+    let store = open(args).await?;
+    let gap = Duration::from_nanos(1_000_000_000 / args.latency_rate.max(1));
+    let mut tick = tokio::time::interval(gap);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for _ in 0..args.latency_samples {
+        tick.tick().await;
+        xprobe(wall_micros()).enqueue(&store.queue).await?;
+    }
+    Ok(())
+}
+
+/// p50 and p99 in ms of samples in ns, and their count.
+fn percentiles(mut lat: Vec<u64>) -> Result<(f64, f64, usize), BoxError> {
     if lat.is_empty() {
         return Err("no latency samples".into());
     }
@@ -546,6 +636,8 @@ struct Report {
     process_per_s: Option<f64>,
     /// p50 and p99 in ms, and how many samples they cover.
     latency: Option<(f64, f64, usize)>,
+    /// The same with the producer in another process.
+    latency_xproc: Option<(f64, f64, usize)>,
     peak_rss_mb: f64,
 }
 
@@ -572,6 +664,9 @@ fn load() -> String {
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
     let _ = epoch();
+    if args.xproc_producer {
+        return xproc_producer(&args).await;
+    }
     let store = open(&args).await?;
     let queue = store.queue.clone();
     let storage = queue.storage().clone();
@@ -627,6 +722,10 @@ async fn main() -> Result<(), BoxError> {
     storage.flush().await?;
     if !skip("latency") {
         r.latency = Some(latency(&args, &queue).await?);
+        storage.flush().await?;
+    }
+    if !skip("xproc") && args.backend != Backend::Memory {
+        r.latency_xproc = Some(latency_xproc(&args, &store).await?);
     }
     r.peak_rss_mb = peak_rss_mb();
     storage.flush().await?;
@@ -662,6 +761,13 @@ async fn main() -> Result<(), BoxError> {
             }
             None => println!("| enqueue-to-start, in process | skipped |"),
         }
+        match r.latency_xproc {
+            Some((p50, p99, n)) => {
+                println!("| enqueue-to-start p50, producer in another process ({n} samples) | {p50:.2} ms |");
+                println!("| enqueue-to-start p99, producer in another process ({n} samples) | {p99:.2} ms |");
+            }
+            None => println!("| enqueue-to-start, producer in another process | skipped |"),
+        }
         println!(
             "| peak RSS{} | {:.1} MB |",
             if rss_reset { " (worker phases)" } else { "" },
@@ -681,6 +787,9 @@ async fn main() -> Result<(), BoxError> {
             "latency_p50_ms": json_num(r.latency.map(|l| l.0), 3),
             "latency_p99_ms": json_num(r.latency.map(|l| l.1), 3),
             "latency_samples": r.latency.map(|l| l.2),
+            "latency_xproc_p50_ms": json_num(r.latency_xproc.map(|l| l.0), 3),
+            "latency_xproc_p99_ms": json_num(r.latency_xproc.map(|l| l.1), 3),
+            "latency_xproc_samples": r.latency_xproc.map(|l| l.2),
             "peak_rss_mb": (r.peak_rss_mb * 10.0).round() / 10.0,
         });
         println!("{obj}");
