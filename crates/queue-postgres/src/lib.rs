@@ -244,12 +244,22 @@ impl PostgresStorage {
             .acquire_timeout(options.acquire_timeout)
             .idle_timeout(Duration::from_secs(300))
             .connect_lazy_with(connect.clone());
+        let mut may_vacuum = false;
         {
             let mut conn = pool
                 .acquire()
                 .await
                 .map_err(|e| error::storage("connect", e, Some((&pool, &info))))?;
             schema::migrate(&mut conn, &options.schema, options.migrate).await?;
+            if options.vacuum_every > 0 {
+                let table = format!("{}.tasks", sql::quote_ident(&options.schema));
+                let may: Option<bool> = sqlx::query_scalar(vacuum::MAY_VACUUM)
+                    .bind(table)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(|e| error::storage("check the right to vacuum", e, None))?;
+                may_vacuum = may.unwrap_or(false);
+            }
         }
         let waiters = Arc::new(Waiters::new());
         let channel = notify::channel(&options.schema);
@@ -286,7 +296,7 @@ impl PostgresStorage {
             poll: options.poll_interval,
             bound,
             revocations: RevocationCache::new(),
-            vacuum: vacuum::Vacuum::new(options.vacuum_every),
+            vacuum: vacuum::Vacuum::new(options.vacuum_every, may_vacuum),
             _listener: listener,
         })
     }
@@ -311,6 +321,24 @@ impl PostgresStorage {
     /// ```
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Whether the store vacuums its task table itself
+    /// ([`PostgresOptions::vacuum_every`] is not 0, and its role may vacuum the table: it owns
+    /// it or the database, is a superuser, or holds `MAINTAIN` on PostgreSQL 17+). A store
+    /// that does not leaves the table to autovacuum, which must then be tuned to keep up.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(store: queue_postgres::PostgresStorage) {
+    /// if !store.vacuums_itself() {
+    ///     eprintln!("tune autovacuum for {}.tasks", store.schema());
+    /// }
+    /// # }
+    /// ```
+    pub fn vacuums_itself(&self) -> bool {
+        self.vacuum.active()
     }
 
     /// Whether the store's `LISTEN` connection is up (waits are woken by notifications rather

@@ -11,8 +11,10 @@
 //! `VACUUM (SKIP_LOCKED) tasks` on a pool connection in the background: never two at once
 //! from one store, and none while another session vacuums the table.
 //!
-//! `VACUUM` needs the table's owner (the role that ran the migrations). A role that may not
-//! vacuum gets one warning, and the store stops trying.
+//! `VACUUM` needs the table's owner (the role that ran the migrations), the database's owner,
+//! a superuser, or on PostgreSQL 17 and later the `MAINTAIN` privilege. The store asks the
+//! server at open ([`MAY_VACUUM`]); a role that may not vacuum gets one warning and the store
+//! never tries (PostgreSQL 15 would answer each attempt with a warning and skip the table).
 //!
 //! [`PostgresOptions::vacuum_every`]: crate::PostgresOptions::vacuum_every
 
@@ -23,6 +25,14 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 
 use crate::sql::{q, Sql};
+
+/// Whether the connected role may vacuum the table `$1` (schema-qualified, quoted).
+pub(crate) const MAY_VACUUM: &str = "\
+SELECT pg_has_role(c.relowner, 'USAGE')
+    OR pg_has_role((SELECT datdba FROM pg_database WHERE datname = current_database()), 'USAGE')
+    OR CASE WHEN current_setting('server_version_num')::int >= 170000
+            THEN has_table_privilege(c.oid, 'MAINTAIN') ELSE false END
+FROM pg_class c WHERE c.oid = to_regclass($1)";
 
 /// The longest a background vacuum may run before the store stops waiting for it (the
 /// server carries on; the store's next vacuum waits for the count again).
@@ -41,13 +51,24 @@ pub(crate) struct Vacuum {
 }
 
 impl Vacuum {
-    pub(crate) fn new(every: u64) -> Arc<Self> {
+    /// `may_vacuum`: what [`MAY_VACUUM`] answered at open.
+    pub(crate) fn new(every: u64, may_vacuum: bool) -> Arc<Self> {
+        if every > 0 && !may_vacuum {
+            tracing::warn!(
+                "the store's role may not vacuum its task table (it does not own it); claims slow down as tasks are processed unless autovacuum keeps up: see PostgresOptions::vacuum_every"
+            );
+        }
         Arc::new(Self {
             every,
             since: AtomicU64::new(0),
             running: AtomicBool::new(false),
-            refused: AtomicBool::new(false),
+            refused: AtomicBool::new(!may_vacuum),
         })
+    }
+
+    /// Whether the store vacuums the table itself: a count set and a role that may.
+    pub(crate) fn active(&self) -> bool {
+        self.every > 0 && !self.refused.load(Ordering::Relaxed)
     }
 
     /// Counts `finished` tasks; starts a vacuum in the background when they reach the
@@ -88,8 +109,9 @@ impl Vacuum {
 }
 
 /// Whether the server refused the vacuum for want of privilege (SQLSTATE 42501), which a
-/// retry would not change. PostgreSQL 15 answers a warning instead ("only table or database
-/// owner can vacuum it") and skips the table: that case costs one statement per vacuum.
+/// retry would not change (a privilege revoked after the check at open). PostgreSQL 15
+/// answers a warning instead ("only table or database owner can vacuum it"), which the check
+/// at open ([`MAY_VACUUM`]) spares.
 fn is_refusal(err: &sqlx::Error) -> bool {
     err.as_database_error()
         .and_then(|e| e.code())

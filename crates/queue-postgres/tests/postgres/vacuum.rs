@@ -81,3 +81,54 @@ async fn no_vacuum_before_the_count_or_when_turned_off() {
         assert_eq!(vacuums(&store).await, 0, "vacuum_every {every}, {n} tasks");
     }
 }
+
+/// A role that does not own the task table may not vacuum it: the store finds that out at
+/// open, says so once in its log, and never tries (PostgreSQL 15 would answer each attempt with
+/// a warning and skip the table, so the store would go on asking every `vacuum_every` tasks).
+#[tokio::test]
+async fn a_role_that_does_not_own_the_table_leaves_it_to_autovacuum() {
+    let clock = manual_clock();
+    let options = shared_options("vacuum-role").clock(arc(&clock));
+    let schema = options.schema_name().to_owned();
+    let owner = PostgresStorage::open(options.clone()).await.unwrap();
+    assert!(owner.vacuums_itself());
+    let role = queue_postgres::testing::unique_schema("app");
+    for statement in [
+        format!("CREATE ROLE \"{role}\" LOGIN PASSWORD 'app-secret'"),
+        format!("GRANT USAGE ON SCHEMA \"{schema}\" TO \"{role}\""),
+        format!("GRANT ALL ON ALL TABLES IN SCHEMA \"{schema}\" TO \"{role}\""),
+        format!("GRANT ALL ON ALL SEQUENCES IN SCHEMA \"{schema}\" TO \"{role}\""),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(owner.pool())
+            .await
+            .unwrap();
+    }
+    let app = PostgresStorage::open(
+        options
+            .map_connect(|c| c.username(&role).password("app-secret"))
+            .migrate(false)
+            .vacuum_every(10),
+    )
+    .await
+    .unwrap();
+    assert!(!app.vacuums_itself());
+    process(&app, &clock, 30).await;
+    assert!(
+        !PostgresStorage::open(shared_options("vacuum-off").vacuum_every(0))
+            .await
+            .unwrap()
+            .vacuums_itself()
+    );
+    drop(app);
+    for statement in [
+        format!("DROP OWNED BY \"{role}\""),
+        format!("DROP ROLE \"{role}\""),
+    ] {
+        // A connection of the app's pool may still be closing: the role goes with the test run
+        // otherwise.
+        let _ = sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(owner.pool())
+            .await;
+    }
+}
