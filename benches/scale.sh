@@ -6,9 +6,10 @@
 #   benches/scale.sh [--stores redis,sqlite] [--tasks N] [--procs 1,2,4] [--concurrency C] [--runs R]
 #
 # Each run starts from an empty store, enqueues the N tasks in batches of 1,000 (untimed), then
-# starts the worker processes at once and times until `soak stats` shows no ready or leased
-# task (polled every 20 ms; the processes' start-up is inside the time). Every task must have
-# appended its `done n` line: the run fails otherwise. Workers run `--concurrency` tasks each.
+# starts the worker processes at once and times until their record files hold N `done` lines
+# (benches/scale_watch.py reads them every 5 ms; the processes' start-up is inside the time).
+# Every task must have appended its `done n` line: the run fails otherwise. Workers run
+# `--concurrency` tasks each and exit once the store is idle.
 # Prints a markdown table (also written to target/scale/table.md) with one row per store and
 # process count: the rates of the R runs, their median, and CPU per task (median run).
 set -euo pipefail
@@ -69,23 +70,18 @@ run_once() { # store procs
     rm -f "$WORK"/rec.* "$WORK"/time.*
     local store_cpu0=0
     [ "$store" = redis ] && store_cpu0=$(cpu_of "$REDIS_PID")
-    local started pids=() i
+    local started pids=() i watcher
+    python3 benches/scale_watch.py "$TASKS" "$procs" "$WORK" > "$WORK/ended" &
+    watcher=$!
     started=$(now)
     for i in $(seq "$procs"); do
         /usr/bin/time -f "%U %S" -o "$WORK/time.$i" "$SOAK" "$url" work --concurrency "$CONCURRENCY" \
             --record "$WORK/rec.$i" --exit-when-idle-ms 200 >/dev/null 2>"$WORK/err.$i" &
         pids+=($!)
     done
-    while :; do
-        local counts
-        counts=$("$SOAK" "$url" stats)
-        if python3 -c 'import json,sys; c=json.loads(sys.argv[1]); sys.exit(0 if c["ready"]+c["leased"]==0 else 1)' "$counts"; then
-            break
-        fi
-        sleep 0.02
-    done
+    wait "$watcher"
     local ended store_cpu1=0
-    ended=$(now)
+    ended=$(cat "$WORK/ended")
     [ "$store" = redis ] && store_cpu1=$(cpu_of "$REDIS_PID")
     for p in "${pids[@]}"; do wait "$p"; done
     local done_lines
