@@ -1,5 +1,6 @@
 //! Introspection and flush: counts, listings, one task, queue names.
 
+use futures::future::try_join_all;
 use queue_core::clock::from_millis;
 use queue_core::storage::{Counts, Page, TaskRecord, TaskState};
 use queue_core::{Envelope, Result, TaskId};
@@ -72,9 +73,10 @@ fn state_name(state: TaskState) -> &'static str {
 }
 
 impl RedisStorage {
-    pub(crate) async fn count_tasks(&self, queue: Option<&str>) -> Result<Counts> {
-        let mut inv = self.call(&self.scripts.admin_read, self.now_ms());
-        inv.arg("counts").arg(queue.unwrap_or(""));
+    /// The counts of one queue.
+    async fn count_queue(&self, queue: &str, now: i64) -> Result<Counts> {
+        let mut inv = self.qcall(&self.scripts.admin_read, queue, now);
+        inv.arg("counts").arg(queue);
         let c: Vec<i64> = self.run(inv, "count tasks").await?;
         let get = |i: usize| wire::count64(c.get(i).copied().unwrap_or(0));
         Ok(Counts {
@@ -86,6 +88,28 @@ impl RedisStorage {
         })
     }
 
+    /// The counts of each of `queues`, read at once.
+    async fn counts_of(&self, queues: &[String]) -> Result<Vec<Counts>> {
+        let now = self.now_ms();
+        try_join_all(queues.iter().map(|q| self.count_queue(q, now))).await
+    }
+
+    pub(crate) async fn count_tasks(&self, queue: Option<&str>) -> Result<Counts> {
+        if let Some(q) = queue {
+            return self.count_queue(q, self.now_ms()).await;
+        }
+        let queues = self.registered_queues().await?;
+        let mut total = Counts::default();
+        for c in self.counts_of(&queues).await? {
+            total.ready += c.ready;
+            total.scheduled += c.scheduled;
+            total.leased += c.leased;
+            total.dead += c.dead;
+            total.results += c.results;
+        }
+        Ok(total)
+    }
+
     async fn list_queue(
         &self,
         state: TaskState,
@@ -94,10 +118,10 @@ impl RedisStorage {
         count: u64,
     ) -> Result<Vec<Row>> {
         let now = self.now_ms();
-        let mut inv = self.call(&self.scripts.admin, now);
+        let mut inv = self.qcall(&self.scripts.admin, queue, now);
         inv.arg("list")
-            .arg(state_name(state))
             .arg(queue)
+            .arg(state_name(state))
             .arg(start)
             .arg(count);
         let rows: Vec<Value> = self.run(inv, "list tasks").await?;
@@ -135,9 +159,12 @@ impl RedisStorage {
     }
 
     pub(crate) async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>> {
+        let Some(Some(queue)) = self.pending_queues(&[id]).await?.pop() else {
+            return Ok(None);
+        };
         let now = self.now_ms();
-        let mut inv = self.call(&self.scripts.admin_read, now);
-        inv.arg("task").arg(id.to_string());
+        let mut inv = self.qcall(&self.scripts.admin_read, &queue, now);
+        inv.arg("task").arg(&*queue).arg(id.to_string());
         let row: Value = self.run(inv, "read a task").await?;
         if matches!(row, Value::Nil) {
             return Ok(None);
@@ -145,25 +172,22 @@ impl RedisStorage {
         parse_row(row, now).map(|r| Some(r.record))
     }
 
-    async fn registered_queues(&self) -> Result<Vec<String>> {
-        let mut cmd = redis::cmd("SMEMBERS");
-        cmd.arg(self.key("queues"));
-        let mut names: Vec<String> = self.cmd(&cmd, "list queues").await?;
-        names.sort();
-        Ok(names)
-    }
-
+    /// The queues with pending or dead tasks, by name.
     pub(crate) async fn queue_names(&self) -> Result<Vec<String>> {
-        let mut inv = self.call(&self.scripts.admin_read, self.now_ms());
-        inv.arg("queues");
-        let mut names: Vec<String> = self.run(inv, "list queues").await?;
-        names.sort();
-        Ok(names)
+        let queues = self.registered_queues().await?;
+        let counts = self.counts_of(&queues).await?;
+        Ok(queues
+            .into_iter()
+            .zip(counts)
+            .filter(|(_, c)| c.ready + c.scheduled + c.leased + c.dead > 0)
+            .map(|(q, _)| q)
+            .collect())
     }
 
     /// Deletes every key under this store's prefix (`SCAN MATCH prefix:*`, `UNLINK` in batches).
     /// Other prefixes on the same server are not touched.
     pub(crate) async fn flush_all(&self) -> Result<()> {
+        self.leases.clear();
         let pattern = format!("{}:*", glob_escape(&self.prefix));
         // Another store's prefix may extend this one's (`skiff` and `skiff:eu`): of the keys
         // under `prefix:`, only those named as this store names its keys are deleted.
@@ -228,43 +252,14 @@ pub(crate) enum Owner {
     IfHashFields(&'static [&'static str]),
 }
 
-/// The store-wide keys (`common.lua` lists the layout).
-const STORE_KEYS: [&str; 17] = [
-    "ids",
-    "unique",
-    "queues",
-    "results",
-    "result-exp",
-    "result-waiters",
-    "dead",
-    "dead-seq",
-    "revoked",
-    "revoked-exp",
-    "revoked-scan",
-    "locks",
-    "lock-exp",
-    "paused",
-    "workers",
-    "worker-exp",
-    "cancel",
-];
-
 pub(crate) fn classify(rest: &[u8]) -> Owner {
     let Ok(rest) = std::str::from_utf8(rest) else {
         return Owner::Other;
     };
-    // A queue's keys start with its hash tag; prefixes never contain `{`.
-    if rest.starts_with('{') || STORE_KEYS.contains(&rest) {
+    // Every key but the rate windows starts with a hash tag (a queue's, or a store-wide
+    // group's `{~…}`); prefixes never contain `{`.
+    if rest.starts_with('{') {
         return Owner::Ours;
-    }
-    let is_id = |s: &str| s.parse::<queue_core::TaskId>().is_ok();
-    if rest.strip_prefix("dead:").is_some_and(is_id)
-        || rest.strip_prefix("result-wake:").is_some_and(is_id)
-    {
-        return Owner::Ours;
-    }
-    if rest.starts_with("lock:") {
-        return Owner::IfHashFields(&["o", "x"]);
     }
     if rest.starts_with("rate:") {
         return Owner::IfHashFields(&["n", "w"]);
@@ -294,11 +289,10 @@ mod tests {
         let id = queue_core::TaskId::new().to_string();
         for ours in [
             "{q}:ready",
-            "ids",
-            "dead",
-            "cancel",
-            &format!("dead:{id}"),
-            &format!("result-wake:{id}"),
+            "{~queues}:queues",
+            "{~workers}:cancel",
+            &format!("{{q}}:dead:{id}"),
+            &format!("{{q}}:result-wake:{id}"),
         ] {
             assert_eq!(classify(ours.as_bytes()), Owner::Ours, "{ours}");
         }
@@ -306,12 +300,12 @@ mod tests {
             "eu:ids",
             "eu:{q}:ready",
             "dead:eu:ids",
-            "idsx",
+            "ids",
             "result-wake:x",
         ] {
             assert_eq!(classify(other.as_bytes()), Owner::Other, "{other}");
         }
-        assert_eq!(classify(b"lock:l"), Owner::IfHashFields(&["o", "x"]));
+        assert_eq!(classify(b"rate:r"), Owner::IfHashFields(&["n", "w"]));
     }
 
     #[test]

@@ -120,7 +120,7 @@ impl Scripts {
             library.push_str(&format!(
                 "local function body_{short}()\n{body}\nend\n\
                  LOADING.register_function{{function_name = '{NAME}_{short}', flags = {{{flags}}},\n  \
-                 callback = function(_, args)\n    init(args)\n    return body_{short}()\n  end}}\n"
+                 callback = function(keys, args)\n    init(keys, args)\n    return body_{short}()\n  end}}\n"
             ));
         }
         // A name per version of the whole library (sha1, as Redis names scripts), so a store
@@ -129,7 +129,9 @@ impl Scripts {
         let library = library.replace(NAME, &name);
         let mut scripts = BODIES
             .map(|(short, body, _)| {
-                let code = format!("local EVAL_ARGS = ARGV\n{COMMON}\ninit(EVAL_ARGS)\n{body}");
+                let code = format!(
+                    "local EVAL_KEYS, EVAL_ARGS = KEYS, ARGV\n{COMMON}\ninit(EVAL_KEYS, EVAL_ARGS)\n{body}"
+                );
                 LuaScript {
                     function: format!("{name}_{short}"),
                     sha: Script::new(&code).get_hash().to_owned(),
@@ -171,8 +173,9 @@ impl Scripts {
 }
 
 /// One call of a script, built argument by argument (like [`redis::ScriptInvocation`]) and
-/// run by [`RedisStorage::run`](crate::RedisStorage): `FCALL name 0 args…` or
-/// `EVALSHA sha 0 args…`.
+/// run by [`RedisStorage::run`](crate::RedisStorage): `FCALL name 1 key args…` or
+/// `EVALSHA sha 1 key args…`, where `key` is a key of the hash tag the call works in (a
+/// cluster routes the call by it; see `lua/common.lua`).
 pub(crate) struct Call<'a> {
     pub(crate) script: &'a LuaScript,
     pub(crate) cmd: Cmd,
@@ -180,7 +183,7 @@ pub(crate) struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
-    pub(crate) fn new(script: &'a LuaScript, functions: bool) -> Self {
+    pub(crate) fn new(script: &'a LuaScript, functions: bool, key: &str) -> Self {
         let mut cmd = if functions {
             let mut c = redis::cmd("FCALL");
             c.arg(&script.function);
@@ -190,7 +193,7 @@ impl<'a> Call<'a> {
             c.arg(&script.sha);
             c
         };
-        cmd.arg(0);
+        cmd.arg(1).arg(key);
         Self {
             script,
             cmd,

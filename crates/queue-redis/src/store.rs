@@ -22,6 +22,7 @@ use redis::{
 };
 
 use crate::lanes::{Lane, Lanes};
+use crate::locate::LeaseQueues;
 use crate::options::RedisOptions;
 use crate::redact::Redactor;
 use crate::scripts::{self, Call, LuaScript, Scripts};
@@ -59,6 +60,8 @@ pub struct RedisStorage {
     pub(crate) revocations: RevocationCache,
     /// How far this process's clock may be from the server's (`RedisOptions::max_clock_skew`).
     pub(crate) max_clock_skew: Option<Duration>,
+    /// The queue of each lease handed out and not completed (see `locate.rs`).
+    pub(crate) leases: LeaseQueues,
 }
 
 impl fmt::Debug for RedisStorage {
@@ -172,6 +175,7 @@ impl RedisStorage {
             promote_limit: options.promote_limit,
             revocations: RevocationCache::default(),
             max_clock_skew,
+            leases: LeaseQueues::default(),
         };
         let mut conn = store.conn().await?;
         redis::cmd("PING")
@@ -184,6 +188,7 @@ impl RedisStorage {
                 return Err(Error::InvalidInput(skew_message(skew, bound)));
             }
         }
+        store.check_layout().await?;
         if options.functions {
             // Servers before 7.0 (no FUNCTION command) and users without the right to load
             // functions run the same code as scripts instead.
@@ -269,11 +274,32 @@ impl RedisStorage {
             .map_err(|e| self.redactor.error("connecting", e))
     }
 
-    /// Starts a script call with the arguments every script takes: prefix and now.
-    pub(crate) fn call<'a>(&self, script: &'a LuaScript, now: i64) -> Call<'a> {
-        let mut call = Call::new(script, self.functions.load(Ordering::Relaxed));
+    /// Starts a script call routed by `key` (a key of the hash tag the call works in) with
+    /// the arguments every script takes: prefix and now.
+    pub(crate) fn call<'a>(&self, script: &'a LuaScript, key: &str, now: i64) -> Call<'a> {
+        let mut call = Call::new(script, self.functions.load(Ordering::Relaxed), key);
         call.arg(self.prefix.as_str()).arg(now);
         call
+    }
+
+    /// Starts a script call on the keys of `queue` (see [`call`](Self::call)).
+    pub(crate) fn qcall<'a>(&self, script: &'a LuaScript, queue: &str, now: i64) -> Call<'a> {
+        self.call(script, &self.qkey(queue, "task"), now)
+    }
+
+    /// Starts a script call on the store-wide group `group` (see [`call`](Self::call)).
+    pub(crate) fn wcall<'a>(&self, script: &'a LuaScript, group: &str, now: i64) -> Call<'a> {
+        self.call(script, &self.wkey(group, group), now)
+    }
+
+    /// Key `suffix` of queue `queue`: `P:{queue}:suffix` (see `lua/common.lua`).
+    pub(crate) fn qkey(&self, queue: &str, suffix: &str) -> String {
+        format!("{}:{{{queue}}}:{suffix}", self.prefix)
+    }
+
+    /// Key `name` of the store-wide group `group`: `P:{~group}:name` (see `lua/common.lua`).
+    pub(crate) fn wkey(&self, group: &str, name: &str) -> String {
+        format!("{}:{{~{group}}}:{name}", self.prefix)
     }
 
     /// Runs a script call.
@@ -288,16 +314,27 @@ impl RedisStorage {
         }
     }
 
-    /// Runs a script call on `conn`.
-    pub(crate) async fn run_on<T: FromRedisValue>(
+    /// Runs the command `first` and the script call `call` on one shared connection at once
+    /// (pipelined: one round trip on a single server). Returns both replies.
+    pub(crate) async fn run_with<F: FromRedisValue, T: FromRedisValue>(
         &self,
-        conn: &mut impl ConnectionLike,
+        first: &redis::Cmd,
         call: Call<'_>,
         what: &str,
-    ) -> Result<T> {
-        self.invoke(conn, &call)
-            .await
-            .map_err(|e| self.redactor.error(what, e))
+    ) -> Result<(F, T)> {
+        let lane = self.conn().await?;
+        let (mut a, mut b) = (lane.conn.clone(), lane.conn.clone());
+        let (x, y) = futures::join!(
+            first.query_async::<F>(&mut a),
+            self.invoke::<T>(&mut b, &call)
+        );
+        match (x, y) {
+            (Ok(x), Ok(y)) => Ok((x, y)),
+            (Err(e), _) | (_, Err(e)) => {
+                self.lanes.failed(lane.lane, &e).await;
+                Err(self.redactor.error(what, e))
+            }
+        }
     }
 
     /// Runs a script call on `conn`; when the server has lost the script or library, loads it
@@ -334,6 +371,8 @@ impl RedisStorage {
         }
     }
 
+    /// A key directly under the prefix, without a hash tag: `P:rest` (rate windows; the
+    /// store-wide keys of the old layout).
     pub(crate) fn key(&self, rest: &str) -> String {
         format!("{}:{rest}", self.prefix)
     }

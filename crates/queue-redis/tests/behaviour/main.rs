@@ -15,6 +15,7 @@ mod oom;
 mod plane;
 mod restart;
 mod secrets;
+mod slots;
 mod wake;
 
 use std::sync::Arc;
