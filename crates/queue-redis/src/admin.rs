@@ -6,8 +6,10 @@ use queue_core::storage::{Counts, Page, TaskRecord, TaskState};
 use queue_core::{Envelope, Result, TaskId};
 use redis::Value;
 
+use crate::conn::Conn;
 use crate::store::RedisStorage;
 use crate::wire::{self, next};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 
 /// Keys deleted per `UNLINK` by [`RedisStorage::flush_all`].
 const FLUSH_BATCH: usize = 1000;
@@ -184,29 +186,58 @@ impl RedisStorage {
             .collect())
     }
 
-    /// Deletes every key under this store's prefix (`SCAN MATCH prefix:*`, `UNLINK` in batches).
-    /// Other prefixes on the same server are not touched.
+    /// Deletes every key under this store's prefix (`SCAN MATCH prefix:*`, `UNLINK` in batches;
+    /// on a cluster, `SCAN` on every master and one `UNLINK` per key). Other prefixes on the
+    /// same server are not touched.
     pub(crate) async fn flush_all(&self) -> Result<()> {
         self.leases.clear();
+        let mut conn = self.conn().await?;
+        let nodes = match &mut conn.conn {
+            Conn::Single(_) => vec![None],
+            Conn::Cluster(c) => cluster_masters(c)
+                .await
+                .map_err(|e| self.redactor.error("flush (cluster nodes)", e))?
+                .into_iter()
+                .map(Some)
+                .collect(),
+        };
+        for node in nodes {
+            self.flush_node(&mut conn.conn, node).await?;
+        }
+        Ok(())
+    }
+
+    /// `flush_all` on one node (`None`: the one server; on a cluster, the master that owns
+    /// this slot).
+    async fn flush_node(&self, conn: &mut Conn, node: Option<u16>) -> Result<()> {
         let pattern = format!("{}:*", glob_escape(&self.prefix));
         // Another store's prefix may extend this one's (`skiff` and `skiff:eu`): of the keys
         // under `prefix:`, only those named as this store names its keys are deleted.
         let pattern_len = self.prefix.len() + 1;
-        let mut conn = self.conn().await?;
         let mut cursor: u64 = 0;
         loop {
-            let (next_cursor, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
                 .arg("MATCH")
                 .arg(&pattern)
                 .arg("COUNT")
-                .arg(FLUSH_BATCH)
-                .query_async(&mut *conn)
-                .await
-                .map_err(|e| self.redactor.error("flush (scan)", e))?;
-            let mut keys = keys;
+                .arg(FLUSH_BATCH);
+            let page = match (&mut *conn, &node) {
+                (Conn::Cluster(c), Some(slot)) => {
+                    // By a slot of the master (routing by address needs a connection the
+                    // client may not have opened yet).
+                    let to = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                        Route::new(*slot, SlotAddr::Master),
+                    ));
+                    c.route_command(scan, to).await.and_then(|v| {
+                        redis::from_redis_value::<(u64, Vec<Vec<u8>>)>(v).map_err(Into::into)
+                    })
+                }
+                (conn, _) => scan.query_async(conn).await,
+            };
+            let (next_cursor, keys) = page.map_err(|e| self.redactor.error("flush (scan)", e))?;
             let mut checked = Vec::with_capacity(keys.len());
-            for key in keys.drain(..) {
+            for key in keys {
                 let rest = &key[pattern_len..];
                 let ours = match classify(rest) {
                     Owner::Ours => true,
@@ -226,13 +257,28 @@ impl RedisStorage {
                     checked.push(key);
                 }
             }
-            let keys = checked;
-            if !keys.is_empty() {
-                redis::cmd("UNLINK")
-                    .arg(&keys)
-                    .query_async::<i64>(&mut *conn)
+            if !checked.is_empty() {
+                let unlinked = if matches!(conn, Conn::Cluster(_)) {
+                    // Keys of different slots: one UNLINK each, sent at once.
+                    try_join_all(checked.iter().map(|key| {
+                        let mut conn = conn.clone();
+                        async move {
+                            redis::cmd("UNLINK")
+                                .arg(key)
+                                .query_async::<i64>(&mut conn)
+                                .await
+                        }
+                    }))
                     .await
-                    .map_err(|e| self.redactor.error("flush (unlink)", e))?;
+                    .map(|_| ())
+                } else {
+                    redis::cmd("UNLINK")
+                        .arg(&checked)
+                        .query_async::<i64>(&mut *conn)
+                        .await
+                        .map(|_| ())
+                };
+                unlinked.map_err(|e| self.redactor.error("flush (unlink)", e))?;
             }
             if next_cursor == 0 {
                 return Ok(());
@@ -240,6 +286,26 @@ impl RedisStorage {
             cursor = next_cursor;
         }
     }
+}
+
+/// One slot of each master of a cluster (the first of its first range), from `CLUSTER NODES`.
+async fn cluster_masters(
+    conn: &mut redis::cluster_async::ClusterConnection,
+) -> redis::RedisResult<Vec<u16>> {
+    let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(conn).await?;
+    Ok(nodes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let flags = fields.get(2)?;
+            if !flags.contains("master") || flags.contains("fail") {
+                return None;
+            }
+            // "0-5460" or "5461"; entries in brackets are slots being moved.
+            let range = fields.get(8..)?.iter().find(|f| !f.starts_with('['))?;
+            range.split('-').next()?.parse().ok()
+        })
+        .collect())
 }
 
 /// Whose a key found under `prefix:` is, by what follows the prefix.

@@ -106,10 +106,30 @@
 //!
 //! # Redis Cluster
 //!
-//! The key layout above keeps every script call in one slot, so the store's calls are ones a
-//! Redis Cluster accepts; single-node Redis uses the same layout. Connecting to a cluster
-//! (`redis+cluster://`) is not done yet: this store connects to one node (or a primary with
-//! replicas). A queue is the unit of sharding: a cluster spreads queues over its masters.
+//! `redis+cluster://[user:password@]host:port[,host:port…]/` (or `rediss+cluster://`) opens
+//! the store on a Redis Cluster through the `redis` crate's async cluster client: the nodes
+//! named are seeds, the store also seeds its client with every node the cluster has when it
+//! opens, and the client follows `MOVED` / `ASK` and refreshes its slot map after a failover.
+//!
+//! ```no_run
+//! # #[allow(dead_code)]
+//! # async fn demo() -> queue_core::Result<()> {
+//! let store = queue_redis::RedisStorage::connect("redis+cluster://10.0.0.5:7000/").await?;
+//! # let _ = store; Ok(()) }
+//! ```
+//!
+//! * The key layout above keeps every script call in one slot, so a cluster accepts them;
+//!   single-node Redis uses the same layout. A queue is the unit of sharding: a cluster
+//!   spreads queues over its masters, one queue's tasks live on one master.
+//! * A call whose queues live on several masters (an `enqueue` batch over queues, a
+//!   `complete` batch, a lookup by id in every queue) is a call per queue, sent at once.
+//! * Idle waits block on the master that owns their queue, each on a cluster connection of
+//!   its own, so one worker waits on queues of different masters at once (`wait.rs`).
+//! * During a failover calls fail with [`Error::Storage`](queue_core::Error::Storage) (the
+//!   client retries a few times first); they work again once a replica has taken over.
+//!   Replication is asynchronous: what a master acknowledged but had not sent to its replica
+//!   is lost with it (a task enqueued, a completion — the task then runs again).
+//!   (`WAIT`-based durability, issue 15 item 3, is not done yet.)
 
 //! # Differences from the memory store
 //!
@@ -120,6 +140,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod admin;
+mod conn;
 mod control;
 mod dead;
 #[cfg(feature = "fuzzing")]

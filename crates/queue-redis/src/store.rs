@@ -21,11 +21,27 @@ use redis::{
     AsyncConnectionConfig, ConnectionInfo, FromRedisValue, IntoConnectionInfo, RedisResult,
 };
 
+use crate::conn::Connector;
 use crate::lanes::{Lane, Lanes};
 use crate::locate::LeaseQueues;
 use crate::options::RedisOptions;
 use crate::redact::Redactor;
 use crate::scripts::{self, Call, LuaScript, Scripts};
+
+/// The connections for blocking waits (see `wait.rs`).
+pub(crate) enum BlockingPool {
+    /// One server: a `deadpool-redis` pool.
+    Single(Pool),
+    /// A cluster: a cluster connection per wait.
+    Cluster(Box<ClusterBlocking>),
+}
+
+/// Cluster connections for blocking waits: at most `permits` at a time, idle ones kept.
+pub(crate) struct ClusterBlocking {
+    pub(crate) client: redis::cluster::ClusterClient,
+    pub(crate) idle: std::sync::Mutex<Vec<redis::cluster_async::ClusterConnection>>,
+    pub(crate) permits: Arc<tokio::sync::Semaphore>,
+}
 
 /// Skiff's Redis store. See the [crate docs](crate) for the key layout and guarantees.
 ///
@@ -46,7 +62,7 @@ use crate::scripts::{self, Call, LuaScript, Scripts};
 /// ```
 pub struct RedisStorage {
     pub(crate) lanes: Lanes,
-    pub(crate) blocking: Pool,
+    pub(crate) blocking: BlockingPool,
     pub(crate) scripts: Scripts,
     /// Whether calls run as Redis Functions (else scripts); see the `scripts` module.
     pub(crate) functions: AtomicBool,
@@ -69,6 +85,7 @@ impl fmt::Debug for RedisStorage {
         f.debug_struct("RedisStorage")
             .field("url", &self.redactor.url())
             .field("prefix", &self.prefix)
+            .field("cluster", &self.lanes.is_cluster())
             .field("lanes", &self.lanes.len())
             .field("connected", &self.lanes.connected())
             .finish_non_exhaustive()
@@ -99,7 +116,9 @@ impl RedisStorage {
     /// Connects to the server at `url` with default [`RedisOptions`].
     ///
     /// `redis://[:password@]host[:port][/db]`, `redis://user:password@…`, or `rediss://…` for
-    /// TLS (server certificates checked against the Web PKI roots). Fails with
+    /// TLS (server certificates checked against the Web PKI roots);
+    /// `redis+cluster://host:port[,host:port…]/` for a Redis Cluster (see the
+    /// [crate docs](crate#redis-cluster)). Fails with
     /// [`Error::Storage`](queue_core::Error::Storage) if the server cannot be reached or refuses
     /// the credentials; no message ever contains the password.
     ///
@@ -133,34 +152,58 @@ impl RedisStorage {
     pub async fn open(options: RedisOptions) -> Result<Self> {
         options.validate()?;
         let redactor = Redactor::for_url(&options.url);
-        let info = connection_info(&options.url, &redactor)?;
-        if options.url.starts_with("rediss:") {
+        if options.url.starts_with("rediss") {
             // Only one provider is compiled in; a second install attempt is harmless.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let build = |size: usize, response: Option<Duration>| -> Result<Pool> {
-            let config = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(options.connect_timeout))
-                .set_response_timeout(response);
-            let manager = deadpool_redis::Manager::new_with_config(info.clone(), config)
-                .map_err(|e| redactor.error("configuring the Redis client", e))?;
-            Pool::builder(manager)
-                .max_size(size)
-                .runtime(Runtime::Tokio1)
-                .wait_timeout(Some(options.response_timeout))
-                .create_timeout(Some(options.connect_timeout))
-                .recycle_timeout(Some(options.connect_timeout))
-                .build()
-                .map_err(|e| redactor.error("building the connection pool", e))
+        let (lanes, blocking) = match crate::conn::cluster_seeds(&options.url) {
+            Some(seeds) => {
+                for seed in &seeds {
+                    connection_info(seed, &redactor)?;
+                }
+                let seeds = Self::discover(&options, &seeds, &redactor).await?;
+                let cluster = |response| {
+                    crate::conn::cluster_client(&seeds, options.connect_timeout, response)
+                        .map_err(|e| redactor.error("configuring the Redis Cluster client", e))
+                };
+                let lanes = Lanes::new(
+                    Connector::Cluster(cluster(Some(options.response_timeout))?),
+                    options.pool_size,
+                );
+                let blocking = BlockingPool::Cluster(Box::new(ClusterBlocking {
+                    client: cluster(None)?,
+                    idle: std::sync::Mutex::new(Vec::new()),
+                    permits: Arc::new(tokio::sync::Semaphore::new(
+                        options.blocking_pool_size.max(1),
+                    )),
+                }));
+                (lanes, blocking)
+            }
+            None => {
+                let info = connection_info(&options.url, &redactor)?;
+                let client = redis::Client::open(info.clone())
+                    .map_err(|e| redactor.error("configuring the Redis client", e))?;
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(options.connect_timeout))
+                    .set_response_timeout(Some(options.response_timeout));
+                let lanes = Lanes::new(Connector::Single(client, config), options.pool_size);
+                // Blocking commands wait as long as they were told to; the caller bounds them.
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(options.connect_timeout))
+                    .set_response_timeout(None);
+                let manager = deadpool_redis::Manager::new_with_config(info, config)
+                    .map_err(|e| redactor.error("configuring the Redis client", e))?;
+                let pool = Pool::builder(manager)
+                    .max_size(options.blocking_pool_size)
+                    .runtime(Runtime::Tokio1)
+                    .wait_timeout(Some(options.response_timeout))
+                    .create_timeout(Some(options.connect_timeout))
+                    .recycle_timeout(Some(options.connect_timeout))
+                    .build()
+                    .map_err(|e| redactor.error("building the connection pool", e))?;
+                (lanes, BlockingPool::Single(pool))
+            }
         };
-        let client = redis::Client::open(info.clone())
-            .map_err(|e| redactor.error("configuring the Redis client", e))?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.response_timeout));
-        let lanes = Lanes::new(client, config, options.pool_size);
-        // Blocking commands wait as long as they were told to; the caller bounds them.
-        let blocking = build(options.blocking_pool_size, None)?;
         let max_clock_skew = options.skew_bound();
         let store = Self {
             lanes,
@@ -206,6 +249,32 @@ impl RedisStorage {
             store.functions.store(functions, Ordering::Relaxed);
         }
         Ok(store)
+    }
+
+    /// The seeds of a cluster client: those of the URL and every node the cluster knows now
+    /// (so the store can connect again while the node its URL names is down).
+    async fn discover(
+        options: &RedisOptions,
+        seeds: &[String],
+        redactor: &Redactor,
+    ) -> Result<Vec<String>> {
+        let probe = crate::conn::cluster_client(
+            seeds,
+            options.connect_timeout,
+            Some(options.response_timeout),
+        )
+        .map_err(|e| redactor.error("configuring the Redis Cluster client", e))?;
+        let mut conn = probe
+            .get_async_connection()
+            .await
+            .map_err(|e| redactor.error("connecting to the Redis Cluster", e))?;
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redactor.error("CLUSTER NODES", e))?;
+        let found = crate::conn::node_addresses(&nodes);
+        Ok(crate::conn::cluster_seeds_with(&options.url, &found).unwrap_or_else(|| seeds.to_vec()))
     }
 
     /// How far this process's clock is ahead of the Redis server's, in milliseconds (negative:

@@ -30,12 +30,18 @@
 //!
 //! # Blocking connections
 //!
+//! On a Redis Cluster each wait takes a cluster connection of its own (at most
+//! `blocking_pool_size` at a time), so a `BLPOP` blocks on the master that owns its queue and
+//! holds nothing another wait needs: the wake-ups of queues on different masters are
+//! independent.
+//!
 //! A blocking command holds its connection until it returns, so blocking waits use their own
 //! pool (`blocking_pool_size`) without a response timeout; each wait is bounded by the caller's
 //! timeout plus a margin instead. If a wait is cancelled (its future dropped) or fails, its
 //! connection is closed rather than returned to the pool, so nobody inherits a connection with a
 //! `BLPOP` still pending on it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_redis::{PoolError, Timeouts};
@@ -48,6 +54,7 @@ use tokio::time::Instant;
 use crate::hot::OUTBOX_GRACE_MS;
 use crate::locate::{PENDING, RESULT};
 use crate::store::RedisStorage;
+use crate::store::{BlockingPool, ClusterBlocking};
 use crate::wire;
 
 /// What `lua/peek.lua` answers for a paused queue.
@@ -80,12 +87,25 @@ impl RedisStorage {
     /// Runs a blocking command (`BLPOP` / `BLMOVE`) that waits at most `wait` on the server.
     /// Returns whether it popped a token.
     async fn block_on(&self, cmd: redis::Cmd, wait: Duration, what: &str) -> Result<bool> {
+        match &self.blocking {
+            BlockingPool::Single(pool) => self.block_on_single(pool, cmd, wait, what).await,
+            BlockingPool::Cluster(pool) => self.block_on_cluster(pool, cmd, wait, what).await,
+        }
+    }
+
+    async fn block_on_single(
+        &self,
+        pool: &deadpool_redis::Pool,
+        cmd: redis::Cmd,
+        wait: Duration,
+        what: &str,
+    ) -> Result<bool> {
         let timeouts = Timeouts {
             wait: Some(wait),
             create: Some(self.connect_timeout),
             recycle: Some(self.connect_timeout),
         };
-        let conn = match self.blocking.timeout_get(&timeouts).await {
+        let conn = match pool.timeout_get(&timeouts).await {
             Ok(conn) => conn,
             // Every blocking connection stayed busy for the whole wait (raise
             // `blocking_pool_size`); the caller checks again.
@@ -104,6 +124,49 @@ impl RedisStorage {
         match reply {
             Ok(Ok(value)) => {
                 guard.done = true;
+                Ok(!matches!(value, Value::Nil))
+            }
+            Ok(Err(e)) => Err(self.redactor.error(what, e)),
+            Err(_) => Err(self
+                .redactor
+                .error(what, "the server did not answer a blocking wait in time")),
+        }
+    }
+
+    /// On a cluster: a cluster connection of its own per wait (a blocking command holds the
+    /// connection to its key's master), routed by the key like any call; kept for the next
+    /// wait only when the command completed.
+    async fn block_on_cluster(
+        &self,
+        pool: &ClusterBlocking,
+        cmd: redis::Cmd,
+        wait: Duration,
+        what: &str,
+    ) -> Result<bool> {
+        let Ok(Ok(_permit)) =
+            tokio::time::timeout(wait, Arc::clone(&pool.permits).acquire_owned()).await
+        else {
+            return Ok(false);
+        };
+        let idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => tokio::time::timeout(self.connect_timeout, pool.client.get_async_connection())
+                .await
+                .map_err(|_| {
+                    self.redactor
+                        .error(what, "connecting to the cluster timed out")
+                })?
+                .map_err(|e| self.redactor.error(what, e))?,
+        };
+        let reply =
+            tokio::time::timeout(wait + BLOCK_MARGIN, cmd.query_async::<Value>(&mut conn)).await;
+        match reply {
+            Ok(Ok(value)) => {
+                pool.idle
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(conn);
                 Ok(!matches!(value, Value::Nil))
             }
             Ok(Err(e)) => Err(self.redactor.error(what, e)),
