@@ -157,6 +157,11 @@ impl RedisStorage {
                 failure.get_or_insert(e);
             }
         }
+        if failure.is_none() {
+            let mut conn = lane.conn.clone();
+            self.replicated(&mut conn, &self.qkey(queue, "task"), "enqueue")
+                .await?;
+        }
         match failure {
             None => Ok(out),
             Some(e) => Err(e),

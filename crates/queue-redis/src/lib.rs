@@ -127,9 +127,17 @@
 //!   its own, so one worker waits on queues of different masters at once (`wait.rs`).
 //! * During a failover calls fail with [`Error::Storage`](queue_core::Error::Storage) (the
 //!   client retries a few times first); they work again once a replica has taken over.
-//!   Replication is asynchronous: what a master acknowledged but had not sent to its replica
-//!   is lost with it (a task enqueued, a completion — the task then runs again).
-//!   (`WAIT`-based durability, issue 15 item 3, is not done yet.)
+//!
+//! # Replication
+//!
+//! Redis replicates asynchronously: after a failover (Cluster, Sentinel or by hand), what the
+//! old master acknowledged but had not sent to its replica is gone — a task enqueued, or a
+//! completion (that task then runs again). `?wait=N` in the URL
+//! ([`RedisOptions::wait_replicas`]) follows every call that changes the store with
+//! `WAIT N timeout` on the same connection (on a cluster, to the master of the call's slot),
+//! and reports success only once `N` replicas have the change; otherwise the call fails
+//! (the change stays applied on the master, and repeating the call is safe). The same option
+//! works on one master with replicas. `redis+sentinel://` is not supported.
 
 //! # Differences from the memory store
 //!

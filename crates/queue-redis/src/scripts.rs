@@ -26,6 +26,8 @@ pub(crate) struct LuaScript {
     function: String,
     code: String,
     sha: String,
+    /// Whether it may change the store (every script but the read-only ones).
+    pub(crate) writes: bool,
 }
 
 /// Every script of the store, and the library that holds them as functions.
@@ -128,11 +130,12 @@ impl Scripts {
         let name = format!("skiff_{}", &Script::new(&library).get_hash()[..12]);
         let library = library.replace(NAME, &name);
         let mut scripts = BODIES
-            .map(|(short, body, _)| {
+            .map(|(short, body, flags)| {
                 let code = format!(
                     "local EVAL_KEYS, EVAL_ARGS = KEYS, ARGV\n{COMMON}\ninit(EVAL_KEYS, EVAL_ARGS)\n{body}"
                 );
                 LuaScript {
+                    writes: flags != READS,
                     function: format!("{name}_{short}"),
                     sha: Script::new(&code).get_hash().to_owned(),
                     code,
@@ -178,6 +181,8 @@ impl Scripts {
 /// cluster routes the call by it; see `lua/common.lua`).
 pub(crate) struct Call<'a> {
     pub(crate) script: &'a LuaScript,
+    /// The key the call is routed by.
+    pub(crate) key: String,
     pub(crate) cmd: Cmd,
     pub(crate) functions: bool,
 }
@@ -196,6 +201,7 @@ impl<'a> Call<'a> {
         cmd.arg(1).arg(key);
         Self {
             script,
+            key: key.to_owned(),
             cmd,
             functions,
         }

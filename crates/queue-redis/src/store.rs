@@ -21,12 +21,13 @@ use redis::{
     AsyncConnectionConfig, ConnectionInfo, FromRedisValue, IntoConnectionInfo, RedisResult,
 };
 
-use crate::conn::Connector;
+use crate::conn::{Conn, Connector};
 use crate::lanes::{Lane, Lanes};
 use crate::locate::LeaseQueues;
 use crate::options::RedisOptions;
 use crate::redact::Redactor;
 use crate::scripts::{self, Call, LuaScript, Scripts};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 
 /// The connections for blocking waits (see `wait.rs`).
 pub(crate) enum BlockingPool {
@@ -78,6 +79,9 @@ pub struct RedisStorage {
     pub(crate) max_clock_skew: Option<Duration>,
     /// The queue of each lease handed out and not completed (see `locate.rs`).
     pub(crate) leases: LeaseQueues,
+    /// `RedisOptions::wait_replicas` and `wait_timeout` (ms).
+    pub(crate) wait_replicas: u32,
+    pub(crate) wait_timeout_ms: u64,
 }
 
 impl fmt::Debug for RedisStorage {
@@ -149,7 +153,8 @@ impl RedisStorage {
     /// .await?;
     /// # let _ = store; Ok(()) }
     /// ```
-    pub async fn open(options: RedisOptions) -> Result<Self> {
+    pub async fn open(mut options: RedisOptions) -> Result<Self> {
+        options.take_url_options()?;
         options.validate()?;
         let redactor = Redactor::for_url(&options.url);
         if options.url.starts_with("rediss") {
@@ -219,6 +224,8 @@ impl RedisStorage {
             revocations: RevocationCache::default(),
             max_clock_skew,
             leases: LeaseQueues::default(),
+            wait_replicas: options.wait_replicas,
+            wait_timeout_ms: u64::try_from(options.wait_timeout.as_millis()).unwrap_or(u64::MAX),
         };
         let mut conn = store.conn().await?;
         redis::cmd("PING")
@@ -371,16 +378,58 @@ impl RedisStorage {
         format!("{}:{{~{group}}}:{name}", self.prefix)
     }
 
-    /// Runs a script call.
+    /// Runs a script call (then, if it may write, waits for the replicas:
+    /// [`replicated`](Self::replicated)).
     pub(crate) async fn run<T: FromRedisValue>(&self, call: Call<'_>, what: &str) -> Result<T> {
         let mut conn = self.conn().await?;
         match self.invoke(&mut *conn, &call).await {
-            Ok(v) => Ok(v),
+            Ok(v) => {
+                if call.script.writes {
+                    self.replicated(&mut conn.conn, &call.key, what).await?;
+                }
+                Ok(v)
+            }
             Err(e) => {
                 self.lanes.failed(conn.lane, &e).await;
                 Err(self.redactor.error(what, e))
             }
         }
+    }
+
+    /// With [`RedisOptions::wait_replicas`] set: `WAIT n timeout` on `conn` after a change
+    /// made on it to `key`'s slot, and an error unless `n` replicas acknowledged it in time.
+    /// On a cluster it goes to the master of `key`'s slot, over the connection the change
+    /// went on.
+    pub(crate) async fn replicated(&self, conn: &mut Conn, key: &str, what: &str) -> Result<()> {
+        if self.wait_replicas == 0 {
+            return Ok(());
+        }
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(self.wait_replicas).arg(self.wait_timeout_ms);
+        let acked = match conn {
+            Conn::Single(c) => wait.query_async::<i64>(c).await,
+            Conn::Cluster(c) => {
+                let to = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                    Route::with_key(key, SlotAddr::Master),
+                ));
+                c.route_command(wait, to)
+                    .await
+                    .and_then(|v| redis::from_redis_value::<i64>(v).map_err(Into::into))
+            }
+        };
+        let acked = acked.map_err(|e| self.redactor.error(what, e))?;
+        if acked < i64::from(self.wait_replicas) {
+            return Err(Error::storage_msg(
+                "redis",
+                format!(
+                    "{what}: {acked} of {} replicas acknowledged the change within {} ms; it is \
+                     applied on the master but a failover could lose it (repeating the call is \
+                     safe)",
+                    self.wait_replicas, self.wait_timeout_ms
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Runs the command `first` and the script call `call` on one shared connection at once
@@ -398,7 +447,12 @@ impl RedisStorage {
             self.invoke::<T>(&mut b, &call)
         );
         match (x, y) {
-            (Ok(x), Ok(y)) => Ok((x, y)),
+            (Ok(x), Ok(y)) => {
+                if call.script.writes {
+                    self.replicated(&mut b, &call.key, what).await?;
+                }
+                Ok((x, y))
+            }
             (Err(e), _) | (_, Err(e)) => {
                 self.lanes.failed(lane.lane, &e).await;
                 Err(self.redactor.error(what, e))

@@ -78,9 +78,12 @@ async fn one_store_serves_queues_on_every_master_and_wakes_each() {
     let cluster = support::RedisCluster::start();
     let queues = queues_on_masters(&cluster, 3);
     let store = Arc::new(
-        RedisStorage::open(RedisOptions::new(cluster.url()).blocking_pool_size(4))
-            .await
-            .unwrap(),
+        // With `wait=1`: each change waits for the replica of the master that took it.
+        RedisStorage::open(
+            RedisOptions::new(format!("{}?wait=1", cluster.url())).blocking_pool_size(4),
+        )
+        .await
+        .unwrap(),
     );
     // One batch over three masters: a call per queue.
     let batch: Vec<Envelope> = queues.iter().map(|q| env(q)).collect();

@@ -13,6 +13,7 @@ mod garbage;
 mod keys;
 mod oom;
 mod plane;
+mod replication;
 mod restart;
 mod secrets;
 mod slots;
