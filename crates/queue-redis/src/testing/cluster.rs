@@ -198,6 +198,14 @@ impl RedisCluster {
         }
     }
 
+    /// Starts the node on `port` again (same port and directory, so it keeps its cluster
+    /// config): a master that a replica replaced comes back as that replica's replica.
+    pub fn restart(&mut self, port: u16) {
+        if let Some(node) = self.nodes.iter_mut().find(|n| n.port() == port) {
+            node.restart();
+        }
+    }
+
     /// Keeps the nodes running after this handle is gone, until process `pid` exits; then the
     /// watchdogs also remove `also` (paths, shell-quoted).
     fn detach_until_exit_of(self, pid: u32, also: &str) -> String {
