@@ -161,7 +161,7 @@ impl RedisStorage {
     }
 
     pub(crate) async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>> {
-        let Some(Some(queue)) = self.pending_queues(&[id]).await?.pop() else {
+        let Some(queue) = self.pending_queue(id).await? else {
             return Ok(None);
         };
         let now = self.now_ms();

@@ -28,7 +28,7 @@ fn field(target: &RevokeTarget) -> String {
 
 impl RedisStorage {
     pub(crate) async fn reschedule_task(&self, id: TaskId, eta: DateTime<Utc>) -> Result<bool> {
-        let Some(Some(queue)) = self.pending_queues(&[id]).await?.pop() else {
+        let Some(queue) = self.pending_queue(id).await? else {
             return Ok(false);
         };
         let mut inv = self.qcall(&self.scripts.reschedule, &queue, self.now_ms());

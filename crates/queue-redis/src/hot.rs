@@ -320,7 +320,7 @@ impl RedisStorage {
         }
         let ids: Vec<TaskId> = batch.iter().map(|c| c.lease.id).collect();
         // A completion of a task pending nowhere is stale without a call.
-        let queues = self.pending_queues(&ids).await?;
+        let queues = self.lease_queues(&ids).await?;
         let groups = crate::locate::group_by(&batch, |i, _| queues[i].clone());
         let batch = &batch;
         let replies = future::try_join_all(groups.iter().map(|(queue, indexes)| async move {
@@ -464,7 +464,7 @@ impl RedisStorage {
         }
         let now = self.now_ms();
         let ids: Vec<TaskId> = leases.iter().map(|l| l.id).collect();
-        let queues = self.pending_queues(&ids).await?;
+        let queues = self.lease_queues(&ids).await?;
         let groups = crate::locate::group_by(leases, |i, _| queues[i].clone());
         let replies = future::try_join_all(groups.iter().map(|(queue, indexes)| async move {
             let mut inv = self.qcall(&self.scripts.extend, queue, now);

@@ -148,9 +148,22 @@ impl RedisStorage {
         Ok(self.locate(&[id]).await?.pop().unwrap_or_default())
     }
 
-    /// The queue of each of `ids` that is pending there: remembered leases first, then a
-    /// lookup in every queue for the rest. `None`: pending nowhere.
-    pub(crate) async fn pending_queues(&self, ids: &[TaskId]) -> Result<Vec<Option<Arc<str>>>> {
+    /// The queue where `id` is pending (the first by name), looked up in every queue; never
+    /// from remembered leases, which may be older than the task. `None`: pending nowhere.
+    pub(crate) async fn pending_queue(&self, id: TaskId) -> Result<Option<Arc<str>>> {
+        Ok(self
+            .locate_one(id)
+            .await?
+            .into_iter()
+            .find(|(_, f)| f & PENDING != 0)
+            .map(|(q, _)| Arc::from(q.as_str())))
+    }
+
+    /// The queue of each of `ids`, tasks whose leases the caller holds: remembered leases
+    /// first, then a lookup in every queue for the rest. `None`: pending nowhere. (A
+    /// remembered queue is right for a lease: its task was leased from there, and if the
+    /// lease is no longer current the call finds it stale, as it should.)
+    pub(crate) async fn lease_queues(&self, ids: &[TaskId]) -> Result<Vec<Option<Arc<str>>>> {
         let mut out: Vec<Option<Arc<str>>> = ids.iter().map(|id| self.leases.get(id)).collect();
         let missing: Vec<usize> = (0..ids.len()).filter(|&i| out[i].is_none()).collect();
         if missing.is_empty() {

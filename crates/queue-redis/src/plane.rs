@@ -85,7 +85,7 @@ impl RedisStorage {
 
     pub(crate) async fn cancel_request(&self, id: TaskId, ttl: Duration) -> Result<CancelRequest> {
         let now = self.now_ms();
-        let Some(Some(queue)) = self.pending_queues(&[id]).await?.pop() else {
+        let Some(queue) = self.pending_queue(id).await? else {
             return Ok(CancelRequest::NotFound);
         };
         let mut inv = self.qcall(&self.scripts.cancel, &queue, now);
@@ -122,7 +122,7 @@ impl RedisStorage {
             inv.arg(task.id.to_string());
         }
         let ids: Vec<TaskId> = beat.progress.iter().map(|(lease, _)| lease.id).collect();
-        let queues = self.pending_queues(&ids).await?;
+        let queues = self.lease_queues(&ids).await?;
         let groups = group_by(&beat.progress, |i, _| queues[i].clone());
         let progress = try_join_all(groups.iter().map(|(queue, indexes)| async move {
             let mut inv = self.qcall(&self.scripts.extend, queue, now);
@@ -174,7 +174,7 @@ impl RedisStorage {
     }
 
     pub(crate) async fn progress(&self, id: TaskId) -> Result<Option<Vec<u8>>> {
-        let Some(Some(queue)) = self.pending_queues(&[id]).await?.pop() else {
+        let Some(queue) = self.pending_queue(id).await? else {
             return Ok(None);
         };
         let mut inv = self.qcall(&self.scripts.admin_read, &queue, self.now_ms());

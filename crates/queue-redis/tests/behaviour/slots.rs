@@ -124,3 +124,31 @@ async fn ids_and_unique_keys_are_per_queue_and_results_are_found_by_id_alone() {
     assert!(other.get_task(ida).await.unwrap().is_some());
     assert!(other.get_task(idb).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn a_lookup_by_id_is_not_misled_by_a_lease_this_client_remembers() {
+    let clock = manual_clock();
+    let a = support::shared_store("slots-remembered", arc(&clock)).await;
+    let b = RedisStorage::open(
+        RedisOptions::new(support::shared_url())
+            .key_prefix(a.key_prefix())
+            .clock(arc(&clock)),
+    )
+    .await
+    .unwrap();
+    let first = env(&clock, "qa", "t");
+    let id = first.id;
+    a.enqueue(vec![first.clone()]).await.unwrap();
+    // `a` leases it from qa and loses the lease; `b` runs it to the end.
+    a.fetch("qa", 1, LEASE).await.unwrap();
+    clock.advance(LEASE + std::time::Duration::from_secs(1));
+    let d = b.fetch("qa", 1, LEASE).await.unwrap().remove(0);
+    let c = Completion::new(d.lease, Outcome::Success { result: vec![0xc0] }, None);
+    assert_eq!(b.complete(vec![c]).await.unwrap(), vec![AckStatus::Acked]);
+    // The same fixed id, now pending in another queue.
+    let mut again = first;
+    again.queue = "qb".into();
+    b.enqueue(vec![again]).await.unwrap();
+    let task = a.get_task(id).await.unwrap().expect("found in qb");
+    assert_eq!(task.queue, "qb");
+}
