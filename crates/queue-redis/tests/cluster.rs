@@ -45,6 +45,34 @@ fn cluster_backend() -> Cluster {
 
 queue_core::conformance_tests!(cluster_backend);
 
+/// The same suite with `?wait=1`: every change waits for the replica of its master.
+mod durable {
+    use super::*;
+
+    struct DurableCluster;
+
+    #[async_trait]
+    impl Backend for DurableCluster {
+        type Store = RedisStorage;
+
+        async fn open(&self, clock: Arc<dyn Clock>) -> RedisStorage {
+            RedisStorage::open(options("cluster-wait").wait_replicas(1).clock(clock))
+                .await
+                .expect("open a store on the test cluster")
+        }
+
+        async fn insert_raw(&self, store: &RedisStorage, queue: &str, id: TaskId, raw: Vec<u8>) {
+            store.insert_raw(queue, id, raw).await.expect("insert_raw");
+        }
+    }
+
+    fn durable_backend() -> DurableCluster {
+        DurableCluster
+    }
+
+    queue_core::conformance_tests!(durable_backend);
+}
+
 const LEASE: Duration = Duration::from_secs(30);
 
 fn env(queue: &str) -> Envelope {
