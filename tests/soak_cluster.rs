@@ -1,6 +1,6 @@
 //! The soak harness against a Redis Cluster the tests start (3 masters, 3 replicas): kill -9
 //! of workers, and kill -9 of the master that holds the queue mid-run (its replica takes over,
-//! the old master comes back as its replica). With `?wait=1` every task is done afterwards;
+//! the old master comes back as its replica), also both in one run. With `?wait=1` every task is done afterwards;
 //! without it the run is recorded (asynchronous replication may lose what the old master had
 //! acknowledged and not yet sent).
 
@@ -56,6 +56,41 @@ fn cluster_failover_with_wait_loses_nothing() {
     let master = cluster.master_of("{default}");
     let url = url_avoiding(&cluster, master, "?wait=1");
     soak::outage_scenario(&url, || fail_over(&mut cluster, master));
+}
+
+#[test]
+fn cluster_failover_and_kill_9_of_workers_with_wait_loses_nothing() {
+    let mut cluster = RedisCluster::start();
+    let master = cluster.master_of("{default}");
+    let url = url_avoiding(&cluster, master, "?wait=1");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = dir.path().join("record.txt");
+    let rec = record.to_str().expect("utf-8 path");
+    soak::enqueue(
+        &url,
+        "--count 5000 --batch 500 --sleep-ms 10 --fail-first 10",
+    );
+    let args = ["--concurrency", "16", "--record", rec, "--lease-ms", "2000"];
+    let first = soak::spawn_worker(&url, &args);
+    let second = soak::spawn_worker(&url, &args);
+    let started = Instant::now();
+    while soak::done_counts(&record).len() < 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the workers did not do 200 tasks within 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A worker dies, then the queue's master, then the other worker; a new worker drains.
+    soak::kill9(first);
+    fail_over(&mut cluster, master);
+    soak::kill9(second);
+    let mut last = args.to_vec();
+    last.extend(["--exit-when-idle-ms", "3000"]);
+    soak::wait_success(soak::spawn_worker(&url, &last), Duration::from_secs(300));
+    let duplicates = soak::assert_all_done(&record, 0..5000);
+    soak::assert_drained(&url);
+    eprintln!("redis cluster, wait=1: kill -9 of two workers and of the master: 0 of 5000 lost, {duplicates} duplicate runs");
 }
 
 #[test]
