@@ -32,7 +32,8 @@ static RECORD: OnceLock<File> = OnceLock::new();
 #[derive(Parser)]
 #[command(about = "Skiff soak harness")]
 struct Cli {
-    /// Store URL: sqlite://PATH, sqlite:///ABS/PATH, redis://HOST:PORT/DB, rediss://…
+    /// Store URL: sqlite://PATH, sqlite:///ABS/PATH, redis://HOST:PORT/DB, rediss://…,
+    /// redis+cluster://HOST:PORT/ (a seed node of a Redis Cluster)
     url: String,
     #[command(subcommand)]
     command: Command,
@@ -192,7 +193,7 @@ fn garbage_payloads(count: u64, queue: &str) -> Result<Vec<Vec<u8>>, skiff::Erro
 /// Writes `payloads` as ready tasks of `queue` straight into the store at `url`.
 async fn write_garbage(url: &str, queue: &str, payloads: Vec<Vec<u8>>) -> Result<(), skiff::Error> {
     let entries = payloads.into_iter().map(|raw| (skiff::TaskId::new(), raw));
-    if url.starts_with("redis://") || url.starts_with("rediss://") {
+    if is_redis(url) {
         let store = queue_redis::RedisStorage::connect(url).await?;
         for (id, raw) in entries {
             store.insert_raw(queue, id, raw).await?;
@@ -247,7 +248,7 @@ async fn open(url: &str) -> Result<Queue, skiff::Error> {
 /// a server restart finds it.
 async fn open_store(url: &str) -> Result<Queue, skiff::Error> {
     let timeout = skiff::DEFAULT_CONNECT_TIMEOUT;
-    if url.starts_with("redis://") || url.starts_with("rediss://") {
+    if is_redis(url) {
         let store =
             skiff::retry_connect(url, timeout, || queue_redis::RedisStorage::connect(url)).await?;
         return Ok(Queue::new(Arc::new(store)));
@@ -260,6 +261,19 @@ async fn open_store(url: &str) -> Result<Queue, skiff::Error> {
         return Ok(Queue::new(Arc::new(store)));
     }
     Queue::connect(url).await
+}
+
+/// Whether `url` names a Redis store: one server (`redis://`, `rediss://`) or a Redis Cluster
+/// (`redis+cluster://`, `rediss+cluster://`).
+fn is_redis(url: &str) -> bool {
+    [
+        "redis://",
+        "rediss://",
+        "redis+cluster://",
+        "rediss+cluster://",
+    ]
+    .iter()
+    .any(|scheme| url.starts_with(scheme))
 }
 
 /// Exits with status 2 and a one-line reason: the store cannot do what was asked.

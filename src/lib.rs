@@ -77,7 +77,8 @@ pub mod prelude {
 ///
 /// * `sqlite://path.db`, `sqlite:///abs/path.db`, `sqlite::memory:` — the embedded store
 ///   (feature `sqlite`); the file and its schema are created on first use.
-/// * `redis://host:port/db`, `rediss://…` — Redis (feature `redis`).
+/// * `redis://host:port/db`, `rediss://…` — Redis (feature `redis`);
+///   `redis+cluster://host:port/` — a Redis Cluster, from a seed node.
 /// * `postgres://user:password@host:port/database`, `postgresql://…` — PostgreSQL (feature
 ///   `postgres`); parameters such as `?sslmode=require&schema=jobs` (see
 ///   `PostgresOptions::new` in the `postgres` module).
@@ -122,7 +123,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// ```
 pub async fn connect_within(url: &str, timeout: Duration) -> Result<Queue> {
     let scheme = url.split(':').next().unwrap_or_default();
-    if matches!(scheme, "redis" | "rediss" | "postgres" | "postgresql") {
+    if matches!(
+        scheme,
+        "redis" | "rediss" | "redis+cluster" | "rediss+cluster" | "postgres" | "postgresql"
+    ) {
         retry_connect(url, timeout, || open(url)).await
     } else {
         open(url).await
@@ -193,13 +197,17 @@ async fn open(url: &str) -> Result<Queue> {
         #[cfg(feature = "sqlite")]
         "sqlite" => Arc::new(queue_sqlite::SqliteStorage::connect(url).await?),
         #[cfg(feature = "redis")]
-        "redis" | "rediss" => Arc::new(queue_redis::RedisStorage::connect(url).await?),
+        "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => {
+            Arc::new(queue_redis::RedisStorage::connect(url).await?)
+        }
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => Arc::new(queue_postgres::PostgresStorage::connect(url).await?),
         #[cfg(not(feature = "sqlite"))]
         "sqlite" => return Err(missing_feature("sqlite")),
         #[cfg(not(feature = "redis"))]
-        "redis" | "rediss" => return Err(missing_feature("redis")),
+        "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => {
+            return Err(missing_feature("redis"))
+        }
         #[cfg(not(feature = "postgres"))]
         "postgres" | "postgresql" => return Err(missing_feature("postgres")),
         _ => {

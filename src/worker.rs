@@ -93,7 +93,8 @@ pub const DEFAULT_URL: &str = "sqlite://skiff.db";
     long_about = None
 )]
 pub struct WorkerArgs {
-    /// The store: sqlite://PATH, redis://HOST:PORT/DB, rediss://…, postgres://USER@HOST/DB
+    /// The store: sqlite://PATH, redis://HOST:PORT/DB, rediss://…, redis+cluster://HOST:PORT/,
+    /// postgres://USER@HOST/DB
     #[arg(long, env = "SKIFF_URL", default_value = DEFAULT_URL, hide_env_values = true)]
     pub url: String,
 

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "skiff", version, propagate_version = true)]
 pub(crate) struct Cli {
     /// The store: sqlite://PATH, sqlite:///ABS/PATH, redis://[:PASSWORD@]HOST:PORT/DB, rediss://…,
+    /// redis+cluster://[:PASSWORD@]HOST:PORT/ (a seed node of a Redis Cluster),
     /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?schema=NAME] (or postgresql://…)
     #[arg(long, global = true, env = "SKIFF_URL", hide_env_values = true)]
     pub(crate) url: Option<String>,

@@ -529,6 +529,12 @@ async fn every_command_on_redis() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_on_a_redis_cluster() {
+    let cluster = queue_redis::testing::RedisCluster::start();
+    check_every_command(&cluster.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_on_postgres() {
     let url = queue_postgres::testing::shared_url();
     let schema = queue_postgres::testing::unique_schema("cli");

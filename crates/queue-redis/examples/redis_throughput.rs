@@ -5,8 +5,11 @@
 //! cargo run --release -p queue-redis --example redis_throughput -- redis://127.0.0.1:6390/0 100000 200
 //! ```
 //!
-//! Arguments: URL (default `redis://127.0.0.1:6379/0`), task count (default 100,000), batch size
-//! (default 200). Uses its own key prefix and flushes it at the end.
+//! Arguments: URL (default `redis://127.0.0.1:6379/0`; `redis+cluster://…` for a Redis
+//! Cluster), task count (default 100,000), batch size (default 200), queues (default `bench`;
+//! several, comma-separated, share the tasks round-robin and get 4 workers each: on a cluster,
+//! name queues whose hash tags live on different masters). Uses its own key prefix and flushes
+//! it at the end.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +30,12 @@ async fn main() -> queue_core::Result<()> {
         .unwrap_or_else(|| "redis://127.0.0.1:6379/0".into());
     let total: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let batch: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(200);
+    let queues: Vec<String> = args
+        .next()
+        .unwrap_or_else(|| "bench".into())
+        .split(',')
+        .map(str::to_owned)
+        .collect();
     let prefix = format!("skiff-bench-{}", std::process::id());
     let store = Arc::new(RedisStorage::open(RedisOptions::new(url).key_prefix(prefix)).await?);
     let now = chrono::Utc::now();
@@ -36,8 +45,9 @@ async fn main() -> queue_core::Result<()> {
     let mut producers = Vec::new();
     for chunk in 0..total.div_ceil(1000) {
         let n = 1000.min(total - chunk * 1000);
+        let queue = &queues[chunk % queues.len()];
         let envs: Vec<Envelope> = (0..n)
-            .map(|_| Envelope::new("bench", "noop", args.clone(), now))
+            .map(|_| Envelope::new(queue, "noop", args.clone(), now))
             .collect();
         let store = store.clone();
         producers.push(tokio::spawn(async move { store.enqueue(envs).await }));
@@ -56,14 +66,17 @@ async fn main() -> queue_core::Result<()> {
 
     let start = Instant::now();
     let mut workers = Vec::new();
-    for _ in 0..4 {
+    for queue in queues
+        .iter()
+        .flat_map(|q| std::iter::repeat_n(q.clone(), 4))
+    {
         let store = store.clone();
         workers.push(tokio::spawn(async move {
             let mut done = 0usize;
             let (mut in_fetch, mut in_complete) = (Duration::ZERO, Duration::ZERO);
             loop {
                 let t = Instant::now();
-                let got = store.fetch("bench", batch, Duration::from_secs(30)).await?;
+                let got = store.fetch(&queue, batch, Duration::from_secs(30)).await?;
                 in_fetch += t.elapsed();
                 if got.is_empty() {
                     println!("worker: {in_fetch:?} in fetch, {in_complete:?} in complete");
@@ -83,8 +96,9 @@ async fn main() -> queue_core::Result<()> {
     }
     let took = start.elapsed();
     println!(
-        "process: {processed} tasks in {took:?} = {:.0}/s (fetch + complete, batches of {batch}, 4 workers)",
-        processed as f64 / took.as_secs_f64()
+        "process: {processed} tasks in {took:?} = {:.0}/s (fetch + complete, batches of {batch}, 4 workers per queue, {} queues)",
+        processed as f64 / took.as_secs_f64(),
+        queues.len()
     );
     store.flush().await?;
     Ok(())

@@ -1,12 +1,15 @@
 //! Introspection and flush: counts, listings, one task, queue names.
 
+use futures::future::try_join_all;
 use queue_core::clock::from_millis;
 use queue_core::storage::{Counts, Page, TaskRecord, TaskState};
 use queue_core::{Envelope, Result, TaskId};
 use redis::Value;
 
+use crate::conn::Conn;
 use crate::store::RedisStorage;
 use crate::wire::{self, next};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 
 /// Keys deleted per `UNLINK` by [`RedisStorage::flush_all`].
 const FLUSH_BATCH: usize = 1000;
@@ -72,9 +75,10 @@ fn state_name(state: TaskState) -> &'static str {
 }
 
 impl RedisStorage {
-    pub(crate) async fn count_tasks(&self, queue: Option<&str>) -> Result<Counts> {
-        let mut inv = self.call(&self.scripts.admin_read, self.now_ms());
-        inv.arg("counts").arg(queue.unwrap_or(""));
+    /// The counts of one queue.
+    async fn count_queue(&self, queue: &str, now: i64) -> Result<Counts> {
+        let mut inv = self.qcall(&self.scripts.admin_read, queue, now);
+        inv.arg("counts").arg(queue);
         let c: Vec<i64> = self.run(inv, "count tasks").await?;
         let get = |i: usize| wire::count64(c.get(i).copied().unwrap_or(0));
         Ok(Counts {
@@ -86,6 +90,28 @@ impl RedisStorage {
         })
     }
 
+    /// The counts of each of `queues`, read at once.
+    async fn counts_of(&self, queues: &[String]) -> Result<Vec<Counts>> {
+        let now = self.now_ms();
+        try_join_all(queues.iter().map(|q| self.count_queue(q, now))).await
+    }
+
+    pub(crate) async fn count_tasks(&self, queue: Option<&str>) -> Result<Counts> {
+        if let Some(q) = queue {
+            return self.count_queue(q, self.now_ms()).await;
+        }
+        let queues = self.registered_queues().await?;
+        let mut total = Counts::default();
+        for c in self.counts_of(&queues).await? {
+            total.ready += c.ready;
+            total.scheduled += c.scheduled;
+            total.leased += c.leased;
+            total.dead += c.dead;
+            total.results += c.results;
+        }
+        Ok(total)
+    }
+
     async fn list_queue(
         &self,
         state: TaskState,
@@ -94,10 +120,10 @@ impl RedisStorage {
         count: u64,
     ) -> Result<Vec<Row>> {
         let now = self.now_ms();
-        let mut inv = self.call(&self.scripts.admin, now);
+        let mut inv = self.qcall(&self.scripts.admin, queue, now);
         inv.arg("list")
-            .arg(state_name(state))
             .arg(queue)
+            .arg(state_name(state))
             .arg(start)
             .arg(count);
         let rows: Vec<Value> = self.run(inv, "list tasks").await?;
@@ -135,9 +161,12 @@ impl RedisStorage {
     }
 
     pub(crate) async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>> {
+        let Some(queue) = self.pending_queue(id).await? else {
+            return Ok(None);
+        };
         let now = self.now_ms();
-        let mut inv = self.call(&self.scripts.admin_read, now);
-        inv.arg("task").arg(id.to_string());
+        let mut inv = self.qcall(&self.scripts.admin_read, &queue, now);
+        inv.arg("task").arg(&*queue).arg(id.to_string());
         let row: Value = self.run(inv, "read a task").await?;
         if matches!(row, Value::Nil) {
             return Ok(None);
@@ -145,44 +174,70 @@ impl RedisStorage {
         parse_row(row, now).map(|r| Some(r.record))
     }
 
-    async fn registered_queues(&self) -> Result<Vec<String>> {
-        let mut cmd = redis::cmd("SMEMBERS");
-        cmd.arg(self.key("queues"));
-        let mut names: Vec<String> = self.cmd(&cmd, "list queues").await?;
-        names.sort();
-        Ok(names)
-    }
-
+    /// The queues with pending or dead tasks, by name.
     pub(crate) async fn queue_names(&self) -> Result<Vec<String>> {
-        let mut inv = self.call(&self.scripts.admin_read, self.now_ms());
-        inv.arg("queues");
-        let mut names: Vec<String> = self.run(inv, "list queues").await?;
-        names.sort();
-        Ok(names)
+        let queues = self.registered_queues().await?;
+        let counts = self.counts_of(&queues).await?;
+        Ok(queues
+            .into_iter()
+            .zip(counts)
+            .filter(|(_, c)| c.ready + c.scheduled + c.leased + c.dead > 0)
+            .map(|(q, _)| q)
+            .collect())
     }
 
-    /// Deletes every key under this store's prefix (`SCAN MATCH prefix:*`, `UNLINK` in batches).
-    /// Other prefixes on the same server are not touched.
+    /// Deletes every key under this store's prefix (`SCAN MATCH prefix:*`, `UNLINK` in batches;
+    /// on a cluster, `SCAN` on every master and one `UNLINK` per key). Other prefixes on the
+    /// same server are not touched.
     pub(crate) async fn flush_all(&self) -> Result<()> {
+        self.leases.clear();
+        let mut conn = self.conn().await?;
+        let nodes = match &mut conn.conn {
+            Conn::Single(_) => vec![None],
+            Conn::Cluster(c) => cluster_masters(c)
+                .await
+                .map_err(|e| self.redactor.error("flush (cluster nodes)", e))?
+                .into_iter()
+                .map(Some)
+                .collect(),
+        };
+        for node in nodes {
+            self.flush_node(&mut conn.conn, node).await?;
+        }
+        Ok(())
+    }
+
+    /// `flush_all` on one node (`None`: the one server; on a cluster, the master that owns
+    /// this slot).
+    async fn flush_node(&self, conn: &mut Conn, node: Option<u16>) -> Result<()> {
         let pattern = format!("{}:*", glob_escape(&self.prefix));
         // Another store's prefix may extend this one's (`skiff` and `skiff:eu`): of the keys
         // under `prefix:`, only those named as this store names its keys are deleted.
         let pattern_len = self.prefix.len() + 1;
-        let mut conn = self.conn().await?;
         let mut cursor: u64 = 0;
         loop {
-            let (next_cursor, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
                 .arg("MATCH")
                 .arg(&pattern)
                 .arg("COUNT")
-                .arg(FLUSH_BATCH)
-                .query_async(&mut *conn)
-                .await
-                .map_err(|e| self.redactor.error("flush (scan)", e))?;
-            let mut keys = keys;
+                .arg(FLUSH_BATCH);
+            let page = match (&mut *conn, &node) {
+                (Conn::Cluster(c), Some(slot)) => {
+                    // By a slot of the master (routing by address needs a connection the
+                    // client may not have opened yet).
+                    let to = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                        Route::new(*slot, SlotAddr::Master),
+                    ));
+                    c.route_command(scan, to).await.and_then(|v| {
+                        redis::from_redis_value::<(u64, Vec<Vec<u8>>)>(v).map_err(Into::into)
+                    })
+                }
+                (conn, _) => scan.query_async(conn).await,
+            };
+            let (next_cursor, keys) = page.map_err(|e| self.redactor.error("flush (scan)", e))?;
             let mut checked = Vec::with_capacity(keys.len());
-            for key in keys.drain(..) {
+            for key in keys {
                 let rest = &key[pattern_len..];
                 let ours = match classify(rest) {
                     Owner::Ours => true,
@@ -202,13 +257,28 @@ impl RedisStorage {
                     checked.push(key);
                 }
             }
-            let keys = checked;
-            if !keys.is_empty() {
-                redis::cmd("UNLINK")
-                    .arg(&keys)
-                    .query_async::<i64>(&mut *conn)
+            if !checked.is_empty() {
+                let unlinked = if matches!(conn, Conn::Cluster(_)) {
+                    // Keys of different slots: one UNLINK each, sent at once.
+                    try_join_all(checked.iter().map(|key| {
+                        let mut conn = conn.clone();
+                        async move {
+                            redis::cmd("UNLINK")
+                                .arg(key)
+                                .query_async::<i64>(&mut conn)
+                                .await
+                        }
+                    }))
                     .await
-                    .map_err(|e| self.redactor.error("flush (unlink)", e))?;
+                    .map(|_| ())
+                } else {
+                    redis::cmd("UNLINK")
+                        .arg(&checked)
+                        .query_async::<i64>(&mut *conn)
+                        .await
+                        .map(|_| ())
+                };
+                unlinked.map_err(|e| self.redactor.error("flush (unlink)", e))?;
             }
             if next_cursor == 0 {
                 return Ok(());
@@ -216,6 +286,26 @@ impl RedisStorage {
             cursor = next_cursor;
         }
     }
+}
+
+/// One slot of each master of a cluster (the first of its first range), from `CLUSTER NODES`.
+async fn cluster_masters(
+    conn: &mut redis::cluster_async::ClusterConnection,
+) -> redis::RedisResult<Vec<u16>> {
+    let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(conn).await?;
+    Ok(nodes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let flags = fields.get(2)?;
+            if !flags.contains("master") || flags.contains("fail") {
+                return None;
+            }
+            // "0-5460" or "5461"; entries in brackets are slots being moved.
+            let range = fields.get(8..)?.iter().find(|f| !f.starts_with('['))?;
+            range.split('-').next()?.parse().ok()
+        })
+        .collect())
 }
 
 /// Whose a key found under `prefix:` is, by what follows the prefix.
@@ -228,43 +318,14 @@ pub(crate) enum Owner {
     IfHashFields(&'static [&'static str]),
 }
 
-/// The store-wide keys (`common.lua` lists the layout).
-const STORE_KEYS: [&str; 17] = [
-    "ids",
-    "unique",
-    "queues",
-    "results",
-    "result-exp",
-    "result-waiters",
-    "dead",
-    "dead-seq",
-    "revoked",
-    "revoked-exp",
-    "revoked-scan",
-    "locks",
-    "lock-exp",
-    "paused",
-    "workers",
-    "worker-exp",
-    "cancel",
-];
-
 pub(crate) fn classify(rest: &[u8]) -> Owner {
     let Ok(rest) = std::str::from_utf8(rest) else {
         return Owner::Other;
     };
-    // A queue's keys start with its hash tag; prefixes never contain `{`.
-    if rest.starts_with('{') || STORE_KEYS.contains(&rest) {
+    // Every key but the rate windows starts with a hash tag (a queue's, or a store-wide
+    // group's `{~…}`); prefixes never contain `{`.
+    if rest.starts_with('{') {
         return Owner::Ours;
-    }
-    let is_id = |s: &str| s.parse::<queue_core::TaskId>().is_ok();
-    if rest.strip_prefix("dead:").is_some_and(is_id)
-        || rest.strip_prefix("result-wake:").is_some_and(is_id)
-    {
-        return Owner::Ours;
-    }
-    if rest.starts_with("lock:") {
-        return Owner::IfHashFields(&["o", "x"]);
     }
     if rest.starts_with("rate:") {
         return Owner::IfHashFields(&["n", "w"]);
@@ -294,11 +355,10 @@ mod tests {
         let id = queue_core::TaskId::new().to_string();
         for ours in [
             "{q}:ready",
-            "ids",
-            "dead",
-            "cancel",
-            &format!("dead:{id}"),
-            &format!("result-wake:{id}"),
+            "{~queues}:queues",
+            "{~workers}:cancel",
+            &format!("{{q}}:dead:{id}"),
+            &format!("{{q}}:result-wake:{id}"),
         ] {
             assert_eq!(classify(ours.as_bytes()), Owner::Ours, "{ours}");
         }
@@ -306,12 +366,12 @@ mod tests {
             "eu:ids",
             "eu:{q}:ready",
             "dead:eu:ids",
-            "idsx",
+            "ids",
             "result-wake:x",
         ] {
             assert_eq!(classify(other.as_bytes()), Owner::Other, "{other}");
         }
-        assert_eq!(classify(b"lock:l"), Owner::IfHashFields(&["o", "x"]));
+        assert_eq!(classify(b"rate:r"), Owner::IfHashFields(&["n", "w"]));
     }
 
     #[test]

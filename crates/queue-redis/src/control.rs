@@ -1,12 +1,13 @@
 //! Scheduling and control: reschedule, revocations, locks, rate limits.
 //!
-//! Revocations live in one hash `P:revoked` (`i:<id>` or `t:<task name>` →
-//! `"<until ms>|<once>"`), those with an end also in the expiry index `P:revoked-exp`; a lock is
-//! a hash `P:lock:<name>` with its owner and expiry (and a real `PEXPIRE` a minute past it, for
-//! cleanup), indexed by expiry in `P:lock-exp` (both indexes let `purge_expired` read only what
-//! lapsed; see `lock.lua`); a rate limit is a hash
-//! `P:rate:<key>` holding the start of the current fixed window and its hit count. Expiries are
-//! compared with the store's clock, never Redis' own.
+//! Revocations live in one hash `P:{~revoked}:revoked` (`i:<id>` or `t:<task name>` →
+//! `"<until ms>|<once>"`), those with an end also in the expiry index
+//! `P:{~revoked}:revoked-exp`; a lock is a hash `P:{~locks}:lock:<name>` with its owner and
+//! expiry (and a real `PEXPIRE` a minute past it, for cleanup), indexed by expiry in
+//! `P:{~locks}:lock-exp` (both indexes let `purge_expired` read only what lapsed; see
+//! `lock.lua`); a rate limit is a hash `P:rate:<key>` (a slot of its own) holding the start of
+//! the current fixed window and its hit count. Expiries are compared with the store's clock,
+//! never Redis' own. Each group is a hash tag of its own, never in a call with a queue's keys.
 
 use std::time::Duration;
 
@@ -27,8 +28,11 @@ fn field(target: &RevokeTarget) -> String {
 
 impl RedisStorage {
     pub(crate) async fn reschedule_task(&self, id: TaskId, eta: DateTime<Utc>) -> Result<bool> {
-        let mut inv = self.call(&self.scripts.reschedule, self.now_ms());
-        inv.arg(id.to_string()).arg(to_millis(eta));
+        let Some(queue) = self.pending_queue(id).await? else {
+            return Ok(false);
+        };
+        let mut inv = self.qcall(&self.scripts.reschedule, &queue, self.now_ms());
+        inv.arg(&*queue).arg(id.to_string()).arg(to_millis(eta));
         let n: i64 = self.run(inv, "reschedule").await?;
         Ok(n == 1)
     }
@@ -40,7 +44,7 @@ impl RedisStorage {
             .unwrap_or_default();
         let value = format!("{until}|{}", u8::from(revocation.once));
         // One script call: the revocation and its place in the expiry index (lock.lua).
-        let mut inv = self.call(&self.scripts.lock, self.now_ms());
+        let mut inv = self.wcall(&self.scripts.lock, "revoked", self.now_ms());
         inv.arg("revoke")
             .arg(field(&revocation.target))
             .arg(value)
@@ -52,7 +56,7 @@ impl RedisStorage {
     }
 
     pub(crate) async fn remove_revocation(&self, target: &RevokeTarget) -> Result<bool> {
-        let mut inv = self.call(&self.scripts.lock, self.now_ms());
+        let mut inv = self.wcall(&self.scripts.lock, "revoked", self.now_ms());
         inv.arg("restore").arg(field(target));
         let n: i64 = self.run(inv, "restore").await?;
         Ok(n > 0)
@@ -63,12 +67,12 @@ impl RedisStorage {
         // its script) or an EXISTS says.
         let any = || async {
             let mut exists = redis::cmd("EXISTS");
-            exists.arg(self.key("revoked"));
+            exists.arg(self.wkey("revoked", "revoked"));
             let n: i64 = self.cmd(&exists, "check revocations").await?;
             Ok::<_, Error>(n != 0)
         };
         let each = || async {
-            let mut inv = self.call(&self.scripts.check_revoked, self.now_ms());
+            let mut inv = self.wcall(&self.scripts.check_revoked, "revoked", self.now_ms());
             for (id, name) in tasks {
                 inv.arg(id.to_string()).arg(*name);
             }
@@ -86,7 +90,7 @@ impl RedisStorage {
     ) -> Result<bool> {
         let now = self.now_ms();
         let ttl = duration_millis(ttl);
-        let mut inv = self.call(&self.scripts.lock, now);
+        let mut inv = self.wcall(&self.scripts.lock, "locks", now);
         inv.arg("acquire")
             .arg(name)
             .arg(owner)
@@ -97,14 +101,14 @@ impl RedisStorage {
     }
 
     pub(crate) async fn lock_release(&self, name: &str, owner: &str) -> Result<bool> {
-        let mut inv = self.call(&self.scripts.lock, self.now_ms());
+        let mut inv = self.wcall(&self.scripts.lock, "locks", self.now_ms());
         inv.arg("release").arg(name).arg(owner);
         let n: i64 = self.run(inv, "release a lock").await?;
         Ok(n == 1)
     }
 
     pub(crate) async fn lock_flush(&self) -> Result<u64> {
-        let mut inv = self.call(&self.scripts.lock, self.now_ms());
+        let mut inv = self.wcall(&self.scripts.lock, "locks", self.now_ms());
         inv.arg("flush");
         let n: i64 = self.run(inv, "flush locks").await?;
         Ok(crate::wire::count64(n))
@@ -118,7 +122,7 @@ impl RedisStorage {
     ) -> Result<RateDecision> {
         let now = self.now_ms();
         let window = RateWindow::at(now, window);
-        let mut inv = self.call(&self.scripts.rate, now);
+        let mut inv = self.call(&self.scripts.rate, &self.key(&format!("rate:{key}")), now);
         inv.arg(key)
             .arg(window.start)
             .arg(limit)

@@ -1,9 +1,20 @@
 //! The hot path: enqueue, fetch, complete, extend, requeue expired leases. One script call per
-//! batch.
+//! batch and queue: a call works on one queue's keys (one Redis Cluster slot), so a batch that
+//! spans queues is a call per queue.
+//!
+//! **Follow-ups for other queues** (a pipeline's next stage on another queue) cannot be
+//! written in the completion's call. The call keeps them in the completed task's own queue,
+//! in `P:{Q}:outbox`, atomically with the outcome; right after it, the client enqueues them
+//! into their queues (by id: a second try is a duplicate while the first is pending) and
+//! removes them from the outbox. If the client dies in between, `purge_expired` (every
+//! consumer, once a minute) moves what has waited longer than [`OUTBOX_GRACE`]. So a
+//! follow-up is never lost; after such a crash it may run twice, like any task whose
+//! worker died.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future;
@@ -28,6 +39,10 @@ const ENQUEUE_CHUNK: usize = 256;
 
 /// Pipelined enqueue calls awaiting their replies at most.
 const ENQUEUE_IN_FLIGHT: usize = 4;
+
+/// How long a follow-up waits in its task's outbox before `purge_expired` moves it (the
+/// completing client moves it at once; this is for a client that died in between).
+pub(crate) const OUTBOX_GRACE_MS: i64 = 30_000;
 
 /// A pipelined script call: sent, its reply not yet taken.
 type PendingCall<'a> = Pin<
@@ -70,11 +85,36 @@ impl RedisStorage {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        if batch.len() <= ENQUEUE_CHUNK {
-            let inv = self.enqueue_call(&batch)?;
-            let reply: Vec<Value> = self.run(inv, "enqueue").await?;
-            return enqueue_outcomes(&batch, reply);
+        let groups = crate::locate::group_by(&batch, |_, env| Some(Arc::from(env.queue.as_str())));
+        if groups.len() == 1 {
+            return self.enqueue_queue(&batch).await;
         }
+        // One queue at a time, in order of first appearance; each queue's envelopes keep
+        // their order.
+        let mut out: Vec<Option<EnqueueOutcome>> = vec![None; batch.len()];
+        let mut slots: Vec<Option<Envelope>> = batch.into_iter().map(Some).collect();
+        for (_, indexes) in groups {
+            let part: Vec<Envelope> = indexes.iter().filter_map(|&i| slots[i].take()).collect();
+            for (i, outcome) in indexes.into_iter().zip(self.enqueue_queue(&part).await?) {
+                out[i] = Some(outcome);
+            }
+        }
+        out.into_iter()
+            .map(|o| o.ok_or_else(|| Error::storage_msg("redis", "an envelope was not enqueued")))
+            .collect()
+    }
+
+    /// Enqueues `batch`, envelopes of one queue (validated), and enters the queue in the
+    /// registry in the same round trip.
+    async fn enqueue_queue(&self, batch: &[Envelope]) -> Result<Vec<EnqueueOutcome>> {
+        let queue = batch.first().map(|e| e.queue.as_str()).unwrap_or_default();
+        let register = self.register_cmd([queue]);
+        if batch.len() <= ENQUEUE_CHUNK {
+            let inv = self.enqueue_call(batch)?;
+            let (_, reply): (i64, Vec<Value>) = self.run_with(&register, inv, "enqueue").await?;
+            return enqueue_outcomes(batch, reply);
+        }
+        self.cmd::<i64>(&register, "register a queue").await?;
         // A large batch goes as calls of ENQUEUE_CHUNK, pipelined on one connection: each is
         // sent as soon as it is encoded, so encoding the next overlaps the server's work on
         // this one. One connection keeps them in order, so FIFO holds across them, and an
@@ -117,6 +157,11 @@ impl RedisStorage {
                 failure.get_or_insert(e);
             }
         }
+        if failure.is_none() {
+            let mut conn = lane.conn.clone();
+            self.replicated(&mut conn, &self.qkey(queue, "task"), "enqueue")
+                .await?;
+        }
         match failure {
             None => Ok(out),
             Some(e) => Err(e),
@@ -148,10 +193,12 @@ impl RedisStorage {
         }
     }
 
-    /// One enqueue script call for `batch` (validated, at most a few thousand envelopes).
+    /// One enqueue script call for `batch` (validated, one queue, at most a few thousand
+    /// envelopes).
     fn enqueue_call(&self, batch: &[Envelope]) -> Result<Call<'_>> {
         let now = self.now_ms();
-        let mut inv = self.call(&self.scripts.enqueue, now);
+        let queue = batch.first().map(|e| e.queue.as_str()).unwrap_or_default();
+        let mut inv = self.qcall(&self.scripts.enqueue, queue, now);
         inv.arg(batch.len());
         let mut ord = Ordinals::new(batch.len());
         for env in batch {
@@ -171,7 +218,7 @@ impl RedisStorage {
         }
         let now = self.now_ms();
         let expires = now.saturating_add(duration_millis(lease));
-        let mut inv = self.call(&self.scripts.fetch, now);
+        let mut inv = self.qcall(&self.scripts.fetch, queue, now);
         inv.arg(queue).arg(max).arg(expires).arg(self.promote_limit);
         // One random base per fetch (one `getrandom` call, not one per task); consecutive
         // tokens from it are as unique as random ones, and kept within i64 like them.
@@ -180,10 +227,13 @@ impl RedisStorage {
             inv.arg((base.wrapping_add(i) & (i64::MAX as u64)).max(1));
         }
         let version = self.revocations.version();
-        let mut reply: Vec<Value> = self.run(inv, "fetch").await?;
-        // The last entry says whether any revocation exists: `check_revoked` of this batch,
-        // which follows, uses that answer instead of a call of its own.
-        let revocations = reply.pop().map(wire::int).transpose()?;
+        // Whether any revocation exists, asked in the same round trip (the revocations live
+        // under another hash tag): `check_revoked` of this batch, which follows, uses that
+        // answer instead of a call of its own.
+        let mut exists = redis::cmd("EXISTS");
+        exists.arg(self.wkey("revoked", "revoked"));
+        let (revocations, reply): (i64, Vec<Value>) = self.run_with(&exists, inv, "fetch").await?;
+        let revocations = Some(revocations);
         if reply.len() % FETCH_FIELDS != 0 {
             return Err(Error::decode(
                 "redis reply",
@@ -242,7 +292,7 @@ impl RedisStorage {
         if !garbage.is_empty() {
             // Still leased under our tokens: if this call fails, the lease runs out and the next
             // fetch meets the same garbage again. Nothing is handed out or lost.
-            let mut inv = self.call(&self.scripts.bury, self.now_ms());
+            let mut inv = self.qcall(&self.scripts.bury, queue, self.now_ms());
             inv.arg(queue);
             for (id, token, kind, reason) in garbage {
                 inv.arg(id).arg(token).arg(kind).arg(reason);
@@ -255,6 +305,7 @@ impl RedisStorage {
                 tracing::warn!(error = %err, "could not dead-letter undecodable tasks; they come back when their leases run out");
             }
         }
+        self.leases.leased(queue, out.iter().map(|d| d.lease.id));
         Ok(out)
     }
 
@@ -267,11 +318,69 @@ impl RedisStorage {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        let ids: Vec<TaskId> = batch.iter().map(|c| c.lease.id).collect();
+        // A completion of a task pending nowhere is stale without a call.
+        let queues = self.lease_queues(&ids).await?;
+        let groups = crate::locate::group_by(&batch, |i, _| queues[i].clone());
+        let batch = &batch;
+        let replies = future::try_join_all(groups.iter().map(|(queue, indexes)| async move {
+            let inv = self.complete_call(queue, batch, indexes)?;
+            let reply: Vec<i64> = self.run(inv, "complete").await?;
+            Ok::<_, Error>(reply)
+        }))
+        .await?;
+        let mut out = vec![AckStatus::Stale; batch.len()];
+        for ((_, indexes), reply) in groups.iter().zip(replies) {
+            for (&i, flag) in indexes.iter().zip(reply) {
+                out[i] = status(flag);
+            }
+        }
+        self.leases.forget(ids.iter().copied());
+        let acked_end = |i: usize| out[i] == AckStatus::Acked && ends(&batch[i].outcome);
+        // Follow-ups for other queues: from the outbox to their queues (see the module docs).
+        for (queue, indexes) in &groups {
+            let moved: Vec<Envelope> = indexes
+                .iter()
+                .filter(|&&i| acked_end(i))
+                .flat_map(|&i| batch[i].follow_ups.iter())
+                .filter(|env| env.queue != **queue)
+                .cloned()
+                .collect();
+            if !moved.is_empty() {
+                self.move_follow_ups(queue, moved).await;
+            }
+        }
+        // A revocation by id goes with its task (another hash tag: a call of its own, only
+        // while revocations may exist).
+        let ended: Vec<TaskId> = (0..batch.len())
+            .filter(|&i| acked_end(i))
+            .map(|i| ids[i])
+            .collect();
+        if !ended.is_empty() && !self.revocations.none_known(self.revocations.version()) {
+            let mut inv = self.wcall(&self.scripts.lock, "revoked", self.now_ms());
+            inv.arg("forget");
+            for id in &ended {
+                inv.arg(id.to_string());
+            }
+            if let Err(err) = self.run::<i64>(inv, "forget revocations").await {
+                tracing::warn!(error = %err, "could not remove the revocations of completed tasks");
+            }
+        }
+        Ok(out)
+    }
+
+    /// The complete script call for the completions `indexes` of `batch`, tasks of `queue`.
+    fn complete_call(
+        &self,
+        queue: &str,
+        batch: &[Completion],
+        indexes: &[usize],
+    ) -> Result<Call<'_>> {
         let now = self.now_ms();
-        let mut inv = self.call(&self.scripts.complete, now);
-        inv.arg(batch.len());
-        let mut ord = Ordinals::new(batch.iter().map(|c| c.follow_ups.len()).sum());
-        for c in &batch {
+        let mut inv = self.qcall(&self.scripts.complete, queue, now);
+        inv.arg(queue).arg(indexes.len());
+        let mut ord = Ordinals::new(indexes.iter().map(|&i| batch[i].follow_ups.len()).sum());
+        for c in indexes.iter().map(|&i| &batch[i]) {
             let member = wire::lease_member(&c.lease);
             let expires = c
                 .result_ttl
@@ -304,7 +413,6 @@ impl RedisStorage {
                 Outcome::Success { result } => result,
                 _ => &[],
             };
-            let ends = !matches!(c.outcome, Outcome::Retry { .. } | Outcome::Defer { .. });
             inv.arg(c.lease.id.to_string())
                 .arg(member)
                 .arg(kind)
@@ -314,17 +422,36 @@ impl RedisStorage {
                 .arg(failure.map(|f| f.message.as_str()).unwrap_or(""))
                 .arg(failure.map_or(0, |f| f.attempts))
                 .arg(expires);
-            if ends {
-                inv.arg(c.follow_ups.len());
-                for env in &c.follow_ups {
-                    push_envelope(&mut inv, env, &env.encode()?, now, &mut ord);
-                }
+            let (here, elsewhere): (Vec<&Envelope>, Vec<&Envelope>) = if ends(&c.outcome) {
+                c.follow_ups.iter().partition(|env| env.queue == queue)
             } else {
-                inv.arg(0);
+                (Vec::new(), Vec::new())
+            };
+            inv.arg(here.len()).arg(elsewhere.len());
+            for env in here {
+                push_envelope(&mut inv, env, &env.encode()?, now, &mut ord);
+            }
+            for env in elsewhere {
+                inv.arg(env.id.to_string()).arg(env.encode()?);
             }
         }
-        let reply: Vec<i64> = self.run(inv, "complete").await?;
-        Ok(reply.into_iter().map(status).collect())
+        Ok(inv)
+    }
+
+    /// Moves follow-ups that a completion of a task of `queue` left in that queue's outbox to
+    /// their own queues, then takes them out of the outbox. A failure is logged: they stay in
+    /// the outbox, and `purge_expired` moves them later.
+    pub(crate) async fn move_follow_ups(&self, queue: &str, follow_ups: Vec<Envelope>) {
+        let ids: Vec<String> = follow_ups.iter().map(|e| e.id.to_string()).collect();
+        if let Err(err) = self.enqueue_batch(follow_ups).await {
+            tracing::warn!(error = %err, queue, "could not enqueue follow-ups for other queues yet; purge_expired moves them later");
+            return;
+        }
+        let mut del = redis::cmd("HDEL");
+        del.arg(self.qkey(queue, "outbox")).arg(&ids);
+        if let Err(err) = self.cmd::<i64>(&del, "clear the outbox").await {
+            tracing::warn!(error = %err, queue, "could not clear moved follow-ups from the outbox");
+        }
     }
 
     pub(crate) async fn extend_leases(
@@ -336,13 +463,27 @@ impl RedisStorage {
             return Ok(Vec::new());
         }
         let now = self.now_ms();
-        let mut inv = self.call(&self.scripts.extend, now);
-        inv.arg(now.saturating_add(duration_millis(lease)));
-        for l in leases {
-            inv.arg(l.id.to_string()).arg(l.token.0);
+        let ids: Vec<TaskId> = leases.iter().map(|l| l.id).collect();
+        let queues = self.lease_queues(&ids).await?;
+        let groups = crate::locate::group_by(leases, |i, _| queues[i].clone());
+        let replies = future::try_join_all(groups.iter().map(|(queue, indexes)| async move {
+            let mut inv = self.qcall(&self.scripts.extend, queue, now);
+            inv.arg(&**queue)
+                .arg("extend")
+                .arg(now.saturating_add(duration_millis(lease)));
+            for l in indexes.iter().map(|&i| &leases[i]) {
+                inv.arg(l.id.to_string()).arg(l.token.0);
+            }
+            self.run::<Vec<i64>>(inv, "extend leases").await
+        }))
+        .await?;
+        let mut out = vec![AckStatus::Stale; leases.len()];
+        for ((_, indexes), reply) in groups.iter().zip(replies) {
+            for (&i, flag) in indexes.iter().zip(reply) {
+                out[i] = status(flag);
+            }
         }
-        let reply: Vec<i64> = self.run(inv, "extend leases").await?;
-        Ok(reply.into_iter().map(status).collect())
+        Ok(out)
     }
 
     /// Stores `raw` verbatim as a ready task of `queue` (priority 0, the default delivery
@@ -363,7 +504,7 @@ impl RedisStorage {
             .map(|e| e.task)
             .unwrap_or_else(|_| "?".into());
         let now = self.now_ms();
-        let mut inv = self.call(&self.scripts.enqueue, now);
+        let mut inv = self.qcall(&self.scripts.enqueue, queue, now);
         inv.arg(1);
         wire::push_task(
             &mut inv,
@@ -382,7 +523,9 @@ impl RedisStorage {
             },
             &raw,
         );
-        self.run::<Vec<Value>>(inv, "insert raw task").await?;
+        let register = self.register_cmd([queue]);
+        self.run_with::<i64, Vec<Value>>(&register, inv, "insert raw task")
+            .await?;
         Ok(())
     }
 
@@ -390,11 +533,16 @@ impl RedisStorage {
         if max == 0 {
             return Ok(0);
         }
-        let mut inv = self.call(&self.scripts.requeue_expired, self.now_ms());
+        let mut inv = self.qcall(&self.scripts.requeue_expired, queue, self.now_ms());
         inv.arg(queue).arg(max);
         let n: i64 = self.run(inv, "requeue expired leases").await?;
         Ok(wire::count64(n))
     }
+}
+
+/// Whether an outcome ends the task (its follow-ups are enqueued, its revocations go).
+fn ends(outcome: &Outcome) -> bool {
+    !matches!(outcome, Outcome::Retry { .. } | Outcome::Defer { .. })
 }
 
 fn status(flag: i64) -> AckStatus {

@@ -19,45 +19,49 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, RedisError};
+use redis::RedisError;
 use tokio::sync::Mutex;
+
+use crate::conn::{Conn, Connector};
 
 /// See the [module docs](self).
 pub(crate) struct Lanes {
-    client: Client,
-    config: AsyncConnectionConfig,
-    lanes: Vec<Mutex<Option<MultiplexedConnection>>>,
+    connector: Connector,
+    lanes: Vec<Mutex<Option<Conn>>>,
     next: AtomicUsize,
 }
 
-/// A connection taken from lane `lane`: a clone of its multiplexed connection.
+/// A connection taken from lane `lane`: a clone of its multiplexed (or cluster) connection.
 pub(crate) struct Lane {
     pub(crate) lane: usize,
-    pub(crate) conn: MultiplexedConnection,
+    pub(crate) conn: Conn,
 }
 
 impl std::ops::Deref for Lane {
-    type Target = MultiplexedConnection;
-    fn deref(&self) -> &MultiplexedConnection {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
         &self.conn
     }
 }
 
 impl std::ops::DerefMut for Lane {
-    fn deref_mut(&mut self) -> &mut MultiplexedConnection {
+    fn deref_mut(&mut self) -> &mut Conn {
         &mut self.conn
     }
 }
 
 impl Lanes {
-    pub(crate) fn new(client: Client, config: AsyncConnectionConfig, count: usize) -> Self {
+    pub(crate) fn new(connector: Connector, count: usize) -> Self {
         Self {
-            client,
-            config,
+            connector,
             lanes: (0..count.max(1)).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
         }
+    }
+
+    /// Whether the lanes reach a Redis Cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.connector.is_cluster()
     }
 
     /// How many lanes there are.
@@ -75,10 +79,7 @@ impl Lanes {
                 conn: conn.clone(),
             });
         }
-        let conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await?;
+        let conn = self.connector.connect().await?;
         *slot = Some(conn.clone());
         Ok(Lane { lane, conn })
     }
@@ -86,7 +87,9 @@ impl Lanes {
     /// Empties every lane if `err`, from a call on `lane`, means its connection is gone (see
     /// the [module docs](self)).
     pub(crate) async fn failed(&self, lane: usize, err: &RedisError) {
-        if broken(err) {
+        // A cluster connection reconnects to each node and refreshes the slot map itself
+        // (after a failover, a new master); a new one would start from the seeds again.
+        if broken(err) && !self.connector.is_cluster() {
             tracing::debug!(lane, "a Redis connection broke; every lane reconnects");
             for (i, slot) in self.lanes.iter().enumerate() {
                 if i == lane {

@@ -27,38 +27,54 @@
 //!   script (`src/lua/*.lua`). On Redis 7.0 and later they are functions of one library,
 //!   loaded once per server (`FUNCTION LOAD`) and called with `FCALL`; on older servers, or
 //!   with [`RedisOptions::functions`]`(false)`, each call is `EVALSHA`, loaded again on
-//!   `NOSCRIPT` (see the `scripts` module). A batch is one call, so a fetch of 100 tasks or a
-//!   completion of 100 outcomes is one round trip, and an `enqueue` of more than 256
-//!   envelopes is calls of 256 pipelined on one connection. A single-command change (revoke,
-//!   restore) is that command.
+//!   `NOSCRIPT` (see the `scripts` module). A batch is one call per queue, so a fetch of 100
+//!   tasks or a completion of 100 outcomes of one queue is one round trip, and an `enqueue`
+//!   of more than 256 envelopes is calls of 256 pipelined on one connection.
 //! * **No command per task.** A pending task is a few fields of its queue's task hash, not a
 //!   key of its own, and a result is a field of the results hash; so a script reads and writes
 //!   a whole batch with one variadic `HMGET` / `HSET` / `HDEL` / `ZADD` per key. (One key per
 //!   task cost a `redis.call` per task and field: Lua's call overhead, not Redis's work, was
 //!   most of the server's time.)
-//! * **Key layout.** Every key of queue `Q` carries the hash tag `{Q}`:
-//!   `skiff:{Q}:ready` (ZSET, score = `seq − priority · 2³⁷`, exact in a double, so higher
-//!   priority first and FIFO within a priority, and short for the default priority 0),
-//!   `skiff:{Q}:scheduled` (ZSET by run time), `skiff:{Q}:leased` (ZSET by lease expiry, member
-//!   `id|token`), `skiff:{Q}:task` (hash: per task, under its id, its ready score, run time,
-//!   delivery limit, name and envelope bytes), `skiff:{Q}:dlv`, `skiff:{Q}:att` and
-//!   `skiff:{Q}:uk` (deliveries that ended without an outcome, attempts and unique keys of the
-//!   tasks that have any), `skiff:{Q}:progress` (the newest progress of running tasks),
-//!   `skiff:{Q}:seq`, `skiff:{Q}:dead` and `skiff:{Q}:wake`. The full layout is in
-//!   `src/lua/common.lua`.
-//!   Store-wide keys: `skiff:ids` (id → queue of pending tasks, for lookups by id alone),
-//!   `skiff:unique`, `skiff:results` (hash id → result), `skiff:result-exp` (ZSET of results
-//!   with a TTL, by expiry), `skiff:result-waiters`, `skiff:dead:<id>`, `skiff:dead`,
-//!   `skiff:revoked`, `skiff:lock:<name>`, `skiff:rate:<key>`, `skiff:queues`, and for the
-//!   control plane `skiff:paused` (SET of paused queues), `skiff:workers` and
-//!   `skiff:worker-exp` (each worker's newest heartbeat and until when it is live),
-//!   `skiff:cancel` (ZSET task id → cancel request kept until).
+//! * **Key layout** (layout 2; the full map is in `src/lua/common.lua`). Every script call
+//!   works on the keys of one hash tag, named in its `KEYS[1]` (a Redis Cluster routes the
+//!   call by it, and the scripts refuse to build a key of another tag, on a single node too):
+//!   - Everything one task's lifecycle writes lives under its queue's tag `{Q}`:
+//!     `skiff:{Q}:ready` (ZSET, score = `seq − priority · 2³⁷`, exact in a double, so higher
+//!     priority first and FIFO within a priority, and short for the default priority 0),
+//!     `skiff:{Q}:scheduled` (ZSET by run time), `skiff:{Q}:leased` (ZSET by lease expiry,
+//!     member `id|token`), `skiff:{Q}:task` (hash: per pending task, under its id, its ready
+//!     score, run time, delivery limit, name and envelope bytes), `skiff:{Q}:dlv`,
+//!     `skiff:{Q}:att` and `skiff:{Q}:uk` (deliveries that ended without an outcome, attempts
+//!     and unique keys of the tasks that have any), `skiff:{Q}:unique` (unique key → id),
+//!     `skiff:{Q}:results` (+ `result-exp`, `result-waiters`, `result-wake:<id>`),
+//!     `skiff:{Q}:dead` (+ `dead-seq`, one hash `dead:<id>` per dead letter),
+//!     `skiff:{Q}:progress`, `skiff:{Q}:paused`, `skiff:{Q}:outbox`, `skiff:{Q}:seq` and
+//!     `skiff:{Q}:wake`.
+//!   - Store-wide data, each group under a tag of its own and never in a call with a queue's
+//!     keys: `skiff:{~queues}:queues` (the registry of queues) and `:layout`;
+//!     `skiff:{~revoked}:revoked` and `:revoked-exp`; `skiff:{~locks}:lock:<name>` and
+//!     `:lock-exp`; `skiff:{~workers}:workers`, `:worker-exp` and `:cancel`; and one key
+//!     (slot) per rate window, `skiff:rate:<key>`.
+//!   - **Ids and unique keys are per queue**: a fixed id or unique key is a duplicate of a
+//!     pending task of the same queue; the same in two queues makes two tasks.
+//!   - **Lookups by id alone** (`get_result`, `wait_result`, `get_task`, `get_dead`,
+//!     `reschedule`, `request_cancel`, …) find the task's queue without a store-wide index:
+//!     leases this client handed out are remembered, anything else is asked of every queue of
+//!     the registry at once (see `locate.rs`). Their cost grows with the number of queues.
+//!     `wait_result` for an id that is pending in no queue yet looks again every 100 ms.
+//!   - **Dead letters** are per queue; listing every queue merges the queues' oldest by time.
+//!   - **Follow-ups for another queue** (a next stage on another queue) wait in the completed
+//!     task's outbox, written atomically with the outcome, and are moved right after the
+//!     completion (or by `purge_expired` after a crash); see `hot.rs`.
+//!   - **Older stores**: a store written by Skiff before this layout (layout 1, store-wide
+//!     `skiff:ids`, `skiff:results`, …) is refused at open with what to do, never read as an
+//!     empty one; see `layout.rs`.
 //! * **Bounded work.** A fetch moves at most [`RedisOptions::promote_limit`] due scheduled tasks
 //!   and expired leases to ready, then pops at most `max` (no `unpack` of unbounded tables);
 //!   a backlog of any size is drained over successive fetches.
 //! * **Revocation checks** (once per fetched batch) cost nothing while no revocation exists:
-//!   each fetch answers whether any does (one `EXISTS` in its script), so a revocation written
-//!   by any process before a batch is fetched applies to it.
+//!   each fetch asks whether any does (one `EXISTS`, sent with the fetch's call), so a
+//!   revocation written by any process before a batch is fetched applies to it.
 //! * **Time** comes from the store's [`Clock`](queue_core::Clock) and is passed to every script:
 //!   lease expiry, eta, result, lock and revocation expiry, rate windows. Locks and rate windows
 //!   also get a real `PEXPIRE` a minute longer than their TTL, for cleanup only; expired results
@@ -90,22 +106,49 @@
 //!
 //! # Redis Cluster
 //!
-//! The hash tags put all of one queue's keys in one slot, but the scripts also touch the
-//! store-wide keys above (the id index, unique keys, results, the dead-letter index), and they
-//! build key names from the prefix instead of declaring them in `KEYS`. So this store needs a
-//! single Redis node (or a primary with replicas / Sentinel); on a Cluster, the cross-slot
-//! scripts would be refused. A cluster mode would move unique keys, results and dead tasks under
-//! `{Q}` with per-slot id indexes, and split batches by queue.
+//! `redis+cluster://[user:password@]host:port[,host:port…]/` (or `rediss+cluster://`) opens
+//! the store on a Redis Cluster through the `redis` crate's async cluster client: the nodes
+//! named are seeds, the store also seeds its client with every node the cluster has when it
+//! opens, and the client follows `MOVED` / `ASK` and refreshes its slot map after a failover.
 //!
+//! ```no_run
+//! # #[allow(dead_code)]
+//! # async fn demo() -> queue_core::Result<()> {
+//! let store = queue_redis::RedisStorage::connect("redis+cluster://10.0.0.5:7000/").await?;
+//! # let _ = store; Ok(()) }
+//! ```
+//!
+//! * The key layout above keeps every script call in one slot, so a cluster accepts them;
+//!   single-node Redis uses the same layout. A queue is the unit of sharding: a cluster
+//!   spreads queues over its masters, one queue's tasks live on one master.
+//! * A call whose queues live on several masters (an `enqueue` batch over queues, a
+//!   `complete` batch, a lookup by id in every queue) is a call per queue, sent at once.
+//! * Idle waits block on the master that owns their queue, each on a cluster connection of
+//!   its own, so one worker waits on queues of different masters at once (`wait.rs`).
+//! * During a failover calls fail with [`Error::Storage`](queue_core::Error::Storage) (the
+//!   client retries a few times first); they work again once a replica has taken over.
+//!
+//! # Replication
+//!
+//! Redis replicates asynchronously: after a failover (Cluster, Sentinel or by hand), what the
+//! old master acknowledged but had not sent to its replica is gone — a task enqueued, or a
+//! completion (that task then runs again). `?wait=N` in the URL
+//! ([`RedisOptions::wait_replicas`]) follows every call that changes the store with
+//! `WAIT N timeout` on the same connection (on a cluster, to the master of the call's slot),
+//! and reports success only once `N` replicas have the change; otherwise the call fails
+//! (the change stays applied on the master, and repeating the call is safe). The same option
+//! works on one master with replicas. `redis+sentinel://` is not supported.
+
 //! # Differences from the memory store
 //!
-//! None in the contract. Listing several queues at once (`queue: None`) orders ready tasks by
+//! None in the conformance suite's contract. Ids and unique keys are per queue (see above). Listing several queues at once (`queue: None`) orders ready tasks by
 //! priority, then by each queue's own enqueue sequence; the memory store has one sequence for all
 //! queues.
 
 #![doc(test(attr(deny(warnings))))]
 
 mod admin;
+mod conn;
 mod control;
 mod dead;
 #[cfg(feature = "fuzzing")]
@@ -113,6 +156,8 @@ mod dead;
 pub mod fuzzing;
 mod hot;
 mod lanes;
+mod layout;
+mod locate;
 mod options;
 mod plane;
 mod redact;

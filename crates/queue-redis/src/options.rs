@@ -47,6 +47,8 @@ pub struct RedisOptions {
     /// `ManualClock`) is trusted unless a bound is asked for explicitly.
     pub(crate) custom_clock: bool,
     pub(crate) skew_explicit: bool,
+    pub(crate) wait_replicas: u32,
+    pub(crate) wait_timeout: Duration,
 }
 
 /// The default of [`RedisOptions::max_clock_skew`].
@@ -70,7 +72,83 @@ impl RedisOptions {
             max_clock_skew: Some(DEFAULT_MAX_CLOCK_SKEW),
             custom_clock: false,
             skew_explicit: false,
+            wait_replicas: 0,
+            wait_timeout: Duration::from_secs(1),
         }
+    }
+
+    /// How many replicas must have each change before a call reports success (default 0:
+    /// none; in the URL, `?wait=N`). After every call that changes the store, the store sends
+    /// `WAIT N timeout` on the same connection (on a cluster, to every master), and fails the
+    /// call with [`Error::Storage`] if fewer than `N` replicas acknowledged it within
+    /// [`wait_timeout`](Self::wait_timeout). So an enqueue or a completion that succeeded is
+    /// on `N` replicas, and survives a failover to one of them.
+    ///
+    /// Without it, replication is asynchronous: a failover loses what the old master
+    /// acknowledged but had not sent yet (an enqueued task, or a completion — that task then
+    /// runs again). A call that fails its wait was still applied on the master: repeating it is
+    /// safe (an enqueue by id is a duplicate, a completion is stale).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = queue_redis::RedisOptions::new("redis://127.0.0.1/0")
+    ///     .wait_replicas(1)
+    ///     .wait_timeout(Duration::from_millis(500));
+    /// # drop(options);
+    /// ```
+    pub fn wait_replicas(mut self, replicas: u32) -> Self {
+        self.wait_replicas = replicas;
+        self
+    }
+
+    /// How long each `WAIT` of [`wait_replicas`](Self::wait_replicas) waits for the replicas
+    /// (default 1 s; in the URL, `?wait_timeout_ms=N`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = queue_redis::RedisOptions::new("redis://127.0.0.1/0?wait=1&wait_timeout_ms=250");
+    /// # drop(options);
+    /// ```
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.wait_timeout = timeout;
+        self
+    }
+
+    /// Takes Skiff's own query parameters (`wait`, `wait_timeout_ms`) out of the URL into
+    /// these options; the rest of the URL is the client's.
+    pub(crate) fn take_url_options(&mut self) -> Result<()> {
+        let Some((base, query)) = self.url.split_once('?') else {
+            return Ok(());
+        };
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let number = || {
+                value.parse::<u64>().map_err(|_| {
+                    Error::InvalidInput(format!(
+                        "Redis URL option `{key}` must be a whole number, got `{value}`"
+                    ))
+                })
+            };
+            match key {
+                "wait" => {
+                    self.wait_replicas = u32::try_from(number()?).map_err(|_| {
+                        Error::InvalidInput(format!("Redis URL option `wait={value}` is too large"))
+                    })?
+                }
+                "wait_timeout_ms" => self.wait_timeout = Duration::from_millis(number()?),
+                _ => kept.push(pair),
+            }
+        }
+        self.url = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        Ok(())
     }
 
     /// Connections for ordinary commands (default 4). Each is multiplexed: every concurrent
@@ -190,6 +268,12 @@ impl RedisOptions {
                 "Redis promote limit must be at least 1".into(),
             ));
         }
+        if self.wait_replicas > 0 && self.wait_timeout < Duration::from_millis(1) {
+            // `WAIT n 0` would block forever.
+            return Err(Error::InvalidInput(
+                "Redis wait timeout must be at least 1 ms".into(),
+            ));
+        }
         if self.block_timeout < Duration::from_millis(10) {
             return Err(Error::InvalidInput(
                 "Redis block timeout must be at least 10 ms".into(),
@@ -213,5 +297,32 @@ impl fmt::Debug for RedisOptions {
             .field("promote_limit", &self.promote_limit)
             .field("functions", &self.functions)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::RedisOptions;
+
+    #[test]
+    fn skiffs_url_options_are_taken_out_of_the_url() {
+        let mut o = RedisOptions::new("redis://h:1/0?wait=2&protocol=resp3&wait_timeout_ms=250");
+        o.take_url_options().unwrap();
+        assert_eq!(o.url, "redis://h:1/0?protocol=resp3");
+        assert_eq!(
+            (o.wait_replicas, o.wait_timeout),
+            (2, Duration::from_millis(250))
+        );
+        let mut o = RedisOptions::new("redis+cluster://h:1/?wait=1");
+        o.take_url_options().unwrap();
+        assert_eq!(o.url, "redis+cluster://h:1/");
+        assert!(RedisOptions::new("redis://h/0?wait=x")
+            .take_url_options()
+            .is_err());
+        let mut o = RedisOptions::new("redis://h/0?wait=1&wait_timeout_ms=0");
+        o.take_url_options().unwrap();
+        assert!(o.validate().is_err(), "WAIT 1 0 would block forever");
     }
 }

@@ -26,6 +26,8 @@ pub(crate) struct LuaScript {
     function: String,
     code: String,
     sha: String,
+    /// Whether it may change the store (every script but the read-only ones).
+    pub(crate) writes: bool,
 }
 
 /// Every script of the store, and the library that holds them as functions.
@@ -120,7 +122,7 @@ impl Scripts {
             library.push_str(&format!(
                 "local function body_{short}()\n{body}\nend\n\
                  LOADING.register_function{{function_name = '{NAME}_{short}', flags = {{{flags}}},\n  \
-                 callback = function(_, args)\n    init(args)\n    return body_{short}()\n  end}}\n"
+                 callback = function(keys, args)\n    init(keys, args)\n    return body_{short}()\n  end}}\n"
             ));
         }
         // A name per version of the whole library (sha1, as Redis names scripts), so a store
@@ -128,9 +130,12 @@ impl Scripts {
         let name = format!("skiff_{}", &Script::new(&library).get_hash()[..12]);
         let library = library.replace(NAME, &name);
         let mut scripts = BODIES
-            .map(|(short, body, _)| {
-                let code = format!("local EVAL_ARGS = ARGV\n{COMMON}\ninit(EVAL_ARGS)\n{body}");
+            .map(|(short, body, flags)| {
+                let code = format!(
+                    "local EVAL_KEYS, EVAL_ARGS = KEYS, ARGV\n{COMMON}\ninit(EVAL_KEYS, EVAL_ARGS)\n{body}"
+                );
                 LuaScript {
+                    writes: flags != READS,
                     function: format!("{name}_{short}"),
                     sha: Script::new(&code).get_hash().to_owned(),
                     code,
@@ -171,16 +176,19 @@ impl Scripts {
 }
 
 /// One call of a script, built argument by argument (like [`redis::ScriptInvocation`]) and
-/// run by [`RedisStorage::run`](crate::RedisStorage): `FCALL name 0 args…` or
-/// `EVALSHA sha 0 args…`.
+/// run by [`RedisStorage::run`](crate::RedisStorage): `FCALL name 1 key args…` or
+/// `EVALSHA sha 1 key args…`, where `key` is a key of the hash tag the call works in (a
+/// cluster routes the call by it; see `lua/common.lua`).
 pub(crate) struct Call<'a> {
     pub(crate) script: &'a LuaScript,
+    /// The key the call is routed by.
+    pub(crate) key: String,
     pub(crate) cmd: Cmd,
     pub(crate) functions: bool,
 }
 
 impl<'a> Call<'a> {
-    pub(crate) fn new(script: &'a LuaScript, functions: bool) -> Self {
+    pub(crate) fn new(script: &'a LuaScript, functions: bool, key: &str) -> Self {
         let mut cmd = if functions {
             let mut c = redis::cmd("FCALL");
             c.arg(&script.function);
@@ -190,9 +198,10 @@ impl<'a> Call<'a> {
             c.arg(&script.sha);
             c
         };
-        cmd.arg(0);
+        cmd.arg(1).arg(key);
         Self {
             script,
+            key: key.to_owned(),
             cmd,
             functions,
         }

@@ -21,10 +21,28 @@ use redis::{
     AsyncConnectionConfig, ConnectionInfo, FromRedisValue, IntoConnectionInfo, RedisResult,
 };
 
+use crate::conn::{Conn, Connector};
 use crate::lanes::{Lane, Lanes};
+use crate::locate::LeaseQueues;
 use crate::options::RedisOptions;
 use crate::redact::Redactor;
 use crate::scripts::{self, Call, LuaScript, Scripts};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+
+/// The connections for blocking waits (see `wait.rs`).
+pub(crate) enum BlockingPool {
+    /// One server: a `deadpool-redis` pool.
+    Single(Pool),
+    /// A cluster: a cluster connection per wait.
+    Cluster(Box<ClusterBlocking>),
+}
+
+/// Cluster connections for blocking waits: at most `permits` at a time, idle ones kept.
+pub(crate) struct ClusterBlocking {
+    pub(crate) client: redis::cluster::ClusterClient,
+    pub(crate) idle: std::sync::Mutex<Vec<redis::cluster_async::ClusterConnection>>,
+    pub(crate) permits: Arc<tokio::sync::Semaphore>,
+}
 
 /// Skiff's Redis store. See the [crate docs](crate) for the key layout and guarantees.
 ///
@@ -45,7 +63,7 @@ use crate::scripts::{self, Call, LuaScript, Scripts};
 /// ```
 pub struct RedisStorage {
     pub(crate) lanes: Lanes,
-    pub(crate) blocking: Pool,
+    pub(crate) blocking: BlockingPool,
     pub(crate) scripts: Scripts,
     /// Whether calls run as Redis Functions (else scripts); see the `scripts` module.
     pub(crate) functions: AtomicBool,
@@ -59,6 +77,11 @@ pub struct RedisStorage {
     pub(crate) revocations: RevocationCache,
     /// How far this process's clock may be from the server's (`RedisOptions::max_clock_skew`).
     pub(crate) max_clock_skew: Option<Duration>,
+    /// The queue of each lease handed out and not completed (see `locate.rs`).
+    pub(crate) leases: LeaseQueues,
+    /// `RedisOptions::wait_replicas` and `wait_timeout` (ms).
+    pub(crate) wait_replicas: u32,
+    pub(crate) wait_timeout_ms: u64,
 }
 
 impl fmt::Debug for RedisStorage {
@@ -66,6 +89,7 @@ impl fmt::Debug for RedisStorage {
         f.debug_struct("RedisStorage")
             .field("url", &self.redactor.url())
             .field("prefix", &self.prefix)
+            .field("cluster", &self.lanes.is_cluster())
             .field("lanes", &self.lanes.len())
             .field("connected", &self.lanes.connected())
             .finish_non_exhaustive()
@@ -96,7 +120,9 @@ impl RedisStorage {
     /// Connects to the server at `url` with default [`RedisOptions`].
     ///
     /// `redis://[:password@]host[:port][/db]`, `redis://user:password@…`, or `rediss://…` for
-    /// TLS (server certificates checked against the Web PKI roots). Fails with
+    /// TLS (server certificates checked against the Web PKI roots);
+    /// `redis+cluster://host:port[,host:port…]/` for a Redis Cluster (see the
+    /// [crate docs](crate#redis-cluster)). Fails with
     /// [`Error::Storage`](queue_core::Error::Storage) if the server cannot be reached or refuses
     /// the credentials; no message ever contains the password.
     ///
@@ -127,37 +153,62 @@ impl RedisStorage {
     /// .await?;
     /// # let _ = store; Ok(()) }
     /// ```
-    pub async fn open(options: RedisOptions) -> Result<Self> {
+    pub async fn open(mut options: RedisOptions) -> Result<Self> {
+        options.take_url_options()?;
         options.validate()?;
         let redactor = Redactor::for_url(&options.url);
-        let info = connection_info(&options.url, &redactor)?;
-        if options.url.starts_with("rediss:") {
+        if options.url.starts_with("rediss") {
             // Only one provider is compiled in; a second install attempt is harmless.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let build = |size: usize, response: Option<Duration>| -> Result<Pool> {
-            let config = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(options.connect_timeout))
-                .set_response_timeout(response);
-            let manager = deadpool_redis::Manager::new_with_config(info.clone(), config)
-                .map_err(|e| redactor.error("configuring the Redis client", e))?;
-            Pool::builder(manager)
-                .max_size(size)
-                .runtime(Runtime::Tokio1)
-                .wait_timeout(Some(options.response_timeout))
-                .create_timeout(Some(options.connect_timeout))
-                .recycle_timeout(Some(options.connect_timeout))
-                .build()
-                .map_err(|e| redactor.error("building the connection pool", e))
+        let (lanes, blocking) = match crate::conn::cluster_seeds(&options.url) {
+            Some(seeds) => {
+                for seed in &seeds {
+                    connection_info(seed, &redactor)?;
+                }
+                let seeds = Self::discover(&options, &seeds, &redactor).await?;
+                let cluster = |response| {
+                    crate::conn::cluster_client(&seeds, options.connect_timeout, response)
+                        .map_err(|e| redactor.error("configuring the Redis Cluster client", e))
+                };
+                let lanes = Lanes::new(
+                    Connector::Cluster(cluster(Some(options.response_timeout))?),
+                    options.pool_size,
+                );
+                let blocking = BlockingPool::Cluster(Box::new(ClusterBlocking {
+                    client: cluster(None)?,
+                    idle: std::sync::Mutex::new(Vec::new()),
+                    permits: Arc::new(tokio::sync::Semaphore::new(
+                        options.blocking_pool_size.max(1),
+                    )),
+                }));
+                (lanes, blocking)
+            }
+            None => {
+                let info = connection_info(&options.url, &redactor)?;
+                let client = redis::Client::open(info.clone())
+                    .map_err(|e| redactor.error("configuring the Redis client", e))?;
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(options.connect_timeout))
+                    .set_response_timeout(Some(options.response_timeout));
+                let lanes = Lanes::new(Connector::Single(client, config), options.pool_size);
+                // Blocking commands wait as long as they were told to; the caller bounds them.
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(options.connect_timeout))
+                    .set_response_timeout(None);
+                let manager = deadpool_redis::Manager::new_with_config(info, config)
+                    .map_err(|e| redactor.error("configuring the Redis client", e))?;
+                let pool = Pool::builder(manager)
+                    .max_size(options.blocking_pool_size)
+                    .runtime(Runtime::Tokio1)
+                    .wait_timeout(Some(options.response_timeout))
+                    .create_timeout(Some(options.connect_timeout))
+                    .recycle_timeout(Some(options.connect_timeout))
+                    .build()
+                    .map_err(|e| redactor.error("building the connection pool", e))?;
+                (lanes, BlockingPool::Single(pool))
+            }
         };
-        let client = redis::Client::open(info.clone())
-            .map_err(|e| redactor.error("configuring the Redis client", e))?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.response_timeout));
-        let lanes = Lanes::new(client, config, options.pool_size);
-        // Blocking commands wait as long as they were told to; the caller bounds them.
-        let blocking = build(options.blocking_pool_size, None)?;
         let max_clock_skew = options.skew_bound();
         let store = Self {
             lanes,
@@ -172,6 +223,9 @@ impl RedisStorage {
             promote_limit: options.promote_limit,
             revocations: RevocationCache::default(),
             max_clock_skew,
+            leases: LeaseQueues::default(),
+            wait_replicas: options.wait_replicas,
+            wait_timeout_ms: u64::try_from(options.wait_timeout.as_millis()).unwrap_or(u64::MAX),
         };
         let mut conn = store.conn().await?;
         redis::cmd("PING")
@@ -184,6 +238,7 @@ impl RedisStorage {
                 return Err(Error::InvalidInput(skew_message(skew, bound)));
             }
         }
+        store.check_layout().await?;
         if options.functions {
             // Servers before 7.0 (no FUNCTION command) and users without the right to load
             // functions run the same code as scripts instead.
@@ -201,6 +256,32 @@ impl RedisStorage {
             store.functions.store(functions, Ordering::Relaxed);
         }
         Ok(store)
+    }
+
+    /// The seeds of a cluster client: those of the URL and every node the cluster knows now
+    /// (so the store can connect again while the node its URL names is down).
+    async fn discover(
+        options: &RedisOptions,
+        seeds: &[String],
+        redactor: &Redactor,
+    ) -> Result<Vec<String>> {
+        let probe = crate::conn::cluster_client(
+            seeds,
+            options.connect_timeout,
+            Some(options.response_timeout),
+        )
+        .map_err(|e| redactor.error("configuring the Redis Cluster client", e))?;
+        let mut conn = probe
+            .get_async_connection()
+            .await
+            .map_err(|e| redactor.error("connecting to the Redis Cluster", e))?;
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redactor.error("CLUSTER NODES", e))?;
+        let found = crate::conn::node_addresses(&nodes);
+        Ok(crate::conn::cluster_seeds_with(&options.url, &found).unwrap_or_else(|| seeds.to_vec()))
     }
 
     /// How far this process's clock is ahead of the Redis server's, in milliseconds (negative:
@@ -269,18 +350,45 @@ impl RedisStorage {
             .map_err(|e| self.redactor.error("connecting", e))
     }
 
-    /// Starts a script call with the arguments every script takes: prefix and now.
-    pub(crate) fn call<'a>(&self, script: &'a LuaScript, now: i64) -> Call<'a> {
-        let mut call = Call::new(script, self.functions.load(Ordering::Relaxed));
+    /// Starts a script call routed by `key` (a key of the hash tag the call works in) with
+    /// the arguments every script takes: prefix and now.
+    pub(crate) fn call<'a>(&self, script: &'a LuaScript, key: &str, now: i64) -> Call<'a> {
+        let mut call = Call::new(script, self.functions.load(Ordering::Relaxed), key);
         call.arg(self.prefix.as_str()).arg(now);
         call
     }
 
-    /// Runs a script call.
+    /// Starts a script call on the keys of `queue` (see [`call`](Self::call)).
+    pub(crate) fn qcall<'a>(&self, script: &'a LuaScript, queue: &str, now: i64) -> Call<'a> {
+        self.call(script, &self.qkey(queue, "task"), now)
+    }
+
+    /// Starts a script call on the store-wide group `group` (see [`call`](Self::call)).
+    pub(crate) fn wcall<'a>(&self, script: &'a LuaScript, group: &str, now: i64) -> Call<'a> {
+        self.call(script, &self.wkey(group, group), now)
+    }
+
+    /// Key `suffix` of queue `queue`: `P:{queue}:suffix` (see `lua/common.lua`).
+    pub(crate) fn qkey(&self, queue: &str, suffix: &str) -> String {
+        format!("{}:{{{queue}}}:{suffix}", self.prefix)
+    }
+
+    /// Key `name` of the store-wide group `group`: `P:{~group}:name` (see `lua/common.lua`).
+    pub(crate) fn wkey(&self, group: &str, name: &str) -> String {
+        format!("{}:{{~{group}}}:{name}", self.prefix)
+    }
+
+    /// Runs a script call (then, if it may write, waits for the replicas:
+    /// [`replicated`](Self::replicated)).
     pub(crate) async fn run<T: FromRedisValue>(&self, call: Call<'_>, what: &str) -> Result<T> {
         let mut conn = self.conn().await?;
         match self.invoke(&mut *conn, &call).await {
-            Ok(v) => Ok(v),
+            Ok(v) => {
+                if call.script.writes {
+                    self.replicated(&mut conn.conn, &call.key, what).await?;
+                }
+                Ok(v)
+            }
             Err(e) => {
                 self.lanes.failed(conn.lane, &e).await;
                 Err(self.redactor.error(what, e))
@@ -288,16 +396,68 @@ impl RedisStorage {
         }
     }
 
-    /// Runs a script call on `conn`.
-    pub(crate) async fn run_on<T: FromRedisValue>(
+    /// With [`RedisOptions::wait_replicas`] set: `WAIT n timeout` on `conn` after a change
+    /// made on it to `key`'s slot, and an error unless `n` replicas acknowledged it in time.
+    /// On a cluster it goes to the master of `key`'s slot, over the connection the change
+    /// went on.
+    pub(crate) async fn replicated(&self, conn: &mut Conn, key: &str, what: &str) -> Result<()> {
+        if self.wait_replicas == 0 {
+            return Ok(());
+        }
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(self.wait_replicas).arg(self.wait_timeout_ms);
+        let acked = match conn {
+            Conn::Single(c) => wait.query_async::<i64>(c).await,
+            Conn::Cluster(c) => {
+                let to = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                    Route::with_key(key, SlotAddr::Master),
+                ));
+                c.route_command(wait, to)
+                    .await
+                    .and_then(|v| redis::from_redis_value::<i64>(v).map_err(Into::into))
+            }
+        };
+        let acked = acked.map_err(|e| self.redactor.error(what, e))?;
+        if acked < i64::from(self.wait_replicas) {
+            return Err(Error::storage_msg(
+                "redis",
+                format!(
+                    "{what}: {acked} of {} replicas acknowledged the change within {} ms; it is \
+                     applied on the master but a failover could lose it (repeating the call is \
+                     safe)",
+                    self.wait_replicas, self.wait_timeout_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs the command `first` and the script call `call` on one shared connection at once
+    /// (pipelined: one round trip on a single server). Returns both replies.
+    pub(crate) async fn run_with<F: FromRedisValue, T: FromRedisValue>(
         &self,
-        conn: &mut impl ConnectionLike,
+        first: &redis::Cmd,
         call: Call<'_>,
         what: &str,
-    ) -> Result<T> {
-        self.invoke(conn, &call)
-            .await
-            .map_err(|e| self.redactor.error(what, e))
+    ) -> Result<(F, T)> {
+        let lane = self.conn().await?;
+        let (mut a, mut b) = (lane.conn.clone(), lane.conn.clone());
+        let (x, y) = futures::join!(
+            first.query_async::<F>(&mut a),
+            self.invoke::<T>(&mut b, &call)
+        );
+        match (x, y) {
+            (Ok(x), Ok(y)) => {
+                if call.script.writes {
+                    self.replicated(&mut b, &call.key, what).await?;
+                }
+                Ok((x, y))
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                self.lanes.failed(lane.lane, &e).await;
+                Err(self.redactor.error(what, e))
+            }
+        }
     }
 
     /// Runs a script call on `conn`; when the server has lost the script or library, loads it
@@ -334,6 +494,8 @@ impl RedisStorage {
         }
     }
 
+    /// A key directly under the prefix, without a hash tag: `P:rest` (rate windows; the
+    /// store-wide keys of the old layout).
     pub(crate) fn key(&self, rest: &str) -> String {
         format!("{}:{rest}", self.prefix)
     }

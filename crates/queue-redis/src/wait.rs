@@ -16,9 +16,12 @@
 //!
 //! # Result waiters
 //!
-//! `wait_result` reads the result once; if there is none it enters the id in the ZSET
-//! `P:result-waiters` (score: until when it waits) and reads again, then blocks with
-//! `BLMOVE wake wake LEFT RIGHT` on `P:result-wake:<id>`. The completion script pushes one token
+//! A result lives under its task's queue's hash tag (`P:{Q}:results`), found by id alone as
+//! `locate.rs` describes. `wait_result` reads the result once; if there is none and the task
+//! is pending in queue `Q`, it enters the id in the ZSET `P:{Q}:result-waiters` (score: until
+//! when it waits) and reads again, then blocks with `BLMOVE wake wake LEFT RIGHT` on
+//! `P:{Q}:result-wake:<id>`. While the task is pending in no queue (not enqueued yet), it
+//! looks again every [`UNKNOWN_POLL`]: without a store-wide index nothing could wake it. The completion script pushes one token
 //! there (with a 30 s expiry) only for ids in that set, and takes them out; when nobody waits
 //! at all a batch of results costs one `ZCARD`. A result written between the read and the block
 //! is never missed (the id was entered before the read); `purge_expired` drops the entries of
@@ -27,26 +30,38 @@
 //!
 //! # Blocking connections
 //!
+//! On a Redis Cluster each wait takes a cluster connection of its own (at most
+//! `blocking_pool_size` at a time), so a `BLPOP` blocks on the master that owns its queue and
+//! holds nothing another wait needs: the wake-ups of queues on different masters are
+//! independent.
+//!
 //! A blocking command holds its connection until it returns, so blocking waits use their own
 //! pool (`blocking_pool_size`) without a response timeout; each wait is bounded by the caller's
 //! timeout plus a margin instead. If a wait is cancelled (its future dropped) or fails, its
 //! connection is closed rather than returned to the pool, so nobody inherits a connection with a
 //! `BLPOP` still pending on it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_redis::{PoolError, Timeouts};
 use queue_core::clock::duration_millis;
 use queue_core::storage::StoredResult;
-use queue_core::{Result, TaskId};
+use queue_core::{Envelope, Result, TaskId};
 use redis::Value;
 use tokio::time::Instant;
 
+use crate::hot::OUTBOX_GRACE_MS;
+use crate::locate::{PENDING, RESULT};
 use crate::store::RedisStorage;
+use crate::store::{BlockingPool, ClusterBlocking};
 use crate::wire;
 
 /// What `lua/peek.lua` answers for a paused queue.
 const PAUSED: i64 = -2;
+
+/// How often `wait_result` looks for a task that is pending in no queue (see the module docs).
+const UNKNOWN_POLL: Duration = Duration::from_millis(100);
 
 /// Extra time a blocking command is given beyond its own server-side timeout.
 const BLOCK_MARGIN: Duration = Duration::from_secs(2);
@@ -72,12 +87,25 @@ impl RedisStorage {
     /// Runs a blocking command (`BLPOP` / `BLMOVE`) that waits at most `wait` on the server.
     /// Returns whether it popped a token.
     async fn block_on(&self, cmd: redis::Cmd, wait: Duration, what: &str) -> Result<bool> {
+        match &self.blocking {
+            BlockingPool::Single(pool) => self.block_on_single(pool, cmd, wait, what).await,
+            BlockingPool::Cluster(pool) => self.block_on_cluster(pool, cmd, wait, what).await,
+        }
+    }
+
+    async fn block_on_single(
+        &self,
+        pool: &deadpool_redis::Pool,
+        cmd: redis::Cmd,
+        wait: Duration,
+        what: &str,
+    ) -> Result<bool> {
         let timeouts = Timeouts {
             wait: Some(wait),
             create: Some(self.connect_timeout),
             recycle: Some(self.connect_timeout),
         };
-        let conn = match self.blocking.timeout_get(&timeouts).await {
+        let conn = match pool.timeout_get(&timeouts).await {
             Ok(conn) => conn,
             // Every blocking connection stayed busy for the whole wait (raise
             // `blocking_pool_size`); the caller checks again.
@@ -105,10 +133,53 @@ impl RedisStorage {
         }
     }
 
+    /// On a cluster: a cluster connection of its own per wait (a blocking command holds the
+    /// connection to its key's master), routed by the key like any call; kept for the next
+    /// wait only when the command completed.
+    async fn block_on_cluster(
+        &self,
+        pool: &ClusterBlocking,
+        cmd: redis::Cmd,
+        wait: Duration,
+        what: &str,
+    ) -> Result<bool> {
+        let Ok(Ok(_permit)) =
+            tokio::time::timeout(wait, Arc::clone(&pool.permits).acquire_owned()).await
+        else {
+            return Ok(false);
+        };
+        let idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => tokio::time::timeout(self.connect_timeout, pool.client.get_async_connection())
+                .await
+                .map_err(|_| {
+                    self.redactor
+                        .error(what, "connecting to the cluster timed out")
+                })?
+                .map_err(|e| self.redactor.error(what, e))?,
+        };
+        let reply =
+            tokio::time::timeout(wait + BLOCK_MARGIN, cmd.query_async::<Value>(&mut conn)).await;
+        match reply {
+            Ok(Ok(value)) => {
+                pool.idle
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(conn);
+                Ok(!matches!(value, Value::Nil))
+            }
+            Ok(Err(e)) => Err(self.redactor.error(what, e)),
+            Err(_) => Err(self
+                .redactor
+                .error(what, "the server did not answer a blocking wait in time")),
+        }
+    }
+
     pub(crate) async fn wait_work(&self, queue: &str, timeout: Duration) -> Result<()> {
         let deadline = queue_core::clock::deadline(timeout.min(self.block_timeout));
         loop {
-            let mut inv = self.call(&self.scripts.peek, self.now_ms());
+            let mut inv = self.qcall(&self.scripts.peek, queue, self.now_ms());
             inv.arg(queue);
             let until: i64 = self.run(inv, "checking for work").await?;
             if until == 0 {
@@ -122,8 +193,7 @@ impl RedisStorage {
                 return Ok(());
             }
             let mut cmd = redis::cmd("BLPOP");
-            cmd.arg(self.key(&format!("{{{queue}}}:wake")))
-                .arg(seconds(wait));
+            cmd.arg(self.qkey(queue, "wake")).arg(seconds(wait));
             let woken = self.block_on(cmd, wait, "waiting for work").await?;
             // A token popped while paused: look again (resumed?) rather than return at once.
             if !(woken && until == PAUSED) {
@@ -132,28 +202,58 @@ impl RedisStorage {
         }
     }
 
-    pub(crate) async fn read_result(&self, id: TaskId) -> Result<Option<StoredResult>> {
+    /// The result of `id` in queue `queue`, if any (and unexpired).
+    async fn read_result_in(&self, queue: &str, id: TaskId) -> Result<Option<StoredResult>> {
         let mut cmd = redis::cmd("HGET");
-        cmd.arg(self.key("results")).arg(id.to_string());
+        cmd.arg(self.qkey(queue, "results")).arg(id.to_string());
         let raw: Option<Vec<u8>> = self.cmd(&cmd, "reading a result").await?;
         Ok(raw.and_then(|raw| parse_result(&raw, self.now_ms())))
     }
 
-    /// Flags `id` as awaited for `wait` (so its completion pushes a wake-up token), then
-    /// reads its result: one round trip, in that order.
-    async fn flag_and_read(&self, id: TaskId, wait: Duration) -> Result<Option<StoredResult>> {
+    /// The result of `id` in the queues `places` says have one, first by queue name; and the
+    /// queue where `id` is pending, if any.
+    async fn result_in(
+        &self,
+        id: TaskId,
+        places: &[(String, u8)],
+    ) -> Result<(Option<StoredResult>, Option<String>)> {
+        for (q, _) in places.iter().filter(|(_, f)| f & RESULT != 0) {
+            if let Some(result) = self.read_result_in(q, id).await? {
+                return Ok((Some(result), None));
+            }
+        }
+        let pending = places
+            .iter()
+            .find(|(_, f)| f & PENDING != 0)
+            .map(|(q, _)| q.clone());
+        Ok((None, pending))
+    }
+
+    pub(crate) async fn read_result(&self, id: TaskId) -> Result<Option<StoredResult>> {
+        let places = self.locate_one(id).await?;
+        Ok(self.result_in(id, &places).await?.0)
+    }
+
+    /// Flags `id` as awaited in `queue` for `wait` (so its completion pushes a wake-up
+    /// token), then reads its result: one round trip, in that order.
+    async fn flag_and_read(
+        &self,
+        queue: &str,
+        id: TaskId,
+        wait: Duration,
+    ) -> Result<Option<StoredResult>> {
         let until = self
             .now_ms()
             .saturating_add(duration_millis(wait + BLOCK_MARGIN * 2));
         let id = id.to_string();
         let mut pipe = redis::pipe();
         pipe.cmd("ZADD")
-            .arg(self.key("result-waiters"))
+            .arg(self.qkey(queue, "result-waiters"))
             .arg(until)
             .arg(&id)
             .ignore()
             .cmd("HGET")
-            .arg(self.key("results"))
+            .arg(self.qkey(queue, "results"))
             .arg(&id);
         let mut conn = self.conn().await?;
         let (raw,): (Option<Vec<u8>>,) = pipe
@@ -168,19 +268,25 @@ impl RedisStorage {
         id: TaskId,
         timeout: Duration,
     ) -> Result<Option<StoredResult>> {
-        if let Some(result) = self.read_result(id).await? {
-            return Ok(Some(result));
-        }
         let deadline = queue_core::clock::deadline(timeout);
-        let wake = self.key(&format!("result-wake:{id}"));
         let mut stale = false;
         loop {
+            let places = self.locate_one(id).await?;
+            let (result, pending) = self.result_in(id, &places).await?;
+            if result.is_some() {
+                return Ok(result);
+            }
             let now = Instant::now();
             if now >= deadline {
                 return Ok(None);
             }
             let wait = (deadline - now).min(self.block_timeout);
-            if let Some(result) = self.flag_and_read(id, wait).await? {
+            let Some(queue) = pending else {
+                // Pending nowhere (not enqueued yet, or gone without a result): look again.
+                tokio::time::sleep(wait.min(UNKNOWN_POLL)).await;
+                continue;
+            };
+            if let Some(result) = self.flag_and_read(&queue, id, wait).await? {
                 return Ok(Some(result));
             }
             if stale {
@@ -193,6 +299,7 @@ impl RedisStorage {
             if wait < Duration::from_millis(1) {
                 continue;
             }
+            let wake = self.qkey(&queue, &format!("result-wake:{id}"));
             let mut cmd = redis::cmd("BLMOVE");
             cmd.arg(&wake)
                 .arg(&wake)
@@ -204,17 +311,81 @@ impl RedisStorage {
     }
 
     pub(crate) async fn remove_result(&self, id: TaskId) -> Result<bool> {
-        let mut inv = self.call(&self.scripts.delete_result, self.now_ms());
-        inv.arg(id.to_string());
-        let n: i64 = self.run(inv, "deleting a result").await?;
-        Ok(n > 0)
+        let mut any = false;
+        for (q, _) in self.locate_one(id).await? {
+            let mut inv = self.qcall(&self.scripts.delete_result, &q, self.now_ms());
+            inv.arg(q.as_str()).arg(id.to_string());
+            let n: i64 = self.run(inv, "deleting a result").await?;
+            any |= n > 0;
+        }
+        Ok(any)
     }
 
+    /// Removes at most `max` expired results (over all queues) and `max` expired locks and
+    /// revocations; moves follow-ups left in outboxes (see `hot.rs`). Returns how many
+    /// results and locks were removed.
     pub(crate) async fn purge_expired_entries(&self, max: usize) -> Result<u64> {
-        let mut inv = self.call(&self.scripts.purge_expired, self.now_ms());
-        inv.arg(max);
-        let n: i64 = self.run(inv, "purging expired results").await?;
-        Ok(wire::count64(n))
+        let mut removed = 0;
+        let mut budget = max;
+        for q in self.registered_queues().await? {
+            if budget > 0 {
+                let mut inv = self.qcall(&self.scripts.purge_expired, &q, self.now_ms());
+                inv.arg("queue").arg(q.as_str()).arg(budget);
+                let n = wire::count64(self.run::<i64>(inv, "purging expired results").await?);
+                removed += n;
+                budget = budget.saturating_sub(usize::try_from(n).unwrap_or(usize::MAX));
+            }
+            self.move_left_follow_ups(&q, max).await?;
+        }
+        let mut inv = self.wcall(&self.scripts.purge_expired, "locks", self.now_ms());
+        inv.arg("locks").arg(max);
+        removed += wire::count64(self.run::<i64>(inv, "purging expired locks").await?);
+        let mut inv = self.wcall(&self.scripts.purge_expired, "revoked", self.now_ms());
+        inv.arg("revoked").arg(max);
+        self.run::<i64>(inv, "purging lapsed revocations").await?;
+        Ok(removed)
+    }
+
+    /// Moves at most `max` follow-ups that waited in `queue`'s outbox longer than
+    /// [`OUTBOX_GRACE_MS`] to their queues (their completing client died before it moved them).
+    async fn move_left_follow_ups(&self, queue: &str, max: usize) -> Result<()> {
+        let now = self.now_ms();
+        let mut inv = self.qcall(&self.scripts.purge_expired, queue, now);
+        inv.arg("outbox")
+            .arg(queue)
+            .arg(max.max(1))
+            .arg(now.saturating_sub(OUTBOX_GRACE_MS));
+        let reply: Vec<Value> = self.run(inv, "reading an outbox").await?;
+        if reply.is_empty() {
+            return Ok(());
+        }
+        let mut envelopes = Vec::new();
+        let mut unreadable = Vec::new();
+        let mut row = reply.into_iter();
+        while let (Some(id), Some(raw)) = (row.next(), row.next()) {
+            let id = wire::bytes(id)?;
+            match Envelope::decode(&wire::bytes(raw)?) {
+                Ok(env) => envelopes.push(env),
+                Err(error) => {
+                    tracing::warn!(%error, queue, "removing an unreadable entry of an outbox");
+                    unreadable.push(id);
+                }
+            }
+        }
+        if !unreadable.is_empty() {
+            let mut del = redis::cmd("HDEL");
+            del.arg(self.qkey(queue, "outbox")).arg(unreadable);
+            self.cmd::<i64>(&del, "clear an outbox").await?;
+        }
+        if !envelopes.is_empty() {
+            tracing::info!(
+                queue,
+                n = envelopes.len(),
+                "moving follow-ups a completing client left in its outbox"
+            );
+            self.move_follow_ups(queue, envelopes).await;
+        }
+        Ok(())
     }
 }
 

@@ -1,5 +1,5 @@
 -- bury.lua: dead-letters leased tasks whose envelope the client could not decode.
--- KEYS: none (see common.lua)
+-- KEYS[1]: a key of the queue (see common.lua)
 -- ARGV[3]: queue   ARGV[4..]: groups of 4: id token failure_kind reason
 -- Returns: how many were dead-lettered (a stale token is skipped).
 local q = ARGV[3]
@@ -16,7 +16,7 @@ for i = 4, #ARGV, 4 do
     local att = count(redis.call('HGET', k.att, id))
     remove(q, id, member)
     bury(id, q, '?', raw, fk, fm, att)
-    write_result(id, '', fk, fm, att, dead_result_expiry())
+    write_result(q, id, '', fk, fm, att, dead_result_expiry())
     moved = moved + 1
   end
 end

@@ -1,9 +1,9 @@
 -- check_revoked.lua: whether a revocation applies to each task; uses up `once` revocations and
 -- drops lapsed ones.
--- KEYS: none (see common.lua)
+-- KEYS[1]: a key of {~revoked} (see common.lua)
 -- ARGV[3..]: pairs id task_name
 -- Returns: one flag per task: 1 = revoked.
-local rev, rev_exp = P .. ':revoked', P .. ':revoked-exp'
+local rev, rev_exp = wide('revoked', 'revoked'), wide('revoked', 'revoked-exp')
 local function forget(field)
   redis.call('HDEL', rev, field)
   redis.call('ZREM', rev_exp, field)

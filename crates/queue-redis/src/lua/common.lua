@@ -2,9 +2,10 @@
 -- loaded once as a Redis Functions library with each script a function of it, or prepended to
 -- each script run with EVALSHA on servers without Functions). `init(args)` starts each call.
 --
--- KEYS: none. Every key is built from ARGV[1], the store's key prefix, so one script call can
---       touch a queue's hash-tagged keys and the store's few global ones (single-node Redis;
---       see the crate docs, "Redis Cluster").
+-- KEYS[1]: one key of the hash tag the call works in. The client routes the call by it (Redis
+--          Cluster sends it to the master that owns its slot), and every key the call builds
+--          carries the same tag: `init` remembers it and `tagged` refuses any other, so a call
+--          that would touch two slots fails at once, on a single node too.
 -- ARGV[1]: key prefix (e.g. "skiff")
 -- ARGV[2]: now, in milliseconds since the Unix epoch, read from the store's Clock
 -- ARGV[3..]: the script's own arguments (see each script's header)
@@ -25,13 +26,13 @@
 -- Numbers given to redis.call are strings: Redis formats a Lua number with "%.17g" and
 -- parses it back, which cost more than the rest of a ZADD.
 --
--- Per queue Q (hash tag {Q}, one Cluster slot):
+-- Per queue Q (hash tag {Q}, one Cluster slot): everything one task's lifecycle writes.
 --   P:{Q}:ready      ZSET id -> ready score seq - priority * 2^37 (exact below 2^53; small, so
 --                    cheap to parse, for the default priority 0)
 --   P:{Q}:scheduled  ZSET id -> run_at ms
 --   P:{Q}:leased     ZSET "<id>|<lease token>" -> lease expiry ms (the member is the fence: a
 --                    completion or renewal with another token finds no member)
---   P:{Q}:task       HASH, per pending task:
+--   P:{Q}:task       HASH, per pending task (a field here is what "pending" means):
 --                    <id>   -> "<ready score>|<run_at ms>|<delivery limit>|<name length>|"
 --                              followed by the task name and the envelope bytes as enqueued
 --                              (the counts below override the envelope's own)
@@ -40,34 +41,35 @@
 --                    the delivery it hands out is this count + 1.
 --   P:{Q}:att        HASH id -> attempts so far, for tasks with any (absent: 0)
 --   P:{Q}:uk         HASH id -> unique key, for tasks that have one
+--   P:{Q}:unique     HASH unique key -> id, while that task is pending (unique keys are per
+--                    queue)
 --   P:{Q}:seq        STRING counter for FIFO order within a priority
---   P:{Q}:dead       ZSET id -> dead-letter sequence (this queue's DLQ index)
 --   P:{Q}:wake       LIST wake-up tokens for idle consumers (at most WAKE_MAX)
 --   P:{Q}:progress   HASH id -> the newest progress (msgpack) a worker reported for the task
 --                    under its current lease (deleted with the task's other fields)
--- Global:
---   P:ids            HASH id -> queue, for every pending task
---   P:unique         HASH unique key -> id, while that task is pending
---   P:queues         SET of queue names ever used (registry for counts/flush)
---   P:results        HASH id -> "<expires ms or empty>|<fail kind or empty>|<attempts>|<payload>"
+--   P:{Q}:paused     STRING "1" while the queue is paused (fetch hands out nothing)
+--   P:{Q}:results    HASH id -> "<expires ms or empty>|<fail kind or empty>|<attempts>|<payload>"
 --                    (payload: the output for a success, the message for a failure)
---   P:result-exp     ZSET id -> expires_at ms, for results with a TTL (purge_expired reads it)
---   P:result-waiters ZSET id -> until ms: clients waiting for that id's result
---   P:result-wake:<id> LIST one token, pushed when the result is written and someone waits
---   P:dead:<id>      HASH q task fk fm fa at raw
---   P:dead           ZSET id -> dead-letter sequence (all queues)
---   P:dead-seq       STRING counter
---   P:revoked        HASH "i:<id>" | "t:<name>" -> "<until ms or empty>|<once 0/1>"
---   P:revoked-exp    ZSET field of P:revoked -> until ms (revocations with an end)
---   P:revoked-scan   STRING HSCAN cursor moving older revocations into P:revoked-exp ("0": done)
---   P:lock:<name>    HASH o (owner) x (expires ms)
---   P:lock-exp       ZSET lock name -> expires ms
---   P:locks          SET of lock names (stores from before P:lock-exp; emptied by purge)
---   P:rate:<key>     HASH w (window start ms) n (hits)
---   P:paused         SET of paused queue names (fetch hands out nothing from them)
---   P:workers        HASH worker id -> its newest heartbeat (an encoded WorkerStatus)
---   P:worker-exp     ZSET worker id -> live until ms (cleaned up CLEANUP entries at a time)
---   P:cancel         ZSET task id -> cancel request kept until ms
+--   P:{Q}:result-exp ZSET id -> expires_at ms, for results with a TTL (purge_expired reads it)
+--   P:{Q}:result-waiters ZSET id -> until ms: clients waiting for that id's result
+--   P:{Q}:result-wake:<id> LIST one token, pushed when the result is written and someone waits
+--   P:{Q}:dead       ZSET id -> dead-letter sequence (the queue's dead-letter index)
+--   P:{Q}:dead-seq   STRING counter
+--   P:{Q}:dead:<id>  HASH q task fk fm fa at raw
+--   P:{Q}:outbox     HASH follow-up id -> "<written at ms>|<envelope>": follow-ups for other
+--                    queues, written with the completion that made them and moved to their
+--                    queues by the client right after (or by purge_expired after a crash)
+-- Store-wide, each group under a hash tag of its own (never in a call with a queue's keys):
+--   P:{~queues}:queues       SET of queue names ever used (registry for counts/flush)
+--   P:{~queues}:layout       STRING the key layout's version ("2")
+--   P:{~revoked}:revoked     HASH "i:<id>" | "t:<name>" -> "<until ms or empty>|<once 0/1>"
+--   P:{~revoked}:revoked-exp ZSET field of revoked -> until ms (revocations with an end)
+--   P:{~locks}:lock:<name>   HASH o (owner) x (expires ms)
+--   P:{~locks}:lock-exp      ZSET lock name -> expires ms
+--   P:{~workers}:workers     HASH worker id -> its newest heartbeat (an encoded WorkerStatus)
+--   P:{~workers}:worker-exp  ZSET worker id -> live until ms (cleaned up CLEANUP at a time)
+--   P:{~workers}:cancel      ZSET task id -> cancel request kept until ms
+--   P:rate:<key>             HASH w (window start ms) n (hits): a key (and slot) of its own
 
 -- Globals read in hot loops, as locals (a local is a register; a global a table lookup). Set
 -- by `init`: while a Functions library loads, only a reduced `redis` table is visible.
@@ -79,49 +81,54 @@ local WAKE_TTL_MS = 30000
 -- Expired workers and cancel requests removed per call at most (see `expire_some`).
 local CLEANUP = 100
 
--- The state of one call, set by `init`: its arguments, the store's key prefix and global keys,
+-- The state of one call, set by `init`: its arguments, the store's key prefix, its hash tag,
 -- now, and what the call has gathered so far (queue keys, wake-ups, sequence numbers).
-local ARGV, P, NOW, IDS, UNIQ, QUEUES, RESULTS, RESULT_EXP, WAITERS, DEAD
-local PAUSED, WORKERS, WORKER_EXP, CANCEL
+local ARGV, P, NOW, TAG, KEY1
 local qkeys, woken, seqs, bases
 
-local function init(args)
+local function init(keys, args)
   local G = _G
   redis, tonumber, unpack, ipairs, pairs = G.redis, G.tonumber, G.unpack, G.ipairs, G.pairs
   format, match, sub = G.string.format, G.string.match, G.string.sub
   ARGV = args
   P = args[1]
   NOW = tonumber(args[2])
-  IDS = P .. ':ids'
-  UNIQ = P .. ':unique'
-  QUEUES = P .. ':queues'
-  RESULTS = P .. ':results'
-  RESULT_EXP = P .. ':result-exp'
-  WAITERS = P .. ':result-waiters'
-  DEAD = P .. ':dead'
-  PAUSED = P .. ':paused'
-  WORKERS = P .. ':workers'
-  WORKER_EXP = P .. ':worker-exp'
-  CANCEL = P .. ':cancel'
+  KEY1 = keys[1] or ''
+  TAG = match(KEY1, '{([^}]*)}')
   qkeys, woken, seqs, bases = {}, {}, {}, {}
 end
 
+-- Refuses a key of hash tag `t` in a call routed by another tag (it could be another slot).
+local function tagged(t)
+  if t ~= TAG then
+    error('skiff: a call routed by {' .. tostring(TAG) .. '} would touch a key of {' .. t .. '}')
+  end
+end
+
+-- Key `name` of the store-wide group `group` (tag {~group}): see the layout above.
+local function wide(group, name)
+  tagged('~' .. group)
+  return P .. ':{~' .. group .. '}:' .. name
+end
+
 -- The keys of queue q, by suffix (built once per script call).
+local QUEUE_KEYS = {'ready', 'scheduled', 'leased', 'seq', 'dead', 'wake', 'task', 'dlv', 'att',
+  'uk', 'progress', 'unique', 'paused', 'results', 'result-exp', 'result-waiters', 'dead-seq',
+  'outbox'}
 local function Q(q)
   local k = qkeys[q]
   if not k then
+    tagged(q)
     local b = P .. ':{' .. q .. '}:'
-    k = {}
-    for _, s in ipairs({'ready', 'scheduled', 'leased', 'seq', 'dead', 'wake'}) do k[s] = b .. s end
-    k.task, k.dlv, k.att, k.uk = b .. 'task', b .. 'dlv', b .. 'att', b .. 'uk'
-    k.progress = b .. 'progress'
+    k = {base = b}
+    for _, s in ipairs(QUEUE_KEYS) do k[s] = b .. s end
     qkeys[q] = k
   end
   return k
 end
 local function qkey(q, suffix) return Q(q)[suffix] end
-local function rwkey(id) return P .. ':result-wake:' .. id end
-local function dkey(id) return P .. ':dead:' .. id end
+local function rwkey(q, id) return Q(q).base .. 'result-wake:' .. id end
+local function dkey(q, id) return Q(q).base .. 'dead:' .. id end
 -- The ready score of priority `pri` and sequence number `seq`, as the string ZADD takes.
 local function ready_score(pri, seq) return format('%d', seq - pri * PRI_SPAN) end
 
@@ -172,7 +179,6 @@ local function next_seq(q)
   local s = seqs[q]
   if not s then
     s = count(redis.call('GET', qkey(q, 'seq')))
-    redis.call('SADD', QUEUES, q)
   end
   s = s + 1
   seqs[q] = s
@@ -262,7 +268,7 @@ local function drop_fields(q, ids)
 end
 
 -- Whether queue q is paused.
-local function paused(q) return redis.call('SISMEMBER', PAUSED, q) == 1 end
+local function paused(q) return redis.call(EXISTS, qkey(q, 'paused')) == 1 end
 
 -- Removes at most `limit` members of ZSET `zset` whose score (an expiry in ms) is not after
 -- now, and their fields of hash `hash` if given: bounded work per call; what is left goes at
@@ -296,7 +302,7 @@ local function lease_member(id, token) return id .. '|' .. token end
 -- (`store_staged`). The batch also answers "is this id or unique key taken?" for tasks staged
 -- but not yet written.
 local function new_batch()
-  return {per_q = {}, index = {}, stored = {}, n = 0, taken = {}, keys = {}, uniq = {}}
+  return {per_q = {}, taken = {}, keys = {}}
 end
 
 -- The ready score of a new task of queue q with priority `pri` (a string), whose place in its
@@ -324,7 +330,8 @@ local function stage(b, i)
     ARGV[i + 7]
   local w = b.per_q[q]
   if not w then
-    w = {task = {}, n = 0, dlv = {}, att = {}, uk = {}, ready = {}, scheduled = {}}
+    w = {task = {}, n = 0, dlv = {}, att = {}, uk = {}, ready = {}, scheduled = {}, uniq = {},
+      stored = {}}
     b.per_q[q] = w
   end
   local score = new_score(q, pri, ord)
@@ -338,37 +345,36 @@ local function stage(b, i)
   end
   if uk ~= '' then
     add(w, 'uk', id, uk)
-    b.keys[uk] = id
-    b.uniq[#b.uniq + 1] = uk
-    b.uniq[#b.uniq + 1] = id
+    b.keys[q .. '|' .. uk] = id
+    add(w, 'uniq', uk, id)
   end
   if run == '0' then
     add(w, 'ready', score, id)
   else
     add(w, 'scheduled', run, id)
   end
-  b.taken[id] = true
-  local n = b.n
-  b.index[n + 1], b.index[n + 2] = id, q
-  b.stored[n / 2 + 1] = id
-  b.n = n + 2
+  b.taken[q .. '|' .. id] = true
+  w.stored[#w.stored + 1] = id
   wake(q)
 end
 
--- The staged or pending task that holds unique key `uk`, or nil. An entry whose holder is not
--- pending (garbage, or left behind) holds nothing: the new task takes the key over.
-local function unique_holder(b, uk)
-  local h = b.keys[uk]
+-- Whether task `id` is pending in queue q (its field of the task hash is what that means).
+local function pending(q, id) return redis.call('HEXISTS', qkey(q, 'task'), id) == 1 end
+
+-- The staged or pending task of queue q that holds unique key `uk`, or nil. An entry whose
+-- holder is not pending (garbage, or left behind) holds nothing: the new task takes it over.
+local function unique_holder(b, q, uk)
+  local h = b.keys[q .. '|' .. uk]
   if h then return h end
-  h = redis.call('HGET', UNIQ, uk)
-  if h and redis.call('HEXISTS', IDS, h) == 1 then return h end
+  h = redis.call('HGET', qkey(q, 'unique'), uk)
+  if h and pending(q, h) then return h end
   return nil
 end
 
--- The id that holds `id` or unique key `uk` among pending and staged tasks, or nil.
-local function holder(b, id, uk)
-  if b.taken[id] or redis.call('HEXISTS', IDS, id) == 1 then return id end
-  if uk ~= '' then return unique_holder(b, uk) end
+-- The id that holds `id` or unique key `uk` among pending and staged tasks of q, or nil.
+local function holder(b, q, id, uk)
+  if b.taken[q .. '|' .. id] or pending(q, id) then return id end
+  if uk ~= '' then return unique_holder(b, q, uk) end
   return nil
 end
 
@@ -382,14 +388,13 @@ local function store_staged(b)
     if #w.uk > 0 then batched({'HSET', k.uk}, w.uk) end
     if #w.ready > 0 then batched({'ZADD', k.ready}, w.ready) end
     if #w.scheduled > 0 then batched({'ZADD', k.scheduled}, w.scheduled) end
+    if #w.uniq > 0 then batched({'HSET', k.unique}, w.uniq) end
+    -- A new run of a task replaces an old result of the same id.
+    if batched({'HDEL', k.results}, w.stored) > 0 then
+      batched({'ZREM', k['result-exp']}, w.stored)
+    end
   end
-  if #b.index > 0 then batched({'HSET', IDS}, b.index) end
-  if #b.uniq > 0 then batched({'HSET', UNIQ}, b.uniq) end
-  -- A new run of a task replaces an old result of the same id.
-  if #b.stored > 0 and batched({'HDEL', RESULTS}, b.stored) > 0 then
-    batched({'ZREM', RESULT_EXP}, b.stored)
-  end
-  b.per_q, b.index, b.stored, b.n, b.uniq = {}, {}, {}, 0, {}
+  b.per_q = {}
 end
 
 -- A new task is ENV_FIELDS arguments: id queue priority run ord unique_key counts tail, where
@@ -402,17 +407,18 @@ local ENV_FIELDS = 8
 -- holder's id for a duplicate.
 local function insert_at(i)
   local b = new_batch()
-  local h = holder(b, ARGV[i], ARGV[i + 5])
+  local h = holder(b, ARGV[i + 1], ARGV[i], ARGV[i + 5])
   if h then return 0, h end
   stage(b, i)
   store_staged(b)
   return 1, ARGV[i]
 end
 
--- Releases unique key `uk` if task `id` holds it.
-local function release_unique(uk, id)
-  if uk and uk ~= '' and redis.call('HGET', UNIQ, uk) == id then
-    redis.call('HDEL', UNIQ, uk)
+-- Releases unique key `uk` of queue q if task `id` holds it.
+local function release_unique(q, uk, id)
+  if uk and uk ~= '' then
+    local k = qkey(q, 'unique')
+    if redis.call('HGET', k, uk) == id then redis.call('HDEL', k, uk) end
   end
 end
 
@@ -426,14 +432,14 @@ local function remove(q, id, member)
   end
   local uk = redis.call('HGET', qkey(q, 'uk'), id)
   drop_fields(q, {id})
-  redis.call('HDEL', IDS, id)
-  release_unique(uk, id)
+  release_unique(q, uk, id)
 end
 
 -- Wakes the clients waiting for any of the results `list[1]`, `list[1 + stride]`, … (one
 -- ZCARD when nobody waits).
-local function wake_waiters(list, stride)
-  if #list == 0 or redis.call('ZCARD', WAITERS) == 0 then return end
+local function wake_waiters(q, list, stride)
+  local waiters = qkey(q, 'result-waiters')
+  if #list == 0 or redis.call('ZCARD', waiters) == 0 then return end
   local ids = list
   if stride and stride > 1 then
     ids = {}
@@ -443,15 +449,15 @@ local function wake_waiters(list, stride)
   while s <= #ids do
     local e = s + CHUNK - 1
     if e > #ids then e = #ids end
-    local scores = redis.call('ZMSCORE', WAITERS, unpack(ids, s, e))
+    local scores = redis.call('ZMSCORE', waiters, unpack(ids, s, e))
     for j = 1, #scores do
       if scores[j] then
         local id = ids[s + j - 1]
-        local w = rwkey(id)
+        local w = rwkey(q, id)
         redis.call('LPUSH', w, '1')
         redis.call('LTRIM', w, 0, 0)
         redis.call('PEXPIRE', w, WAKE_TTL_MS)
-        redis.call('ZREM', WAITERS, id)
+        redis.call('ZREM', waiters, id)
       end
     end
     s = e + 1
@@ -477,45 +483,44 @@ local function dead_result_expiry()
 end
 
 -- Writes one task's result and wakes its waiters.
-local function write_result(id, v, fk, fm, fa, exp)
-  redis.call('HSET', RESULTS, id, result_value(v, fk, fm, fa, exp))
+local function write_result(q, id, v, fk, fm, fa, exp)
+  local k = Q(q)
+  redis.call('HSET', k.results, id, result_value(v, fk, fm, fa, exp))
   if exp == '' then
-    redis.call('ZREM', RESULT_EXP, id)
+    redis.call('ZREM', k['result-exp'], id)
   else
-    redis.call('ZADD', RESULT_EXP, exp, id)
+    redis.call('ZADD', k['result-exp'], exp, id)
   end
-  wake_waiters({id})
+  wake_waiters(q, {id})
 end
 
 -- Deletes results `ids` and their wake-up lists. Returns how many results there were.
-local function delete_results(ids)
-  local n = batched({'HDEL', RESULTS}, ids)
-  batched({'ZREM', RESULT_EXP}, ids)
+local function delete_results(q, ids)
+  local k = Q(q)
+  local n = batched({'HDEL', k.results}, ids)
+  batched({'ZREM', k['result-exp']}, ids)
   local wk = {}
-  for j, id in ipairs(ids) do wk[j] = rwkey(id) end
+  for j, id in ipairs(ids) do wk[j] = rwkey(q, id) end
   batched({'DEL'}, wk)
   return n
 end
 
 -- Moves a removed task to the dead-letter queue.
 local function bury(id, q, name, raw, fk, fm, fa)
-  local dk = dkey(id)
-  local old_q = redis.call('HGET', dk, 'q')
+  local dk = dkey(q, id)
   -- The dead-letter sequence, read before any write (INCR fails on garbage); garbage restarts
   -- it after the newest dead letter.
-  local seq_key = P .. ':dead-seq'
+  local seq_key = qkey(q, 'dead-seq')
   local seq = tonumber(redis.call('GET', seq_key) or 0)
   if not seq or seq ~= seq or seq % 1 ~= 0 then
-    local last = redis.call('ZRANGE', DEAD, -1, -1, 'WITHSCORES')
+    local last = redis.call('ZRANGE', qkey(q, 'dead'), -1, -1, 'WITHSCORES')
     seq = count(last[2])
   end
   seq = format('%d', seq + 1)
-  if old_q then redis.call('ZREM', qkey(old_q, 'dead'), id) end
   redis.call('DEL', dk)
   redis.call('HSET', dk, 'q', q, 'task', name, 'fk', fk, 'fm', fm, 'fa', tostring(count(fa)),
     'at', NOW, 'raw', raw)
   redis.call('SET', seq_key, seq)
-  redis.call('ZADD', DEAD, seq, id)
   redis.call('ZADD', qkey(q, 'dead'), seq, id)
 end
 

@@ -1,15 +1,15 @@
 -- fetch.lua: leases up to `max` due tasks of one queue, highest priority first, FIFO within a
 -- priority. First moves at most `promote` due scheduled tasks and expired leases to ready (never
 -- all of them: the work of one call is bounded). Tasks past their delivery limit are
--- dead-lettered (with a kept failure result) instead of returned. A paused queue (P:paused)
+-- dead-lettered (with a kept failure result) instead of returned. A paused queue (P:{Q}:paused)
 -- hands out nothing, and its expired leases and due scheduled tasks stay where they are:
 -- checked in this call, so a pause applies to every fetch that starts after it.
--- KEYS: none (see common.lua)
+-- KEYS[1]: a key of the queue (see common.lua)
 -- ARGV[3]: queue   ARGV[4]: max   ARGV[5]: lease expiry ms   ARGV[6]: promote limit
 -- ARGV[7 .. 6+max]: one fresh lease token per task that may be handed out
 -- Returns: flat array, 5 entries per task: id, stored value (header and envelope, see
---   common.lua), token, deliveries, attempts; then 1 if any revocation exists, else 0 (so
---   the revocation check of this batch needs no call of its own)
+--   common.lua), token, deliveries, attempts (whether any revocation exists is asked in
+--   the same round trip, outside this call: see hot.rs)
 --
 -- No call per task: ZRANGE + ZREMRANGEBYRANK of the ready index, one HMGET of the task hash
 -- and one ZADD to leased per batch (plus one HMGET of each sparse hash that exists). Nothing
@@ -19,7 +19,7 @@ local q = ARGV[3]
 local max = tonumber(ARGV[4])
 local exp = ARGV[5]
 local limit = tonumber(ARGV[6])
-if paused(q) then return {redis.call(EXISTS, P .. ':revoked')} end
+if paused(q) then return {} end
 promote_scheduled(q, limit)
 promote_expired(q, limit)
 local k = Q(q)
@@ -64,9 +64,8 @@ while got < max do
     local msg = 'delivered ' .. (dlv - 1) .. ' times without completing (limit ' .. lim ..
       '); treated as poison'
     bury(id, q, t.name, t.raw, 'delivery_limit', msg, att)
-    write_result(id, '', 'delivery_limit', msg, att, dead_result_expiry())
+    write_result(q, id, '', 'delivery_limit', msg, att, dead_result_expiry())
   end
 end
 if nl > 0 then batched({'ZADD', k.leased}, leased) end
-out[n + 1] = redis.call(EXISTS, P .. ':revoked')
 return out

@@ -1,5 +1,5 @@
 -- peek.lua (read only): how long an idle consumer of a queue may block.
--- KEYS: none (see common.lua)
+-- KEYS[1]: a key of the queue (see common.lua)
 -- ARGV[3]: queue
 -- Returns: 0 if work is due now; otherwise milliseconds until the next scheduled task or lease
 -- expiry; -1 if the queue has neither; -2 if the queue is paused (whatever it holds).

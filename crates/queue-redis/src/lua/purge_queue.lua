@@ -1,7 +1,7 @@
 -- purge_queue.lua: deletes up to `limit` pending, unleased tasks of one queue (ready first, then
--- scheduled) with every field of theirs, their id index entries and their unique keys. Leased
+-- scheduled) with every field of theirs, and their unique keys. Leased
 -- tasks and dead letters stay. The client calls it until it deletes fewer than `limit`.
--- KEYS: none (see common.lua)
+-- KEYS[1]: a key of the queue (see common.lua)
 -- ARGV[3]: queue   ARGV[4]: limit
 -- Returns: how many tasks were deleted.
 local q, limit = ARGV[3], tonumber(ARGV[4])
@@ -16,6 +16,5 @@ batched({'ZREM', k.ready}, ids)
 batched({'ZREM', k.scheduled}, ids)
 local uks = sparse(k.uk, ids)
 drop_fields(q, ids)
-batched({'HDEL', IDS}, ids)
-for j, id in ipairs(ids) do release_unique(uks[j], id) end
+for j, id in ipairs(ids) do release_unique(q, uks[j], id) end
 return #ids

@@ -1,8 +1,8 @@
 -- rate.lua: counts one hit against a fixed-window rate limit.
--- KEYS: none (see common.lua)
+-- KEYS[1]: P:rate:<key>, the only key it touches (a slot of its own)
 -- ARGV[3]: key   ARGV[4]: window start ms   ARGV[5]: limit   ARGV[6]: real pexpire ms
 -- Returns: 1 if allowed (and counted), 0 if the window is full.
-local rk = P .. ':rate:' .. ARGV[3]
+local rk = KEY1
 local start, limit = ARGV[4], tonumber(ARGV[5])
 local f = redis.call('HMGET', rk, 'w', 'n')
 local n = 0

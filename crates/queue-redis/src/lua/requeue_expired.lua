@@ -1,5 +1,5 @@
 -- requeue_expired.lua: returns at most `max` tasks of a queue whose lease ran out to ready.
--- KEYS: none (see common.lua)
+-- KEYS[1]: a key of the queue (see common.lua)
 -- ARGV[3]: queue   ARGV[4]: max
 -- Returns: how many were returned.
 local q = ARGV[3]

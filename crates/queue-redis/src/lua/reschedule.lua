@@ -1,10 +1,8 @@
 -- reschedule.lua: moves a pending, unleased task to a new eta.
--- KEYS: none (see common.lua)
--- ARGV[3]: id   ARGV[4]: eta ms
--- Returns: 1 if found and moved, else 0.
-local id, eta = ARGV[3], tonumber(ARGV[4])
-local q = redis.call('HGET', IDS, id)
-if not q then return 0 end
+-- KEYS[1]: a key of the queue (see common.lua)
+-- ARGV[3]: queue   ARGV[4]: id   ARGV[5]: eta ms
+-- Returns: 1 if found (a pending task of this queue) and moved, else 0.
+local q, id, eta = ARGV[3], ARGV[4], tonumber(ARGV[5])
 local k = Q(q)
 local t = parse_task(redis.call('HGET', k.task, id))
 -- A pending task in neither ready nor scheduled is leased.

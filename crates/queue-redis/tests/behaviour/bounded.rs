@@ -1,6 +1,6 @@
 //! Bounded state: `purge_expired` (each consumer, once a minute) reads only what lapsed, from
-//! the expiry indexes of locks and revocations, never every lock or revocation; stores from
-//! before the indexes are moved over a bounded part per call.
+//! the expiry indexes of locks and revocations, never every lock or revocation. A store of the
+//! old key layout is refused at open, never read as an empty one.
 
 use std::time::Duration;
 
@@ -69,9 +69,13 @@ async fn purge_expired_reads_only_what_lapsed_and_is_bounded_by_max() {
         20,
         "20 of the 50 lapsed locks"
     );
-    for command in ["smembers", "hgetall"] {
-        assert_eq!(calls(&url, command), 0, "purge_expired ran {command}");
-    }
+    assert_eq!(calls(&url, "hgetall"), 0, "purge_expired ran hgetall");
+    // The one set it reads is the queue registry, never every lock.
+    assert_eq!(
+        calls(&url, "smembers"),
+        1,
+        "purge_expired read a set of locks"
+    );
     let mut total = 20;
     loop {
         let n = store.purge_expired(20).await.unwrap();
@@ -85,7 +89,7 @@ async fn purge_expired_reads_only_what_lapsed_and_is_bounded_by_max() {
     assert!(!store.acquire_lock("l60", "other", secs(10)).await.unwrap());
     assert!(store.acquire_lock("l10", "other", secs(10)).await.unwrap());
     let hlen: u64 = redis::cmd("HLEN")
-        .arg("skiff:revoked")
+        .arg("skiff:{~revoked}:revoked")
         .query(&mut conn)
         .unwrap();
     assert_eq!(hlen, 70);
@@ -100,70 +104,55 @@ async fn purge_expired_reads_only_what_lapsed_and_is_bounded_by_max() {
 }
 
 #[tokio::test]
-async fn locks_and_revocations_of_an_older_store_are_moved_to_the_indexes() {
+async fn a_store_of_the_old_key_layout_is_refused_not_misread() {
     let server = RedisServer::start();
     let url = server.url();
-    let clock = manual_clock();
-    let store = RedisStorage::open(RedisOptions::new(&url).clock(arc(&clock)))
-        .await
-        .unwrap();
-    let now = queue_core::clock::to_millis(clock.now());
     let mut conn = raw_client(&url).get_connection().unwrap();
-    // The layout before the expiry indexes: a set of lock names, revocations in one hash.
-    for (name, expires) in [("old-lapsed", now - 1000), ("old-live", now + 3_600_000)] {
-        redis::cmd("HSET")
-            .arg(format!("skiff:lock:{name}"))
-            .arg("o")
-            .arg("someone")
-            .arg("x")
-            .arg(expires)
-            .query::<()>(&mut conn)
-            .unwrap();
-        redis::cmd("SADD")
-            .arg("skiff:locks")
-            .arg(name)
-            .query::<()>(&mut conn)
-            .unwrap();
+    // Layout 1 (before Redis Cluster): store-wide keys without a hash tag.
+    redis::cmd("HSET")
+        .arg("skiff:ids")
+        .arg(queue_core::TaskId::new().to_string())
+        .arg("default")
+        .query::<()>(&mut conn)
+        .unwrap();
+    redis::cmd("SADD")
+        .arg("skiff:queues")
+        .arg("default")
+        .query::<()>(&mut conn)
+        .unwrap();
+    match RedisStorage::open(RedisOptions::new(&url)).await {
+        Err(queue_core::Error::InvalidInput(message)) => {
+            assert!(message.contains("key layout 1"), "{message}");
+            assert!(message.contains("`skiff:"), "{message}");
+            assert!(message.contains("key_prefix"), "{message}");
+        }
+        other => panic!("a store of layout 1 opened: {other:?}"),
     }
-    for (field, value) in [
-        ("t:lapsed", format!("{}|0", now - 1000)),
-        ("t:later", format!("{}|0", now + 3_600_000)),
-        ("t:forever", "|0".to_owned()),
-    ] {
-        redis::cmd("HSET")
-            .arg("skiff:revoked")
-            .arg(field)
-            .arg(value)
-            .query::<()>(&mut conn)
-            .unwrap();
-    }
-    assert_eq!(
-        store.purge_expired(100).await.unwrap(),
-        1,
-        "the lapsed old lock"
-    );
-    let old_set: u64 = redis::cmd("SCARD")
-        .arg("skiff:locks")
+    let kept: u64 = redis::cmd("EXISTS")
+        .arg("skiff:ids")
+        .arg("skiff:queues")
         .query(&mut conn)
         .unwrap();
-    assert_eq!(old_set, 0, "the old set is emptied");
-    assert!(!store
-        .acquire_lock("old-live", "other", secs(10))
+    assert_eq!(kept, 2, "refusing changes nothing");
+    // Another prefix on the same server is a new store.
+    RedisStorage::open(RedisOptions::new(&url).key_prefix("v2"))
         .await
-        .unwrap());
-    let fields: Vec<String> = redis::cmd("HKEYS")
-        .arg("skiff:revoked")
+        .unwrap();
+    let layout: String = redis::cmd("GET")
+        .arg("v2:{~queues}:layout")
         .query(&mut conn)
         .unwrap();
-    let mut fields = fields;
-    fields.sort();
-    assert_eq!(fields, vec!["t:forever", "t:later"]);
-    // The later one is indexed now: it goes once it lapses.
-    clock.advance(secs(3601));
-    store.purge_expired(100).await.unwrap();
-    let fields: Vec<String> = redis::cmd("HKEYS")
-        .arg("skiff:revoked")
-        .query(&mut conn)
+    assert_eq!(layout, "2");
+    // A layout this version does not know (a newer Skiff's) is refused too.
+    redis::cmd("SET")
+        .arg("v2:{~queues}:layout")
+        .arg("3")
+        .query::<()>(&mut conn)
         .unwrap();
-    assert_eq!(fields, vec!["t:forever"]);
+    match RedisStorage::open(RedisOptions::new(&url).key_prefix("v2")).await {
+        Err(queue_core::Error::InvalidInput(message)) => {
+            assert!(message.contains("newer version"), "{message}")
+        }
+        other => panic!("a store of layout 3 opened: {other:?}"),
+    }
 }

@@ -57,9 +57,14 @@ impl Fx {
             .unwrap()
     }
 
-    /// A store-wide key.
+    /// A key without a hash tag (a rate window).
     fn key(&self, suffix: &str) -> String {
         format!("{}:{suffix}", self.prefix)
+    }
+
+    /// Key `name` of the store-wide group `group` (its own hash tag).
+    fn wkey(&self, group: &str, name: &str) -> String {
+        format!("{}:{{~{group}}}:{name}", self.prefix)
     }
 
     /// A key of the test's queue.
@@ -277,7 +282,6 @@ async fn a_ready_entry_that_is_not_a_task_id_does_not_block_the_batch() {
     let mut conn = fx.raw();
     let value: Vec<u8> = conn.hget(fx.qkey("task"), ids[0].to_string()).unwrap();
     fx.hset(&fx.qkey("task"), "not-an-id", &value);
-    fx.hset(&fx.key("ids"), "not-an-id", fx.q.as_bytes());
     let _: () = conn.zadd(fx.qkey("ready"), "not-an-id", -1).unwrap();
     // A lease member without a token.
     let _: () = conn.zadd(fx.qkey("leased"), "no-token", 1).unwrap();
@@ -292,7 +296,7 @@ async fn garbage_counters_do_not_stop_enqueues_or_dead_letters() {
     let fx = Fx::new("garbage-seq").await;
     let mut conn = fx.raw();
     let _: () = conn.set(fx.qkey("seq"), "not a number").unwrap();
-    let _: () = conn.set(fx.key("dead-seq"), "not a number").unwrap();
+    let _: () = conn.set(fx.qkey("dead-seq"), "not a number").unwrap();
     let ids = fx.enqueue(3).await;
     let got = fx.store.fetch(fx.q, 1, LEASE).await.unwrap();
     let failure = TaskFailure::new(FailureKind::Error, "boom", 1);
@@ -329,7 +333,7 @@ async fn a_garbage_dead_record_does_not_hide_the_others() {
         })
         .collect();
     fx.store.complete(batch).await.unwrap();
-    let bad = fx.key(&format!("dead:{}", ids[0]));
+    let bad = fx.qkey(&format!("dead:{}", ids[0]));
     for (field, value) in [
         ("fa", &b"x"[..]),
         ("at", b"yesterday"),
@@ -341,9 +345,8 @@ async fn a_garbage_dead_record_does_not_hide_the_others() {
     }
     // An index entry that is not a task id, with a record of its own.
     let mut conn = fx.raw();
-    let _: () = conn.zadd(fx.key("dead"), "not-an-id", 0).unwrap();
     let _: () = conn.zadd(fx.qkey("dead"), "not-an-id", 0).unwrap();
-    fx.hset(&fx.key("dead:not-an-id"), "q", fx.q.as_bytes());
+    fx.hset(&fx.qkey("dead:not-an-id"), "q", fx.q.as_bytes());
 
     for queue in [None, Some(fx.q)] {
         let dead = fx.store.list_dead(queue, Page::first(10)).await.unwrap();
@@ -369,12 +372,13 @@ async fn a_garbage_dead_record_does_not_hide_the_others() {
 #[tokio::test]
 async fn garbage_locks_rates_and_revocations_neither_fail_nor_block_forever() {
     let fx = Fx::new("garbage-plane").await;
-    let lock = fx.key("lock:reports");
+    let lock = fx.wkey("locks", "lock:reports");
     fx.hset(&lock, "o", b"someone");
     fx.hset(&lock, "x", b"not a time");
     let mut conn = fx.raw();
-    let _: () = conn.zadd(fx.key("lock-exp"), "reports", 1).unwrap();
-    let _: () = conn.sadd(fx.key("locks"), "reports").unwrap();
+    let _: () = conn
+        .zadd(fx.wkey("locks", "lock-exp"), "reports", 1)
+        .unwrap();
     // A lock whose expiry cannot be read is treated as expired: taken over, not stuck.
     assert!(fx.store.acquire_lock("reports", "me", LEASE).await.unwrap());
     assert!(fx.store.release_lock("reports", "me").await.unwrap());
@@ -393,14 +397,17 @@ async fn garbage_locks_rates_and_revocations_neither_fail_nor_block_forever() {
     // A revocation that cannot be read revokes nothing, and is removed.
     let ids = fx.enqueue(1).await;
     let field = format!("i:{}", ids[0]);
-    fx.hset(&fx.key("revoked"), &field, b"garbage");
-    fx.hset(&fx.key("revoked"), "t:other", b"garbage");
-    let _: () = conn.set(fx.key("revoked-scan"), "not a cursor").unwrap();
+    let revoked = fx.wkey("revoked", "revoked");
+    fx.hset(&revoked, &field, b"garbage");
+    fx.hset(&revoked, "t:other", b"garbage");
+    let _: () = conn
+        .zadd(fx.wkey("revoked", "revoked-exp"), "t:other", 1)
+        .unwrap();
     assert_eq!(
         fx.store.check_revoked(&[(ids[0], "t")]).await.unwrap(),
         vec![false]
     );
-    let left: Option<Vec<u8>> = conn.hget(fx.key("revoked"), &field).unwrap();
+    let left: Option<Vec<u8>> = conn.hget(&revoked, &field).unwrap();
     assert_eq!(left, None);
     for _ in 0..3 {
         fx.store.purge_expired(100).await.unwrap();
@@ -414,7 +421,7 @@ async fn a_garbage_result_is_a_clear_error_or_absent() {
     let fx = Fx::new("garbage-result").await;
     let ids = fx.enqueue(1).await;
     fx.drain().await;
-    fx.hset(&fx.key("results"), &ids[0].to_string(), b"garbage");
+    fx.hset(&fx.qkey("results"), &ids[0].to_string(), b"garbage");
     // Either reading gives no result or a clear error; neither panics or hangs.
     let read = fx.store.get_result(ids[0]).await;
     assert!(!matches!(read, Ok(Some(_))), "{read:?}");
@@ -424,7 +431,7 @@ async fn a_garbage_result_is_a_clear_error_or_absent() {
 #[tokio::test]
 async fn a_unique_key_held_by_no_pending_task_is_taken_over() {
     let fx = Fx::new("garbage-unique").await;
-    fx.hset(&fx.key("unique"), "report", b"not-an-id");
+    fx.hset(&fx.qkey("unique"), "report", b"not-an-id");
     let mut first = fx.env();
     first.unique_key = Some("report".into());
     let id = first.id;

@@ -56,9 +56,12 @@ async fn every_queue_key_carries_the_queue_hash_tag() {
         "leased",
         "seq",
         "dead",
+        "dead-seq",
         "wake",
         "task",
         "uk",
+        "unique",
+        "results",
     ];
     for suffix in per_queue {
         assert!(
@@ -93,23 +96,19 @@ async fn every_queue_key_carries_the_queue_hash_tag() {
         vec![format!("{}|{}", leased.lease.id, leased.lease.token.0)],
         "the one lease still held, as its id and token"
     );
-    // Everything that names the queue is under its tag; the rest is the documented global set.
-    let global = [
-        "ids",
-        "unique",
-        "queues",
-        "results",
-        "result-exp",
-        "result-waiters",
-        "dead",
-        "dead-seq",
+    // Everything of the queue's tasks is under its tag (one Cluster slot), the dead letter
+    // too; the rest is the registry, under a tag of its own.
+    let registry = [
+        format!("{prefix}:{{~queues}}:queues"),
+        format!("{prefix}:{{~queues}}:layout"),
     ];
+    assert!(found.contains(&format!("{tag}dead:{dead_id}")), "{found:?}");
     for key in &found {
-        let rest = key.strip_prefix(&format!("{prefix}:")).unwrap();
-        let ok = (key.starts_with(&tag) && per_queue.iter().any(|s| key == &format!("{tag}{s}")))
-            || global.contains(&rest)
+        let rest = key.strip_prefix(&tag).unwrap_or_default();
+        let ok = per_queue.contains(&rest)
             || rest.starts_with("result-wake:")
-            || rest.starts_with("dead:");
+            || rest.starts_with("dead:")
+            || registry.contains(key);
         assert!(ok, "unexpected key {key}");
     }
 }

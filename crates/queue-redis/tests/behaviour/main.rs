@@ -13,8 +13,10 @@ mod garbage;
 mod keys;
 mod oom;
 mod plane;
+mod replication;
 mod restart;
 mod secrets;
+mod slots;
 mod wake;
 
 use std::sync::Arc;

@@ -117,8 +117,8 @@ async fn purging_a_large_queue_goes_in_batches_and_leaves_nothing_behind() {
     let c = store.counts(Some("big")).await.unwrap();
     assert_eq!((c.ready, c.scheduled, c.leased), (0, 0, 10));
     let mut conn = raw(&support::shared_url()).await;
-    let ids: usize = redis::cmd("HLEN")
-        .arg(format!("{prefix}:ids"))
+    let ids: usize = redis::cmd("ZCARD")
+        .arg(format!("{prefix}:{{big}}:leased"))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -132,7 +132,7 @@ async fn purging_a_large_queue_goes_in_batches_and_leaves_nothing_behind() {
         .filter(|d| d.envelope.unique_key.is_some())
         .count();
     let unique: usize = redis::cmd("HLEN")
-        .arg(format!("{prefix}:unique"))
+        .arg(format!("{prefix}:{{big}}:unique"))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -183,7 +183,10 @@ async fn workers_skip_unreadable_heartbeats_and_clean_up_expired_ones_a_batch_at
     let clock = manual_clock();
     let store = support::shared_store("workers", arc(&clock)).await;
     let prefix = store.key_prefix().to_owned();
-    let (workers, exp) = (format!("{prefix}:workers"), format!("{prefix}:worker-exp"));
+    let (workers, exp) = (
+        format!("{prefix}:{{~workers}}:workers"),
+        format!("{prefix}:{{~workers}}:worker-exp"),
+    );
     let mut conn = raw(&support::shared_url()).await;
     let now_ms = queue_core::clock::to_millis(now(&clock));
     // An entry no Skiff version wrote, live for an hour, and 250 long expired ones.

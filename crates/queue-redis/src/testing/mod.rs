@@ -10,6 +10,8 @@
 //!   when the test binary exits.
 //! * With `SKIFF_TEST_REDIS_URL` set, [`shared_url`] is that URL instead; tests that need a
 //!   server of their own (to restart it, say) still start one.
+//! * [`RedisCluster::start`] runs a Redis Cluster of 3 masters and 3 replicas the same way;
+//!   [`shared_cluster_url`] is one for the whole test binary.
 //! * Every server the tests use is checked for [`MIN_VERSION`]: an older one fails the test
 //!   with the version found and the one needed, instead of failing cases one by one.
 
@@ -26,6 +28,10 @@ use std::time::{Duration, Instant};
 
 use crate::{RedisOptions, RedisStorage};
 use queue_core::Clock;
+
+mod cluster;
+
+pub use cluster::{shared_cluster_url, RedisCluster};
 
 /// The variable that points the tests at an existing server instead.
 pub const EXTERNAL: &str = "SKIFF_TEST_REDIS_URL";
@@ -46,6 +52,10 @@ pub struct ServerConfig {
     /// `key-load-delay`), so that it answers `LOADING` for a while after
     /// [`RedisServer::restart_loading`].
     pub key_load_delay_us: Option<u32>,
+    /// Start as a node of a Redis Cluster (`--cluster-enabled yes`; see [`RedisCluster`]).
+    pub cluster: bool,
+    /// Start as a replica of the server on this port of 127.0.0.1 (`--replicaof`).
+    pub replica_of: Option<u16>,
 }
 
 /// A private `redis-server` process.
@@ -115,7 +125,7 @@ fn check_external(url: &str) {
     require_version(version, &format!("the server at {EXTERNAL}"));
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local addr").port()
 }
@@ -128,11 +138,16 @@ impl RedisServer {
 
     /// A server started with `config`.
     pub fn with(config: ServerConfig) -> Self {
+        Self::on_port(config, free_port())
+    }
+
+    /// A server started with `config` on `port` of 127.0.0.1.
+    pub fn on_port(config: ServerConfig, port: u16) -> Self {
         check_installed();
         let tmp = tempfile::tempdir().expect("temp dir for redis-server");
         let mut server = Self {
             child: None,
-            port: free_port(),
+            port,
             dir: tmp.path().to_path_buf(),
             _tmp: Some(tmp),
             config,
@@ -166,6 +181,27 @@ impl RedisServer {
             .arg("redis.log");
         if let Some(pw) = &self.config.password {
             cmd.arg("--requirepass").arg(pw);
+        }
+        if self.config.cluster {
+            cmd.arg("--cluster-enabled")
+                .arg("yes")
+                .arg("--cluster-config-file")
+                .arg("nodes.conf")
+                .arg("--cluster-node-timeout")
+                .arg("2000")
+                // A replica may take over however long its master has been gone (a test kills
+                // masters on purpose).
+                .arg("--cluster-replica-validity-factor")
+                .arg("0");
+        }
+        if self.config.cluster || self.config.replica_of.is_some() {
+            // Replicas sync at once instead of after the default 5 s.
+            cmd.arg("--repl-diskless-sync-delay").arg("0");
+        }
+        if let Some(port) = self.config.replica_of {
+            cmd.arg("--replicaof")
+                .arg("127.0.0.1")
+                .arg(port.to_string());
         }
         if let Some(us) = self.config.key_load_delay_us {
             // Answers (LOADING) between small parts of the load, not only after it.
@@ -262,13 +298,19 @@ impl RedisServer {
     }
 
     /// Keeps the server running after this handle is gone, until the test binary exits.
-    fn detach_until_exit(mut self) -> (String, u16) {
+    pub(crate) fn detach_until_exit(self) -> (String, u16) {
+        self.detach_until_exit_of(std::process::id(), "")
+    }
+
+    /// Keeps the server running after this handle is gone, until process `pid` exits; then
+    /// the watchdog also removes `also` (a path, or nothing if empty).
+    pub(crate) fn detach_until_exit_of(mut self, pid: u32, also: &str) -> (String, u16) {
         let child = self.child.take().expect("running");
         let tmp = self._tmp.take().expect("temp dir");
         let dir = tmp.keep();
         let script = format!(
-            "while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill -9 {redis} 2>/dev/null; rm -rf '{dir}'",
-            parent = std::process::id(),
+            "while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill -9 {redis} 2>/dev/null; rm -rf '{dir}' {also}",
+            parent = pid,
             redis = child.id(),
             dir = dir.display(),
         );
