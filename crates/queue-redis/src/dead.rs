@@ -155,7 +155,14 @@ impl RedisStorage {
             return Ok(0);
         }
         let register = self.register_cmd([queue]);
-        let (_, n): (i64, i64) = self.run_with(&register, inv, "requeue dead tasks").await?;
+        let (_, n): (i64, i64) = self
+            .run_with(
+                &register,
+                Some(&self.registry_key()),
+                inv,
+                "requeue dead tasks",
+            )
+            .await?;
         Ok(wire::count64(n))
     }
 

@@ -111,7 +111,9 @@ impl RedisStorage {
         let register = self.register_cmd([queue]);
         if batch.len() <= ENQUEUE_CHUNK {
             let inv = self.enqueue_call(batch)?;
-            let (_, reply): (i64, Vec<Value>) = self.run_with(&register, inv, "enqueue").await?;
+            let (_, reply): (i64, Vec<Value>) = self
+                .run_with(&register, Some(&self.registry_key()), inv, "enqueue")
+                .await?;
             return enqueue_outcomes(batch, reply);
         }
         self.cmd::<i64>(&register, "register a queue").await?;
@@ -232,7 +234,8 @@ impl RedisStorage {
         // answer instead of a call of its own.
         let mut exists = redis::cmd("EXISTS");
         exists.arg(self.wkey("revoked", "revoked"));
-        let (revocations, reply): (i64, Vec<Value>) = self.run_with(&exists, inv, "fetch").await?;
+        let (revocations, reply): (i64, Vec<Value>) =
+            self.run_with(&exists, None, inv, "fetch").await?;
         let revocations = Some(revocations);
         if reply.len() % FETCH_FIELDS != 0 {
             return Err(Error::decode(
@@ -524,8 +527,13 @@ impl RedisStorage {
             &raw,
         );
         let register = self.register_cmd([queue]);
-        self.run_with::<i64, Vec<Value>>(&register, inv, "insert raw task")
-            .await?;
+        self.run_with::<i64, Vec<Value>>(
+            &register,
+            Some(&self.registry_key()),
+            inv,
+            "insert raw task",
+        )
+        .await?;
         Ok(())
     }
 

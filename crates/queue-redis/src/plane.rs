@@ -49,7 +49,9 @@ impl RedisStorage {
         };
         // A paused queue is listed from the registry, so it enters it.
         let register = self.register_cmd([queue]);
-        let (_, changed): (i64, i64) = self.run_with(&register, inv, what).await?;
+        let (_, changed): (i64, i64) = self
+            .run_with(&register, Some(&self.registry_key()), inv, what)
+            .await?;
         Ok(changed == 1)
     }
 

@@ -433,10 +433,14 @@ impl RedisStorage {
     }
 
     /// Runs the command `first` and the script call `call` on one shared connection at once
-    /// (pipelined: one round trip on a single server). Returns both replies.
+    /// (pipelined: one round trip on a single server). Returns both replies. `first_writes`
+    /// names a key of the slot `first` changes, if it changes one: with
+    /// [`RedisOptions::wait_replicas`] on a cluster, where the two go to different masters,
+    /// that master is waited for too (on a single server the one `WAIT` covers both).
     pub(crate) async fn run_with<F: FromRedisValue, T: FromRedisValue>(
         &self,
         first: &redis::Cmd,
+        first_writes: Option<&str>,
         call: Call<'_>,
         what: &str,
     ) -> Result<(F, T)> {
@@ -450,6 +454,9 @@ impl RedisStorage {
             (Ok(x), Ok(y)) => {
                 if call.script.writes {
                     self.replicated(&mut b, &call.key, what).await?;
+                }
+                if let (Some(key), Conn::Cluster(_)) = (first_writes, &a) {
+                    self.replicated(&mut a, key, what).await?;
                 }
                 Ok((x, y))
             }

@@ -211,3 +211,42 @@ async fn a_failover_is_an_error_for_a_while_then_the_store_carries_on() {
         "the queue is served by the new master ({errors} errors)"
     );
 }
+
+/// With `wait=1`, an enqueue also waits for the replica of the master that holds the queue
+/// registry (another master than the queue's): a queue missing from the registry after a
+/// failover would hide its tasks and results from every lookup by id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_wait_an_enqueue_waits_for_the_registrys_replica_too() {
+    let mut cluster = support::RedisCluster::start();
+    cluster.wait_synced(Duration::from_secs(30));
+    let registry_master = cluster.master_of("{~queues}");
+    let q = (0..1000)
+        .map(|i| format!("q{i}"))
+        .find(|q| cluster.master_of(&format!("{{{q}}}")) != registry_master)
+        .unwrap();
+    let store = RedisStorage::open(RedisOptions::new(format!(
+        "{}?wait=1&wait_timeout_ms=2000",
+        cluster.url()
+    )))
+    .await
+    .unwrap();
+    store.enqueue(vec![env(&q)]).await.unwrap();
+    // The registry master's replica, from the master's own view.
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{registry_master}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut conn)
+        .unwrap();
+    let replica: u16 = info
+        .lines()
+        .find(|l| l.starts_with("slave0:"))
+        .and_then(|l| l.split(',').find_map(|kv| kv.strip_prefix("port=")))
+        .and_then(|p| p.parse().ok())
+        .expect("the registry's master has a replica");
+    cluster.kill(replica);
+    let err = store.enqueue(vec![env(&q)]).await.unwrap_err();
+    assert!(err.to_string().contains("replicas acknowledged"), "{err}");
+}
