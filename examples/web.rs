@@ -5,6 +5,7 @@
 //! cargo run --example web                                   # SQLite file skiff-web.db, port 8000
 //! SKIFF_URL=redis://127.0.0.1:6379/0 PORT=8080 cargo run --features redis --example web
 //! SKIFF_URL=postgres://app@localhost/app cargo run --features postgres --example web
+//! SKIFF_URL=redis+cluster://127.0.0.1:7000/ cargo run --features redis --example web
 //!
 //! curl -X POST 'http://127.0.0.1:8000/users?email=ada@example.com&name=Ada'
 //!   {"user_id":1,"email_task_id":"0190…"}

@@ -291,6 +291,24 @@ async fn no_internal_error_text_or_email_address_leaves_the_app() {
     );
 }
 
+/// The web example on a Redis Cluster (3 masters, 3 replicas): `SKIFF_URL=redis+cluster://…`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_example_runs_on_a_redis_cluster() {
+    let cluster = queue_redis::testing::RedisCluster::start();
+    let url = cluster.url();
+    assert!(url.starts_with("redis+cluster://"), "{url}");
+    let web = Web::start(&[("SKIFF_URL", url.as_str())]).await;
+    let client = reqwest::Client::new();
+    let (status, user) = send(client.post(web.url("/users?email=ada@example.com&name=Ada"))).await;
+    assert_eq!(status, 201, "{user}");
+    let done = wait_complete(&client, &web, user["email_task_id"].as_str().unwrap()).await;
+    assert_eq!(done["error"], Value::Null, "{done}");
+    let (status, health) = send(client.get(web.url("/health/queue"))).await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["ok"], true, "{health}");
+    web.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_is_mounted_and_asks_for_basic_credentials_when_a_password_is_set() {
     let client = reqwest::Client::new();

@@ -331,6 +331,7 @@ impl PostgresStorage {
     /// # Examples
     ///
     /// ```no_run
+    /// # #![allow(dead_code)]
     /// # async fn demo(store: queue_postgres::PostgresStorage) {
     /// if !store.vacuums_itself() {
     ///     eprintln!("tune autovacuum for {}.tasks", store.schema());
