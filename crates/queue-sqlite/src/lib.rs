@@ -99,8 +99,6 @@ pub struct SqliteStorage {
     path: PathBuf,
     /// The `-wal` file, watched by idle waits (see the `wait` module).
     wal: PathBuf,
-    /// Wakes idle waits when another process commits (see the `files` module).
-    _files: Option<files::FileWatch>,
     _temp: Option<TempFile>,
 }
 
@@ -179,15 +177,13 @@ impl SqliteStorage {
         } else {
             Shared::new(options.clock.clone())
         });
-        let files = if watched {
-            files::spawn(&opened.path, &shared)
-        } else {
-            None
-        };
+        if watched {
+            // The watch lives in `shared`; it is on while some wait holds it.
+            let _ = files::spawn(&opened.path, &shared);
+        }
         let writer = Writer::spawn(opened.writer, shared.clone(), options.max_batch);
         checkpoint::spawn(opened.pool.clone(), Arc::downgrade(&shared));
         Ok(Self {
-            _files: files,
             shared,
             writer,
             pool: opened.pool,

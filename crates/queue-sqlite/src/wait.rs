@@ -12,7 +12,7 @@
 //! every [`FULL_PROBE_EVERY`]. So work written by another process is seen within one poll
 //! interval, while an idle consumer costs a `stat` per interval. Sooner, when the store watches
 //! its files (the `files` module): a change to them that this process's writer did not make
-//! ends the sleep, and the wait probes at once. It returns when work may be there or the
+//! ends the sleep, and the wait probes at once (the watch is on while some wait holds it). It returns when work may be there or the
 //! timeout has passed; never at once, again and again, while nothing is due.
 //!
 //! `wait_result` works the same way on the `results` channel and a primary-key read, and is
@@ -97,6 +97,7 @@ pub(crate) async fn for_work(
     poll: Duration,
 ) -> Result<()> {
     let deadline = queue_core::clock::deadline(timeout);
+    let _watch = shared.hold_watch();
     let mut rx = shared.work.subscribe();
     let mut files = shared.files.subscribe();
     loop {
@@ -158,6 +159,7 @@ pub(crate) async fn for_result(
     poll: Duration,
 ) -> Result<Option<StoredResult>> {
     let deadline = queue_core::clock::deadline(timeout);
+    let _watch = shared.hold_watch();
     let mut rx = shared.results.subscribe();
     let mut files = shared.files.subscribe();
     loop {

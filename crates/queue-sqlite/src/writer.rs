@@ -21,13 +21,13 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex as StdMutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use sqlx::{Connection, SqliteConnection};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
 use queue_core::clock::to_millis;
 use queue_core::storage::RevocationCache;
@@ -35,6 +35,7 @@ use queue_core::{Clock, EnqueueOutcome, Error, Result};
 
 use crate::enqueue::{insert_tasks, NewTask};
 use crate::error::{is_busy, Context};
+use crate::files::{FileWatch, Hold};
 use crate::sql::MAX_CHUNK;
 use crate::wait::WalStamp;
 
@@ -58,7 +59,9 @@ pub(crate) struct Shared {
     /// commit, so waits can tell this process's commits from others'.
     pub(crate) wal: Option<PathBuf>,
     /// The `-wal` file as this process's last commit left it.
-    own_wal: Mutex<WalStamp>,
+    own_wal: StdMutex<WalStamp>,
+    /// The watch on the database's files, when they are watched (see the `files` module).
+    pub(crate) watch: OnceLock<FileWatch>,
 }
 
 impl Shared {
@@ -71,7 +74,8 @@ impl Shared {
             revocations: RevocationCache::new(),
             files: watch::channel(0).0,
             wal: None,
-            own_wal: Mutex::new(WalStamp::default()),
+            own_wal: StdMutex::new(WalStamp::default()),
+            watch: OnceLock::new(),
         }
     }
 
@@ -81,6 +85,12 @@ impl Shared {
             wal: Some(wal),
             ..Self::new(clock)
         }
+    }
+
+    /// Keeps the watch on the database's files on while the returned hold lives (`None`
+    /// when the files are not watched); a wait takes it before it first looks.
+    pub(crate) fn hold_watch(&self) -> Option<Hold<'_>> {
+        self.watch.get().map(FileWatch::hold)
     }
 
     /// After a commit of this process: notes how it left the `-wal` file.
@@ -221,10 +231,16 @@ impl Msg {
     }
 }
 
+/// The writer's connection: taken by the writer task for each batch, or by a caller whose
+/// single enqueue finds the writer idle (see [`Writer::enqueue`]). `None` once closed.
+type Conn = Arc<Mutex<Option<SqliteConnection>>>;
+
 /// The sending side of the writer, held by the store.
 #[derive(Debug, Clone)]
 pub(crate) struct Writer {
     tx: mpsc::Sender<Msg>,
+    conn: Conn,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Msg {
@@ -243,12 +259,26 @@ impl Writer {
     /// Starts the writer task on `conn`.
     pub(crate) fn spawn(conn: SqliteConnection, shared: Arc<Shared>, max_batch: usize) -> Self {
         let (tx, rx) = mpsc::channel(max_batch.max(64) * 4);
-        tokio::spawn(run(conn, rx, shared, max_batch));
-        Self { tx }
+        let conn = Arc::new(Mutex::new(Some(conn)));
+        tokio::spawn(run(conn.clone(), rx, shared.clone(), max_batch));
+        Self { tx, conn, shared }
     }
 
     /// Enqueues rows through group commit.
+    ///
+    /// When the writer is idle (nothing queued, its connection free) and the rows fit one
+    /// `INSERT`, the caller runs that statement on the writer's connection itself: a single
+    /// `enqueue` then crosses to SQLite's thread and back, not through the writer task as well
+    /// (two thread hops fewer, about a third of the call on a 2-core machine). Otherwise the
+    /// rows join the writer's next transaction.
     pub(crate) async fn enqueue(&self, rows: Vec<NewTask>) -> Result<Vec<EnqueueOutcome>> {
+        if rows.len() <= MAX_CHUNK && self.tx.capacity() == self.tx.max_capacity() {
+            if let Ok(mut guard) = self.conn.try_lock() {
+                if let Some(conn) = guard.as_mut() {
+                    return alone(conn, self, &rows).await;
+                }
+            }
+        }
         let (reply, rx) = oneshot::channel();
         let msg = Msg::Enqueue {
             rows,
@@ -275,13 +305,87 @@ impl Writer {
     }
 }
 
-async fn run(
-    mut conn: SqliteConnection,
-    mut rx: mpsc::Receiver<Msg>,
-    shared: Arc<Shared>,
-    max_batch: usize,
-) {
+/// One enqueue statement run by its caller on the idle writer's connection (see
+/// [`Writer::enqueue`]), with the writer's busy retries, counters and wake-ups.
+async fn alone(
+    conn: &mut SqliteConnection,
+    writer: &Writer,
+    rows: &[NewTask],
+) -> Result<Vec<EnqueueOutcome>> {
+    let shared = &*writer.shared;
+    // If the caller stops waiting, the statement still runs on SQLite's thread: the guard
+    // then has the writer wake the consumers after it (see `Nudge`).
+    let mut nudge = NudgeOnDrop(Some(writer));
+    let rows: Vec<&NewTask> = rows.iter().collect();
+    let mut delay = Duration::from_millis(10);
+    let mut tries = 0;
+    let result = loop {
+        let mut fx = Effects::default();
+        match insert_tasks(conn, &rows, shared.now(), &mut fx).await {
+            Err(err) if is_busy(&err) && tries < 4 => {
+                shared.counters.busy_retries.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %err, "SQLite store busy; retrying the write");
+                tokio::time::sleep(delay).await;
+                delay *= 4;
+                tries += 1;
+            }
+            other => break other.map(|out| (out, fx)),
+        }
+    };
+    nudge.0 = None;
+    shared.note_own_commit();
+    let (out, fx) = result?;
+    let c = &shared.counters;
+    c.transactions.fetch_add(1, Ordering::Relaxed);
+    c.operations.fetch_add(1, Ordering::Relaxed);
+    shared.wake(&fx);
+    Ok(out)
+}
+
+/// Sends the writer a [`Nudge`] when dropped while armed: a caller of [`alone`] stopped
+/// waiting, and its statement may still be running.
+struct NudgeOnDrop<'a>(Option<&'a Writer>);
+
+impl Drop for NudgeOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(writer) = self.0 {
+            let (reply, _) = oneshot::channel();
+            let job = Pending {
+                work: Nudge,
+                out: None,
+                reply,
+            };
+            if writer.tx.try_send(Msg::Job(Box::new(job))).is_err() {
+                // The writer is busy (or gone): waking now may come before the commit, and
+                // then the woken only look again at their next poll.
+                writer.shared.wake_work();
+            }
+        }
+    }
+}
+
+/// A write of nothing that wakes the consumers after the writer's next commit. The writer's
+/// transaction starts on the connection after any statement already sent to it, so the
+/// wake-up follows the commit of an enqueue whose caller stopped waiting.
+struct Nudge;
+
+#[async_trait]
+impl Work for Nudge {
+    type Output = ();
+
+    async fn run(&mut self, _: &mut SqliteConnection, _: i64, fx: &mut Effects) -> Result<()> {
+        fx.work = true;
+        Ok(())
+    }
+}
+
+async fn run(conn: Conn, mut rx: mpsc::Receiver<Msg>, shared: Arc<Shared>, max_batch: usize) {
     while let Some(first) = rx.recv().await {
+        let mut guard = conn.lock().await;
+        let Some(conn) = guard.as_mut() else {
+            first.finish(Some(stopped()));
+            continue;
+        };
         let mut rows = first.rows();
         let mut batch = vec![first];
         while batch.len() < max_batch && rows < MAX_ROWS {
@@ -293,9 +397,11 @@ async fn run(
                 Err(_) => break,
             }
         }
-        execute(&mut conn, &shared, batch).await;
+        execute(conn, &shared, batch).await;
     }
-    let _ = conn.close().await;
+    if let Some(conn) = conn.lock().await.take() {
+        let _ = conn.close().await;
+    }
 }
 
 async fn execute(conn: &mut SqliteConnection, shared: &Shared, mut batch: Vec<Msg>) {

@@ -314,3 +314,54 @@ async fn an_idle_wait_does_not_return_at_once() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_whose_caller_stops_waiting_still_wakes_the_consumers_after_its_commit() {
+    use futures::FutureExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let hour = Duration::from_secs(3600);
+    let store = Arc::new(
+        SqliteStorage::open(SqliteOptions::new(&path).poll_interval(hour))
+            .await
+            .unwrap(),
+    );
+    let mut other = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .connect()
+        .await
+        .unwrap();
+    for round in 0..3 {
+        let queue = format!("c{round}");
+        let waiter = {
+            let (store, queue) = (store.clone(), queue.clone());
+            tokio::spawn(async move { store.wait_for_work(&queue, hour).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Another connection holds the write lock, so the insert waits inside SQLite; its
+        // caller polls once and goes away, and never sees the answer.
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let abandoned = store.enqueue(vec![env(&queue)]).now_or_never();
+        assert!(
+            abandoned.is_none(),
+            "the enqueue finished with the lock held: {abandoned:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "woken before the lock was released");
+        sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(30), waiter)
+            .await
+            .expect("an abandoned enqueue woke no consumer")
+            .unwrap()
+            .unwrap();
+        let got = store
+            .fetch(&queue, 10, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1, "woken before the task was committed");
+    }
+}
