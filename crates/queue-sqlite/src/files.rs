@@ -119,9 +119,8 @@ impl FileWatch {
         }
     }
 
-    /// Whether the directory is watched now (for tests).
-    #[cfg(test)]
-    fn is_on(&self) -> bool {
+    /// Whether the directory is watched now.
+    pub(crate) fn is_on(&self) -> bool {
         self.lock().on
     }
 }

@@ -94,7 +94,12 @@ impl Shared {
     }
 
     /// After a commit of this process: notes how it left the `-wal` file.
+    /// Only while the watch is on: no wait looks at it otherwise (one `stat` per commit saved),
+    /// and a wait that turns the watch on and finds the note stale only looks once too often.
     pub(crate) fn note_own_commit(&self) {
+        if !self.watch.get().is_some_and(FileWatch::is_on) {
+            return;
+        }
         if let Some(wal) = &self.wal {
             let stamp = WalStamp::read(wal);
             *self.own_wal.lock().unwrap_or_else(|e| e.into_inner()) = stamp;
