@@ -104,11 +104,13 @@ mod enqueue;
 mod error;
 mod explain;
 mod fetch;
+mod notifier;
 mod notify;
 mod options;
 mod plane;
 mod redact;
 mod schema;
+mod single;
 mod sql;
 mod storage;
 #[cfg(feature = "testing")]
@@ -160,6 +162,10 @@ pub struct PostgresStorage {
     revocations: RevocationCache,
     /// Counts finished tasks and vacuums the task table every so many (see `vacuum`).
     vacuum: Arc<vacuum::Vacuum>,
+    /// The connection kept for single-task enqueues (see the `single` module).
+    single: single::SingleConn,
+    /// Tells other processes' waits about committed writes (see the `notifier` module).
+    notifier: notifier::Notifier,
     _listener: Option<DropGuard>,
 }
 
@@ -285,10 +291,20 @@ impl PostgresStorage {
         } else {
             None
         };
+        let sql = Arc::new(Sql::new(&options.schema));
+        let notifier = notifier::Notifier::spawn(notifier::Config {
+            connect: options.connect.clone(),
+            connect_timeout: options.acquire_timeout,
+            query_timeout: options.query_timeout,
+            sql: sql.clone(),
+            channel: channel.clone(),
+        });
         Ok(Self {
+            single: single::SingleConn::new(options.connect.clone(), options.acquire_timeout),
+            notifier,
             pool,
             info,
-            sql: Arc::new(Sql::new(&options.schema)),
+            sql,
             schema: options.schema,
             channel,
             clock: options.clock,

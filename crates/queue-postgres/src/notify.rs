@@ -6,8 +6,9 @@
 //!
 //! * The hot writes (`enqueue`, `complete`, the dead-lettering in `fetch`) notify only whom
 //!   some process waits for, and only after their commit ([`after_commit`], one read of the
-//!   `work_waits` / `result_waits` tables, [`NOTIFY_WAITING`], run in a task of its own on the
-//!   write's connection, so the writer returns without waiting for it). A NOTIFY takes a lock for the
+//!   `work_waits` / `result_waits` tables, [`NOTIFY_WAITING`], run by the store's notifier
+//!   task on its own connection, so the writer returns without waiting for it, and writes
+//!   that arrive together share one read: see the `notifier` module). A NOTIFY takes a lock for the
 //!   whole cluster from its commit until the commit is flushed, so writers that notify in
 //!   their own transaction commit one at a time, one WAL flush each: 64 producers that
 //!   notified got no more than one producer plus a little. A wait registers before it sleeps

@@ -226,8 +226,10 @@ impl PostgresOptions {
         &self.url
     }
 
-    /// The most connections the store opens for its own queries (10 by default). The wake-up
-    /// listener uses one more of its own.
+    /// The most connections the store opens for its own queries (10 by default). Three more
+    /// are its own: the wake-up listener's, the notifier's (which tells other processes' waits
+    /// about committed writes) and the one kept for single-task enqueues, so a store holds up
+    /// to `pool_size + 3` connections to the server.
     pub fn pool_size(mut self, size: u32) -> Self {
         self.pool_size = size.max(1);
         self

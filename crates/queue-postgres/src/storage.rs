@@ -12,8 +12,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::pool::PoolConnection;
-use sqlx::Postgres;
 
 use queue_core::clock::{duration_millis, to_millis};
 use queue_core::storage::rows::{sql_limit, Settlement};
@@ -50,12 +48,24 @@ impl Storage for PostgresStorage {
             }
             let now = self.now();
             let rows = enqueue::columns(batch, now)?;
-            let mut conn = self.conn("enqueue").await?;
-            let inserted = enqueue::insert(&mut conn, &self.sql, None, rows, now).await?;
+            let single = if rows.len() == 1 {
+                self.single.try_take()
+            } else {
+                None
+            };
+            let inserted = if let Some(mut taken) = single {
+                let conn = taken.conn(&self.single, &self.bound).await?;
+                let inserted = enqueue::insert(conn, &self.sql, None, rows, now).await?;
+                taken.put_back();
+                inserted
+            } else {
+                let mut conn = self.conn("enqueue").await?;
+                enqueue::insert(&mut conn, &self.sql, None, rows, now).await?
+            };
             for queue in &inserted.queues {
                 self.waiters.work.wake(queue);
             }
-            self.notify_waiting(conn, inserted.queues, Vec::new());
+            self.notifier.after_commit(inserted.queues, Vec::new());
             Ok(inserted.outcomes)
         })
         .await
@@ -73,7 +83,9 @@ impl Storage for PostgresStorage {
             for id in &fetched.buried {
                 self.waiters.results.wake(id);
             }
-            self.notify_waiting(conn, Vec::new(), fetched.buried.clone());
+            drop(conn);
+            self.notifier
+                .after_commit(Vec::new(), fetched.buried.clone());
             // The claim read whether any revocation exists: `check_revoked` of this batch, which
             // follows, uses that answer instead of a read of its own.
             if let Some(any) = fetched.revocations {
@@ -109,7 +121,8 @@ impl Storage for PostgresStorage {
             for queue in &done.queues {
                 self.waiters.work.wake(queue);
             }
-            self.notify_waiting(conn, done.queues, done.results);
+            drop(conn);
+            self.notifier.after_commit(done.queues, done.results);
             Ok(done.status)
         })
         .await
@@ -473,40 +486,6 @@ impl Storage for PostgresStorage {
 }
 
 impl PostgresStorage {
-    /// After a committed write: wakes other processes' waits on `queues` and `results` (see
-    /// the `notify` module), on `conn` in a task of its own, so the caller, whose write is
-    /// done, does not wait for this round trip. A failure or a call past the query timeout is
-    /// logged, and those waits find the work when their timeout makes them look again.
-    fn notify_waiting(
-        &self,
-        mut conn: PoolConnection<Postgres>,
-        queues: Vec<String>,
-        results: Vec<uuid::Uuid>,
-    ) {
-        if queues.is_empty() && results.is_empty() {
-            return;
-        }
-        let sql = self.sql.clone();
-        let channel = self.channel.clone();
-        let bound = self.bound.timeout;
-        tokio::spawn(async move {
-            let call = crate::notify::after_commit(&mut conn, &sql, &channel, &queues, &results);
-            match tokio::time::timeout(bound, call).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => {
-                    tracing::warn!(error = %err, "could not notify waiting consumers after a write");
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        timeout = ?bound,
-                        "could not notify waiting consumers after a write: no answer within the query timeout"
-                    );
-                    conn.close_on_drop();
-                }
-            }
-        });
-    }
-
     /// `requeue_dead` / `requeue_all_dead`.
     async fn requeue(&self, ids: Option<Vec<uuid::Uuid>>, queue: Option<&str>) -> Result<u64> {
         let (n, queues) =

@@ -83,12 +83,12 @@ impl Bound {
     }
 
     /// Whether a connection idle for `idle_for` has been idle since before the last timeout.
-    fn stale(&self, idle_for: Duration) -> bool {
+    pub(crate) fn stale(&self, idle_for: Duration) -> bool {
         idle_before(&self.timed_out_at, idle_for)
     }
 
     /// Whether a connection idle for `idle_for` needs a ping before it is handed out.
-    fn needs_ping(&self, idle_for: Duration) -> bool {
+    pub(crate) fn needs_ping(&self, idle_for: Duration) -> bool {
         idle_for >= FRESH || idle_before(&self.suspect_at, idle_for)
     }
 

@@ -65,16 +65,58 @@ async fn connections_killed_behind_the_stores_back_cost_at_most_one_failed_call(
             .unwrap();
         assert!(killed, "backend {pid}");
     }
-    let first = store.enqueue(vec![env(&clock, "q", "t")]).await;
+    // A batch: single-task enqueues have a connection of their own (tested below).
+    let batch = || vec![env(&clock, "q", "t"), env(&clock, "q", "t")];
+    let first = store.enqueue(batch()).await;
     if let Err(err) = &first {
         assert!(err.is_transient(), "{err:?}");
     }
     store
-        .enqueue(vec![env(&clock, "q", "t")])
+        .enqueue(batch())
         .await
         .expect("the second call after the kill gets a live connection");
     let ready = store.counts(None).await.unwrap().ready;
-    assert_eq!(ready, if first.is_ok() { 2 } else { 1 });
+    assert_eq!(ready, if first.is_ok() { 4 } else { 2 });
+}
+
+#[tokio::test]
+async fn the_single_enqueue_connection_killed_behind_the_stores_back_costs_at_most_one_failed_call()
+{
+    let store = PostgresStorage::open(shared_options("killed_single").listen(false))
+        .await
+        .unwrap();
+    let clock = manual_clock();
+    store.enqueue(vec![env(&clock, "q", "t")]).await.unwrap();
+    let mut admin = sqlx::PgConnection::connect(&queue_postgres::testing::shared_url())
+        .await
+        .unwrap();
+    // The backend whose last statement was this store's single-row insert.
+    let pattern = format!(
+        "WITH ins AS%INSERT INTO \"{}\".tasks%$1::uuid%",
+        store.schema()
+    );
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE query LIKE $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(&pattern)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(killed, 1, "{pattern}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let first = store.enqueue(vec![env(&clock, "q", "t")]).await;
+    if let Err(err) = &first {
+        assert!(err.is_transient(), "{err:?}");
+    }
+    for _ in 0..3 {
+        store
+            .enqueue(vec![env(&clock, "q", "t")])
+            .await
+            .expect("the calls after the failed one get a live connection");
+    }
+    let ready = store.counts(None).await.unwrap().ready;
+    assert_eq!(ready, if first.is_ok() { 5 } else { 4 });
 }
 
 #[tokio::test]
