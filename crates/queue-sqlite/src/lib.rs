@@ -23,7 +23,9 @@
 //!   and producer processes can share one file without "database is locked" failures.
 //! * **Group commit**: all writes of a store go through one writer task that commits whatever
 //!   is queued in one transaction (see the `writer` module). Concurrent `enqueue` calls from
-//!   many Tokio tasks become a few transactions and a few multi-row `INSERT`s.
+//!   many Tokio tasks become a few transactions and a few multi-row `INSERT`s. A lone
+//!   single-task `enqueue` (a web handler's) instead runs its `INSERT` on the calling thread,
+//!   on a connection of its own (see [`SqliteOptions::direct_enqueue`]): no thread hop.
 //! * **Leases**: `fetch` claims a batch in one `UPDATE … WHERE seq IN (SELECT … ORDER BY
 //!   priority DESC, seq LIMIT n) RETURNING …`, served by the partial index `tasks_ready`; due
 //!   etas and expired leases are promoted in the same transaction from `tasks_timer`. Every
@@ -54,6 +56,7 @@ mod admin;
 mod checkpoint;
 mod complete;
 mod control;
+mod direct;
 mod enqueue;
 mod error;
 mod explain;
@@ -112,6 +115,9 @@ pub struct WriterStats {
     pub operations: u64,
     /// Times a write met a busy database and was tried again.
     pub busy_retries: u64,
+    /// Single enqueues run on their caller's thread, each its own transaction (see
+    /// [`SqliteOptions::direct_enqueue`]); counted in `transactions` and `operations` too.
+    pub direct_enqueues: u64,
 }
 
 impl SqliteStorage {
@@ -181,7 +187,11 @@ impl SqliteStorage {
             // The watch lives in `shared`; it is on while some wait holds it.
             let _ = files::spawn(&opened.path, &shared);
         }
-        let writer = Writer::spawn(opened.writer, shared.clone(), options.max_batch);
+        let direct = options.direct_enqueue.then(|| {
+            let synchronous = opened.temp.is_none().then_some(options.synchronous);
+            direct::Direct::new(opened.path.clone(), synchronous)
+        });
+        let writer = Writer::spawn(opened.writer, shared.clone(), options.max_batch, direct);
         checkpoint::spawn(opened.pool.clone(), Arc::downgrade(&shared));
         Ok(Self {
             shared,
@@ -235,6 +245,7 @@ impl SqliteStorage {
             transactions: c.transactions.load(Ordering::Relaxed),
             operations: c.operations.load(Ordering::Relaxed),
             busy_retries: c.busy_retries.load(Ordering::Relaxed),
+            direct_enqueues: c.direct_enqueues.load(Ordering::Relaxed),
         }
     }
 

@@ -20,7 +20,7 @@
 //! `results` watch channels, which wake in-process `wait_for_work` and `wait_result` callers.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, OnceLock};
 use std::time::Duration;
 
@@ -33,6 +33,7 @@ use queue_core::clock::to_millis;
 use queue_core::storage::RevocationCache;
 use queue_core::{Clock, EnqueueOutcome, Error, Result};
 
+use crate::direct::Direct;
 use crate::enqueue::{insert_tasks, NewTask};
 use crate::error::{is_busy, Context};
 use crate::files::{FileWatch, Hold};
@@ -136,6 +137,25 @@ pub(crate) struct Counters {
     pub(crate) transactions: AtomicU64,
     pub(crate) operations: AtomicU64,
     pub(crate) busy_retries: AtomicU64,
+    pub(crate) direct_enqueues: AtomicU64,
+    /// Enqueue calls under way.
+    pub(crate) enqueues_in_call: AtomicUsize,
+}
+
+/// One enqueue call under way, counted while it lives.
+struct Arrival<'a>(&'a AtomicUsize);
+
+impl<'a> Arrival<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Arrival<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// What a write changed, so the writer knows whom to wake after the commit.
@@ -246,6 +266,8 @@ pub(crate) struct Writer {
     tx: mpsc::Sender<Msg>,
     conn: Conn,
     shared: Arc<Shared>,
+    /// The connection for single enqueues on their caller's thread, when that is on.
+    direct: Option<Arc<Direct>>,
 }
 
 impl std::fmt::Debug for Msg {
@@ -261,12 +283,23 @@ fn stopped() -> Error {
 }
 
 impl Writer {
-    /// Starts the writer task on `conn`.
-    pub(crate) fn spawn(conn: SqliteConnection, shared: Arc<Shared>, max_batch: usize) -> Self {
+    /// Starts the writer task on `conn`; `direct` serves single enqueues on their caller's
+    /// thread (see the `direct` module).
+    pub(crate) fn spawn(
+        conn: SqliteConnection,
+        shared: Arc<Shared>,
+        max_batch: usize,
+        direct: Option<Direct>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(max_batch.max(64) * 4);
         let conn = Arc::new(Mutex::new(Some(conn)));
         tokio::spawn(run(conn.clone(), rx, shared.clone(), max_batch));
-        Self { tx, conn, shared }
+        Self {
+            tx,
+            conn,
+            shared,
+            direct: direct.map(Arc::new),
+        }
     }
 
     /// Enqueues rows through group commit.
@@ -274,13 +307,34 @@ impl Writer {
     /// When the writer is idle (nothing queued, its connection free) and the rows fit one
     /// `INSERT`, the caller runs that statement on the writer's connection itself: a single
     /// `enqueue` then crosses to SQLite's thread and back, not through the writer task as well
-    /// (two thread hops fewer, about a third of the call on a 2-core machine). Otherwise the
-    /// rows join the writer's next transaction.
+    /// (two thread hops fewer, about a third of the call on a 2-core machine); one task, with
+    /// [`SqliteOptions::direct_enqueue`](crate::SqliteOptions::direct_enqueue) on, does not
+    /// cross threads at all (see the `direct` module). Otherwise the rows join the writer's
+    /// next transaction.
     pub(crate) async fn enqueue(&self, rows: Vec<NewTask>) -> Result<Vec<EnqueueOutcome>> {
+        let in_call = &self.shared.counters.enqueues_in_call;
+        let _arrived = Arrival::new(in_call);
         if rows.len() <= MAX_CHUNK && self.tx.capacity() == self.tx.max_capacity() {
-            if let Ok(mut guard) = self.conn.try_lock() {
-                if let Some(conn) = guard.as_mut() {
-                    return alone(conn, self, &rows).await;
+            let direct = match (&self.direct, rows.as_slice()) {
+                (Some(direct), [task]) => {
+                    // Calls that arrive together (tasks of this thread, or of others) show up
+                    // in the count meanwhile, and group commit then serves them all.
+                    tokio::task::yield_now().await;
+                    Some((direct, task))
+                }
+                _ => None,
+            };
+            if in_call.load(Ordering::Relaxed) == 1 {
+                if let Ok(mut guard) = self.conn.try_lock() {
+                    if let Some(conn) = guard.as_mut() {
+                        if let Some((direct, task)) = direct {
+                            if let Some(outcome) = direct.enqueue(task, self.shared.now()) {
+                                self.after_direct(&outcome);
+                                return Ok(vec![outcome]);
+                            }
+                        }
+                        return alone(conn, self, &rows).await;
+                    }
                 }
             }
         }
@@ -292,6 +346,19 @@ impl Writer {
         };
         self.tx.send(msg).await.map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
+    }
+
+    /// After a direct enqueue's commit: the counters and wake-ups the writer would do.
+    fn after_direct(&self, outcome: &EnqueueOutcome) {
+        let shared = &*self.shared;
+        shared.note_own_commit();
+        let c = &shared.counters;
+        c.transactions.fetch_add(1, Ordering::Relaxed);
+        c.operations.fetch_add(1, Ordering::Relaxed);
+        c.direct_enqueues.fetch_add(1, Ordering::Relaxed);
+        if matches!(outcome, EnqueueOutcome::Enqueued(_)) {
+            shared.wake_work();
+        }
     }
 
     /// Runs `work` in the writer's next transaction.

@@ -125,7 +125,7 @@ fn concurrent_enqueues_are_committed_together() {
         // commits the first group, so a loaded machine may see a few groups: never hundreds.
         assert!(
             transactions <= 8,
-            "500 enqueues took {transactions} transactions"
+            "500 enqueues took {transactions} transactions: {after:?}"
         );
         assert_eq!(store.counts(Some("gc")).await.unwrap().ready, 500);
     });
