@@ -304,8 +304,9 @@ impl Writer {
 
     /// Enqueues rows through group commit.
     ///
-    /// When the writer is idle (nothing queued, its connection free) and the rows fit one
-    /// `INSERT`, the caller runs that statement on the writer's connection itself: a single
+    /// When the writer is idle (nothing queued, its connection free), no other enqueue is
+    /// under way and the rows fit one `INSERT`, the caller runs that statement on the writer's
+    /// connection itself: a single
     /// `enqueue` then crosses to SQLite's thread and back, not through the writer task as well
     /// (two thread hops fewer, about a third of the call on a 2-core machine); one task, with
     /// [`SqliteOptions::direct_enqueue`](crate::SqliteOptions::direct_enqueue) on, does not
