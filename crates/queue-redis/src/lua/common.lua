@@ -44,7 +44,7 @@
 --   P:{Q}:unique     HASH unique key -> id, while that task is pending (unique keys are per
 --                    queue)
 --   P:{Q}:seq        STRING counter for FIFO order within a priority
---   P:{Q}:wake       LIST wake-up tokens for idle consumers (at most WAKE_MAX)
+--   P:{Q}:wake       LIST wake-up tokens for idle consumers (at most 2 * WAKE_MAX)
 --   P:{Q}:progress   HASH id -> the newest progress (msgpack) a worker reported for the task
 --                    under its current lease (deleted with the task's other fields)
 --   P:{Q}:paused     STRING "1" while the queue is paused (fetch hands out nothing)
@@ -59,6 +59,13 @@
 --   P:{Q}:outbox     HASH follow-up id -> "<written at ms>|<envelope>": follow-ups for other
 --                    queues, written with the completion that made them and moved to their
 --                    queues by the client right after (or by purge_expired after a crash)
+--   P:{Q}:registered STRING "1" with a real TTL (`REGISTERED_TTL` in hot.rs, 10 min): the
+--                    queue was entered in the registry (P:{~queues}:queues) less than that
+--                    long ago. The enqueue script only reads it; the client enters the queue
+--                    in the registry when it is missing and then sets it (see `hot.rs`), so
+--                    the registry is written once per queue and TTL, not per enqueue, and a
+--                    registry lost (a failover, a hand-made DEL) is written again within the
+--                    TTL by the next enqueue of each queue.
 -- Store-wide, each group under a hash tag of its own (never in a call with a queue's keys):
 --   P:{~queues}:queues       SET of queue names ever used (registry for counts/flush)
 --   P:{~queues}:layout       STRING the key layout's version ("2")
@@ -73,7 +80,7 @@
 
 -- Globals read in hot loops, as locals (a local is a register; a global a table lookup). Set
 -- by `init`: while a Functions library loads, only a reduced `redis` table is visible.
-local redis, tonumber, unpack, ipairs, pairs, format, match, sub
+local redis, tonumber, unpack, ipairs, pairs, format, match, sub, setmetatable
 local EXISTS = 'EXISTS'
 local PRI_SPAN = 137438953472 -- 2^37: sequence numbers per priority level
 local WAKE_MAX = 16
@@ -89,6 +96,7 @@ local qkeys, woken, seqs, bases
 local function init(keys, args)
   local G = _G
   redis, tonumber, unpack, ipairs, pairs = G.redis, G.tonumber, G.unpack, G.ipairs, G.pairs
+  setmetatable = G.setmetatable
   format, match, sub = G.string.format, G.string.match, G.string.sub
   ARGV = args
   P = args[1]
@@ -111,17 +119,25 @@ local function wide(group, name)
   return P .. ':{~' .. group .. '}:' .. name
 end
 
--- The keys of queue q, by suffix (built once per script call).
+-- The keys of queue q, by suffix: each built on first use in a script call (a one-task
+-- enqueue uses 6 of the 19; building them all cost a string concatenation and interning
+-- each). A suffix not in QUEUE_KEYS is a bug, refused rather than made into a key.
 local QUEUE_KEYS = {'ready', 'scheduled', 'leased', 'seq', 'dead', 'wake', 'task', 'dlv', 'att',
   'uk', 'progress', 'unique', 'paused', 'results', 'result-exp', 'result-waiters', 'dead-seq',
-  'outbox'}
+  'outbox', 'registered'}
+local KNOWN = {}
+for i = 1, #QUEUE_KEYS do KNOWN[QUEUE_KEYS[i]] = true end
+local KEY_OF = {__index = function(k, s)
+  if not KNOWN[s] then error('skiff: no queue key ' .. tostring(s)) end
+  local v = k.base .. s
+  k[s] = v
+  return v
+end}
 local function Q(q)
   local k = qkeys[q]
   if not k then
     tagged(q)
-    local b = P .. ':{' .. q .. '}:'
-    k = {base = b}
-    for _, s in ipairs(QUEUE_KEYS) do k[s] = b .. s end
+    k = setmetatable({base = P .. ':{' .. q .. '}:'}, KEY_OF)
     qkeys[q] = k
   end
   return k
@@ -185,14 +201,20 @@ local function next_seq(q)
   return s
 end
 
+-- Pushes n wake-up tokens (at most WAKE_MAX) to queue q's wake list. The list holds at most
+-- 2 * WAKE_MAX: LPUSH answers its length, and only past that is it trimmed back to WAKE_MAX,
+-- so while no consumer waits (the list stays full) one call in WAKE_MAX + 1 trims, not each.
+local function push_wake(q, n)
+  local k = qkey(q, 'wake')
+  if n > WAKE_MAX then n = WAKE_MAX end
+  local len = 0
+  for _ = 1, n do len = redis.call('LPUSH', k, '1') end
+  if len > 2 * WAKE_MAX then redis.call('LTRIM', k, 0, WAKE_MAX - 1) end
+end
+
 -- Every script that writes calls this last: wake-up tokens and sequence counters.
 local function finish()
-  for q, n in pairs(woken) do
-    local k = qkey(q, 'wake')
-    if n > WAKE_MAX then n = WAKE_MAX end
-    for _ = 1, n do redis.call('LPUSH', k, '1') end
-    redis.call('LTRIM', k, 0, WAKE_MAX - 1)
-  end
+  for q, n in pairs(woken) do push_wake(q, n) end
   for q, seq in pairs(seqs) do redis.call('SET', qkey(q, 'seq'), format('%d', seq)) end
 end
 
