@@ -127,7 +127,15 @@ impl RedisStorage {
         let queue = batch.first().map(|e| e.queue.as_str()).unwrap_or_default();
         if batch.len() <= ENQUEUE_CHUNK {
             let inv = self.enqueue_call(batch)?;
-            let mut reply: Vec<Value> = self.run(inv, "enqueue").await?;
+            // One task (a producer awaiting each enqueue) goes on an owned connection.
+            let owned = match batch.len() {
+                1 => self.run_owned(&inv).await,
+                _ => None,
+            };
+            let mut reply: Vec<Value> = match owned {
+                Some(reply) => reply?,
+                None => self.run(inv, "enqueue").await?,
+            };
             let registered = registration_mark(&mut reply)?;
             let out = enqueue_outcomes(batch, reply)?;
             if !registered {
@@ -189,6 +197,20 @@ impl RedisStorage {
         }
     }
 
+    /// Runs a one-task enqueue call on an owned connection (see `owned.rs`); `None` when
+    /// none is free (the caller takes the shared path).
+    async fn run_owned(&self, call: &Call<'_>) -> Option<Result<Vec<Value>>> {
+        let pool = self.owned.as_ref()?;
+        let mut owned = match pool.get().await {
+            Ok(owned) => owned?,
+            Err(e) => return Some(Err(self.redactor.error("connecting", e))),
+        };
+        let conn = owned.conn()?;
+        let reply = self.invoke::<Vec<Value>>(conn, call).await;
+        owned.keep(reply.as_ref().err());
+        Some(reply.map_err(|e| self.redactor.error("enqueue", e)))
+    }
+
     /// Enters `queue` in the registry, waits for the registry's replicas (with
     /// [`RedisOptions::wait_replicas`](crate::RedisOptions::wait_replicas)), then sets the
     /// queue's registration mark for [`REGISTERED_TTL`]: the mark exists only once the
@@ -201,7 +223,10 @@ impl RedisStorage {
             .arg(1)
             .arg("PX")
             .arg(u64::try_from(REGISTERED_TTL.as_millis()).unwrap_or(u64::MAX));
-        let added = self.register_cmd([queue]).query_async::<i64>(&mut lane.conn).await;
+        let added = self
+            .register_cmd([queue])
+            .query_async::<i64>(&mut lane.conn)
+            .await;
         if let Err(e) = added {
             self.lanes.failed(lane.lane, &e).await;
             return Err(self.redactor.error(what, e));

@@ -101,7 +101,13 @@
 //!   list) on connections of their own; see `wait.rs` for the details.
 //! * **Connections.** Ordinary commands and scripts share a few multiplexed connections
 //!   ([`RedisOptions::pool_size`], round-robin): concurrent calls pipeline on them, and no call
-//!   pays an extra `PING`. Blocking waits use a pool of their own.
+//!   pays an extra `PING`. Blocking waits use a pool of their own. An `enqueue` of one task
+//!   (a producer awaiting each call) runs on one of at most 4 owned connections instead, which
+//!   the calling task drives itself, so the call does not cross to a connection's driver task
+//!   and back (see `owned.rs`; named `skiff-enqueue` in `CLIENT LIST`). A call cancelled
+//!   midway closes its owned connection, a broken one is replaced, and when all 4 are busy a
+//!   call takes a shared connection. Not used on a Redis Cluster or with
+//!   [`RedisOptions::wait_replicas`], where single enqueues take the shared connections.
 //! * **Connection loss** surfaces as [`Error::Storage`](queue_core::Error::Storage); a call
 //!   waits at most [`RedisOptions::response_timeout`] (10 s) for its answer, blocking waits their
 //!   own length plus 2 s. When a shared connection fails with an I/O error, a drop or a timeout,
@@ -167,6 +173,7 @@ mod lanes;
 mod layout;
 mod locate;
 mod options;
+mod owned;
 mod plane;
 mod redact;
 mod scripts;

@@ -1,12 +1,14 @@
 //! The single-task enqueue path: the queue's registration mark, the one-task script path, the
-//! wake list's bound.
+//! wake list's bound, and the owned connections (`src/owned.rs`): used, dropped when a call is
+//! cancelled, replaced when killed.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use queue_core::storage::EnqueueOutcome;
 use queue_core::Storage;
+use queue_redis::{RedisOptions, RedisStorage};
 
-use crate::support::{self, raw_client};
+use crate::support::{self, raw_client, RedisServer, ServerConfig};
 use crate::{arc, env, manual_clock, LEASE};
 
 fn registry(conn: &mut redis::Connection, prefix: &str) -> Vec<String> {
@@ -114,4 +116,124 @@ async fn one_task_calls_keep_order_priorities_and_duplicates() {
     }
     assert_eq!(lengths.iter().max(), Some(&32), "{lengths:?}");
     assert!(lengths.contains(&16), "trimmed to 16: {lengths:?}");
+}
+
+/// The `CLIENT LIST` lines of the owned connections.
+fn owned_clients(conn: &mut redis::Connection) -> Vec<String> {
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(conn).unwrap();
+    list.lines()
+        .filter(|l| l.contains(" name=skiff-enqueue "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits up to 5 s for `n` owned connections.
+fn wait_owned(conn: &mut redis::Connection, n: usize) -> Vec<String> {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = owned_clients(conn);
+        if found.len() == n || Instant::now() > until {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn single_enqueues_run_on_one_owned_connection_with_the_urls_password_and_database() {
+    let server = RedisServer::with(ServerConfig {
+        password: Some("s3cret".into()),
+        ..ServerConfig::default()
+    });
+    let url = format!("redis://:s3cret@127.0.0.1:{}/3", server.port());
+    let clock = manual_clock();
+    let store = RedisStorage::open(RedisOptions::new(url.clone()).clock(arc(&clock)))
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        store.enqueue(vec![env(&clock, "q", "t")]).await.unwrap();
+    }
+    let mut conn = raw_client(&url).get_connection().unwrap();
+    let owned = owned_clients(&mut conn);
+    assert_eq!(owned.len(), 1, "{owned:?}");
+    assert!(owned[0].contains(" db=3 "), "{owned:?}");
+    let held: i64 = redis::cmd("HLEN")
+        .arg("skiff:{q}:task")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(held, 5, "the tasks are in database 3");
+    assert_eq!(store.counts(Some("q")).await.unwrap().ready, 5);
+}
+
+#[tokio::test]
+async fn an_enqueue_dropped_midway_closes_its_owned_connection() {
+    let server = RedisServer::start();
+    let clock = manual_clock();
+    let store = RedisStorage::open(RedisOptions::new(server.url()).clock(arc(&clock)))
+        .await
+        .unwrap();
+    store.enqueue(vec![env(&clock, "q", "t")]).await.unwrap();
+    let mut conn = raw_client(&server.url()).get_connection().unwrap();
+    assert_eq!(owned_clients(&mut conn).len(), 1);
+    // The server holds every client's commands for a while: the call is sent, its reply
+    // does not come before the caller gives up.
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(700)
+        .arg("ALL")
+        .query(&mut conn)
+        .unwrap();
+    let late = tokio::time::timeout(
+        Duration::from_millis(150),
+        store.enqueue(vec![env(&clock, "q", "t")]),
+    )
+    .await;
+    assert!(late.is_err(), "the call was cut off");
+    // The connection with the unread reply was closed, not kept for the next call.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let left = wait_owned(&mut conn, 0);
+    assert!(left.is_empty(), "{left:?}");
+    store.enqueue(vec![env(&clock, "q", "t")]).await.unwrap();
+    assert_eq!(owned_clients(&mut conn).len(), 1);
+}
+
+#[tokio::test]
+async fn a_killed_owned_connection_costs_at_most_one_failed_call() {
+    let server = RedisServer::start();
+    let clock = manual_clock();
+    let store = RedisStorage::open(RedisOptions::new(server.url()).clock(arc(&clock)))
+        .await
+        .unwrap();
+    let mut conn = raw_client(&server.url()).get_connection().unwrap();
+    for round in 0..3 {
+        store.enqueue(vec![env(&clock, "q", "t")]).await.unwrap();
+        let owned = owned_clients(&mut conn);
+        assert_eq!(owned.len(), 1, "{owned:?}");
+        let id = owned[0]
+            .split(' ')
+            .find_map(|f| f.strip_prefix("id="))
+            .unwrap()
+            .to_owned();
+        let () = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(&id)
+            .query(&mut conn)
+            .unwrap();
+        if round == 1 {
+            // Give the kill time to reach this process first.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut failed = 0;
+        for _ in 0..10 {
+            if let Err(err) = store.enqueue(vec![env(&clock, "q", "t")]).await {
+                assert!(matches!(err, queue_core::Error::Storage { .. }), "{err}");
+                failed += 1;
+            }
+        }
+        assert!(failed <= 1, "round {round}: {failed} calls failed");
+        let owned = owned_clients(&mut conn);
+        assert_eq!(owned.len(), 1, "replaced by one: {owned:?}");
+        assert!(!owned[0].contains(&format!("id={id} ")), "{owned:?}");
+    }
 }
