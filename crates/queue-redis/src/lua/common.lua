@@ -89,9 +89,10 @@ local WAKE_TTL_MS = 30000
 local CLEANUP = 100
 
 -- The state of one call, set by `init`: its arguments, the store's key prefix, its hash tag,
--- now, and what the call has gathered so far (queue keys, wake-ups, sequence numbers).
+-- now, and what the call has gathered so far (wake-ups, sequence numbers; each table made on
+-- first use, as most calls need none: no garbage for Lua to collect per call).
 local ARGV, P, NOW, TAG, KEY1
-local qkeys, woken, seqs, bases
+local woken, seqs, bases
 
 local function init(keys, args)
   local G = _G
@@ -103,7 +104,7 @@ local function init(keys, args)
   NOW = tonumber(args[2])
   KEY1 = keys[1] or ''
   TAG = match(KEY1, '{([^}]*)}')
-  qkeys, woken, seqs, bases = {}, {}, {}, {}
+  woken, seqs, bases = nil, nil, nil
 end
 
 -- Refuses a key of hash tag `t` in a call routed by another tag (it could be another slot).
@@ -119,9 +120,11 @@ local function wide(group, name)
   return P .. ':{~' .. group .. '}:' .. name
 end
 
--- The keys of queue q, by suffix: each built on first use in a script call (a one-task
--- enqueue uses 6 of the 19; building them all cost a string concatenation and interning
--- each). A suffix not in QUEUE_KEYS is a bug, refused rather than made into a key.
+-- The keys of queue q, by suffix: each built on first use (a one-task enqueue uses 6 of the
+-- 19) and kept for later calls by prefix and queue while the Functions library stays loaded
+-- (at most KEY_CACHE queues, then the cache starts afresh; under EVALSHA every call starts
+-- afresh), so a queue's calls build no key names and leave no garbage. A suffix not in
+-- QUEUE_KEYS is a bug, refused rather than made into a key.
 local QUEUE_KEYS = {'ready', 'scheduled', 'leased', 'seq', 'dead', 'wake', 'task', 'dlv', 'att',
   'uk', 'progress', 'unique', 'paused', 'results', 'result-exp', 'result-waiters', 'dead-seq',
   'outbox', 'registered'}
@@ -133,12 +136,24 @@ local KEY_OF = {__index = function(k, s)
   k[s] = v
   return v
 end}
+local KEY_CACHE = 256
+local key_cache, key_cached = {}, 0
 local function Q(q)
-  local k = qkeys[q]
+  if q ~= TAG then tagged(q) end
+  local per_prefix = key_cache[P]
+  if not per_prefix then
+    per_prefix = {}
+    key_cache[P] = per_prefix
+  end
+  local k = per_prefix[q]
   if not k then
-    tagged(q)
+    if key_cached >= KEY_CACHE then
+      per_prefix = {}
+      key_cache, key_cached = {[P] = per_prefix}, 0
+    end
     k = setmetatable({base = P .. ':{' .. q .. '}:'}, KEY_OF)
-    qkeys[q] = k
+    per_prefix[q] = k
+    key_cached = key_cached + 1
   end
   return k
 end
@@ -188,10 +203,14 @@ end
 -- The id of a lease member "<id>|<token>" (nil for garbage without a token).
 local function member_id(m) return match(m, '^([^|]+)|') end
 
-local function wake(q) woken[q] = (woken[q] or 0) + 1 end
+local function wake(q)
+  if not woken then woken = {} end
+  woken[q] = (woken[q] or 0) + 1
+end
 
 -- Sequence numbers are read once per queue per call and written back by finish().
 local function next_seq(q)
+  if not seqs then seqs = {} end
   local s = seqs[q]
   if not s then
     s = count(redis.call('GET', qkey(q, 'seq')))
@@ -214,8 +233,12 @@ end
 
 -- Every script that writes calls this last: wake-up tokens and sequence counters.
 local function finish()
-  for q, n in pairs(woken) do push_wake(q, n) end
-  for q, seq in pairs(seqs) do redis.call('SET', qkey(q, 'seq'), format('%d', seq)) end
+  if woken then
+    for q, n in pairs(woken) do push_wake(q, n) end
+  end
+  if seqs then
+    for q, seq in pairs(seqs) do redis.call('SET', qkey(q, 'seq'), format('%d', seq)) end
+  end
 end
 
 -- Runs `cmd` with the fixed arguments `head` followed by the items of `list`, in calls of at
@@ -334,6 +357,7 @@ end
 -- priority takes a sequence number of its own.
 local function new_score(q, pri, ord)
   if pri == '0' then
+    if not bases then bases = {} end
     local base = bases[q]
     if not base then
       base = format('%d', next_seq(q))

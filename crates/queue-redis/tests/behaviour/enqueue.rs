@@ -118,6 +118,36 @@ async fn one_task_calls_keep_order_priorities_and_duplicates() {
     assert!(lengths.contains(&16), "trimmed to 16: {lengths:?}");
 }
 
+#[tokio::test]
+async fn key_names_are_per_prefix_and_queue_past_the_scripts_key_cache() {
+    let clock = manual_clock();
+    let a = support::shared_store("keys-a", arc(&clock)).await;
+    let b = support::shared_store("keys-b", arc(&clock)).await;
+    let mut conn = raw_client(&support::shared_url()).get_connection().unwrap();
+    let mut held = |store: &queue_redis::RedisStorage, q: &str| -> i64 {
+        redis::cmd("HLEN")
+            .arg(format!("{}:{{{q}}}:task", store.key_prefix()))
+            .query(&mut conn)
+            .unwrap()
+    };
+    // More queues than the scripts keep key names for (256), in one store...
+    for i in 0..300 {
+        a.enqueue(vec![env(&clock, &format!("q{i}"), "t")])
+            .await
+            .unwrap();
+    }
+    // ...and the same queue names in another store on the same server.
+    b.enqueue(vec![env(&clock, "q0", "t")]).await.unwrap();
+    a.enqueue(vec![env(&clock, "q0", "t")]).await.unwrap();
+    a.enqueue(vec![env(&clock, "q299", "t")]).await.unwrap();
+    assert_eq!(held(&a, "q0"), 2);
+    assert_eq!(held(&a, "q299"), 2);
+    assert_eq!(held(&a, "q150"), 1);
+    assert_eq!(held(&b, "q0"), 1);
+    assert_eq!(b.counts(None).await.unwrap().ready, 1);
+    assert_eq!(a.counts(None).await.unwrap().ready, 302);
+}
+
 /// The `CLIENT LIST` lines of the owned connections.
 fn owned_clients(conn: &mut redis::Connection) -> Vec<String> {
     let list: String = redis::cmd("CLIENT").arg("LIST").query(conn).unwrap();
