@@ -58,6 +58,8 @@ pub(crate) struct OwnedConn {
     driver: Driver,
     /// The driver ended: the connection is closed.
     closed: bool,
+    /// How long a call waits for its reply.
+    timeout: Duration,
 }
 
 impl OwnedConn {
@@ -73,7 +75,16 @@ impl OwnedConn {
         !self.closed
     }
 
-    /// Runs `request` (a call on `self.conn`) while polling the driver in the same task.
+    /// Runs `request` (a call on `self.conn`) while polling the driver in the same task, for
+    /// at most the connection's response timeout.
+    ///
+    /// Only the socket (through the driver) and the timeout may wake the caller: the request
+    /// is polled with a waker that does nothing, and the driver too while the request is
+    /// queued for it. Otherwise queueing the request, and later the driver handing over the
+    /// reply, would wake the caller's own task while it runs, which a multi-threaded Tokio
+    /// runtime answers by scheduling the task again and waking another worker to steal it:
+    /// context switches for nothing. Nothing else can move the call on: its reply comes only
+    /// from the driver, which this task polls.
     fn drive<'a, T: Send + 'a>(
         &'a mut self,
         request: impl FnOnce(&'a mut MultiplexedConnection) -> RedisFuture<'a, T> + Send + 'a,
@@ -82,26 +93,46 @@ impl OwnedConn {
             conn,
             driver,
             closed,
+            timeout,
         } = self;
         if *closed {
             return Box::pin(async { Err(gone()) });
         }
+        let timeout = *timeout;
         let mut req = request(conn);
-        Box::pin(std::future::poll_fn(move |cx| {
-            if let Poll::Ready(v) = req.as_mut().poll(cx) {
-                return Poll::Ready(v);
+        let mut queued = false;
+        let call = std::future::poll_fn(move |cx| {
+            let mut quiet = Context::from_waker(Waker::noop());
+            if !queued {
+                queued = true;
+                // The driver's wakers are now the quiet one, so queueing wakes nobody.
+                if driver.as_mut().poll(&mut quiet).is_ready() {
+                    *closed = true;
+                    return Poll::Ready(Err(gone()));
+                }
+                if let Poll::Ready(v) = req.as_mut().poll(&mut quiet) {
+                    return Poll::Ready(v);
+                }
             }
-            // The request is queued for the driver: the driver writes it, and later reads
-            // its reply, in this task.
+            // The driver writes the request, and later reads its reply, in this task.
             if driver.as_mut().poll(cx).is_ready() {
                 *closed = true;
-                return match req.as_mut().poll(cx) {
+                return match req.as_mut().poll(&mut quiet) {
                     Poll::Ready(v) => Poll::Ready(v),
                     Poll::Pending => Poll::Ready(Err(gone())),
                 };
             }
-            req.as_mut().poll(cx)
-        }))
+            req.as_mut().poll(&mut quiet)
+        });
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, call).await {
+                Ok(reply) => reply,
+                Err(_) => Err(RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no reply within the response timeout",
+                ))),
+            }
+        })
     }
 }
 
@@ -224,8 +255,9 @@ impl OwnedPool {
                     Either::Right(tls)
                 }
             };
-            let config =
-                AsyncConnectionConfig::new().set_response_timeout(Some(self.response_timeout));
+            // The calls' timeout is `drive`'s: the connection's own would need the request
+            // polled with the caller's waker.
+            let config = AsyncConnectionConfig::new().set_response_timeout(None);
             let (conn, driver) =
                 MultiplexedConnection::new_with_config(self.info.redis_settings(), stream, config)
                     .await?;
@@ -233,6 +265,7 @@ impl OwnedPool {
                 conn,
                 driver: Box::pin(driver),
                 closed: false,
+                timeout: self.response_timeout,
             };
             redis::cmd("CLIENT")
                 .arg("SETNAME")

@@ -267,3 +267,43 @@ async fn a_killed_owned_connection_costs_at_most_one_failed_call() {
         assert!(!owned[0].contains(&format!("id={id} ")), "{owned:?}");
     }
 }
+
+#[tokio::test]
+async fn an_owned_call_without_a_reply_fails_at_the_response_timeout_and_closes_its_connection() {
+    let server = RedisServer::start();
+    let clock = manual_clock();
+    let store = RedisStorage::open(
+        RedisOptions::new(server.url())
+            .clock(arc(&clock))
+            .response_timeout(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    store.enqueue(vec![env(&clock, "q", "t")]).await.unwrap();
+    let mut conn = raw_client(&server.url()).get_connection().unwrap();
+    assert_eq!(owned_clients(&mut conn).len(), 1);
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1500)
+        .arg("ALL")
+        .query(&mut conn)
+        .unwrap();
+    let started = Instant::now();
+    let err = tokio::time::timeout(
+        Duration::from_secs(5),
+        store.enqueue(vec![env(&clock, "q", "t")]),
+    )
+    .await
+    .expect("the call gives up by itself")
+    .unwrap_err();
+    assert!(matches!(err, queue_core::Error::Storage { .. }), "{err}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let left = wait_owned(&mut conn, 0);
+    assert!(left.is_empty(), "{left:?}");
+    store.enqueue(vec![env(&clock, "q", "t")]).await.unwrap();
+}
