@@ -77,6 +77,23 @@ pub(crate) fn enqueue_outcomes(
     Ok(out)
 }
 
+/// How long a queue's registration mark (`P:{Q}:registered`, see `lua/common.lua`) lives: an
+/// enqueue that finds it missing enters the queue in the registry (`P:{~queues}:queues`) and
+/// sets it again, so the registry is written once per queue and mark, not per enqueue. A
+/// registry lost while marks remain (a failover that lost its last writes, a `DEL` by hand)
+/// lists each queue again at the queue's first enqueue after its mark expired: within this
+/// long, for a queue that is still used.
+pub(crate) const REGISTERED_TTL: Duration = Duration::from_secs(600);
+
+/// Takes the last entry of the enqueue script's reply: whether the queue's registration mark
+/// exists.
+pub(crate) fn registration_mark(reply: &mut Vec<Value>) -> Result<bool> {
+    let flag = reply
+        .pop()
+        .ok_or_else(|| Error::decode("redis reply", "enqueue answered nothing"))?;
+    Ok(wire::int(flag)? != 0)
+}
+
 impl RedisStorage {
     pub(crate) async fn enqueue_batch(&self, batch: Vec<Envelope>) -> Result<Vec<EnqueueOutcome>> {
         for env in &batch {
@@ -105,18 +122,28 @@ impl RedisStorage {
     }
 
     /// Enqueues `batch`, envelopes of one queue (validated), and enters the queue in the
-    /// registry in the same round trip.
+    /// registry if its registration mark is missing (see [`REGISTERED_TTL`]).
     async fn enqueue_queue(&self, batch: &[Envelope]) -> Result<Vec<EnqueueOutcome>> {
         let queue = batch.first().map(|e| e.queue.as_str()).unwrap_or_default();
-        let register = self.register_cmd([queue]);
         if batch.len() <= ENQUEUE_CHUNK {
             let inv = self.enqueue_call(batch)?;
-            let (_, reply): (i64, Vec<Value>) = self
-                .run_with(&register, Some(&self.registry_key()), inv, "enqueue")
-                .await?;
-            return enqueue_outcomes(batch, reply);
+            // One task (a producer awaiting each enqueue) goes on an owned connection.
+            let owned = match batch.len() {
+                1 => self.run_owned(&inv).await,
+                _ => None,
+            };
+            let mut reply: Vec<Value> = match owned {
+                Some(reply) => reply?,
+                None => self.run(inv, "enqueue").await?,
+            };
+            let registered = registration_mark(&mut reply)?;
+            let out = enqueue_outcomes(batch, reply)?;
+            if !registered {
+                self.register_queue(queue).await?;
+            }
+            return Ok(out);
         }
-        self.cmd::<i64>(&register, "register a queue").await?;
+        self.register_queue(queue).await?;
         // A large batch goes as calls of ENQUEUE_CHUNK, pipelined on one connection: each is
         // sent as soon as it is encoded, so encoding the next overlaps the server's work on
         // this one. One connection keeps them in order, so FIFO holds across them, and an
@@ -170,6 +197,49 @@ impl RedisStorage {
         }
     }
 
+    /// Runs a one-task enqueue call on an owned connection (see `owned.rs`); `None` when
+    /// none is free (the caller takes the shared path).
+    async fn run_owned(&self, call: &Call<'_>) -> Option<Result<Vec<Value>>> {
+        let pool = self.owned.as_ref()?;
+        let mut owned = match pool.get().await {
+            Ok(owned) => owned?,
+            Err(e) => return Some(Err(self.redactor.error("connecting", e))),
+        };
+        let conn = owned.conn()?;
+        let reply = self.invoke::<Vec<Value>>(conn, call).await;
+        owned.keep(reply.as_ref().err());
+        Some(reply.map_err(|e| self.redactor.error("enqueue", e)))
+    }
+
+    /// Enters `queue` in the registry, waits for the registry's replicas (with
+    /// [`RedisOptions::wait_replicas`](crate::RedisOptions::wait_replicas)), then sets the
+    /// queue's registration mark for [`REGISTERED_TTL`]: the mark exists only once the
+    /// registry has the queue.
+    pub(crate) async fn register_queue(&self, queue: &str) -> Result<()> {
+        let what = "register a queue";
+        let mut lane = self.conn().await?;
+        let mut mark = redis::cmd("SET");
+        mark.arg(self.qkey(queue, "registered"))
+            .arg(1)
+            .arg("PX")
+            .arg(u64::try_from(REGISTERED_TTL.as_millis()).unwrap_or(u64::MAX));
+        let added = self
+            .register_cmd([queue])
+            .query_async::<i64>(&mut lane.conn)
+            .await;
+        if let Err(e) = added {
+            self.lanes.failed(lane.lane, &e).await;
+            return Err(self.redactor.error(what, e));
+        }
+        self.replicated(&mut lane.conn, &self.registry_key(), what)
+            .await?;
+        if let Err(e) = mark.query_async::<()>(&mut lane.conn).await {
+            self.lanes.failed(lane.lane, &e).await;
+            return Err(self.redactor.error(what, e));
+        }
+        Ok(())
+    }
+
     /// Awaits one pipelined enqueue call and appends its outcomes to `out`.
     async fn enqueue_reply(
         &self,
@@ -180,7 +250,9 @@ impl RedisStorage {
     ) -> Result<()> {
         call.as_mut().await;
         match call.as_mut().take_output() {
-            Some(Ok(reply)) => {
+            Some(Ok(mut reply)) => {
+                // The queue was entered in the registry before the first call.
+                registration_mark(&mut reply)?;
                 out.extend(enqueue_outcomes(chunk, reply)?);
                 Ok(())
             }

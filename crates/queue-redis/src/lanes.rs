@@ -113,7 +113,7 @@ impl Lanes {
 }
 
 /// Whether an error means the connection cannot be used again.
-fn broken(err: &RedisError) -> bool {
+pub(crate) fn broken(err: &RedisError) -> bool {
     err.is_io_error()
         || err.is_connection_dropped()
         || err.is_unrecoverable_error()

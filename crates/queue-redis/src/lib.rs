@@ -48,13 +48,21 @@
 //!     and unique keys of the tasks that have any), `skiff:{Q}:unique` (unique key → id),
 //!     `skiff:{Q}:results` (+ `result-exp`, `result-waiters`, `result-wake:<id>`),
 //!     `skiff:{Q}:dead` (+ `dead-seq`, one hash `dead:<id>` per dead letter),
-//!     `skiff:{Q}:progress`, `skiff:{Q}:paused`, `skiff:{Q}:outbox`, `skiff:{Q}:seq` and
-//!     `skiff:{Q}:wake`.
+//!     `skiff:{Q}:progress`, `skiff:{Q}:paused`, `skiff:{Q}:outbox`, `skiff:{Q}:seq`,
+//!     `skiff:{Q}:wake` and `skiff:{Q}:registered` (the registration mark, below).
 //!   - Store-wide data, each group under a tag of its own and never in a call with a queue's
 //!     keys: `skiff:{~queues}:queues` (the registry of queues) and `:layout`;
 //!     `skiff:{~revoked}:revoked` and `:revoked-exp`; `skiff:{~locks}:lock:<name>` and
 //!     `:lock-exp`; `skiff:{~workers}:workers`, `:worker-exp` and `:cancel`; and one key
 //!     (slot) per rate window, `skiff:rate:<key>`.
+//!   - **The registry of queues** is written once per queue and 10 minutes, not by every
+//!     enqueue: an enqueue that finds its queue's registration mark (`skiff:{Q}:registered`,
+//!     a key with a 10-minute TTL) missing enters the queue in the registry after its script
+//!     call, then sets the mark. So a registry lost while marks remain (a failover that lost
+//!     its last writes, a `DEL` by hand) lists each queue that is still used again within 10
+//!     minutes, at the queue's next enqueue after its mark expired; until then lookups by id
+//!     and listings over every queue miss that queue. A task enqueued by a call that has not
+//!     returned yet may be in its queue a moment before the queue is in the registry.
 //!   - **Ids and unique keys are per queue**: a fixed id or unique key is a duplicate of a
 //!     pending task of the same queue; the same in two queues makes two tasks.
 //!   - **Lookups by id alone** (`get_result`, `wait_result`, `get_task`, `get_dead`,
@@ -93,7 +101,13 @@
 //!   list) on connections of their own; see `wait.rs` for the details.
 //! * **Connections.** Ordinary commands and scripts share a few multiplexed connections
 //!   ([`RedisOptions::pool_size`], round-robin): concurrent calls pipeline on them, and no call
-//!   pays an extra `PING`. Blocking waits use a pool of their own.
+//!   pays an extra `PING`. Blocking waits use a pool of their own. An `enqueue` of one task
+//!   (a producer awaiting each call) runs on one of at most 4 owned connections instead, which
+//!   the calling task drives itself, so the call does not cross to a connection's driver task
+//!   and back (see `owned.rs`; named `skiff-enqueue` in `CLIENT LIST`). A call cancelled
+//!   midway closes its owned connection, a broken one is replaced, and when all 4 are busy a
+//!   call takes a shared connection. Not used on a Redis Cluster or with
+//!   [`RedisOptions::wait_replicas`], where single enqueues take the shared connections.
 //! * **Connection loss** surfaces as [`Error::Storage`](queue_core::Error::Storage); a call
 //!   waits at most [`RedisOptions::response_timeout`] (10 s) for its answer, blocking waits their
 //!   own length plus 2 s. When a shared connection fails with an I/O error, a drop or a timeout,
@@ -159,6 +173,7 @@ mod lanes;
 mod layout;
 mod locate;
 mod options;
+mod owned;
 mod plane;
 mod redact;
 mod scripts;

@@ -25,6 +25,7 @@ use crate::conn::{Conn, Connector};
 use crate::lanes::{Lane, Lanes};
 use crate::locate::LeaseQueues;
 use crate::options::RedisOptions;
+use crate::owned::OwnedPool;
 use crate::redact::Redactor;
 use crate::scripts::{self, Call, LuaScript, Scripts};
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
@@ -82,6 +83,9 @@ pub struct RedisStorage {
     /// `RedisOptions::wait_replicas` and `wait_timeout` (ms).
     pub(crate) wait_replicas: u32,
     pub(crate) wait_timeout_ms: u64,
+    /// Connections that single-task enqueues drive from their own task (see `owned.rs`); none
+    /// on a cluster or with `wait_replicas`.
+    pub(crate) owned: Option<OwnedPool>,
 }
 
 impl fmt::Debug for RedisStorage {
@@ -161,6 +165,7 @@ impl RedisStorage {
             // Only one provider is compiled in; a second install attempt is harmless.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
+        let mut owned = None;
         let (lanes, blocking) = match crate::conn::cluster_seeds(&options.url) {
             Some(seeds) => {
                 for seed in &seeds {
@@ -192,6 +197,14 @@ impl RedisStorage {
                     .set_connection_timeout(Some(options.connect_timeout))
                     .set_response_timeout(Some(options.response_timeout));
                 let lanes = Lanes::new(Connector::Single(client, config), options.pool_size);
+                if options.wait_replicas == 0 {
+                    owned = OwnedPool::new(
+                        info.clone(),
+                        options.connect_timeout,
+                        options.response_timeout,
+                    )
+                    .map_err(|e| redactor.error("configuring the Redis client", e))?;
+                }
                 // Blocking commands wait as long as they were told to; the caller bounds them.
                 let config = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(options.connect_timeout))
@@ -226,6 +239,7 @@ impl RedisStorage {
             leases: LeaseQueues::default(),
             wait_replicas: options.wait_replicas,
             wait_timeout_ms: u64::try_from(options.wait_timeout.as_millis()).unwrap_or(u64::MAX),
+            owned,
         };
         let mut conn = store.conn().await?;
         redis::cmd("PING")

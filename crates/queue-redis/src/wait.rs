@@ -6,7 +6,8 @@
 //! until the next scheduled task or lease expiry. It then blocks with `BLPOP` on the queue's
 //! wake-up list `P:{Q}:wake` for `min(timeout, block_timeout, time to next)`. Every script that
 //! makes work available (enqueue, retry, defer, reschedule, requeue) pushes a token there (at
-//! most 16 are kept), so a waiter wakes within a round trip of new work.
+//! most 32 are kept: past that the list is trimmed to 16), so a waiter wakes within a round
+//! trip of new work.
 //!
 //! On a paused queue the script answers "paused" whatever the queue holds, and the wait blocks
 //! for `min(timeout, block_timeout)`. A token it pops then (from an enqueue while paused, or a

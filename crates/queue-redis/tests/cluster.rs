@@ -212,18 +212,22 @@ async fn a_failover_is_an_error_for_a_while_then_the_store_carries_on() {
     );
 }
 
-/// With `wait=1`, an enqueue also waits for the replica of the master that holds the queue
+/// With `wait=1`, an enqueue that enters its queue in the registry (the first of the queue,
+/// then one per registration mark) also waits for the replica of the master that holds the
 /// registry (another master than the queue's): a queue missing from the registry after a
-/// failover would hide its tasks and results from every lookup by id.
+/// failover would hide its tasks and results from every lookup by id. The queue's
+/// registration mark is set only after that wait succeeded, so a registration that failed is
+/// tried again by the queue's next enqueue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_wait_an_enqueue_waits_for_the_registrys_replica_too() {
+async fn with_wait_an_enqueue_that_registers_its_queue_waits_for_the_registrys_replica_too() {
     let mut cluster = support::RedisCluster::start();
     cluster.wait_synced(Duration::from_secs(30));
     let registry_master = cluster.master_of("{~queues}");
-    let q = (0..1000)
+    let mut others = (0..1000)
         .map(|i| format!("q{i}"))
-        .find(|q| cluster.master_of(&format!("{{{q}}}")) != registry_master)
-        .unwrap();
+        .filter(|q| cluster.master_of(&format!("{{{q}}}")) != registry_master);
+    let q = others.next().unwrap();
+    let new_queue = others.next().unwrap();
     let store = RedisStorage::open(RedisOptions::new(format!(
         "{}?wait=1&wait_timeout_ms=2000",
         cluster.url()
@@ -247,6 +251,12 @@ async fn with_wait_an_enqueue_waits_for_the_registrys_replica_too() {
         .and_then(|p| p.parse().ok())
         .expect("the registry's master has a replica");
     cluster.kill(replica);
-    let err = store.enqueue(vec![env(&q)]).await.unwrap_err();
+    // The registered queue's enqueues write nothing on the registry's master.
+    store.enqueue(vec![env(&q)]).await.unwrap();
+    // A new queue's first enqueue does, and fails without the registry's replica...
+    let err = store.enqueue(vec![env(&new_queue)]).await.unwrap_err();
+    assert!(err.to_string().contains("replicas acknowledged"), "{err}");
+    // ...and so does its next one: no mark was set for a registration not acknowledged.
+    let err = store.enqueue(vec![env(&new_queue)]).await.unwrap_err();
     assert!(err.to_string().contains("replicas acknowledged"), "{err}");
 }

@@ -44,7 +44,7 @@
 --   P:{Q}:unique     HASH unique key -> id, while that task is pending (unique keys are per
 --                    queue)
 --   P:{Q}:seq        STRING counter for FIFO order within a priority
---   P:{Q}:wake       LIST wake-up tokens for idle consumers (at most WAKE_MAX)
+--   P:{Q}:wake       LIST wake-up tokens for idle consumers (at most 2 * WAKE_MAX)
 --   P:{Q}:progress   HASH id -> the newest progress (msgpack) a worker reported for the task
 --                    under its current lease (deleted with the task's other fields)
 --   P:{Q}:paused     STRING "1" while the queue is paused (fetch hands out nothing)
@@ -59,6 +59,13 @@
 --   P:{Q}:outbox     HASH follow-up id -> "<written at ms>|<envelope>": follow-ups for other
 --                    queues, written with the completion that made them and moved to their
 --                    queues by the client right after (or by purge_expired after a crash)
+--   P:{Q}:registered STRING "1" with a real TTL (`REGISTERED_TTL` in hot.rs, 10 min): the
+--                    queue was entered in the registry (P:{~queues}:queues) less than that
+--                    long ago. The enqueue script only reads it; the client enters the queue
+--                    in the registry when it is missing and then sets it (see `hot.rs`), so
+--                    the registry is written once per queue and TTL, not per enqueue, and a
+--                    registry lost (a failover, a hand-made DEL) is written again within the
+--                    TTL by the next enqueue of each queue.
 -- Store-wide, each group under a hash tag of its own (never in a call with a queue's keys):
 --   P:{~queues}:queues       SET of queue names ever used (registry for counts/flush)
 --   P:{~queues}:layout       STRING the key layout's version ("2")
@@ -73,7 +80,7 @@
 
 -- Globals read in hot loops, as locals (a local is a register; a global a table lookup). Set
 -- by `init`: while a Functions library loads, only a reduced `redis` table is visible.
-local redis, tonumber, unpack, ipairs, pairs, format, match, sub
+local redis, tonumber, unpack, ipairs, pairs, format, match, sub, setmetatable
 local EXISTS = 'EXISTS'
 local PRI_SPAN = 137438953472 -- 2^37: sequence numbers per priority level
 local WAKE_MAX = 16
@@ -82,20 +89,22 @@ local WAKE_TTL_MS = 30000
 local CLEANUP = 100
 
 -- The state of one call, set by `init`: its arguments, the store's key prefix, its hash tag,
--- now, and what the call has gathered so far (queue keys, wake-ups, sequence numbers).
+-- now, and what the call has gathered so far (wake-ups, sequence numbers; each table made on
+-- first use, as most calls need none: no garbage for Lua to collect per call).
 local ARGV, P, NOW, TAG, KEY1
-local qkeys, woken, seqs, bases
+local woken, seqs, bases
 
 local function init(keys, args)
   local G = _G
   redis, tonumber, unpack, ipairs, pairs = G.redis, G.tonumber, G.unpack, G.ipairs, G.pairs
+  setmetatable = G.setmetatable
   format, match, sub = G.string.format, G.string.match, G.string.sub
   ARGV = args
   P = args[1]
   NOW = tonumber(args[2])
   KEY1 = keys[1] or ''
   TAG = match(KEY1, '{([^}]*)}')
-  qkeys, woken, seqs, bases = {}, {}, {}, {}
+  woken, seqs, bases = nil, nil, nil
 end
 
 -- Refuses a key of hash tag `t` in a call routed by another tag (it could be another slot).
@@ -111,18 +120,40 @@ local function wide(group, name)
   return P .. ':{~' .. group .. '}:' .. name
 end
 
--- The keys of queue q, by suffix (built once per script call).
+-- The keys of queue q, by suffix: each built on first use (a one-task enqueue uses 6 of the
+-- 19) and kept for later calls by prefix and queue while the Functions library stays loaded
+-- (at most KEY_CACHE queues, then the cache starts afresh; under EVALSHA every call starts
+-- afresh), so a queue's calls build no key names and leave no garbage. A suffix not in
+-- QUEUE_KEYS is a bug, refused rather than made into a key.
 local QUEUE_KEYS = {'ready', 'scheduled', 'leased', 'seq', 'dead', 'wake', 'task', 'dlv', 'att',
   'uk', 'progress', 'unique', 'paused', 'results', 'result-exp', 'result-waiters', 'dead-seq',
-  'outbox'}
+  'outbox', 'registered'}
+local KNOWN = {}
+for i = 1, #QUEUE_KEYS do KNOWN[QUEUE_KEYS[i]] = true end
+local KEY_OF = {__index = function(k, s)
+  if not KNOWN[s] then error('skiff: no queue key ' .. tostring(s)) end
+  local v = k.base .. s
+  k[s] = v
+  return v
+end}
+local KEY_CACHE = 256
+local key_cache, key_cached = {}, 0
 local function Q(q)
-  local k = qkeys[q]
+  if q ~= TAG then tagged(q) end
+  local per_prefix = key_cache[P]
+  if not per_prefix then
+    per_prefix = {}
+    key_cache[P] = per_prefix
+  end
+  local k = per_prefix[q]
   if not k then
-    tagged(q)
-    local b = P .. ':{' .. q .. '}:'
-    k = {base = b}
-    for _, s in ipairs(QUEUE_KEYS) do k[s] = b .. s end
-    qkeys[q] = k
+    if key_cached >= KEY_CACHE then
+      per_prefix = {}
+      key_cache, key_cached = {[P] = per_prefix}, 0
+    end
+    k = setmetatable({base = P .. ':{' .. q .. '}:'}, KEY_OF)
+    per_prefix[q] = k
+    key_cached = key_cached + 1
   end
   return k
 end
@@ -172,10 +203,14 @@ end
 -- The id of a lease member "<id>|<token>" (nil for garbage without a token).
 local function member_id(m) return match(m, '^([^|]+)|') end
 
-local function wake(q) woken[q] = (woken[q] or 0) + 1 end
+local function wake(q)
+  if not woken then woken = {} end
+  woken[q] = (woken[q] or 0) + 1
+end
 
 -- Sequence numbers are read once per queue per call and written back by finish().
 local function next_seq(q)
+  if not seqs then seqs = {} end
   local s = seqs[q]
   if not s then
     s = count(redis.call('GET', qkey(q, 'seq')))
@@ -185,15 +220,25 @@ local function next_seq(q)
   return s
 end
 
+-- Pushes n wake-up tokens (at most WAKE_MAX) to queue q's wake list. The list holds at most
+-- 2 * WAKE_MAX: LPUSH answers its length, and only past that is it trimmed back to WAKE_MAX,
+-- so while no consumer waits (the list stays full) one call in WAKE_MAX + 1 trims, not each.
+local function push_wake(q, n)
+  local k = qkey(q, 'wake')
+  if n > WAKE_MAX then n = WAKE_MAX end
+  local len = 0
+  for _ = 1, n do len = redis.call('LPUSH', k, '1') end
+  if len > 2 * WAKE_MAX then redis.call('LTRIM', k, 0, WAKE_MAX - 1) end
+end
+
 -- Every script that writes calls this last: wake-up tokens and sequence counters.
 local function finish()
-  for q, n in pairs(woken) do
-    local k = qkey(q, 'wake')
-    if n > WAKE_MAX then n = WAKE_MAX end
-    for _ = 1, n do redis.call('LPUSH', k, '1') end
-    redis.call('LTRIM', k, 0, WAKE_MAX - 1)
+  if woken then
+    for q, n in pairs(woken) do push_wake(q, n) end
   end
-  for q, seq in pairs(seqs) do redis.call('SET', qkey(q, 'seq'), format('%d', seq)) end
+  if seqs then
+    for q, seq in pairs(seqs) do redis.call('SET', qkey(q, 'seq'), format('%d', seq)) end
+  end
 end
 
 -- Runs `cmd` with the fixed arguments `head` followed by the items of `list`, in calls of at
@@ -312,6 +357,7 @@ end
 -- priority takes a sequence number of its own.
 local function new_score(q, pri, ord)
   if pri == '0' then
+    if not bases then bases = {} end
     local base = bases[q]
     if not base then
       base = format('%d', next_seq(q))

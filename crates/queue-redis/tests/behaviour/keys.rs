@@ -62,6 +62,7 @@ async fn every_queue_key_carries_the_queue_hash_tag() {
         "uk",
         "unique",
         "results",
+        "registered",
     ];
     for suffix in per_queue {
         assert!(

@@ -9,6 +9,7 @@ mod support;
 
 mod bounded;
 mod clocks;
+mod enqueue;
 mod garbage;
 mod keys;
 mod oom;
