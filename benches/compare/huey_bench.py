@@ -197,15 +197,26 @@ def enqueue_batch(n):
     return n / (time.perf_counter() - start)
 
 
+# How long a processing step may take before it is given up (Huey can lose a task: a step
+# that waited for the last result would never end).
+PROCESS_DEADLINE_S = 300
+
+
 def process(n, kind, workers):
     # The n tasks are waiting (enqueued by enqueue_batch, or untimed before a sweep step).
-    # Returns (tasks/s, RSS of the consumer's processes in MB).
+    # Returns (tasks/s, RSS of the consumer's processes in MB); tasks/s is None when not all n
+    # results were stored within PROCESS_DEADLINE_S (the count is printed).
     reset_peak_rss()
     consumer = huey.create_consumer(workers=workers, worker_type=kind, periodic=False)
     start = time.perf_counter()
     consumer.start()
     forks, pss, sampled = kind == 'process', 0.0, start
     while huey.result_count() < n:
+        if time.perf_counter() - start > PROCESS_DEADLINE_S:
+            print('process %s:%d: %d of %d results after %d s; given up'
+                  % (kind, workers, huey.result_count(), n, PROCESS_DEADLINE_S), file=sys.stderr)
+            consumer.stop(graceful=False)
+            return None, peak_rss_mb()
         time.sleep(0.005)
         if forks and time.perf_counter() - sampled >= 0.1:
             # Worker processes: the peak of their summed PSS, sampled every 100 ms.
@@ -303,6 +314,9 @@ def main():
                 noop.map([(b'',)] * n)  # untimed: a fresh backlog of n
             rate, rss = process(n, kind, workers)
             name = '%s:%d' % (kind, workers)
+            if rate is None:
+                sweep[name], sweep_rss[name] = None, round(rss, 1)
+                continue
             print('process %s: %.0f/s, %.1f MB' % (name, rate, rss), file=sys.stderr)
             sweep[name], sweep_rss[name] = round(rate), round(rss, 1)
             if best is None or rate > sweep[best]:

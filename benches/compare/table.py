@@ -171,6 +171,9 @@ if huey_stores:
                 if c not in rates:
                     cells.append('null')
                     continue
+                if rates[c] is None:
+                    cells.append('gave up (a result missing after 300 s)')
+                    continue
                 text = f'{rates[c]:,} / {rss.get(c, 0):.0f} MB'
                 cells.append(f'**{text}**' if c == get(h, 'process_best') else text)
             print(f'| {STORE_LABEL.get(store, store)} | ' + ' | '.join(cells) + ' |')
