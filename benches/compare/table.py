@@ -116,20 +116,24 @@ if huey_stores:
     table(huey_stores, [('Huey (best)', 'huey'), ('apalis', 'apalis'), ('Skiff', 'skiff')])
     print()
     hv = first('huey', huey_stores, 'huey_version')
+    ran_apalis = first('apalis', huey_stores, 'tasks') is not None
+    apalis_text = (
+        f"apalis 1.0 (apalis-redis, apalis-sqlite): "
+        f"{first('apalis', huey_stores, 'tasks'):,} tasks per phase, "
+        f"`.concurrency({first('apalis', huey_stores, 'concurrency')})` + "
+        f"`.parallelize(tokio::spawn)`, `Config::batch_size("
+        f"{first('apalis', huey_stores, 'batch_size')})`, `lock_tasks("
+        f"{str(first('apalis', huey_stores, 'lock_tasks')).lower()})`, results persisted, "
+        f"pool of {first('apalis', huey_stores, 'pool_size')}; its latency worker is woken "
+        "by apalis's own notifications (SQLite: an update hook, in process only; Redis: "
+        f"pub/sub) with a {first('apalis', huey_stores, 'poll_ms')} ms poll behind them "
+        "(apalis-redis 1.0.0's `push` stores every task as scheduled at now, so its "
+        "`available` message is never published and its Redis pickup is the poll). "
+        if ran_apalis else "apalis: not run in this comparison (`--no-apalis`). ")
     print(f"Skiff: {first('skiff', huey_stores, 'tasks') or 0:,} tasks per phase, "
           f"{first('skiff', huey_stores, 'concurrency')} workers. "
           f"Huey {hv or '?'}: {first('huey', huey_stores, 'tasks') or 0:,} tasks per phase. "
-          f"apalis 1.0 (apalis-redis, apalis-sqlite): "
-          f"{first('apalis', huey_stores, 'tasks') or 0:,} tasks per phase, "
-          f"`.concurrency({first('apalis', huey_stores, 'concurrency')})` + "
-          f"`.parallelize(tokio::spawn)`, `Config::batch_size("
-          f"{first('apalis', huey_stores, 'batch_size')})`, `lock_tasks("
-          f"{str(first('apalis', huey_stores, 'lock_tasks')).lower()})`, results persisted, "
-          f"pool of {first('apalis', huey_stores, 'pool_size')}; its latency worker is woken "
-          "by apalis's own notifications (SQLite: an update hook, in process only; Redis: "
-          f"pub/sub) with a {first('apalis', huey_stores, 'poll_ms')} ms poll behind them "
-          "(apalis-redis 1.0.0's `push` stores every task as scheduled at now, so its "
-          "`available` message is never published and its Redis pickup is the poll). "
+          + apalis_text +
           '`null`: a phase that was skipped, or that a side does not measure.')
     print('¹ Huey has no batch API; its row is `task.map(...)`, one write per task. apalis: '
           '`push_bulk`, 1,000 per call. Skiff: `Queue::enqueue_many`, 1,000 per call.')
@@ -189,13 +193,16 @@ if 'postgres' in stores:
           + (f"Skiff 1 producer = {s['enqueue_per_s'] / p1:.0%} of 1 client |"
              if get(s, 'enqueue_per_s') and p1 else '|'))
     print()
+    apalis_pg = (
+        f"apalis-postgres: {get(a, 'tasks'):,} tasks per phase, "
+        f"`.concurrency({get(a, 'concurrency')})` + `.parallelize(tokio::spawn)`, "
+        f"`batch_size({get(a, 'batch_size')})`, "
+        f"`lock_tasks({str(get(a, 'lock_tasks')).lower()})`, latency worker "
+        f"`with_pubsub().poll_with_interval({get(a, 'poll_ms')} ms)`. "
+        if get(a, 'tasks') is not None else 'apalis-postgres: not run (`--no-apalis`). ')
     print(f"Skiff: {get(s, 'tasks') or 0:,} tasks per phase, {get(s, 'concurrency')} workers; "
-          f"apalis-postgres: {get(a, 'tasks') or 0:,} tasks per phase, "
-          f"`.concurrency({get(a, 'concurrency')})` + `.parallelize(tokio::spawn)`, "
-          f"`batch_size({get(a, 'batch_size')})`, "
-          f"`lock_tasks({str(get(a, 'lock_tasks')).lower()})`, latency worker "
-          f"`with_pubsub().poll_with_interval({get(a, 'poll_ms')} ms)`. One private PostgreSQL "
-          'server for both and pgbench, default durability.')
+          + apalis_pg + 'One private PostgreSQL server for Skiff, apalis and pgbench, '
+          'default durability.')
     print('¹ apalis: `push_bulk`, 1,000 per call (one `INSERT … unnest`). '
           'Skiff: `Queue::enqueue_many`, 1,000 per call. '
           + ('² ³ ⁴ as above.' if huey_stores else
