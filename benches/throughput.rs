@@ -104,6 +104,10 @@ struct Args {
     /// Consumer's ack batch: outcomes per store write (default: the consumer's, 128).
     #[arg(long)]
     ack_batch: Option<usize>,
+    /// Consumer's prefetch: tasks leased ahead of the workers at most (default: the
+    /// consumer's, as many as `--concurrency`).
+    #[arg(long)]
+    prefetch: Option<usize>,
     /// Consumer's ack delay in ms (default: the consumer's, 5).
     #[arg(long)]
     ack_delay_ms: Option<u64>,
@@ -472,6 +476,9 @@ async fn process(args: &Args, queue: &Queue, ids: Vec<TaskId>) -> Result<f64, Bo
         .register(noop)
         .register(filler)
         .periodic(false);
+    if let Some(prefetch) = args.prefetch {
+        builder = builder.prefetch(prefetch);
+    }
     if args.ack_batch.is_some() || args.ack_delay_ms.is_some() {
         builder = builder.ack_batch(
             args.ack_batch.unwrap_or(128),
@@ -780,6 +787,7 @@ async fn main() -> Result<(), BoxError> {
             "backend": args.backend.name(),
             "tasks": args.tasks,
             "concurrency": args.concurrency,
+            "prefetch": args.prefetch,
             "enqueue_per_s": json_num(r.enqueue_per_s, 0),
             "enqueue_concurrent_per_s": json_num(r.enqueue_concurrent_per_s, 0),
             "enqueue_batch_per_s": json_num(r.enqueue_batch_per_s, 0),
