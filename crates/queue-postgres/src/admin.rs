@@ -14,7 +14,7 @@ use uuid::Uuid;
 use queue_core::storage::rows::{counts_of, page_bounds, DeadRow, NewTask, TaskRow};
 use queue_core::{Counts, DeadTask, Envelope, Page, Result, TaskId, TaskRecord, TaskState};
 
-use crate::enqueue::{insert, Columns};
+use crate::enqueue::{insert, Columns, Target};
 use crate::error::{storage, Context};
 use crate::sql::{q, Sql};
 
@@ -338,7 +338,7 @@ pub(crate) async fn requeue_dead(
             };
             columns.push(NewTask::requeued(env)?, now);
         }
-        let inserted = insert(&mut tx, sql, Some(channel), columns, now).await?;
+        let inserted = insert(&mut tx, sql, Target::Transaction { channel }, columns, now).await?;
         let back: Vec<Uuid> = inserted
             .outcomes
             .iter()

@@ -18,6 +18,8 @@ pub(crate) mod code {
     pub(crate) const INVALID_SCHEMA: &str = "3F000";
     /// `insufficient_privilege`.
     pub(crate) const NO_PRIVILEGE: &str = "42501";
+    /// `unique_violation`.
+    pub(crate) const UNIQUE_VIOLATION: &str = "23505";
     /// `character_not_in_repertoire` / `untranslatable_character` (a NUL in text).
     pub(crate) const BAD_CHARACTER: [&str; 2] = ["22021", "22P05"];
 }

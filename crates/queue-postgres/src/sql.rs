@@ -56,6 +56,10 @@ statements! {
     enqueue = crate::enqueue::ENQUEUE;
     /// Stores one envelope (see `enqueue`).
     enqueue_one = crate::enqueue::ENQUEUE_ONE;
+    /// Stores a batch of envelopes that cannot clash (see `enqueue`).
+    enqueue_plain = crate::enqueue::ENQUEUE_PLAIN;
+    /// Stores one envelope that cannot clash (see `enqueue`).
+    enqueue_one_plain = crate::enqueue::ENQUEUE_ONE_PLAIN;
     /// Finds the holders of duplicate ids and unique keys.
     holders = crate::enqueue::HOLDERS;
     /// Claims a batch of due tasks (see `fetch`).

@@ -150,9 +150,17 @@ async fn store_in(
     let store = store_of(queue)?;
     let now = store.now();
     let rows = enqueue::columns(batch, now)?;
-    let inserted = enqueue::insert(conn, &store.sql, Some(&store.channel), rows, now)
-        .await
-        .map_err(|e| explain(e, store.schema()))?;
+    let inserted = enqueue::insert(
+        conn,
+        &store.sql,
+        enqueue::Target::Transaction {
+            channel: &store.channel,
+        },
+        rows,
+        now,
+    )
+    .await
+    .map_err(|e| explain(e, store.schema()))?;
     Ok(inserted.outcomes)
 }
 

@@ -78,8 +78,14 @@ pub async fn fixed_id_is_unique<B: Backend>(b: &B) {
     assert_eq!(out, vec![EnqueueOutcome::Duplicate(id)], "while leased");
     assert_eq!(fx.complete(d.lease, success(&())).await, AckStatus::Acked);
 
+    assert!(fx.store.get_result(id).await.unwrap().is_some());
     let out = fx.store.enqueue(vec![again.clone()]).await.unwrap();
     assert_eq!(out, vec![EnqueueOutcome::Enqueued(id)], "after it ended");
+    assert_eq!(
+        fx.store.get_result(id).await.unwrap(),
+        None,
+        "a new run forgets the result of the earlier one"
+    );
     let d = fx.fetch_one(q).await;
     assert_eq!(d.envelope.args, again.args, "the new run's envelope");
     assert_eq!(d.envelope.deliveries, 1, "a new run starts fresh");
@@ -95,7 +101,8 @@ pub async fn fixed_id_is_unique<B: Backend>(b: &B) {
 }
 
 /// Duplicates inside one batch (by key and by id) are detected against earlier envelopes of
-/// the same batch.
+/// the same batch; a batch without unique keys that repeats an id, or holds one already
+/// pending, stores the rest.
 pub async fn duplicates_within_a_batch<B: Backend>(b: &B) {
     let fx = open(b).await;
     let q = "batchdup";
@@ -124,4 +131,23 @@ pub async fn duplicates_within_a_batch<B: Backend>(b: &B) {
     );
     assert_eq!(fx.counts(Some(q)).await.ready, 2);
     assert_eq!(super::ids(&fx.fetch(q, 10).await), vec![ida, idd]);
+
+    // Without unique keys: a repeated id, and an id already pending, among fresh ones.
+    let q = "batchdup-ids";
+    let (f, g) = (fx.env(q, "t"), fx.env(q, "t"));
+    let (idf, idg) = (f.id, g.id);
+    fx.enqueue(f.clone()).await;
+    let h = fx.env(q, "t");
+    let idh = h.id;
+    let out = fx.store.enqueue(vec![g.clone(), h, g, f]).await.unwrap();
+    assert_eq!(
+        out,
+        vec![
+            EnqueueOutcome::Enqueued(idg),
+            EnqueueOutcome::Enqueued(idh),
+            EnqueueOutcome::Duplicate(idg),
+            EnqueueOutcome::Duplicate(idf),
+        ]
+    );
+    assert_eq!(super::ids(&fx.fetch(q, 10).await), vec![idf, idg, idh]);
 }
