@@ -31,7 +31,7 @@ use queue_core::storage::rows::{Ending, Settlement};
 use queue_core::{AckStatus, Lease, Result, StoredResult};
 
 use crate::enqueue::Columns;
-use crate::error::Context;
+use crate::error::{code, sqlstate, Context};
 use crate::sql::{q, Sql};
 
 pub(crate) const COMPLETE: &str = "\
@@ -98,6 +98,21 @@ SELECT (SELECT array_agg(id) FROM later), (SELECT array_agg(token) FROM later),
             SELECT CASE WHEN count(*) > 200 THEN 'r*' ELSE 'r' || string_agg(id::text, ',') END
             FROM gone HAVING count(*) > 0) n
         WHERE $22::text IS NOT NULL)";
+
+/// How [`COMPLETE`] stores results: replacing one that exists.
+const RESULT_UPSERT: &str =
+    "\n    ON CONFLICT (id) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at";
+
+/// [`COMPLETE`] storing results with a plain `INSERT`, for the store's own connection.
+///
+/// A finished task's id has no result row: enqueueing an id deletes its earlier results, and
+/// only the statement that deletes a task's row writes its result. So results need no
+/// `ON CONFLICT`, whose speculative insertion costs each row an extra WAL record; should a
+/// result row exist after all, the statement fails as a whole, writes nothing, and [`COMPLETE`]
+/// runs instead.
+pub(crate) fn complete_plain() -> String {
+    COMPLETE.replacen(RESULT_UPSERT, "", 1)
+}
 
 pub(crate) const EXTEND: &str = "\
 WITH v AS MATERIALIZED (
@@ -201,32 +216,45 @@ pub(crate) async fn complete(
             follow.push(f, now);
         }
     }
-    let row: Answer = sqlx::query_as(q(&sql.complete))
-        .bind(&ids)
-        .bind(&tokens)
-        .bind(&kinds)
-        .bind(&values)
-        .bind(&expires)
-        .bind(&fkinds)
-        .bind(&etas)
-        .bind(&att)
-        .bind(&dec)
-        .bind(&parents)
-        .bind(&follow.ids)
-        .bind(&follow.queues)
-        .bind(&follow.tasks)
-        .bind(&follow.priorities)
-        .bind(&follow.run_at)
-        .bind(&follow.deliveries)
-        .bind(&follow.attempts)
-        .bind(&follow.limits)
-        .bind(&follow.unique_keys)
-        .bind(&follow.raws)
-        .bind(now)
-        .bind(channel)
-        .fetch_one(&mut *conn)
-        .await
-        .ctx("complete tasks")?;
+    let send = async |conn: &mut PgConnection, statement| -> sqlx::Result<Answer> {
+        sqlx::query_as(q(statement))
+            .bind(&ids)
+            .bind(&tokens)
+            .bind(&kinds)
+            .bind(&values)
+            .bind(&expires)
+            .bind(&fkinds)
+            .bind(&etas)
+            .bind(&att)
+            .bind(&dec)
+            .bind(&parents)
+            .bind(&follow.ids)
+            .bind(&follow.queues)
+            .bind(&follow.tasks)
+            .bind(&follow.priorities)
+            .bind(&follow.run_at)
+            .bind(&follow.deliveries)
+            .bind(&follow.attempts)
+            .bind(&follow.limits)
+            .bind(&follow.unique_keys)
+            .bind(&follow.raws)
+            .bind(now)
+            .bind(channel)
+            .fetch_one(conn)
+            .await
+    };
+    // The store's own connection runs outside any transaction: a result row that exists after
+    // all fails the plain statement as a whole, and the upserting one runs instead.
+    let row = match channel {
+        None => match send(&mut *conn, &sql.complete_plain).await {
+            Err(err) if sqlstate(&err).as_deref() == Some(code::UNIQUE_VIOLATION) => {
+                send(&mut *conn, &sql.complete).await
+            }
+            done => done,
+        },
+        Some(_) => send(&mut *conn, &sql.complete).await,
+    }
+    .ctx("complete tasks")?;
     let (later, later_tokens, gone, gone_tokens, queues, _) = row;
     let gone = gone.unwrap_or_default();
     let acked: HashSet<(Uuid, i64)> = later
@@ -275,4 +303,20 @@ pub(crate) async fn extend(
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plain_statement_only_drops_the_result_upsert() {
+        let plain = complete_plain();
+        assert!(!plain.contains("DO UPDATE SET value"), "{plain}");
+        assert_eq!(plain.len() + RESULT_UPSERT.len(), COMPLETE.len());
+        assert!(
+            plain.contains("ON CONFLICT DO NOTHING"),
+            "follow-ups keep theirs"
+        );
+    }
 }

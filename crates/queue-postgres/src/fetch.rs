@@ -14,7 +14,9 @@
 //! * The candidate queries are `MATERIALIZED` CTEs, so each runs once with its `LIMIT` (a
 //!   locking subquery the planner re-runs per row could lock and claim more than `n`).
 //! * `ready` reads the partial index `tasks_ready (queue, priority DESC, seq) WHERE state = 0`
-//!   in delivery order and stops after `n` rows; `due` reads `tasks_timer (queue, wake_at)
+//!   in delivery order and stops after `n` rows (in the function `claim_ready`, planned with
+//!   sorting off, so that statistics that make a new backlog look tiny cannot turn it into a
+//!   read and sort of every ready row: migration 5); `due` reads `tasks_timer (queue, wake_at)
 //!   WHERE state <> 0` up to the first timer in the future. Neither visits finished work (it
 //!   is deleted) or the rest of the backlog, so the claim's cost is the batch size.
 //! * The updates find their rows by primary key (`id = ANY (ARRAY (…))`: an index scan for
@@ -46,12 +48,7 @@ pub(crate) const PROMOTE_LIMIT: i64 = 1024;
 
 pub(crate) const CLAIM: &str = "\
 WITH ready AS MATERIALIZED (
-    SELECT id, priority, seq FROM {s}.tasks
-    WHERE queue = $1 AND state = 0
-      AND NOT EXISTS (SELECT 1 FROM {s}.paused_queues WHERE queue = $1)
-    ORDER BY priority DESC, seq
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
+    SELECT id, priority, seq FROM {s}.claim_ready($1, $2)
 ), due AS MATERIALIZED (
     SELECT id, priority, seq FROM {s}.tasks
     WHERE queue = $1 AND state <> 0 AND wake_at <= $3

@@ -28,7 +28,7 @@ use crate::sql::quote_ident;
 pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// The schema version this build writes and reads: the newest embedded migration.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The advisory-lock key of migrations of `schema` (FNV-1a of a fixed prefix and the name, so
 /// every build and every server version agree on it).

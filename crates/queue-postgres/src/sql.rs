@@ -66,6 +66,8 @@ statements! {
     claim = crate::fetch::CLAIM;
     /// Applies a batch of completions (see `complete`).
     complete = crate::complete::COMPLETE;
+    /// The same, storing results without `ON CONFLICT` (see `complete_plain`).
+    complete_plain = &crate::complete::complete_plain();
     /// Extends leases.
     extend = crate::complete::EXTEND;
     /// Returns expired leases to ready.

@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod errors;
+mod plain;
 mod plane;
 mod plans;
 mod schema;
