@@ -143,7 +143,6 @@ impl RedisStorage {
             }
             return Ok(out);
         }
-        self.register_queue(queue).await?;
         // A large batch goes as calls of ENQUEUE_CHUNK, pipelined on one connection: each is
         // sent as soon as it is encoded, so encoding the next overlaps the server's work on
         // this one. One connection keeps them in order, so FIFO holds across them, and an
@@ -152,16 +151,22 @@ impl RedisStorage {
         // of others for its reply. Each call is atomic, the batch is not: after an error the
         // calls before it are stored, and enqueueing the same envelopes again reports those
         // as duplicates (see `Storage::enqueue`).
+        // As a single call does, each call reports the queue's registration mark; the queue
+        // is registered after the calls if any found it missing.
         let lane = self.conn().await?;
         let mut out = Vec::with_capacity(batch.len());
         let mut in_flight = VecDeque::with_capacity(ENQUEUE_IN_FLIGHT);
         let mut failure = None;
+        let mut registered = true;
         for chunk in batch.chunks(ENQUEUE_CHUNK) {
             if in_flight.len() == ENQUEUE_IN_FLIGHT {
                 if let Some((chunk, call)) = in_flight.pop_front() {
-                    if let Err(e) = self.enqueue_reply(lane.lane, chunk, call, &mut out).await {
-                        failure = Some(e);
-                        break;
+                    match self.enqueue_reply(lane.lane, chunk, call, &mut out).await {
+                        Ok(mark) => registered &= mark,
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
                     }
                 }
             }
@@ -182,7 +187,16 @@ impl RedisStorage {
         }
         // Every call sent is awaited, also after an error: it runs on the server either way.
         for (chunk, call) in in_flight {
-            if let Err(e) = self.enqueue_reply(lane.lane, chunk, call, &mut out).await {
+            match self.enqueue_reply(lane.lane, chunk, call, &mut out).await {
+                Ok(mark) => registered &= mark,
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        // Whatever was stored is in a registered queue, also after an error.
+        if !registered {
+            if let Err(e) = self.register_queue(queue).await {
                 failure.get_or_insert(e);
             }
         }
@@ -240,21 +254,21 @@ impl RedisStorage {
         Ok(())
     }
 
-    /// Awaits one pipelined enqueue call and appends its outcomes to `out`.
+    /// Awaits one pipelined enqueue call and appends its outcomes to `out`; returns whether
+    /// the queue's registration mark was there.
     async fn enqueue_reply(
         &self,
         lane: usize,
         chunk: &[Envelope],
         mut call: PendingCall<'_>,
         out: &mut Vec<EnqueueOutcome>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         call.as_mut().await;
         match call.as_mut().take_output() {
             Some(Ok(mut reply)) => {
-                // The queue was entered in the registry before the first call.
-                registration_mark(&mut reply)?;
+                let registered = registration_mark(&mut reply)?;
                 out.extend(enqueue_outcomes(chunk, reply)?);
-                Ok(())
+                Ok(registered)
             }
             Some(Err(e)) => {
                 self.lanes.failed(lane, &e).await;

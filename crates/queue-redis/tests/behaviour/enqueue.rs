@@ -1,6 +1,6 @@
-//! The single-task enqueue path: the queue's registration mark, the one-task script path, the
-//! wake list's bound, and the owned connections (`src/owned.rs`): used, dropped when a call is
-//! cancelled, replaced when killed.
+//! The single-task enqueue path: the queue's registration mark (read by batches too), the
+//! one-task script path, the wake list's bound, and the owned connections (`src/owned.rs`):
+//! used, dropped when a call is cancelled, replaced when killed.
 
 use std::time::{Duration, Instant};
 
@@ -66,6 +66,33 @@ async fn the_registry_is_written_when_the_mark_is_missing_and_repaired_when_it_e
         .unwrap();
     assert_eq!(registry(&mut conn, &prefix), vec!["other", "q"]);
     assert_eq!(store.counts(None).await.unwrap().ready, 9);
+
+    // A batch of several pipelined calls reads the mark as one call does: a new queue is
+    // registered, a marked one costs no registry write.
+    store
+        .enqueue((0..600).map(|_| env(&clock, "big", "t")).collect())
+        .await
+        .unwrap();
+    assert_eq!(registry(&mut conn, &prefix), vec!["big", "other", "q"]);
+    let () = redis::cmd("DEL")
+        .arg(format!("{prefix}:{{~queues}}:queues"))
+        .query(&mut conn)
+        .unwrap();
+    store
+        .enqueue((0..600).map(|_| env(&clock, "big", "t")).collect())
+        .await
+        .unwrap();
+    assert!(registry(&mut conn, &prefix).is_empty());
+    let () = redis::cmd("DEL")
+        .arg(format!("{prefix}:{{big}}:registered"))
+        .query(&mut conn)
+        .unwrap();
+    store
+        .enqueue((0..600).map(|_| env(&clock, "big", "t")).collect())
+        .await
+        .unwrap();
+    assert_eq!(registry(&mut conn, &prefix), vec!["big"]);
+    assert_eq!(store.counts(Some("big")).await.unwrap().ready, 1800);
 }
 
 #[tokio::test]
