@@ -105,11 +105,13 @@ const RESULT_UPSERT: &str =
 
 /// [`COMPLETE`] storing results with a plain `INSERT`, for the store's own connection.
 ///
-/// A finished task's id has no result row: enqueueing an id deletes its earlier results, and
-/// only the statement that deletes a task's row writes its result. So results need no
-/// `ON CONFLICT`, whose speculative insertion costs each row an extra WAL record; should a
-/// result row exist after all, the statement fails as a whole, writes nothing, and [`COMPLETE`]
-/// runs instead.
+/// A finished task's id rarely has a result row yet: enqueueing an id deletes its earlier
+/// results, and only the statement that deletes a task's row writes its result. The
+/// exceptions — a task row written by `insert_raw` (tests, tools), an enqueue of an id that
+/// commits while another delivery of the same id stores its result — are handled by the
+/// fallback: the plain statement fails as a whole, writes nothing, and [`COMPLETE`] runs
+/// instead. So results usually skip `ON CONFLICT`, whose speculative insertion costs each row
+/// an extra WAL record. A failed statement leaves dead rows behind like any rolled-back write.
 pub(crate) fn complete_plain() -> String {
     COMPLETE.replacen(RESULT_UPSERT, "", 1)
 }

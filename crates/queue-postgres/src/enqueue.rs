@@ -1,5 +1,6 @@
-//! Storing new tasks: one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING` per batch
-//! ([`ENQUEUE_ONE`], the same with one value per column, for a batch of one).
+//! Storing new tasks: one `INSERT … SELECT FROM unnest(…)` per batch, with `ON CONFLICT DO
+//! NOTHING` unless no row can clash (see below; [`ENQUEUE_ONE`] and [`ENQUEUE_ONE_PLAIN`], the
+//! same with one value per column, for a batch of one).
 //!
 //! A batch travels as one array per column, so a batch of any size is one statement with
 //! twelve parameters (no statement text per batch size, no limit on bind parameters). Rows are
@@ -21,8 +22,8 @@
 //! a plain `INSERT` without `ON CONFLICT`, whose speculative insertion costs every row an
 //! extra WAL record and a quarter of the statement's server time (1,000-row batches: 8.5–12.0
 //! against 11.8–14.0 ms, pgbench). Should an id clash after all (the same envelope enqueued
-//! again), the statement fails as a whole, nothing is stored, and the `ON CONFLICT` statement
-//! runs instead. In an application's transaction a failed statement would abort the
+//! again), the statement fails as a whole, nothing is stored (its rows are left dead, as any
+//! rolled-back write leaves them), and the `ON CONFLICT` statement runs instead. In an application's transaction a failed statement would abort the
 //! transaction, so there only the `ON CONFLICT` statement is used.
 
 use std::collections::{HashMap, HashSet};
@@ -185,8 +186,9 @@ pub(crate) enum Target<'a> {
     /// The store's own connection, outside any transaction: a failed statement changes
     /// nothing and can be followed by another.
     Store,
-    /// An application's transaction: notifies `channel` in the statement (delivered when the
-    /// transaction commits).
+    /// A transaction (an application's, or the store's own for `requeue_dead`), where a
+    /// failed statement would abort it: always the `ON CONFLICT` statement, which notifies
+    /// `channel` (delivered when the transaction commits).
     Transaction {
         /// The store's notification channel.
         channel: &'a str,

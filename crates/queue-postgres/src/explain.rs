@@ -48,23 +48,29 @@ impl QueryPlan {
 type Bind = fn(Query<'_, Postgres, PgArguments>, i64) -> Query<'_, Postgres, PgArguments>;
 
 impl PostgresStorage {
-    /// `EXPLAIN` of every statement on the hot path — claim, enqueue, complete, extend, the
-    /// wake-up probe, result reads, requeues of expired leases and purges — with typical
-    /// parameters (a batch of one, queue `default`). Not one of them should
-    /// [scan a table](QueryPlan::scans_a_table) once the planner has statistics of a table of
-    /// any size (`ANALYZE`; autovacuum takes them on its own).
+    /// `EXPLAIN` of every statement on the hot path — claim, enqueue and complete (each with
+    /// and without `ON CONFLICT`), extend, the wake-up probe, result reads, requeues of
+    /// expired leases and purges — with typical parameters (a batch of one, queue `default`).
+    /// Not one of them should [scan a table](QueryPlan::scans_a_table) once the planner has
+    /// statistics of a table of any size (`ANALYZE`; autovacuum takes them on its own).
+    ///
+    /// The claim's read of ready tasks runs inside the schema's function `claim_ready` (planned
+    /// with sorting off, see the crate docs): its plan shows as `Function Scan on
+    /// claim_ready`, not as a read of `tasks_ready`.
     ///
     /// # Examples
     ///
     /// ```no_run
     /// # #![allow(dead_code)]
     /// # async fn demo(store: queue_postgres::PostgresStorage) -> queue_core::Result<()> {
-    /// let claim = store.explain().await?.into_iter().find(|p| p.name == "claim").unwrap();
-    /// assert!(claim.uses_index("tasks_ready"), "{:#?}", claim.plan);
+    /// let plans = store.explain().await?;
+    /// let complete = plans.iter().find(|p| p.name == "complete").unwrap();
+    /// assert!(complete.uses_index("tasks_pkey"), "{:#?}", complete.plan);
+    /// assert!(plans.iter().all(|p| !p.scans_a_table()));
     /// # Ok(()) }
     /// ```
     pub async fn explain(&self) -> queue_core::Result<Vec<QueryPlan>> {
-        let statements: [(&'static str, &str, Bind); 8] = [
+        let statements: [(&'static str, &str, Bind); 10] = [
             ("claim", self.sql.claim.as_ref(), |q, now| {
                 q.bind("default")
                     .bind(64_i64)
@@ -111,6 +117,51 @@ impl PostgresStorage {
                     .bind(now)
                     .bind("explain")
             }),
+            (
+                "enqueue (plain)",
+                self.sql.enqueue_plain.as_ref(),
+                |q, now| {
+                    q.bind(vec![Uuid::now_v7()])
+                        .bind(vec!["default"])
+                        .bind(vec!["t"])
+                        .bind(vec![0_i16])
+                        .bind(vec![now])
+                        .bind(vec![0_i32])
+                        .bind(vec![0_i32])
+                        .bind(vec![4_i32])
+                        .bind(vec![None::<String>])
+                        .bind(vec![vec![0xc0_u8]])
+                        .bind(now)
+                },
+            ),
+            (
+                "complete (plain)",
+                self.sql.complete_plain.as_ref(),
+                |q, now| {
+                    q.bind(vec![Uuid::now_v7()])
+                        .bind(vec![1_i64])
+                        .bind(vec![0_i16])
+                        .bind(vec![Some(vec![0xc0_u8])])
+                        .bind(vec![None::<i64>])
+                        .bind(vec![None::<String>])
+                        .bind(vec![None::<i64>])
+                        .bind(vec![0_i32])
+                        .bind(vec![0_i32])
+                        .bind(Vec::<Uuid>::new())
+                        .bind(Vec::<Uuid>::new())
+                        .bind(Vec::<String>::new())
+                        .bind(Vec::<String>::new())
+                        .bind(Vec::<i16>::new())
+                        .bind(Vec::<i64>::new())
+                        .bind(Vec::<i32>::new())
+                        .bind(Vec::<i32>::new())
+                        .bind(Vec::<i32>::new())
+                        .bind(Vec::<Option<String>>::new())
+                        .bind(Vec::<Vec<u8>>::new())
+                        .bind(now)
+                        .bind(None::<String>)
+                },
+            ),
             ("extend", self.sql.extend.as_ref(), |q, now| {
                 q.bind(vec![Uuid::now_v7()]).bind(vec![1_i64]).bind(now)
             }),

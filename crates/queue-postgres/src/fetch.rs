@@ -16,7 +16,10 @@
 //! * `ready` reads the partial index `tasks_ready (queue, priority DESC, seq) WHERE state = 0`
 //!   in delivery order and stops after `n` rows (in the function `claim_ready`, planned with
 //!   sorting off, so that statistics that make a new backlog look tiny cannot turn it into a
-//!   read and sort of every ready row: migration 5); `due` reads `tasks_timer (queue, wake_at)
+//!   read and sort of every ready row: migration 5; being a volatile function, it reads with
+//!   a snapshot of its own, a little newer than the statement's, so a task committed in between
+//!   can be locked there and not claimed — it stays ready for the next claim, and a claim that
+//!   comes back empty only sends the fetcher to its wait, which looks again); `due` reads `tasks_timer (queue, wake_at)
 //!   WHERE state <> 0` up to the first timer in the future. Neither visits finished work (it
 //!   is deleted) or the rest of the backlog, so the claim's cost is the batch size.
 //! * The updates find their rows by primary key (`id = ANY (ARRAY (…))`: an index scan for

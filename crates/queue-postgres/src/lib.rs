@@ -36,11 +36,15 @@
 //!   leases taken in the same statement (see the `fetch` module). Fetchers in any number of
 //!   processes never wait for each other and never share a task. The read of ready tasks runs
 //!   in the schema's function `claim_ready`, planned with sorting off: statistics taken while a
-//!   queue was nearly empty cannot make a claim read and sort the whole of a later backlog.
+//!   queue was nearly empty cannot make a claim read and sort the whole of a later backlog. The
+//!   function names its schema (set when it was created), so a store's schema cannot be
+//!   renamed; a role that uses a store it does not own needs `EXECUTE` on the function (PUBLIC
+//!   has it unless the database's default privileges take it away).
 //! * **Enqueues** of tasks that cannot clash (fresh ids, no unique key) are plain `INSERT`s; a
 //!   clash fails the statement as a whole and the `ON CONFLICT` statement runs instead (see the
 //!   `enqueue` module). An application's transaction always gets the `ON CONFLICT` statement.
-//! * **Completions** of a batch are one statement too, fenced by each delivery's lease token:
+//! * **Completions** of a batch are one statement too (two when a result row clashes, see the
+//!   `complete` module), fenced by each delivery's lease token:
 //!   results, retries, dead letters and follow-ups (next pipeline stages, chord callbacks)
 //!   commit together or not at all (see the `complete` module). Finished tasks are deleted from
 //!   `tasks` (results live in their own table), so the hot table and its indexes hold pending

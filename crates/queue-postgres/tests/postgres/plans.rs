@@ -48,7 +48,7 @@ async fn hot_statements_use_indexes_not_table_scans() {
     }
 
     let plans = store.explain().await.unwrap();
-    assert_eq!(plans.len(), 8);
+    assert_eq!(plans.len(), 10);
     for plan in &plans {
         assert!(!plan.scans_a_table(), "{}: {:#?}", plan.name, plan.plan);
     }
@@ -71,6 +71,11 @@ async fn hot_statements_use_indexes_not_table_scans() {
         plan("complete").uses_index("tasks_pkey"),
         "{:#?}",
         plan("complete").plan
+    );
+    assert!(
+        plan("complete (plain)").uses_index("tasks_pkey"),
+        "{:#?}",
+        plan("complete (plain)").plan
     );
     assert!(
         plan("extend").uses_index("tasks_pkey"),

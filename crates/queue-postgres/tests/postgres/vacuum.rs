@@ -98,6 +98,7 @@ async fn a_role_that_does_not_own_the_table_leaves_it_to_autovacuum() {
         format!("GRANT USAGE ON SCHEMA \"{schema}\" TO \"{role}\""),
         format!("GRANT ALL ON ALL TABLES IN SCHEMA \"{schema}\" TO \"{role}\""),
         format!("GRANT ALL ON ALL SEQUENCES IN SCHEMA \"{schema}\" TO \"{role}\""),
+        format!("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA \"{schema}\" TO \"{role}\""),
     ] {
         sqlx::query(sqlx::AssertSqlSafe(statement))
             .execute(owner.pool())
