@@ -32,6 +32,9 @@ task!(Forever, "forever", (step: u32) -> u32, TaskOptions::new(), |ctx| {
 });
 
 static SAW_TOKEN: AtomicBool = AtomicBool::new(false);
+/// Set when [`Blocking`]'s fn has started (leased is not enough: a task cancelled before its
+/// execution starts never runs its fn).
+static FN_STARTED: AtomicBool = AtomicBool::new(false);
 
 /// A plain `fn` on the blocking pool that checks its token.
 struct Blocking;
@@ -41,6 +44,7 @@ impl queue_core::Task for Blocking {
     type Output = ();
     fn run(ctx: TaskContext, (): ()) -> futures::future::BoxFuture<'static, Result<(), TaskError>> {
         queue_core::run_blocking(move || {
+            FN_STARTED.store(true, Ordering::SeqCst);
             while !ctx.cancellation.is_cancelled() {
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -190,8 +194,8 @@ async fn cancel_fires_the_token_of_a_plain_fn() {
         .unwrap()
         .spawn();
     let h = Blocking::call(()).enqueue(&q).await.unwrap();
-    eventually("the task runs", || async {
-        q.counts().await.unwrap().leased == 1
+    eventually("the fn runs", || async {
+        FN_STARTED.load(Ordering::SeqCst)
     })
     .await;
     assert_eq!(q.cancel(h.id()).await.unwrap(), CancelRequest::Running);
