@@ -363,12 +363,18 @@ async fn enqueue_sequential(args: &Args, queue: &Queue) -> Result<f64, BoxError>
     let done = Arc::new(AtomicU64::new(0));
     let progress = Progress::new(args.json, "enqueue (1 producer)", n as u64, done.clone());
     let body = payload(args.payload_bytes);
-    let started = Instant::now();
-    for _ in 0..n {
-        noop(body.clone()).enqueue(queue).await?;
-        done.fetch_add(1, Ordering::Relaxed);
-    }
-    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let queue = queue.clone();
+    // In a task of the runtime, as a web handler runs (`#[tokio::main]`'s own future runs on
+    // the main thread, outside the runtime's workers, and each reply would cross threads).
+    let producer = tokio::spawn(async move {
+        let started = Instant::now();
+        for _ in 0..n {
+            noop(body.clone()).enqueue(&queue).await?;
+            done.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok::<_, skiff::Error>(started.elapsed())
+    });
+    let rate = n as f64 / producer.await??.as_secs_f64();
     progress.finish();
     Ok(rate)
 }

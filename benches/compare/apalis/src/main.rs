@@ -376,11 +376,15 @@ async fn enqueue_sequential(args: &Args, store: &Store) -> Result<f64, BoxError>
     let n = args.enqueue_calls.unwrap_or(args.tasks.min(20_000));
     with_storage!(store, args, Vec<u8>, QUEUE, |storage| {
         let mut storage = storage;
-        let started = Instant::now();
-        for _ in 0..n {
-            storage.push(Vec::new()).await?;
-        }
-        Ok(n as f64 / started.elapsed().as_secs_f64())
+        // In a task of the runtime, as a web handler runs (the same as Skiff's harness).
+        let producer = tokio::spawn(async move {
+            let started = Instant::now();
+            for _ in 0..n {
+                storage.push(Vec::new()).await?;
+            }
+            Ok::<_, BoxError>(started.elapsed())
+        });
+        Ok(n as f64 / producer.await??.as_secs_f64())
     })
 }
 
