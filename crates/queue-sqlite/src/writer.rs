@@ -20,7 +20,7 @@
 //! `results` watch channels, which wake in-process `wait_for_work` and `wait_result` callers.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, OnceLock};
 use std::time::Duration;
 
@@ -140,7 +140,14 @@ pub(crate) struct Counters {
     pub(crate) direct_enqueues: AtomicU64,
     /// Enqueue calls under way.
     pub(crate) enqueues_in_call: AtomicUsize,
+    /// Single enqueues in a row that found no other call under way (see [`Writer::enqueue`]).
+    pub(crate) lone_calls: AtomicU32,
 }
+
+/// Lone single enqueues in a row after which calls stop yielding before they look for company…
+const LONE_CALLS: u32 = 8;
+/// …except every this many, which yield to find it again.
+const PROBE_EVERY: u32 = 16;
 
 /// One enqueue call under way, counted while it lives.
 struct Arrival<'a>(&'a AtomicUsize);
@@ -316,16 +323,32 @@ impl Writer {
         let in_call = &self.shared.counters.enqueues_in_call;
         let _arrived = Arrival::new(in_call);
         if rows.len() <= MAX_CHUNK && self.tx.capacity() == self.tx.max_capacity() {
+            let lone_calls = &self.shared.counters.lone_calls;
             let direct = match (&self.direct, rows.as_slice()) {
                 (Some(direct), [task]) => {
                     // Calls that arrive together (tasks of this thread, or of others) show up
-                    // in the count meanwhile, and group commit then serves them all.
-                    tokio::task::yield_now().await;
+                    // in the count meanwhile, and group commit then serves them all. On a
+                    // runtime's worker a yield also polls the I/O driver and wakes another
+                    // worker, so a producer that keeps finding itself alone (a web handler's
+                    // enqueue at a time) yields only on every PROBE_EVERY-th call, enough for
+                    // tasks of the same thread to show up and end the streak.
+                    let lone = lone_calls.load(Ordering::Relaxed);
+                    if lone < LONE_CALLS || lone % PROBE_EVERY == 0 {
+                        tokio::task::yield_now().await;
+                    }
                     Some((direct, task))
                 }
                 _ => None,
             };
-            if in_call.load(Ordering::Relaxed) == 1 {
+            let by_itself = in_call.load(Ordering::Relaxed) == 1;
+            if direct.is_some() {
+                if by_itself {
+                    lone_calls.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    lone_calls.store(0, Ordering::Relaxed);
+                }
+            }
+            if by_itself {
                 if let Ok(mut guard) = self.conn.try_lock() {
                     if let Some(conn) = guard.as_mut() {
                         if let Some((direct, task)) = direct {

@@ -143,3 +143,36 @@ async fn calls_that_arrive_together_are_committed_together() {
         "200 calls at once took {stats:?}"
     );
 }
+
+/// A producer alone for a long while stops yielding before each call (a yield costs a runtime
+/// worker a poll of its I/O driver), but still yields now and then: calls that then arrive
+/// together, here tasks of the same one-thread runtime, are still committed together.
+#[tokio::test(flavor = "current_thread")]
+async fn calls_that_arrive_after_a_long_lone_streak_are_still_committed_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("s.db"), true).await;
+    for _ in 0..100 {
+        store.enqueue(vec![env("s")]).await.unwrap();
+    }
+    let before = store.stats();
+    assert_eq!(before.direct_enqueues, 100, "{before:?}");
+    let calls: Vec<_> = (0..200)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.enqueue(vec![env("s")]).await.unwrap() })
+        })
+        .collect();
+    for c in calls {
+        c.await.unwrap();
+    }
+    let after = store.stats();
+    assert_eq!(store.counts(Some("s")).await.unwrap().ready, 300);
+    let (transactions, direct) = (
+        after.transactions - before.transactions,
+        after.direct_enqueues - before.direct_enqueues,
+    );
+    assert!(
+        transactions < 50 && direct < 25,
+        "200 calls at once after a lone streak took {transactions} transactions, {direct} direct"
+    );
+}
