@@ -206,19 +206,19 @@ impl Work for RateLimit {
 pub(crate) struct PurgeExpired(pub(crate) i64);
 
 pub(crate) const PURGE_RESULTS: &str = "DELETE FROM results WHERE id IN \
-     (SELECT id FROM results WHERE expires_at <= ?1 LIMIT ?2)";
+     (SELECT id FROM results WHERE expires_at <= ?1 LIMIT +?2)";
 
 /// Expired locks, a bounded number per call (index `locks_expiry`).
 pub(crate) const PURGE_LOCKS: &str =
-    "DELETE FROM locks WHERE name IN (SELECT name FROM locks WHERE expires_at <= ?1 LIMIT ?2)";
+    "DELETE FROM locks WHERE name IN (SELECT name FROM locks WHERE expires_at <= ?1 LIMIT +?2)";
 
 /// Lapsed rate-limit counters (index `rates_expiry`).
 pub(crate) const PURGE_RATES: &str =
-    "DELETE FROM rates WHERE key IN (SELECT key FROM rates WHERE expires_at <= ?1 LIMIT ?2)";
+    "DELETE FROM rates WHERE key IN (SELECT key FROM rates WHERE expires_at <= ?1 LIMIT +?2)";
 
 /// Lapsed revocations (partial index `revocations_until`).
 pub(crate) const PURGE_REVOCATIONS: &str = "DELETE FROM revocations WHERE (kind, target) IN \
-     (SELECT kind, target FROM revocations WHERE until IS NOT NULL AND until <= ?1 LIMIT ?2)";
+     (SELECT kind, target FROM revocations WHERE until IS NOT NULL AND until <= ?1 LIMIT +?2)";
 
 #[async_trait]
 impl Work for PurgeExpired {

@@ -102,7 +102,7 @@ impl Storage for SqliteStorage {
     async fn requeue_expired(&self, queue: &str, max: usize) -> Result<u64> {
         let exec = Exec::new(
             "UPDATE tasks SET state = 0, lease_token = NULL WHERE seq IN (SELECT seq FROM tasks \
-             WHERE queue = ?1 AND state <> 0 AND wake_at <= ?2 AND state = 2 ORDER BY wake_at LIMIT ?3)",
+             WHERE queue = ?1 AND state <> 0 AND wake_at <= ?2 AND state = 2 ORDER BY wake_at LIMIT +?3)",
             vec![Arg::Text(queue.to_owned()), Arg::Now, Arg::Int(sql_limit(max))],
         );
         self.writer.call(exec.waking()).await

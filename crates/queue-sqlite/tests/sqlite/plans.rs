@@ -61,3 +61,39 @@ async fn hot_statements_use_indexes() {
         plan("purge results")
     );
 }
+
+/// Binding a statement's parameters again does not make SQLite prepare it again. SQLite plans a
+/// bare `LIMIT ?n` with the bound value and then re-prepares the statement on every new
+/// binding: the claim and the promotion were parsed and planned anew on every fetch.
+#[tokio::test]
+async fn hot_statements_are_not_prepared_again_when_bound_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let store = SqliteStorage::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let plans = store.explain().await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    for p in &plans {
+        let mut stmt = conn.prepare(&p.sql).unwrap();
+        for round in 1..=3_i64 {
+            conn.execute_batch("BEGIN").unwrap();
+            for i in 1..=stmt.parameter_count() {
+                stmt.raw_bind_parameter(i, round * 10).unwrap();
+            }
+            let mut rows = stmt.raw_query();
+            // What the statement does with these values does not matter here, only whether it
+            // had to be prepared again to run.
+            while let Ok(Some(_)) = rows.next() {}
+            drop(rows);
+            conn.execute_batch("ROLLBACK").unwrap();
+        }
+        assert_eq!(
+            stmt.get_status(rusqlite::StatementStatus::RePrepare),
+            0,
+            "{} was prepared again when its parameters were bound again: {}",
+            p.name,
+            p.sql
+        );
+    }
+}
