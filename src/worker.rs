@@ -112,7 +112,7 @@ pub struct WorkerArgs {
     pub workers: Option<usize>,
 
     /// The most tasks leased ahead of a free worker while tasks are short; 0: one lease per
-    /// free worker [default: the number of workers].
+    /// free worker [default: twice the number of workers].
     #[arg(long)]
     pub prefetch: Option<usize>,
 

@@ -39,9 +39,14 @@ pub(crate) struct Config {
 }
 
 impl Config {
-    /// Most tasks leased beyond `workers`.
+    /// Most tasks leased beyond `workers`: the builder's `prefetch`, by default twice the
+    /// workers (within [`MAX_LEASED`]).
     pub(crate) fn prefetch(&self) -> usize {
-        self.prefetch.unwrap_or(self.workers)
+        self.prefetch.unwrap_or_else(|| {
+            self.workers
+                .saturating_mul(2)
+                .min(MAX_LEASED.saturating_sub(self.workers))
+        })
     }
 
     /// How often running tasks' leases are renewed.
@@ -82,7 +87,7 @@ pub fn default_workers() -> usize {
 /// | setting | default |
 /// |---|---|
 /// | [`workers`](Self::workers) | [`default_workers`]: 4 × CPUs |
-/// | [`prefetch`](Self::prefetch) | `workers`, while tasks are short |
+/// | [`prefetch`](Self::prefetch) | 2 × `workers`, while tasks are short |
 /// | [`queue`](Self::queue) / [`queues`](Self::queues) | [`DEFAULT_QUEUE`] |
 /// | [`strict_priority`](Self::strict_priority) | `false` (by weight) |
 /// | [`heartbeat_interval`](Self::heartbeat_interval) | 1 s |
@@ -175,8 +180,8 @@ impl ConsumerBuilder {
         self
     }
 
-    /// The most tasks leased beyond `workers`, ahead of a free worker (default: `workers`;
-    /// 0: never lease more tasks than there are free workers).
+    /// The most tasks leased beyond `workers`, ahead of a free worker (default: twice
+    /// `workers`; 0: never lease more tasks than there are free workers).
     ///
     /// The consumer leases ahead only while tasks are short: as many as its workers are
     /// expected to start within 5 ms at the mean task duration it measures, at most
@@ -488,5 +493,20 @@ impl ConsumerBuilder {
             });
         }
         Ok(entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefetch_defaults_to_twice_the_workers_within_the_leased_limit() {
+        let builder = ConsumerBuilder::new(Queue::memory()).workers(64);
+        assert_eq!(builder.config.prefetch(), 128);
+        let builder = builder.prefetch(0);
+        assert_eq!(builder.config.prefetch(), 0);
+        let huge = ConsumerBuilder::new(Queue::memory()).workers(MAX_LEASED - 10);
+        assert_eq!(huge.config.prefetch(), 10);
     }
 }

@@ -8,7 +8,7 @@
 //! A task leased ahead waits in this consumer instead of in the store, where another consumer
 //! might have taken it, so the consumer leases ahead only as many tasks as its workers are
 //! expected to start within [`HORIZON`]: `workers × HORIZON / mean task duration`, capped at
-//! the builder's `prefetch` (by default `workers`). Tasks of a second or more lease nothing
+//! the builder's `prefetch` (by default twice `workers`). Tasks of a second or more lease nothing
 //! ahead; no-op tasks a full batch. Until the first execution has finished the mean is unknown
 //! and nothing is leased ahead. Tasks leased ahead are in flight: their leases are renewed,
 //! and a graceful shutdown hands them back unstarted.
