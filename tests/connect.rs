@@ -45,12 +45,8 @@ async fn connect_waits_for_a_redis_server_that_starts_later() {
     let mut server = queue_redis::testing::RedisServer::start();
     let url = server.url();
     server.stop();
-    waits_for(url, Duration::from_millis(1500), move || {
-        server.restart();
-        // Kept running until the end of the test.
-        std::mem::forget(server);
-    })
-    .await;
+    // Restarted in place: the server runs until the end of the test, and is stopped with it.
+    waits_for(url, Duration::from_millis(1500), || server.restart()).await;
 }
 
 /// A Redis server restarted with data to load answers `LOADING` until it has read it back
