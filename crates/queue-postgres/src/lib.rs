@@ -276,8 +276,10 @@ impl PostgresStorage {
                 may_vacuum = may.unwrap_or(false);
             }
         }
-        let waiters = Arc::new(Waiters::new());
+        let inbox = Arc::new(notifier::Inbox::new());
+        let waiters = Arc::new(Waiters::new(inbox.clone()));
         let channel = notify::channel(&options.schema);
+        let sql = Arc::new(Sql::new(&options.schema));
         let listener = if options.listen {
             let stop = CancellationToken::new();
             let (ready_tx, ready) = tokio::sync::oneshot::channel();
@@ -287,6 +289,7 @@ impl PostgresStorage {
                     acquire_timeout: options.acquire_timeout,
                     timeout: options.query_timeout,
                     bound: bound.clone(),
+                    watched_queues: sql.watched_queues.clone(),
                 },
                 channel.clone(),
                 waiters.clone(),
@@ -300,14 +303,16 @@ impl PostgresStorage {
         } else {
             None
         };
-        let sql = Arc::new(Sql::new(&options.schema));
-        let notifier = notifier::Notifier::spawn(notifier::Config {
-            connect: options.connect.clone(),
-            connect_timeout: options.acquire_timeout,
-            query_timeout: options.query_timeout,
-            sql: sql.clone(),
-            channel: channel.clone(),
-        });
+        let notifier = notifier::Notifier::spawn(
+            notifier::Config {
+                connect: options.connect.clone(),
+                connect_timeout: options.acquire_timeout,
+                query_timeout: options.query_timeout,
+                sql: sql.clone(),
+                channel: channel.clone(),
+            },
+            inbox,
+        );
         Ok(Self {
             single: single::SingleConn::new(options.connect.clone(), options.acquire_timeout),
             notifier,

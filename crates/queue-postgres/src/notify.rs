@@ -2,7 +2,9 @@
 //!
 //! Writes that give a queue work (enqueue, retries, deferrals, follow-ups, reschedules,
 //! requeues) notify the store's channel with `w<queue>`, and writes that store results notify
-//! `r<id>,<id>…` (or `r*` for a large batch).
+//! `r<id>,<id>…` (or `r*` for a large batch). A wait's registration on a queue announces itself
+//! with `a<store>:<ms>:<queue>`, so that writers know whom to notify (see the `notifier`
+//! module).
 //!
 //! * The hot writes (`enqueue`, `complete`, the dead-lettering in `fetch`) notify only whom
 //!   some process waits for, and only after their commit ([`after_commit`], one read of the
@@ -43,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::error::Context;
+use crate::notifier::Inbox;
 use crate::sql::{q, Sql};
 
 /// After a commit: `pg_notify` for each queue of `$2` and for the task ids of `$3` that some
@@ -84,6 +87,12 @@ pub(crate) async fn after_commit(
         .ctx("notify waiting consumers")?;
     Ok(())
 }
+
+/// The queues some store waits on, and for how many more milliseconds (read by the listener
+/// once it listens: see the `notifier` module).
+pub(crate) const WATCHED_QUEUES: &str = "\
+SELECT queue, ceil(extract(epoch FROM until - now()) * 1000)::int8
+FROM {s}.work_waits WHERE until > now()";
 
 /// Wait subscriptions by key (queue name or task id).
 #[derive(Debug)]
@@ -188,16 +197,19 @@ pub(crate) struct Waiters {
     /// Changes each time the listener goes down or comes back: a registration made in an
     /// earlier epoch may have been lost.
     epoch: std::sync::atomic::AtomicU64,
+    /// The notifier's inbox, told of other stores' registrations.
+    pub(crate) inbox: Arc<Inbox>,
 }
 
 impl Waiters {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(inbox: Arc<Inbox>) -> Self {
         Self {
             work: Registry::new(),
             results: Registry::new(),
             listening: watch::channel(false).0,
             registered: Mutex::new(HashMap::new()),
             epoch: std::sync::atomic::AtomicU64::new(0),
+            inbox,
         }
     }
 
@@ -237,11 +249,28 @@ impl Waiters {
                     self.results.wake(&id);
                 }
             }
+            Some(("a", registration)) => {
+                let mut parts = registration.splitn(3, ':');
+                match (
+                    parts.next(),
+                    parts.next().map(str::parse::<u64>),
+                    parts.next(),
+                ) {
+                    (Some(store), Some(Ok(ms)), Some(queue)) => {
+                        self.inbox
+                            .registration_heard(store, Duration::from_millis(ms), queue);
+                    }
+                    _ => tracing::debug!(payload, "ignoring an unreadable Skiff registration"),
+                }
+            }
             _ => tracing::debug!(payload, "ignoring an unknown Skiff notification"),
         }
     }
 
     fn set_listening(&self, up: bool) {
+        if !up {
+            self.inbox.lose_sight();
+        }
         let changed = self.listening.send_if_modified(|now| {
             let changed = *now != up;
             *now = up;
@@ -281,6 +310,8 @@ pub(crate) struct ListenConfig {
     /// The store's bound: told when the listener loses its connection, so the pool pings the
     /// connections that may have died with it (see the `timeout` module).
     pub(crate) bound: Arc<crate::timeout::Bound>,
+    /// [`WATCHED_QUEUES`] on the store's schema.
+    pub(crate) watched_queues: Arc<str>,
 }
 
 /// Starts the listener task of a store. Resolves `ready` after its first attempt to listen
@@ -382,6 +413,36 @@ async fn run(config: &ListenConfig, channel: &str, waiters: &Waiters, ready: one
                 continue;
             }
         };
+        // Registrations made before the LISTEN: announcements of later ones are queued on the
+        // connection and heard after this read.
+        let seeded =
+            sqlx::query_as::<_, (String, i64)>(q(&config.watched_queues)).fetch_all(&mut listener);
+        let registrations = match tokio::time::timeout(config.timeout, seeded).await {
+            Ok(Ok(rows)) => rows,
+            failed => {
+                let err = match failed {
+                    Ok(Err(err)) => crate::redact::redact_url(&err.to_string()),
+                    _ => format!("no answer within {:?}", config.timeout),
+                };
+                if !warned {
+                    tracing::warn!(channel, error = %err, "Skiff cannot read the registered waits; waits poll until it can");
+                    warned = true;
+                }
+                waiters.set_listening(false);
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(());
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        waiters.inbox.watch_from(
+            registrations
+                .into_iter()
+                .map(|(queue, ms)| (queue, Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
+                .collect(),
+        );
         if warned {
             tracing::info!(channel, "Skiff listens for wake-ups again");
         }
@@ -408,7 +469,7 @@ mod tests {
 
     #[tokio::test]
     async fn payloads_wake_the_right_waits_and_entries_are_removed() {
-        let w = Waiters::new();
+        let w = Waiters::new(Arc::new(Inbox::new()));
         let id = Uuid::now_v7();
         let mut a = w.work.subscribe("a".to_owned());
         let mut b = w.work.subscribe("b".to_owned());

@@ -106,6 +106,8 @@ statements! {
     register_result_wait = crate::wait::REGISTER_RESULT_WAIT;
     /// After a commit: notifies the queues and task ids someone waits for.
     notify_waiting = crate::notify::NOTIFY_WAITING;
+    /// The queues some store waits on (the listener's first read).
+    watched_queues = crate::notify::WATCHED_QUEUES;
     /// Counts by state, every queue.
     counts = crate::admin::COUNTS;
     /// Counts by state, one queue.

@@ -507,6 +507,7 @@ impl PostgresStorage {
             now,
             poll: self.poll,
             bound: &self.bound,
+            channel: &self.channel,
         }
     }
 }

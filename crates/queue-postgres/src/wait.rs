@@ -9,8 +9,9 @@
 //!
 //! Writers of other processes notify only queues that someone registered a wait on (see the
 //! `notify` module), so before its first sleep a wait registers its queue in `work_waits`
-//! ([`REGISTER_WORK_WAIT`], for the wait's length plus [`REGISTRATION_SLACK`]) and probes
-//! once more; later waits of this process on the same queue reuse the registration while it
+//! ([`REGISTER_WORK_WAIT`], for the wait's length plus [`REGISTRATION_SLACK`]; the statement
+//! announces the registration, which tells writers to read for the queue: see the `notifier`
+//! module) and probes once more; later waits of this process on the same queue reuse the registration while it
 //! holds, so an idle consumer writes it about every half minute, not on every wait.
 //!
 //! `wait_result` works the same way on its task id ([`REGISTER_RESULT_WAIT`]) and a
@@ -41,10 +42,17 @@ SELECT (SELECT seq FROM {s}.tasks WHERE queue = $1 AND state = 0
        (SELECT min(wake_at) FROM {s}.tasks WHERE queue = $1 AND state <> 0) END
 FROM (SELECT EXISTS (SELECT 1 FROM {s}.paused_queues WHERE queue = $1) AS paused) p";
 
-/// Registers a wait on queue `$1` for `$2` ms (server clock; never shortens a registration).
+/// Registers a wait on queue `$1` for `$2` ms (server clock; never shortens a registration),
+/// and announces it on channel `$3` as made by store `$4` (`a<store>:<ms>:<queue>`), so that
+/// writers of other processes read for this queue after their commits (see the `notifier`
+/// module).
 pub(crate) const REGISTER_WORK_WAIT: &str = "\
-INSERT INTO {s}.work_waits (queue, until) VALUES ($1, now() + $2 * interval '1 millisecond')
-ON CONFLICT (queue) DO UPDATE SET until = greatest({s}.work_waits.until, excluded.until)";
+WITH reg AS (
+    INSERT INTO {s}.work_waits (queue, until) VALUES ($1, now() + $2 * interval '1 millisecond')
+    ON CONFLICT (queue) DO UPDATE SET until = greatest({s}.work_waits.until, excluded.until)
+    RETURNING 1
+)
+SELECT pg_notify($3, 'a' || $4 || ':' || $2::text || ':' || $1) FROM reg";
 
 /// Registers a wait on the result of task `$1` for `$2` ms, and drops a few expired
 /// registrations (of tasks that never finished while someone waited).
@@ -75,6 +83,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) poll: Duration,
     /// The bound on each statement (`PostgresOptions::query_timeout`).
     pub(crate) bound: &'a crate::timeout::Bound,
+    /// The store's channel, on which work registrations are announced.
+    pub(crate) channel: &'a str,
 }
 
 /// Runs one statement of a wait (`what` names it in the error) within the query timeout.
@@ -155,7 +165,8 @@ pub(crate) async fn for_work(ctx: &Ctx<'_>, queue: &str, timeout: Duration) -> R
             // Writers of other processes notify registered queues only: register, then look
             // once more (a write committed before the registration is seen by that look).
             let epoch = ctx.waiters.epoch();
-            let held = register(ctx, &ctx.sql.register_work_wait, queue, wait).await?;
+            let announce = Some((ctx.channel, ctx.waiters.inbox.store()));
+            let held = register(ctx, &ctx.sql.register_work_wait, queue, wait, announce).await?;
             ctx.waiters.record_work_registration(queue, held, epoch);
             continue;
         }
@@ -170,18 +181,29 @@ pub(crate) async fn for_work(ctx: &Ctx<'_>, queue: &str, timeout: Duration) -> R
 }
 
 /// Registers a wait on `key` with statement `sql`, holding for `wait` plus
-/// [`REGISTRATION_SLACK`]; returns until when (local clock, from before the statement was
-/// sent, so never later than the server's) the registration holds.
-async fn register<K>(ctx: &Ctx<'_>, sql: &Arc<str>, key: K, wait: Duration) -> Result<Instant>
+/// [`REGISTRATION_SLACK`], announced on channel `announce.0` as made by store `announce.1`
+/// if given; returns until when (local clock, from before the statement was sent, so never
+/// later than the server's) the registration holds.
+async fn register<K>(
+    ctx: &Ctx<'_>,
+    sql: &Arc<str>,
+    key: K,
+    wait: Duration,
+    announce: Option<(&str, &str)>,
+) -> Result<Instant>
 where
     K: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,
 {
     let sent = Instant::now();
     let hold = wait.saturating_add(REGISTRATION_SLACK);
     let write = async {
-        sqlx::query(q(sql))
+        let mut query = sqlx::query(q(sql))
             .bind(key)
-            .bind(i64::try_from(hold.as_millis()).unwrap_or(i64::MAX))
+            .bind(i64::try_from(hold.as_millis()).unwrap_or(i64::MAX));
+        if let Some((channel, store)) = announce {
+            query = query.bind(channel).bind(store);
+        }
+        query
             .execute(ctx.pool)
             .await
             .map_err(|e| storage("register a wait", e, Some((ctx.pool, ctx.info))))
@@ -216,7 +238,7 @@ pub(crate) async fn for_result(
         }
         let epoch = ctx.waiters.epoch();
         if up && registered.is_none_or(|(held, e)| held < now + left || e != epoch) {
-            let held = register(ctx, &ctx.sql.register_result_wait, id, left).await?;
+            let held = register(ctx, &ctx.sql.register_result_wait, id, left, None).await?;
             registered = Some((held, epoch));
             continue;
         }

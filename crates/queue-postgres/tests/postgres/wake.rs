@@ -173,8 +173,8 @@ async fn writes_notify_only_queues_and_results_someone_waits_for() {
         b.get_result(id).await.unwrap(),
         Some(StoredResult::Success(vec![0xc0]))
     );
-    // A wait on "busy" (registered by the other store): its work is notified, and it is the
-    // first notification sent at all.
+    // A wait on "busy" (registered by the other store, which announces the registration): its
+    // work is notified, and it is the first wake-up sent at all.
     let a = Arc::new(a);
     let waiter = {
         let a = a.clone();
@@ -184,10 +184,12 @@ async fn writes_notify_only_queues_and_results_someone_waits_for() {
     b.enqueue(vec![env(&SystemClock, "busy", "t")])
         .await
         .unwrap();
-    let first = within("no notification for a waited-on queue", listener.recv())
-        .await
-        .unwrap();
-    assert_eq!(first.payload(), "wbusy");
+    let first = within(
+        "no notification for a waited-on queue",
+        next_wake(&mut listener),
+    )
+    .await;
+    assert_eq!(first, "wbusy");
     within("the notified wait did not end", waiter)
         .await
         .unwrap();
@@ -201,11 +203,57 @@ async fn writes_notify_only_queues_and_results_someone_waits_for() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let done = Completion::new(d.lease, Outcome::Success { result: vec![0xc0] }, None);
     b.complete(vec![done]).await.unwrap();
-    let next = within("no notification for a waited-on result", listener.recv())
-        .await
-        .unwrap();
-    assert_eq!(next.payload(), format!("r{id}"));
+    let next = within(
+        "no notification for a waited-on result",
+        next_wake(&mut listener),
+    )
+    .await;
+    assert_eq!(next, format!("r{id}"));
     within("the result waiter was not woken", result_waiter)
         .await
         .unwrap();
+}
+
+/// The next wake-up on `listener`'s channel, past the announcements of registrations.
+async fn next_wake(listener: &mut sqlx::postgres::PgListener) -> String {
+    loop {
+        let n = listener.recv().await.unwrap();
+        if !n.payload().starts_with('a') {
+            return n.payload().to_owned();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_announced_after_a_skipped_write_is_notified() {
+    let (_a, b) = pair("wake-late").await;
+    let channel = format!("skiff_{}", b.schema());
+    let mut listener = sqlx::postgres::PgListener::connect_with(b.pool())
+        .await
+        .unwrap();
+    listener.listen(&channel).await.unwrap();
+    // Nobody waits on "late": the write is not read for.
+    b.enqueue(vec![env(&SystemClock, "late", "t")])
+        .await
+        .unwrap();
+    // A wait of another store registered before that write committed, but its announcement
+    // reaches the writer only now (written here by hand, as that store's statement would).
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {}.work_waits (queue, until) VALUES ('late', now() + interval '1 minute')",
+        b.schema()
+    )))
+    .execute(b.pool())
+    .await
+    .unwrap();
+    sqlx::query("SELECT pg_notify($1, 'aelsewhere:60000:late')")
+        .bind(&channel)
+        .execute(b.pool())
+        .await
+        .unwrap();
+    let woken = within(
+        "the writer did not notify the queue it had skipped",
+        next_wake(&mut listener),
+    )
+    .await;
+    assert_eq!(woken, "wlate");
 }
