@@ -105,7 +105,7 @@ struct Args {
     #[arg(long)]
     ack_batch: Option<usize>,
     /// Consumer's prefetch: tasks leased ahead of the workers at most (default: the
-    /// consumer's, as many as `--concurrency`).
+    /// consumer's, twice `--concurrency` within its lease limit).
     #[arg(long)]
     prefetch: Option<usize>,
     /// Consumer's ack delay in ms (default: the consumer's, 5).
