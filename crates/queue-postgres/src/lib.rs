@@ -51,9 +51,11 @@
 //!   work only and autovacuum keeps up with a few percent of churn.
 //! * **Batches travel as arrays** (`unnest($1::uuid[], …)`): one statement text per
 //!   operation, whatever the batch size, prepared once per connection.
-//! * **Wake-ups** by `LISTEN/NOTIFY`: writes notify the store's channel in the same statement
-//!   (delivered at commit); one listener connection per store wakes its waits; while it is down
-//!   they poll (see the `notify` and `wait` modules).
+//! * **Wake-ups** by `LISTEN/NOTIFY`: one listener connection per store wakes its waits; while
+//!   it is down they poll. An application's transaction notifies in its own statement
+//!   (delivered at commit); the store's own writes notify after their commit, from the
+//!   notifier's connection, and only queues and results that another store registered a wait
+//!   on (see the `notify`, `notifier` and `wait` modules).
 //! * **Pool.** [`PostgresOptions::pool_size`] connections (10 by default) plus the listener's;
 //!   a call that finds none free within [`PostgresOptions::acquire_timeout`] fails with an error
 //!   that says whether the pool was exhausted or the server unreachable. After a server restart

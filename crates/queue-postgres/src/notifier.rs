@@ -138,7 +138,7 @@ impl Inbox {
         if store == self.store {
             return;
         }
-        let until = Instant::now() + hold;
+        let until = later(Instant::now(), hold);
         let catch_up = {
             let mut watch = self.watch();
             let held = watch.queues.entry(queue.to_owned()).or_insert(until);
@@ -158,7 +158,7 @@ impl Inbox {
             let mut watch = self.watch();
             watch.queues = registrations
                 .into_iter()
-                .map(|(queue, left)| (queue, now + left))
+                .map(|(queue, left)| (queue, later(now, left)))
                 .collect();
             watch.complete = true;
             watch.skipped.drain().collect()
@@ -172,6 +172,15 @@ impl Inbox {
         watch.complete = false;
         watch.queues.clear();
     }
+}
+
+/// The longest a registration is taken to hold: announcements come from the server, where a
+/// hand-made one may name any length.
+const LONGEST_HOLD: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `from + hold`, with `hold` at most [`LONGEST_HOLD`] (an `Instant` cannot hold any sum).
+fn later(from: Instant, hold: Duration) -> Instant {
+    from + hold.min(LONGEST_HOLD)
 }
 
 /// The sending side, held by the store; dropping it ends the task.
@@ -304,8 +313,12 @@ mod tests {
         inbox.registration_heard("other", Duration::from_secs(60), "heard");
         inbox.registration_heard(inbox.store(), Duration::from_secs(60), "own");
         inbox.registration_heard("other", Duration::ZERO, "expired");
-        write(&inbox, &["seeded", "heard", "own", "expired", "idle"]);
-        assert_eq!(handed(&inbox), ["heard", "seeded"]);
+        inbox.registration_heard("other", Duration::MAX, "forever");
+        write(
+            &inbox,
+            &["seeded", "heard", "own", "expired", "forever", "idle"],
+        );
+        assert_eq!(handed(&inbox), ["forever", "heard", "seeded"]);
     }
 
     #[test]

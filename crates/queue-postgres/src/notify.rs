@@ -88,10 +88,12 @@ pub(crate) async fn after_commit(
     Ok(())
 }
 
-/// The queues some store waits on, and for how many more milliseconds (read by the listener
-/// once it listens: see the `notifier` module).
+/// The queues some store waits on, and for how many more milliseconds, at most a year (read
+/// by the listener once it listens: see the `notifier` module). A registration written by hand
+/// as `infinity` reads as a year, not as an error that would keep the listener down.
 pub(crate) const WATCHED_QUEUES: &str = "\
-SELECT queue, ceil(extract(epoch FROM until - now()) * 1000)::int8
+SELECT queue, CASE WHEN until = 'infinity' THEN 31536000000
+                   ELSE least(ceil(extract(epoch FROM until - now()) * 1000), 31536000000)::int8 END
 FROM {s}.work_waits WHERE until > now()";
 
 /// Wait subscriptions by key (queue name or task id).
@@ -332,8 +334,13 @@ pub(crate) fn spawn(
     });
 }
 
-/// Connects and listens on `channel`, within the statement bound.
-async fn listen(config: &ListenConfig, channel: &str) -> Result<PgListener, String> {
+/// Connects, listens on `channel`, and reads the registrations that hold
+/// ([`WATCHED_QUEUES`]: announcements of later ones are queued on the connection and heard
+/// after this read), within the statement bound.
+async fn listen(
+    config: &ListenConfig,
+    channel: &str,
+) -> Result<(PgListener, Vec<(String, Duration)>), String> {
     // A pool of its own for each connection: a dropped `PgListener` hands its connection back
     // with an `UNLISTEN *`, which never ends on a connection that died silently; in a pool
     // shared across attempts it would hold the only connection, and no attempt could ever
@@ -349,10 +356,17 @@ async fn listen(config: &ListenConfig, channel: &str) -> Result<PgListener, Stri
         let mut listener = PgListener::connect_with(&pool).await?;
         listener.eager_reconnect(false);
         listener.listen(channel).await?;
-        Ok::<_, sqlx::Error>(listener)
+        let held: Vec<(String, i64)> = sqlx::query_as(q(&config.watched_queues))
+            .fetch_all(&mut listener)
+            .await?;
+        let held = held
+            .into_iter()
+            .map(|(queue, ms)| (queue, Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
+            .collect();
+        Ok::<_, sqlx::Error>((listener, held))
     };
     match tokio::time::timeout(config.timeout + config.acquire_timeout, attempt).await {
-        Ok(Ok(listener)) => Ok(listener),
+        Ok(Ok(listening)) => Ok(listening),
         Ok(Err(err)) => Err(crate::redact::redact_url(&err.to_string())),
         Err(_) => Err(format!(
             "the server did not answer within {:?}",
@@ -398,7 +412,10 @@ async fn run(config: &ListenConfig, channel: &str, waiters: &Waiters, ready: one
     let mut warned = false;
     loop {
         let mut listener = match listen(config, channel).await {
-            Ok(listener) => listener,
+            Ok((listener, registrations)) => {
+                waiters.inbox.watch_from(registrations);
+                listener
+            }
             Err(err) => {
                 if !warned {
                     tracing::warn!(channel, error = %err, "Skiff cannot LISTEN for wake-ups; waits poll until it can");
@@ -413,36 +430,6 @@ async fn run(config: &ListenConfig, channel: &str, waiters: &Waiters, ready: one
                 continue;
             }
         };
-        // Registrations made before the LISTEN: announcements of later ones are queued on the
-        // connection and heard after this read.
-        let seeded =
-            sqlx::query_as::<_, (String, i64)>(q(&config.watched_queues)).fetch_all(&mut listener);
-        let registrations = match tokio::time::timeout(config.timeout, seeded).await {
-            Ok(Ok(rows)) => rows,
-            failed => {
-                let err = match failed {
-                    Ok(Err(err)) => crate::redact::redact_url(&err.to_string()),
-                    _ => format!("no answer within {:?}", config.timeout),
-                };
-                if !warned {
-                    tracing::warn!(channel, error = %err, "Skiff cannot read the registered waits; waits poll until it can");
-                    warned = true;
-                }
-                waiters.set_listening(false);
-                if let Some(ready) = ready.take() {
-                    let _ = ready.send(());
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-                continue;
-            }
-        };
-        waiters.inbox.watch_from(
-            registrations
-                .into_iter()
-                .map(|(queue, ms)| (queue, Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
-                .collect(),
-        );
         if warned {
             tracing::info!(channel, "Skiff listens for wake-ups again");
         }

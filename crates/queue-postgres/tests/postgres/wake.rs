@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use queue_core::{Completion, Outcome, Storage, StoredResult, SystemClock};
-use queue_postgres::testing::{shared_options, PostgresServer};
+use queue_postgres::testing::{shared_options, shared_url, PostgresServer};
 use queue_postgres::{PostgresOptions, PostgresStorage};
 
 use crate::{env, within, HOUR, LEASE};
@@ -256,4 +256,48 @@ async fn a_registration_announced_after_a_skipped_write_is_notified() {
     )
     .await;
     assert_eq!(woken, "wlate");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_made_registrations_and_announcements_do_not_stop_the_listener() {
+    let (a, b) = pair("wake-garbage").await;
+    let channel = format!("skiff_{}", b.schema());
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {}.work_waits (queue, until) VALUES ('odd', 'infinity')",
+        b.schema()
+    )))
+    .execute(b.pool())
+    .await
+    .unwrap();
+    for payload in [
+        "a",
+        "aonly-a-store",
+        "astore:soon:q",
+        "astore:99999999999999999999999:q",
+        "astore:18446744073709551615:odd",
+    ] {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(&channel)
+            .bind(payload)
+            .execute(b.pool())
+            .await
+            .unwrap();
+    }
+    // A store opened now reads the hand-made registration and listens.
+    let options = PostgresOptions::new(&shared_url())
+        .unwrap()
+        .schema(b.schema())
+        .unwrap()
+        .clock(Arc::new(SystemClock));
+    let c = PostgresStorage::open(options).await.unwrap();
+    assert!(c.is_listening());
+    // The stores that heard the garbage still wake on notifications.
+    let waiter = tokio::spawn(async move { a.wait_for_work("jobs", HOUR).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.enqueue(vec![env(&SystemClock, "jobs", "t")])
+        .await
+        .unwrap();
+    within("a store stopped listening after garbage", waiter)
+        .await
+        .unwrap();
 }
