@@ -26,6 +26,9 @@ const TASK_COLUMNS: &str = "id, queue, state, run_at, wake_at, deliveries, attem
 // letters. A page costs its offset plus its rows however long the backlog; a count visits
 // the index entries it counts (PostgreSQL keeps no row counts).
 
+// The results count is of the rows in `results`: it includes a result that an earlier run
+// left for an id pending again, which readers do not see (see `ENQUEUE_PLAIN` in the
+// `enqueue` module), until the new run replaces it with its own.
 pub(crate) const COUNTS_IN_QUEUE: &str = "\
 SELECT (SELECT count(*) FROM {s}.tasks WHERE queue = $2 AND state = 0)
        + (SELECT count(*) FROM {s}.tasks

@@ -18,6 +18,17 @@ use queue_core::{CancelRequest, Heartbeat, Result, TaskId, WorkerStatus};
 use crate::sql::quote_ident;
 use crate::PostgresStorage;
 
+/// Deletes the waiting (ready and scheduled) tasks of queue `$1`, with the results earlier
+/// runs of their ids left (hidden while they were pending: see
+/// [`ENQUEUE_PLAIN`](crate::enqueue::ENQUEUE_PLAIN)); returns how many tasks went.
+pub(crate) const PURGE_QUEUE: &str = "\
+WITH gone AS (
+    DELETE FROM {s}.tasks WHERE queue = $1 AND state IN (0, 1) RETURNING id
+), res AS (
+    DELETE FROM {s}.results r USING gone WHERE r.id = gone.id
+)
+SELECT count(*) FROM gone";
+
 impl PostgresStorage {
     /// A statement of this module for the store's schema (`{s}` in `template`).
     fn plane_sql(&self, template: &str) -> AssertSqlSafe<String> {
@@ -63,14 +74,12 @@ impl PostgresStorage {
     }
 
     pub(crate) async fn plane_purge_queue(&self, queue: &str) -> Result<u64> {
-        let done = sqlx::query(
-            self.plane_sql("DELETE FROM {s}.tasks WHERE queue = $1 AND state IN (0, 1)"),
-        )
-        .bind(queue)
-        .execute(&self.pool)
-        .await
-        .map_err(self.fail("purge a queue"))?;
-        Ok(done.rows_affected())
+        let gone: i64 = sqlx::query_scalar(self.plane_sql(PURGE_QUEUE))
+            .bind(queue)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.fail("purge a queue"))?;
+        Ok(u64::try_from(gone).unwrap_or(0))
     }
 
     pub(crate) async fn plane_request_cancel(

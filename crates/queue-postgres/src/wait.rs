@@ -68,10 +68,17 @@ ON CONFLICT (id) DO UPDATE SET until = greatest({s}.result_waits.until, excluded
 /// next waits find it still in place.
 pub(crate) const REGISTRATION_SLACK: Duration = Duration::from_secs(30);
 
-pub(crate) const GET_RESULT: &str =
-    "SELECT value FROM {s}.results WHERE id = $1 AND (expires_at IS NULL OR expires_at > $2)";
+/// The result of task `$1`, unless expired at `$2` or left by an earlier run of an id that is
+/// pending again (see [`ENQUEUE_PLAIN`](crate::enqueue::ENQUEUE_PLAIN)).
+pub(crate) const GET_RESULT: &str = "\
+SELECT value FROM {s}.results
+WHERE id = $1 AND (expires_at IS NULL OR expires_at > $2)
+  AND NOT EXISTS (SELECT 1 FROM {s}.tasks WHERE id = $1)";
 
-pub(crate) const DELETE_RESULT: &str = "DELETE FROM {s}.results WHERE id = $1";
+/// Deletes the result of task `$1`, unless its id is pending again (then there is no result to
+/// delete: see [`GET_RESULT`]).
+pub(crate) const DELETE_RESULT: &str = "\
+DELETE FROM {s}.results WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM {s}.tasks WHERE id = $1)";
 
 /// What waits need of the store.
 pub(crate) struct Ctx<'a> {

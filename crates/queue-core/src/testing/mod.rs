@@ -226,6 +226,7 @@ macro_rules! __conformance_tests {
             // unique keys
             __case!(unique_key_while_pending_and_leased);
             __case!(fixed_id_is_unique);
+            __case!(an_earlier_result_stays_gone_while_its_id_runs_again);
             __case!(duplicates_within_a_batch);
             // introspection
             __case!(counts_through_lifecycle);

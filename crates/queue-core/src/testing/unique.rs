@@ -1,7 +1,9 @@
 //! Cases: unique keys and fixed ids.
 
 use super::{failure, open, secs, success, Backend};
-use crate::{AckStatus, EnqueueOutcome, FailureKind, Outcome, Storage, TaskId};
+use crate::{
+    to_msgpack, AckStatus, EnqueueOutcome, FailureKind, Outcome, Storage, StoredResult, TaskId,
+};
 
 /// A second enqueue with the same unique key is a duplicate of the first while the first is
 /// ready, leased or waiting for a retry; once it has ended (success or dead) the key is free.
@@ -59,6 +61,47 @@ pub async fn unique_key_while_pending_and_leased<B: Backend>(b: &B) {
     };
     assert_eq!(fx.complete(d.lease, dead).await, AckStatus::Acked);
     fx.enqueue(keyed(&fx, "k")).await; // accepted: the holder is dead, not pending
+}
+
+/// While an id that ended is pending again, its earlier result is gone for readers:
+/// `get_result` finds none and `delete_result` deletes none. The new run's outcome is its
+/// result; a new run purged before it ran leaves no result, not the earlier one either.
+pub async fn an_earlier_result_stays_gone_while_its_id_runs_again<B: Backend>(b: &B) {
+    let fx = open(b).await;
+    let q = "rerun";
+    let env = fx.env(q, "t");
+    let id = fx.enqueue(env.clone()).await;
+    let d = fx.fetch_one(q).await;
+    assert_eq!(fx.complete(d.lease, success(&1u32)).await, AckStatus::Acked);
+    assert!(fx.store.get_result(id).await.unwrap().is_some());
+
+    let again = fx.store.enqueue(vec![env.clone()]).await.unwrap();
+    assert_eq!(again, vec![EnqueueOutcome::Enqueued(id)]);
+    assert_eq!(
+        fx.store.get_result(id).await.unwrap(),
+        None,
+        "while run again"
+    );
+    assert!(
+        !fx.store.delete_result(id).await.unwrap(),
+        "no result to delete while run again"
+    );
+    assert_eq!(fx.store.purge_queue(q).await.unwrap(), 1);
+    assert_eq!(
+        fx.store.get_result(id).await.unwrap(),
+        None,
+        "a purged run leaves no result, not the earlier run's either"
+    );
+
+    fx.enqueue(env.clone()).await;
+    let d = fx.fetch_one(q).await;
+    assert_eq!(fx.store.get_result(id).await.unwrap(), None, "while leased");
+    assert_eq!(fx.complete(d.lease, success(&3u32)).await, AckStatus::Acked);
+    assert_eq!(
+        fx.store.get_result(id).await.unwrap(),
+        Some(StoredResult::Success(to_msgpack(&3u32).unwrap())),
+        "the newest run's result"
+    );
 }
 
 /// An envelope with the id of a pending or leased task is a duplicate; after the task ended
