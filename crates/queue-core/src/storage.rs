@@ -344,7 +344,9 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Stores a batch of envelopes. An envelope whose id or unique key belongs to a task that
     /// is still pending or running is not stored ([`EnqueueOutcome::Duplicate`]). Returns one
-    /// outcome per envelope, in order.
+    /// outcome per envelope, in order. An envelope whose id ended earlier starts a new run: the
+    /// earlier run's result is gone for [`get_result`](Storage::get_result) from then on, and
+    /// the new run's outcome becomes the id's result.
     ///
     /// On an error, part of the batch may be stored: a store may write a large batch in
     /// steps (Redis: 256 envelopes each), and a lost reply leaves any store's last step
