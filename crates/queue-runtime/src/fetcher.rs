@@ -4,7 +4,9 @@
 //! waiting: `workers + prefetch`) and `runs` (one permit per worker). The fetcher waits for a
 //! free lease permit (never for the store while it holds all it may), takes as many as it may
 //! hold now — `workers` plus as many ahead as the tasks are short, see the `pace` module — and
-//! asks the store for at most that many tasks. Unused permits go back at once. When the store
+//! asks the store for at most that many tasks. Unused permits go back at once. While more than
+//! half of the tasks it may lease ahead are still waiting for a worker, it leases nothing: it
+//! waits until at least that half is free and then leases for all of it in one fetch. When the store
 //! has nothing, the fetcher waits on [`Storage::wait_for_work`] (at most `poll_interval`)
 //! instead of looping. Store errors are logged and retried after a capped exponential backoff
 //! (50 ms to 5 s).
@@ -88,9 +90,11 @@ impl Fetcher {
                 }
                 continue;
             }
-            let allowed = self.allowed();
-            if allowed == 0 {
-                // Holding all it may while the tasks are this long: wait for one to end.
+            let (allowed, smallest) = self.allowed();
+            if allowed < smallest {
+                // Holding all it may while the tasks are this long, or enough tasks leased
+                // ahead to keep the workers busy while the next fetch is on its way: wait for
+                // one to end.
                 drop(first);
                 tokio::select! {
                     () = self.stop.cancelled() => return,
@@ -148,8 +152,6 @@ impl Fetcher {
         }
     }
 
-    /// How many tasks may be leased now, counting the one lease permit just taken (not yet a
-    /// task) as free.
     /// The most leases held, running or waiting for their outcome to be written, before the
     /// fetcher waits for the acker: the leases it may hold for running tasks plus four
     /// acknowledgement batches.
@@ -158,11 +160,25 @@ impl Fetcher {
         config.workers + config.prefetch() + 4 * config.ack_batch
     }
 
-    fn allowed(&self) -> usize {
+    /// How many tasks may be leased now, counting the one lease permit just taken (not yet a
+    /// task) as free.
+    ///
+    /// Also returns the smallest batch worth a fetch: half the tasks it may lease ahead (at
+    /// least 1). Fewer free means that more than half of those are still leased and waiting
+    /// for a worker, enough to keep the workers busy while a fetch is on its way, so the
+    /// fetcher waits for more tasks to end and then leases for all of them at once. Without
+    /// this, short tasks made it alternate between a full batch and a batch of the one or two
+    /// permits freed during that fetch (Redis, no-op tasks: 191, 1, 191, 1, …), and the
+    /// workers ran out of tasks during each full batch's round trip. Tasks too long to lease
+    /// ahead (see the `pace` module) are fetched as soon as a worker is free, as before; and
+    /// whenever a worker may be idle with no task waiting, at least `ahead` are free, so the
+    /// fetcher never waits then.
+    fn allowed(&self) -> (usize, usize) {
         let workers = self.config.workers;
         let max = self.config.prefetch();
         let held = (workers + max).saturating_sub(self.leases.available_permits() + 1);
-        (workers + self.pace.ahead(workers, max)).saturating_sub(held)
+        let ahead = self.pace.ahead(workers, max);
+        ((workers + ahead).saturating_sub(held), (ahead / 2).max(1))
     }
 
     /// Leases up to `n` tasks from the consumer's queues: as the picker plans, then what a

@@ -61,11 +61,15 @@ impl Clock for TokioClock {
 /// A queue on a fresh memory store that reads a [`TokioClock`] (starting at a whole second).
 /// For tests on paused time.
 pub fn queue_on_tokio_time() -> Queue {
-    let clock = TokioClock {
+    Queue::new(Arc::new(MemoryStorage::with_clock(tokio_clock())))
+}
+
+/// A [`TokioClock`] starting now, at a whole second.
+pub fn tokio_clock() -> Arc<dyn Clock> {
+    Arc::new(TokioClock {
         start: tokio::time::Instant::now(),
         at: DateTime::from_timestamp(1_700_000_000, 0).expect("a valid time"),
-    };
-    Queue::new(Arc::new(MemoryStorage::with_clock(Arc::new(clock))))
+    })
 }
 
 /// A builder with quick acks and a short poll interval.

@@ -1,7 +1,7 @@
 //! A store that goes down: outcomes are kept and retried, fetching backs off, nothing is lost.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,9 +14,10 @@ use tokio::sync::Semaphore;
 
 use crate::common::{builder, eventually, WAIT};
 
-/// The memory store, except that the hot path fails while `down` is set.
+/// The memory store, except that the hot path fails while `down` is set. It also records
+/// how many tasks each fetch asked for (the `prefetch` tests read them).
 #[derive(Default)]
-struct Flaky {
+pub(crate) struct Flaky {
     inner: MemoryStorage,
     down: AtomicBool,
     /// Only completions fail while set; fetching goes on.
@@ -28,9 +29,19 @@ struct Flaky {
     /// When non-zero, a batch with a result longer than this is refused whole (as Redis
     /// refuses a value over its `proto-max-bulk-len`).
     max_result_bytes: AtomicUsize,
+    /// The `max` of every fetch, in order.
+    pub(crate) asked: Mutex<Vec<usize>>,
 }
 
 impl Flaky {
+    /// A flaky memory store that reads `clock`.
+    pub(crate) fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            inner: MemoryStorage::with_clock(clock),
+            ..Self::default()
+        }
+    }
+
     fn check(&self) -> Result<()> {
         if self.down.load(Ordering::SeqCst) {
             Err(Error::storage_msg("flaky", "store is down"))
@@ -53,6 +64,7 @@ impl Storage for Flaky {
     }
     async fn fetch(&self, queue: &str, max: usize, lease: Duration) -> Result<Vec<Delivery>> {
         self.check()?;
+        self.asked.lock().unwrap().push(max);
         self.inner.fetch(queue, max, lease).await
     }
     async fn wait_for_work(&self, queue: &str, timeout: Duration) -> Result<()> {

@@ -6,6 +6,7 @@
 
 use queue_core::Task as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use queue_core::TaskOptions;
@@ -14,7 +15,8 @@ use tokio::sync::Semaphore;
 use queue_core::Queue;
 use queue_runtime::RunningConsumer;
 
-use crate::common::{builder, eventually, queue_on_tokio_time, WAIT};
+use crate::common::{builder, eventually, queue_on_tokio_time, tokio_clock, WAIT};
+use crate::outage::Flaky;
 
 // A short task: 1 ms of Tokio's time (a task that takes no time at all is not measured).
 task!(Quick, "quick", () -> (), TaskOptions::new(), |ctx| {
@@ -117,4 +119,45 @@ async fn prefetch_zero_leases_only_for_free_workers() {
     }
     let report = running.shutdown(WAIT).await.unwrap();
     assert_eq!(report.released, 0);
+}
+
+/// With short tasks, a fetch leases for at least half of the tasks it may hold ahead: while
+/// more than that are still waiting for a worker, the fetcher waits for tasks to end instead
+/// of leasing for the one or two permits each end frees. (Fetches of a few tasks, each
+/// followed by one for the rest, left the workers without tasks for a round trip.)
+#[tokio::test(start_paused = true)]
+async fn short_tasks_are_fetched_in_batches_of_half_the_lease_ahead_or_more() {
+    let store = Arc::new(Flaky::with_clock(tokio_clock()));
+    let q = Queue::new(store.clone());
+    let measured = q
+        .enqueue_many((0..20).map(|_| Quick::call(())))
+        .await
+        .unwrap();
+    // 4 workers and up to 20 ahead: tasks of 1 ms are started within 5 ms by 4 workers at 20
+    // ahead, so a fetch is worth it once 10 may be leased.
+    let running = builder(&q)
+        .workers(4)
+        .prefetch(20)
+        .register_task::<Quick>()
+        .build()
+        .unwrap()
+        .spawn();
+    for h in &measured {
+        h.get(WAIT).await.unwrap();
+    }
+    store.asked.lock().unwrap().clear();
+
+    let tasks = q
+        .enqueue_many((0..200).map(|_| Quick::call(())))
+        .await
+        .unwrap();
+    for h in &tasks {
+        h.get(WAIT).await.unwrap();
+    }
+    let asked = store.asked.lock().unwrap().clone();
+    assert!(!asked.is_empty());
+    // At least 5: the mean task may measure up to 2 ms on Tokio's 1 ms timer wheel (then 10
+    // ahead); 4 workers ending together free 4 permits at most.
+    assert!(asked.iter().all(|&n| n >= 5), "fetches asked for {asked:?}");
+    running.shutdown(WAIT).await.unwrap();
 }
