@@ -11,7 +11,8 @@
 #                (Skiff's default; Huey through a subclass, it has no option for NORMAL)
 #   sqlite-full  the same at `synchronous=FULL` (Skiff `?synchronous=full`, Huey `fsync=True`)
 #   postgres     one private PostgreSQL server (default durability) for Skiff, apalis and
-#                pgbench (the one-row INSERT transaction, 1 and 16 clients); no Huey row
+#                pgbench (the one-row INSERT transaction, 1 and 16 clients, then 1 client
+#                again after Skiff's run); no Huey row
 #
 # Prints markdown tables (also written to target/compare/table.md).
 #
@@ -133,11 +134,16 @@ if has postgres; then
     }
     echo "== pgbench one-row INSERT"
     P1=$(pgbench_tps 1); P16=$(pgbench_tps 16)
-    echo "{\"clients_1_per_s\": $P1, \"clients_16_per_s\": $P16}" | tee "$OUT/pgbench.json"
     if [ "$APALIS" = 1 ]; then
         echo "== apalis postgres"; run_apalis postgres "$PG_URL" | tee "$OUT/apalis-postgres.json"
     fi
     echo "== skiff postgres"; run_skiff postgres "$PG_URL" | tee "$OUT/skiff-postgres.json"
+    # One client again, on the server as the runs above left it (its tables, WAL and
+    # checkpoints): Skiff's one producer is compared with both.
+    echo "== pgbench one-row INSERT, 1 client, after"
+    P1_AFTER=$(pgbench_tps 1)
+    echo "{\"clients_1_per_s\": $P1, \"clients_16_per_s\": $P16, \"clients_1_after_per_s\": $P1_AFTER}" \
+        | tee "$OUT/pgbench.json"
 fi
 
 if has redis || has redis-aof || has sqlite || has sqlite-full; then

@@ -188,10 +188,15 @@ if 'postgres' in stores:
         print()
     table(['postgres'], [('apalis-postgres', 'apalis'), ('Skiff', 'skiff')])
     p1, p16 = get(p, 'clients_1_per_s'), get(p, 'clients_16_per_s')
+    p1_after = get(p, 'clients_1_after_per_s')
+    one = get(s, 'enqueue_per_s')
+    share = (f"Skiff 1 producer = {one / p1:.0%} of 1 client" if one and p1 else '')
+    if share and p1_after:
+        share += f" before, {one / p1_after:.0%} after"
     print(f"| pgbench one-row INSERT, 1 / 16 clients (tx/s) | postgres | | "
-          f"{fmt(p1)} / {fmt(p16)} | "
-          + (f"Skiff 1 producer = {s['enqueue_per_s'] / p1:.0%} of 1 client |"
-             if get(s, 'enqueue_per_s') and p1 else '|'))
+          f"{fmt(p1)} / {fmt(p16)}"
+          + (f"; 1 client after Skiff's run: {fmt(p1_after)}" if p1_after else '')
+          + f" | {share} |")
     print()
     apalis_pg = (
         f"apalis-postgres: {get(a, 'tasks'):,} tasks per phase, "
