@@ -187,7 +187,8 @@ impl ConsumerBuilder {
     /// expected to start within 5 ms at the mean task duration it measures, at most
     /// `prefetch`. So no-op tasks overlap the next fetch with the current batch, while tasks of
     /// a second or more are never leased ahead, and a task is not held back from other
-    /// consumers. Tasks leased ahead have their leases renewed, and a graceful shutdown hands
+    /// consumers. While more than half of the tasks leased ahead still wait for a worker, it
+    /// leases no more; then it tops them up in one fetch. Tasks leased ahead have their leases renewed, and a graceful shutdown hands
     /// them back unstarted.
     ///
     /// # Examples
