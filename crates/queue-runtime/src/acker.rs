@@ -57,7 +57,8 @@ impl Acker {
     /// how many outcomes could not be written.
     pub(crate) async fn run(self, mut rx: mpsc::UnboundedReceiver<Pending>) -> u64 {
         let mut unwritten = 0;
-        let mut batch = Vec::with_capacity(self.max);
+        // `max` may be far larger than any batch ever gets (a batch flushed only by time).
+        let mut batch = Vec::with_capacity(self.max.min(1024));
         loop {
             let Some(first) = rx.recv().await else { break };
             batch.push(first);

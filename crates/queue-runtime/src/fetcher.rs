@@ -157,7 +157,7 @@ impl Fetcher {
     /// acknowledgement batches.
     fn unwritten_limit(&self) -> usize {
         let config = &self.config;
-        config.workers + config.prefetch() + 4 * config.ack_batch
+        (config.workers + config.prefetch()).saturating_add(config.ack_batch.saturating_mul(4))
     }
 
     /// How many tasks may be leased now, counting the one lease permit just taken (not yet a

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use queue_core::{Error, Registry, TaskOptions};
+use queue_core::{Error, Registry, Task as _, TaskOptions};
 use queue_runtime::{Consumer, Event, RunningConsumer, ShutdownReport};
 
 use crate::common::queue;
@@ -93,4 +93,31 @@ fn run_futures_are_send() {
         .build()
         .unwrap();
     check(consumer.run());
+}
+
+task!(Double, "double", (n: u32) -> u32, TaskOptions::new(), |ctx| { Ok(n * 2) });
+
+/// Outcomes written only by time (`max` too large to ever fill) are still written: the
+/// consumer neither dies nor stops acknowledging, so no task stays leased for good.
+#[tokio::test(start_paused = true)]
+async fn an_ack_batch_flushed_only_by_time_still_writes_outcomes() {
+    let q = crate::common::queue_on_tokio_time();
+    let handles = q
+        .enqueue_many((0..3).map(|n| Double::call((n,))))
+        .await
+        .unwrap();
+    let running = Consumer::builder(q.clone())
+        .workers(2)
+        .ack_batch(usize::MAX, Duration::from_millis(5))
+        .register_task::<Double>()
+        .build()
+        .unwrap()
+        .spawn();
+    for (n, h) in handles.iter().enumerate() {
+        assert_eq!(h.get(crate::common::WAIT).await.unwrap(), n as u32 * 2);
+    }
+    let report = running.shutdown(crate::common::WAIT).await.unwrap();
+    assert_eq!(report.unacked, 0);
+    let counts = q.counts().await.unwrap();
+    assert_eq!((counts.ready, counts.leased), (0, 0));
 }
