@@ -56,7 +56,9 @@ impl Config {
 
     /// How long a heartbeat keeps this consumer among the live workers.
     pub(crate) fn heartbeat_ttl(&self) -> Duration {
-        (self.heartbeat * 10).max(Duration::from_secs(10))
+        self.heartbeat
+            .saturating_mul(10)
+            .max(Duration::from_secs(10))
     }
 
     /// The names of the queues consumed, in order.

@@ -121,3 +121,18 @@ async fn an_ack_batch_flushed_only_by_time_still_writes_outcomes() {
     let counts = q.counts().await.unwrap();
     assert_eq!((counts.ready, counts.leased), (0, 0));
 }
+
+/// A consumer asked to report itself (almost) never still runs its tasks.
+#[tokio::test(start_paused = true)]
+async fn a_huge_heartbeat_interval_does_not_stop_the_consumer() {
+    let q = crate::common::queue_on_tokio_time();
+    let handle = Double::call((21,)).enqueue(&q).await.unwrap();
+    let running = Consumer::builder(q.clone())
+        .heartbeat_interval(Duration::MAX)
+        .register_task::<Double>()
+        .build()
+        .unwrap()
+        .spawn();
+    assert_eq!(handle.get(crate::common::WAIT).await.unwrap(), 42);
+    running.shutdown(crate::common::WAIT).await.unwrap();
+}
