@@ -23,7 +23,7 @@ use crate::backoff::Backoff;
 use crate::inflight::{InFlight, Pending};
 use queue_core::{Event, Events};
 
-/// Times one completion may be refused on its own, while the store takes other calls, before
+/// Times one completion may be refused on its own, while the store takes other writes, before
 /// its task is dead-lettered instead.
 pub(crate) const REFUSALS_BEFORE_DEAD: u32 = 3;
 
@@ -48,6 +48,8 @@ pub(crate) struct Acker {
     pub(crate) events: Events,
     pub(crate) max: usize,
     pub(crate) max_delay: Duration,
+    /// The lease duration (a probe of whether the store takes writes renews leases).
+    pub(crate) lease: Duration,
     /// Cancelled at shutdown when the final flush has taken too long.
     pub(crate) give_up: CancellationToken,
 }
@@ -103,8 +105,9 @@ impl Acker {
     /// A batch the store refuses is split in halves for the next attempt, down to single
     /// completions, so one completion the store cannot take (say, a result over Redis's
     /// `proto-max-bulk-len`) does not hold back the others. A single completion refused
-    /// [`REFUSALS_BEFORE_DEAD`] times while the store answers other calls is replaced by a
-    /// dead-lettering of its task with the store's reason ([`refused_outcome`]).
+    /// [`REFUSALS_BEFORE_DEAD`] times while the store takes other writes (other completions
+    /// of the batch, or else the renewal of its own lease) is replaced by a dead-lettering of
+    /// its task with the store's reason ([`refused_outcome`]).
     async fn flush(&self, batch: Vec<Pending>) -> u64 {
         let leases: Vec<Lease> = batch.iter().map(|p| p.completion.lease).collect();
         self.inflight.set_acking(&leases, true);
@@ -146,11 +149,12 @@ impl Acker {
                 self.inflight.set_acking(&left, false);
                 return outcomes as u64;
             }
-            // A completion refused on its own while the store answers is the completion's
-            // fault, not the store's.
-            let store_answers = written_any
-                || (failed.iter().any(|g| g.len() == 1)
-                    && self.storage.paused_queues().await.is_ok());
+            // A completion refused on its own while the store takes writes is the
+            // completion's fault, not the store's. Without another completion written, the
+            // probe is a write too (renewing the refused leases): a store that answers reads
+            // but takes no writes (a read-only replica after a failover, out of memory) is an
+            // outage, and a finished task's outcome must wait for it to end.
+            let store_answers = written_any || self.takes_writes(&failed).await;
             groups = Vec::with_capacity(failed.len() * 2);
             for mut group in failed {
                 if group.len() > 1 {
@@ -199,6 +203,17 @@ impl Acker {
             }
             self.inflight.set_acking(&waiting, true);
         }
+    }
+
+    /// Whether the store takes writes now: the leases of the completions refused on their own
+    /// can be renewed. `false` if there are none.
+    async fn takes_writes(&self, failed: &[Vec<Pending>]) -> bool {
+        let alone: Vec<Lease> = failed
+            .iter()
+            .filter(|g| g.len() == 1)
+            .map(|g| g[0].completion.lease)
+            .collect();
+        !alone.is_empty() && self.storage.extend(&alone, self.lease).await.is_ok()
     }
 
     /// Forgets the written leases and reports each outcome (or its staleness).

@@ -251,6 +251,7 @@ impl Consumer {
                 events: self.events.clone(),
                 max: config.ack_batch,
                 max_delay: config.ack_delay,
+                lease: config.lease,
                 give_up: give_up.clone(),
             }
             .run(rx),

@@ -31,6 +31,9 @@ pub(crate) struct Flaky {
     max_result_bytes: AtomicUsize,
     /// The `max` of every fetch, in order.
     pub(crate) asked: Mutex<Vec<usize>>,
+    /// While set, every write fails and reads go on (a read-only replica after a failover, a
+    /// store out of memory or disk).
+    read_only: AtomicBool,
 }
 
 impl Flaky {
@@ -49,6 +52,17 @@ impl Flaky {
             Ok(())
         }
     }
+
+    fn check_write(&self) -> Result<()> {
+        if self.read_only.load(Ordering::SeqCst) {
+            Err(Error::storage_msg(
+                "flaky",
+                "READONLY: the store takes no writes",
+            ))
+        } else {
+            self.check()
+        }
+    }
 }
 
 #[async_trait]
@@ -63,7 +77,7 @@ impl Storage for Flaky {
         self.inner.enqueue(batch).await
     }
     async fn fetch(&self, queue: &str, max: usize, lease: Duration) -> Result<Vec<Delivery>> {
-        self.check()?;
+        self.check_write()?;
         self.asked.lock().unwrap().push(max);
         self.inner.fetch(queue, max, lease).await
     }
@@ -76,7 +90,7 @@ impl Storage for Flaky {
             .completes_down
             .load(Ordering::SeqCst)
             .then(|| Err(Error::storage_msg("flaky", "completions fail")));
-        if let Err(e) = refused.unwrap_or_else(|| self.check()) {
+        if let Err(e) = refused.unwrap_or_else(|| self.check_write()) {
             self.failed_completes.fetch_add(1, Ordering::SeqCst);
             return Err(e);
         }
@@ -89,11 +103,11 @@ impl Storage for Flaky {
         self.inner.complete(batch).await
     }
     async fn extend(&self, leases: &[Lease], lease: Duration) -> Result<Vec<AckStatus>> {
-        self.check()?;
+        self.check_write()?;
         self.inner.extend(leases, lease).await
     }
     async fn requeue_expired(&self, queue: &str, max: usize) -> Result<u64> {
-        self.check()?;
+        self.check_write()?;
         self.inner.requeue_expired(queue, max).await
     }
     async fn get_result(&self, id: TaskId) -> Result<Option<StoredResult>> {
@@ -122,6 +136,7 @@ impl Storage for Flaky {
         self.inner.check_revoked(tasks).await
     }
     async fn acquire_lock(&self, name: &str, owner: &str, ttl: Duration) -> Result<bool> {
+        self.check_write()?;
         self.inner.acquire_lock(name, owner, ttl).await
     }
     async fn release_lock(&self, name: &str, owner: &str) -> Result<bool> {
@@ -184,7 +199,7 @@ impl Storage for Flaky {
         self.inner.request_cancel(id, ttl).await
     }
     async fn heartbeat(&self, beat: &queue_core::Heartbeat) -> Result<Vec<TaskId>> {
-        self.check()?;
+        self.check_write()?;
         self.heartbeats_started.fetch_add(1, Ordering::SeqCst);
         let slow = self.slow_heartbeat_ms.load(Ordering::SeqCst);
         if slow > 0 {
@@ -411,4 +426,84 @@ async fn a_result_over_the_limit_fails_its_task_with_a_clear_message() {
     }
     assert!(q.storage().get_dead(big.id()).await.unwrap().is_some());
     running.shutdown(WAIT).await.unwrap();
+}
+
+static WRITES_STARTED: AtomicUsize = AtomicUsize::new(0);
+static WRITES_GATE: Semaphore = Semaphore::const_new(0);
+
+task!(Writes, "writes", (n: u32) -> u32, TaskOptions::new(), |ctx| {
+    WRITES_STARTED.fetch_add(1, Ordering::SeqCst);
+    WRITES_GATE.acquire().await.unwrap().forget();
+    Ok(n)
+});
+
+/// A store that answers reads but takes no writes for a while (a read-only replica after a
+/// failover, a store out of memory) is an outage: the outcome of a task that succeeded waits
+/// and is written once writes work again, instead of being dead-lettered as an outcome the
+/// store refuses.
+#[tokio::test(start_paused = true)]
+async fn a_write_outage_does_not_dead_letter_a_finished_task() {
+    let store = Arc::new(Flaky {
+        inner: MemoryStorage::with_clock(crate::common::tokio_clock()),
+        ..Flaky::default()
+    });
+    let q = Queue::new(store.clone());
+    let handle = Writes::call((7,)).enqueue(&q).await.unwrap();
+    let running = builder(&q)
+        .register_task::<Writes>()
+        .build()
+        .unwrap()
+        .spawn();
+    eventually("the task running", || async {
+        WRITES_STARTED.load(Ordering::SeqCst) == 1
+    })
+    .await;
+
+    store.read_only.store(true, Ordering::SeqCst);
+    WRITES_GATE.add_permits(1);
+    // Well past the refusals after which a completion the store refuses on its own is
+    // dead-lettered (a few seconds, far less than the lease).
+    eventually("many refused completions", || async {
+        store.failed_completes.load(Ordering::SeqCst) >= 8
+    })
+    .await;
+    store.read_only.store(false, Ordering::SeqCst);
+
+    assert_eq!(
+        handle.get(WAIT).await.unwrap(),
+        7,
+        "the success is written once the store takes writes again"
+    );
+    assert!(q.storage().get_dead(handle.id()).await.unwrap().is_none());
+    let report = running.shutdown(WAIT).await.unwrap();
+    assert_eq!(report.unacked, 0);
+}
+
+/// A completion the store refuses while it takes writes is dead-lettered with the reason even
+/// when it is alone in its batch (the store's renewal of its lease shows it takes writes).
+#[tokio::test(start_paused = true)]
+async fn a_lone_outcome_the_store_refuses_is_dead_lettered() {
+    let store = Arc::new(Flaky {
+        inner: MemoryStorage::with_clock(crate::common::tokio_clock()),
+        ..Flaky::default()
+    });
+    store.max_result_bytes.store(100, Ordering::SeqCst);
+    let q = Queue::new(store.clone());
+    let big = Sized::call((1000,)).enqueue(&q).await.unwrap();
+    let running = builder(&q)
+        .register_task::<Sized>()
+        .build()
+        .unwrap()
+        .spawn();
+    match big.get(WAIT).await {
+        Err(Error::TaskFailed { failure, .. }) => {
+            assert!(
+                failure.message.contains("invalid bulk length"),
+                "{failure:?}"
+            );
+        }
+        other => panic!("the refused outcome must end as a clear failure, got {other:?}"),
+    }
+    let report = running.shutdown(WAIT).await.unwrap();
+    assert_eq!(report.unacked, 0);
 }
