@@ -1,10 +1,13 @@
 //! Background upkeep: lease renewal, and requeueing / purging for the whole store.
 //!
 //! * The **renewer** extends every lease this consumer holds (running tasks and outcomes not
-//!   yet written) in one [`Storage::extend`] call about every `lease / 3`. A lease the store
-//!   reports stale is reported once ([`Event::Stale`](crate::Event::Stale)) and no longer
-//!   renewed: another worker may now own the task. The store locks held by running tasks
-//!   (`#[task(lock = ...)]`) are renewed at the same time, one call per lock.
+//!   yet written) in one [`Storage::extend`] call about every `lease / 3`; a call that fails
+//!   is tried again after a short backoff (50 ms doubling up to `lease / 12`), so a store
+//!   back from an outage shorter than the lease has the leases renewed before they run
+//!   out. A lease the store reports stale is reported once
+//!   ([`Event::Stale`](crate::Event::Stale)) and no longer renewed: another worker may now
+//!   own the task. The store locks held by running tasks (`#[task(lock = ...)]`) are renewed
+//!   at the same time, one call per lock.
 //! * **Housekeeping** makes the tasks of crashed workers deliverable again
 //!   ([`Storage::requeue_expired`], every `lease / 2`) and removes expired results, locks and
 //!   counters ([`Storage::purge_expired`], every minute). Backends may do the first in `fetch`
@@ -17,11 +20,16 @@ use queue_core::{AckStatus, Storage};
 use tokio::time::{interval_at, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::inflight::InFlight;
 use queue_core::{Event, Events};
 
 /// Most tasks requeued or results purged in one housekeeping call.
 const HOUSEKEEPING_BATCH: usize = 1000;
+
+/// The first wait before a failed renewal is tried again (doubling up to a quarter of the
+/// renewal period).
+const RETRY_MIN: Duration = Duration::from_millis(50);
 
 /// How often expired results are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
@@ -43,24 +51,40 @@ pub(crate) async fn renew(
     stop: CancellationToken,
 ) {
     let mut tick = every(period);
+    // A renewal that fails is tried again soon, not a period later: after two missed
+    // renewals the next regular one would fall when the leases run out.
+    let mut retry = Backoff::new(RETRY_MIN, (period / 4).max(RETRY_MIN));
+    let mut failing = false;
     loop {
+        let again = failing.then(|| retry.next_delay());
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = tick.tick() => {}
+            () = next_renewal(&mut tick, again) => {}
         }
         renew_locks(storage.as_ref(), &inflight, lease).await;
         let leases = inflight.renewable();
         if leases.is_empty() {
+            failing = false;
             continue;
         }
         let statuses = match storage.extend(&leases, lease).await {
             Ok(statuses) => statuses,
             Err(err) => {
-                tracing::warn!(error = %err, leases = leases.len(),
-                    "could not renew leases; retrying at the next renewal");
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(error = %err, leases = leases.len(),
+                        "could not renew leases; retrying until the store answers");
+                } else {
+                    tracing::debug!(error = %err, "could not renew leases; retrying");
+                }
                 continue;
             }
         };
+        if std::mem::take(&mut failing) {
+            tracing::info!(leases = leases.len(), "leases renewed again");
+            retry.reset();
+            // The next renewal a period from now, not at once for the ticks missed meanwhile.
+            tick.reset();
+        }
         if statuses.len() != leases.len() {
             tracing::error!(
                 sent = leases.len(),
@@ -77,6 +101,16 @@ pub(crate) async fn renew(
                     "lost the lease of a running task; it may be delivered to another worker");
                 events.emit(Event::Stale { id: l.id, task });
             }
+        }
+    }
+}
+
+/// Waits for the next regular renewal, or `again` after a failed one.
+async fn next_renewal(tick: &mut tokio::time::Interval, again: Option<Duration>) {
+    match again {
+        Some(wait) => tokio::time::sleep(wait).await,
+        None => {
+            tick.tick().await;
         }
     }
 }

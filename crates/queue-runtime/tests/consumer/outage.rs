@@ -507,3 +507,54 @@ async fn a_lone_outcome_the_store_refuses_is_dead_lettered() {
     let report = running.shutdown(WAIT).await.unwrap();
     assert_eq!(report.unacked, 0);
 }
+
+static RENEWED_STARTED: AtomicUsize = AtomicUsize::new(0);
+
+task!(Lengthy, "lengthy", () -> u32, TaskOptions::new(), |ctx| {
+    RENEWED_STARTED.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    Ok(ctx.deliveries)
+});
+
+/// An outage shorter than the lease that spans two renewals does not let the lease of a
+/// running task run out: the renewal is tried again as soon as the store is back, not only
+/// at the next regular renewal (which falls when the lease ends, when another worker may
+/// already have taken the task).
+#[tokio::test(start_paused = true)]
+async fn a_lease_is_renewed_as_soon_as_the_store_is_back() {
+    let store = Arc::new(Flaky {
+        inner: MemoryStorage::with_clock(crate::common::tokio_clock()),
+        ..Flaky::default()
+    });
+    let q = Queue::new(store.clone());
+    let handle = Lengthy::call(()).enqueue(&q).await.unwrap();
+    // Renewed every second.
+    let running = builder(&q)
+        .lease(Duration::from_secs(3))
+        .register_task::<Lengthy>()
+        .build()
+        .unwrap()
+        .spawn();
+    eventually("the task running", || async {
+        RENEWED_STARTED.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let expiry = || async {
+        let task = q.storage().get_task(handle.id()).await.unwrap().unwrap();
+        task.lease_expires_at.unwrap()
+    };
+    let first = expiry().await;
+
+    // Down across the renewals at 1 s and 2 s; back well before the lease ends at 3 s.
+    store.down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    store.down.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        expiry().await > first,
+        "the lease was renewed once the store was back, before it ran out"
+    );
+
+    assert_eq!(handle.get(WAIT).await.unwrap(), 1, "delivered once");
+    running.shutdown(WAIT).await.unwrap();
+}
