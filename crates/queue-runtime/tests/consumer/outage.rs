@@ -443,10 +443,7 @@ task!(Writes, "writes", (n: u32) -> u32, TaskOptions::new(), |ctx| {
 /// store refuses.
 #[tokio::test(start_paused = true)]
 async fn a_write_outage_does_not_dead_letter_a_finished_task() {
-    let store = Arc::new(Flaky {
-        inner: MemoryStorage::with_clock(crate::common::tokio_clock()),
-        ..Flaky::default()
-    });
+    let store = Arc::new(Flaky::with_clock(crate::common::tokio_clock()));
     let q = Queue::new(store.clone());
     let handle = Writes::call((7,)).enqueue(&q).await.unwrap();
     let running = builder(&q)
@@ -483,10 +480,7 @@ async fn a_write_outage_does_not_dead_letter_a_finished_task() {
 /// when it is alone in its batch (the store's renewal of its lease shows it takes writes).
 #[tokio::test(start_paused = true)]
 async fn a_lone_outcome_the_store_refuses_is_dead_lettered() {
-    let store = Arc::new(Flaky {
-        inner: MemoryStorage::with_clock(crate::common::tokio_clock()),
-        ..Flaky::default()
-    });
+    let store = Arc::new(Flaky::with_clock(crate::common::tokio_clock()));
     store.max_result_bytes.store(100, Ordering::SeqCst);
     let q = Queue::new(store.clone());
     let big = Sized::call((1000,)).enqueue(&q).await.unwrap();
@@ -522,10 +516,7 @@ task!(Lengthy, "lengthy", () -> u32, TaskOptions::new(), |ctx| {
 /// already have taken the task).
 #[tokio::test(start_paused = true)]
 async fn a_lease_is_renewed_as_soon_as_the_store_is_back() {
-    let store = Arc::new(Flaky {
-        inner: MemoryStorage::with_clock(crate::common::tokio_clock()),
-        ..Flaky::default()
-    });
+    let store = Arc::new(Flaky::with_clock(crate::common::tokio_clock()));
     let q = Queue::new(store.clone());
     let handle = Lengthy::call(()).enqueue(&q).await.unwrap();
     // Renewed every second.
