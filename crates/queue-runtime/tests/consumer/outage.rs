@@ -20,7 +20,8 @@ use crate::common::{builder, eventually, WAIT};
 pub(crate) struct Flaky {
     inner: MemoryStorage,
     down: AtomicBool,
-    /// Only completions fail while set; fetching goes on.
+    /// Only completions and lease renewals fail while set (the writes of a task already
+    /// fetched, as when their table is locked); fetching goes on.
     completes_down: AtomicBool,
     failed_completes: AtomicUsize,
     /// While set, each heartbeat takes this long to reach the store (a slow statement).
@@ -104,6 +105,9 @@ impl Storage for Flaky {
     }
     async fn extend(&self, leases: &[Lease], lease: Duration) -> Result<Vec<AckStatus>> {
         self.check_write()?;
+        if self.completes_down.load(Ordering::SeqCst) {
+            return Err(Error::storage_msg("flaky", "renewals fail"));
+        }
         self.inner.extend(leases, lease).await
     }
     async fn requeue_expired(&self, queue: &str, max: usize) -> Result<u64> {
