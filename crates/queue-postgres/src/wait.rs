@@ -15,7 +15,9 @@
 //! holds, so an idle consumer writes it about every half minute, not on every wait.
 //!
 //! `wait_result` works the same way on its task id ([`REGISTER_RESULT_WAIT`]) and a
-//! primary-key read of `results`.
+//! primary-key read of `results`. A writer deletes a result wait's registration as it notifies
+//! it, so a wait woken without finding the result (its id was enqueued again meanwhile)
+//! registers again before it sleeps.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -250,6 +252,12 @@ pub(crate) async fn for_result(
             continue;
         }
         let wait = if up { left } else { left.min(ctx.poll) };
-        sleep_or_wake(&mut sub, &mut listening, wait).await;
+        if sleep_or_wake(&mut sub, &mut listening, wait).await {
+            // The writer that woke this wait deleted its registration as it notified. If the
+            // result is not there after all (the id was enqueued again before this read), the
+            // wait registers again before it sleeps, or the new run's result, written by
+            // another process, would notify nobody.
+            registered = None;
+        }
     }
 }

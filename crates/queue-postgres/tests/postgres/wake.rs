@@ -301,3 +301,58 @@ async fn hand_made_registrations_and_announcements_do_not_stop_the_listener() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_waiter_woken_before_its_task_ran_again_is_woken_by_the_new_run() {
+    let (a, b) = pair("wake-rerun").await;
+    let a = Arc::new(a);
+    let envelope = env(&SystemClock, "jobs", "t");
+    let id = envelope.id;
+    b.enqueue(vec![envelope.clone()]).await.unwrap();
+    let waiter = {
+        let a = a.clone();
+        tokio::spawn(async move { a.wait_result(id, HOUR).await.unwrap() })
+    };
+    let registration = format!(
+        "SELECT 1 FROM \"{}\".result_waits WHERE id = $1",
+        b.schema()
+    );
+    within("the waiter did not register", async {
+        loop {
+            let found: Option<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(registration.clone()))
+                .bind(id.as_uuid())
+                .fetch_optional(b.pool())
+                .await
+                .unwrap();
+            if found.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    // The first run ends, and the same envelope is enqueued again before the waiter reads:
+    // the writer's wake-up (held back here by a lock on the registration until the new run is
+    // pending) wakes the waiter, which finds no result of the run now pending.
+    let mut hold = b.pool().begin().await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("{registration} FOR UPDATE")))
+        .bind(id.as_uuid())
+        .fetch_all(&mut *hold)
+        .await
+        .unwrap();
+    let d = b.fetch("jobs", 1, LEASE).await.unwrap().remove(0);
+    let first = Completion::new(d.lease, Outcome::Success { result: vec![0x01] }, None);
+    b.complete(vec![first]).await.unwrap();
+    b.enqueue(vec![envelope]).await.unwrap();
+    hold.commit().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "the first run's result was read");
+    // The new run ends: its result reaches the waiter.
+    let d = b.fetch("jobs", 1, LEASE).await.unwrap().remove(0);
+    let second = Completion::new(d.lease, Outcome::Success { result: vec![0x02] }, None);
+    b.complete(vec![second]).await.unwrap();
+    let got = within("the new run's result did not wake the waiter", waiter)
+        .await
+        .unwrap();
+    assert_eq!(got, Some(StoredResult::Success(vec![0x02])));
+}
