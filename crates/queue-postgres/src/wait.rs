@@ -12,7 +12,9 @@
 //! ([`REGISTER_WORK_WAIT`], for the wait's length plus [`REGISTRATION_SLACK`]; the statement
 //! announces the registration, which tells writers to read for the queue: see the `notifier`
 //! module) and probes once more; later waits of this process on the same queue reuse the registration while it
-//! holds, so an idle consumer writes it about every half minute, not on every wait.
+//! holds, so an idle consumer writes it about every half minute, not on every wait. One sleep
+//! lasts at most [`LONGEST_WORK_SLEEP`] (a day), so a wait of any length registers again,
+//! and is announced again, within that.
 //!
 //! `wait_result` works the same way on its task id ([`REGISTER_RESULT_WAIT`]) and a
 //! primary-key read of `results`. A writer deletes a result wait's registration as it notifies
@@ -69,6 +71,12 @@ ON CONFLICT (id) DO UPDATE SET until = greatest({s}.result_waits.until, excluded
 /// How much longer than the wait itself a registration holds, so that an idle consumer's
 /// next waits find it still in place.
 pub(crate) const REGISTRATION_SLACK: Duration = Duration::from_secs(30);
+
+/// The longest a work wait sleeps before it probes again, and so the longest it registers
+/// for: other stores keep a registration they heard for at most a year (`notifier.rs`), so a
+/// wait of more than a year (a consumer polling with `Duration::MAX`) must announce itself
+/// again well within that.
+pub(crate) const LONGEST_WORK_SLEEP: Duration = Duration::from_secs(24 * 3600);
 
 /// The result of task `$1`, unless expired at `$2` or left by an earlier run of an id that is
 /// pending again (see [`ENQUEUE_PLAIN`](crate::enqueue::ENQUEUE_PLAIN)).
@@ -164,7 +172,7 @@ pub(crate) async fn for_work(ctx: &Ctx<'_>, queue: &str, timeout: Duration) -> R
             return Ok(());
         }
         let timer = next.map(|n| Duration::from_millis(u64::try_from(n - now_ms).unwrap_or(0)));
-        let mut wait = left;
+        let mut wait = left.min(LONGEST_WORK_SLEEP);
         if let Some(timer) = timer {
             wait = wait.min(timer);
         }
@@ -183,7 +191,8 @@ pub(crate) async fn for_work(ctx: &Ctx<'_>, queue: &str, timeout: Duration) -> R
             return Ok(());
         }
         if timer.is_some_and(|t| probed.elapsed() >= t) || Instant::now() >= deadline {
-            // A timer came due (work may be there now) or time is up.
+            // A timer came due (work may be there now) or time is up. Otherwise the wait
+            // slept its longest, or the listener's state changed: probe again.
             return Ok(());
         }
     }

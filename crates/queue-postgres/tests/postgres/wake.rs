@@ -356,3 +356,33 @@ async fn a_result_waiter_woken_before_its_task_ran_again_is_woken_by_the_new_run
         .unwrap();
     assert_eq!(got, Some(StoredResult::Success(vec![0x02])));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_of_any_length_registers_for_a_day_at_most() {
+    // Other stores keep a registration they heard for a year at most: a wait must announce
+    // itself again within that, even when its consumer polls with `Duration::MAX`.
+    let (a, b) = pair("wake-forever").await;
+    let waiter = tokio::spawn(async move { a.wait_for_work("forever", Duration::MAX).await });
+    let left = format!(
+        "SELECT EXTRACT(EPOCH FROM until - now())::float8 FROM \"{}\".work_waits WHERE queue = 'forever'",
+        b.schema()
+    );
+    let secs: f64 = within("the wait did not register", async {
+        loop {
+            let found: Option<f64> = sqlx::query_scalar(sqlx::AssertSqlSafe(left.clone()))
+                .fetch_optional(b.pool())
+                .await
+                .unwrap();
+            if let Some(secs) = found {
+                break secs;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        secs <= (24 * 3600 + 60) as f64,
+        "registered for {secs} s, beyond a day"
+    );
+    waiter.abort();
+}
