@@ -123,6 +123,86 @@ pub struct FollowUp {
     pub envelope: Envelope,
 }
 
+/// An envelope as [`Envelope::encode`] writes it: the fields of [`Envelope`], in its order and
+/// with its names and encodings, each left out while it holds what [`Envelope`]'s
+/// `Deserialize` reads a missing field as. [`Envelope`]'s own `Serialize` writes every field:
+/// admin tools' JSON shows them all, and what a signature covers (`seal.rs`, follow-ups
+/// included) does not change.
+#[derive(Serialize)]
+struct Stored<'a> {
+    v: u16,
+    id: TaskId,
+    queue: &'a str,
+    task: &'a str,
+    #[serde(with = "serde_bytes")]
+    args: &'a [u8],
+    #[serde(skip_serializing_if = "is_zero_i16")]
+    priority: i16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eta: Option<i64>,
+    enqueued_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    attempt: u32,
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    deliveries: u32,
+    #[serde(skip_serializing_if = "is_no_retry")]
+    retry: &'a RetryPolicy,
+    #[serde(skip_serializing_if = "Option::is_none", with = "duration_ms_opt")]
+    timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unique_key: Option<&'a str>,
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    max_deliveries: u32,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    follow_ups: &'a [FollowUp],
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    trace: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    chord_members: &'a [TaskId],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sig: Option<&'a crate::seal::Signature>,
+}
+
+impl<'a> Stored<'a> {
+    fn of(env: &'a Envelope) -> Self {
+        Self {
+            v: env.version,
+            id: env.id,
+            queue: &env.queue,
+            task: &env.task,
+            args: &env.args,
+            priority: env.priority,
+            eta: env.eta.map(|t| t.timestamp_millis()),
+            enqueued_at: env.enqueued_at.timestamp_millis(),
+            expires_at: env.expires_at.map(|t| t.timestamp_millis()),
+            attempt: env.attempt,
+            deliveries: env.deliveries,
+            retry: &env.retry,
+            timeout: env.timeout,
+            unique_key: env.unique_key.as_deref(),
+            max_deliveries: env.max_deliveries,
+            follow_ups: &env.follow_ups,
+            trace: &env.trace,
+            chord_members: &env.chord_members,
+            sig: env.sig.as_ref(),
+        }
+    }
+}
+
+fn is_zero_i16(n: &i16) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_no_retry(retry: &&RetryPolicy) -> bool {
+    **retry == RetryPolicy::none()
+}
+
 #[derive(Deserialize)]
 struct VersionOnly {
     #[serde(rename = "v", default)]
@@ -206,9 +286,12 @@ impl Envelope {
         Ok(())
     }
 
-    /// Encodes the envelope as msgpack (a map with field names).
+    /// Encodes the envelope as msgpack: a map with field names, without the fields that hold
+    /// their default (every Skiff build decodes a missing field as its default). A no-op task's
+    /// envelope is then about 90 bytes instead of about 250, which every store writes, reads
+    /// and sends fewer of per task.
     pub fn encode(&self) -> Result<Vec<u8>> {
-        rmp_serde::to_vec_named(self).map_err(|e| Error::encode("envelope", e))
+        rmp_serde::to_vec_named(&Stored::of(self)).map_err(|e| Error::encode("envelope", e))
     }
 
     /// Decodes an envelope, refusing one written by a newer format with
@@ -391,6 +474,47 @@ mod tests {
         assert_eq!(back.task, "send_email");
         assert_eq!(back.timeout, Some(Duration::from_millis(1500)));
         assert_eq!(back.delivery_limit(), 3 + 1 + DELIVERY_MARGIN);
+    }
+
+    #[test]
+    fn fields_at_their_default_are_not_written() {
+        let plain = Envelope::new("default", "noop", to_msgpack(&()).unwrap(), Utc::now());
+        let bytes = plain.encode().unwrap();
+        let full = rmp_serde::to_vec_named(&plain).unwrap();
+        assert!(bytes.len() < 100, "{} bytes", bytes.len());
+        assert!(
+            full.len() > bytes.len() + 100,
+            "{} vs {}",
+            full.len(),
+            bytes.len()
+        );
+        let mut cursor = &bytes[..];
+        let rmpv::Value::Map(fields) = rmpv::decode::read_value(&mut cursor).unwrap() else {
+            panic!("not a map")
+        };
+        let names: Vec<_> = fields.iter().filter_map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["v", "id", "queue", "task", "args", "enqueued_at"]);
+        assert_eq!(Envelope::decode(&bytes).unwrap(), plain);
+    }
+
+    #[test]
+    fn every_field_round_trips_and_the_full_form_still_decodes() {
+        let mut e = sample();
+        e.eta = Some(crate::clock::from_millis(1_700_000_000_123));
+        e.expires_at = Some(crate::clock::from_millis(1_800_000_000_456));
+        e.attempt = 2;
+        e.deliveries = 3;
+        e.max_deliveries = 9;
+        e.trace.insert("traceparent".into(), "00-abc-def-01".into());
+        e.chord_members.push(TaskId::new());
+        let compact = Envelope::decode(&e.encode().unwrap()).unwrap();
+        assert_eq!(compact, e);
+        // What builds before the compact form wrote: every field, defaults included.
+        let full = rmp_serde::to_vec_named(&e).unwrap();
+        assert_eq!(Envelope::decode(&full).unwrap(), e);
+        let plain = Envelope::new("q", "t", Vec::new(), Utc::now());
+        let full = rmp_serde::to_vec_named(&plain).unwrap();
+        assert_eq!(Envelope::decode(&full).unwrap(), plain);
     }
 
     #[test]
