@@ -288,7 +288,7 @@ impl Envelope {
 
     /// Encodes the envelope as msgpack: a map with field names, without the fields that hold
     /// their default (every Skiff build decodes a missing field as its default). A no-op task's
-    /// envelope is then about 90 bytes instead of about 250, which every store writes, reads
+    /// envelope is then about 80 bytes instead of about 250, which every store writes, reads
     /// and sends fewer of per task.
     pub fn encode(&self) -> Result<Vec<u8>> {
         rmp_serde::to_vec_named(&Stored::of(self)).map_err(|e| Error::encode("envelope", e))
