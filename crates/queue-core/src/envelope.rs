@@ -199,8 +199,12 @@ fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 
+/// Exactly [`RetryPolicy::none`], bit for bit: a jitter of `-0.0` equals `0.0` but is written,
+/// so a signature over the decoded envelope matches the producer's.
 fn is_no_retry(retry: &&RetryPolicy) -> bool {
-    **retry == RetryPolicy::none()
+    retry.max_retries == 0
+        && retry.backoff == crate::Backoff::Fixed { delay_ms: 0 }
+        && retry.jitter.to_bits() == 0
 }
 
 #[derive(Deserialize)]
@@ -515,6 +519,14 @@ mod tests {
         let plain = Envelope::new("q", "t", Vec::new(), Utc::now());
         let full = rmp_serde::to_vec_named(&plain).unwrap();
         assert_eq!(Envelope::decode(&full).unwrap(), plain);
+    }
+
+    #[test]
+    fn a_negative_zero_jitter_is_kept() {
+        let mut e = Envelope::new("q", "t", Vec::new(), Utc::now());
+        e.retry.jitter = -0.0;
+        let back = Envelope::decode(&e.encode().unwrap()).unwrap();
+        assert_eq!(back.retry.jitter.to_bits(), (-0.0f64).to_bits());
     }
 
     #[test]
