@@ -189,7 +189,7 @@ impl Browser {
                 .expect("webdriver click answer");
             match answer["value"]["error"].as_str() {
                 None => return,
-                Some("stale element reference") if Instant::now() < deadline => continue,
+                Some(_) if replaced(&answer) && Instant::now() < deadline => continue,
                 Some(error) => panic!("click on `{css}`: {error}: {answer}"),
             }
         }
@@ -231,7 +231,7 @@ impl Browser {
                 .expect("webdriver text answer");
             match answer["value"]["error"].as_str() {
                 None => return answer["value"].as_str().unwrap_or_default().to_owned(),
-                Some("stale element reference") if Instant::now() < deadline => continue,
+                Some(_) if replaced(&answer) && Instant::now() < deadline => continue,
                 Some(error) => panic!("text of `{css}`: {error}: {answer}"),
             }
         }
@@ -312,5 +312,19 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+    }
+}
+
+/// Whether a WebDriver error says the element was replaced after it was found: `stale element
+/// reference`, or, from some ChromeDriver builds when a navigation replaced the document
+/// meanwhile, an `unknown error` whose message says the node "does not belong to the document".
+fn replaced(answer: &Value) -> bool {
+    let value = &answer["value"];
+    match value["error"].as_str() {
+        Some("stale element reference") => true,
+        Some("unknown error") => value["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("does not belong to the document")),
+        _ => false,
     }
 }
