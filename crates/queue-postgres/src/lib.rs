@@ -419,17 +419,21 @@ impl PostgresStorage {
 
     /// Runs one call of the store (`what` names it in the error) within the query timeout
     /// (see the `timeout` module).
-    async fn timed<T>(
-        &self,
+    fn timed<'a, T: 'a>(
+        &'a self,
         what: &'static str,
-        call: impl std::future::Future<Output = Result<T>>,
-    ) -> Result<T> {
-        self.bound.run(what, &self.info, call).await
+        call: impl std::future::Future<Output = Result<T>> + 'a,
+    ) -> impl std::future::Future<Output = Result<T>> + 'a {
+        self.bound.run(what, &self.info, call)
     }
 
     /// A pooled connection, or an error that says why there is none.
+    ///
+    /// sqlx's `acquire` future is about 14 KB (it holds the path that opens a connection); it
+    /// is boxed here so that it does not make every call's future that large, single-task
+    /// enqueues included, which do not take a pooled connection.
     async fn conn(&self, what: &'static str) -> Result<PoolConnection<Postgres>> {
-        self.pool.acquire().await.map_err(self.fail(what))
+        Box::pin(self.pool.acquire()).await.map_err(self.fail(what))
     }
 
     /// Maps a sqlx error of doing `what` (with the pool's state for timeouts).

@@ -79,18 +79,22 @@ impl Taken {
                 return Ok(self.conn.insert(conn));
             }
         }
-        let opened = tokio::time::timeout(single.connect_timeout, single.connect.connect())
-            .await
-            .map_err(|_| {
-                Error::storage_msg(
-                    BACKEND,
-                    format!(
-                        "connect: no connection to PostgreSQL within {:?}",
-                        single.connect_timeout
-                    ),
-                )
-            })?
-            .map_err(|e| crate::error::storage("connect", e, None))?;
+        // Boxed: opening a connection is a future of several KB, rarely run.
+        let opened = Box::pin(tokio::time::timeout(
+            single.connect_timeout,
+            single.connect.connect(),
+        ))
+        .await
+        .map_err(|_| {
+            Error::storage_msg(
+                BACKEND,
+                format!(
+                    "connect: no connection to PostgreSQL within {:?}",
+                    single.connect_timeout
+                ),
+            )
+        })?
+        .map_err(|e| crate::error::storage("connect", e, None))?;
         Ok(self.conn.insert(opened))
     }
 

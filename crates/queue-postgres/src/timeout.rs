@@ -20,7 +20,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
+use std::future::Future;
+
+use futures::future::{BoxFuture, FutureExt};
 use sqlx::pool::PoolConnectionMetadata;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection};
@@ -56,13 +58,16 @@ impl Bound {
     /// not finished within the bound. Its future, and with it the connection it used, is then
     /// dropped: sqlx pings that connection before it reuses it, and closes it if the ping
     /// fails.
-    pub(crate) async fn run<T>(
-        &self,
+    ///
+    /// Not an `async fn`: one would keep `call` twice in its state, as its argument and inside
+    /// the `Timeout` it awaits, and a call's future is boxed and moved whole on every call.
+    pub(crate) fn run<'a, T: 'a>(
+        &'a self,
         what: &'static str,
-        info: &PoolInfo,
-        call: impl std::future::Future<Output = Result<T>>,
-    ) -> Result<T> {
-        match tokio::time::timeout(self.timeout, call).await {
+        info: &'a PoolInfo,
+        call: impl Future<Output = Result<T>> + 'a,
+    ) -> impl Future<Output = Result<T>> + 'a {
+        tokio::time::timeout(self.timeout, call).map(move |ended| match ended {
             Ok(Ok(done)) => Ok(done),
             Ok(Err(err)) => {
                 if matches!(err, queue_core::Error::Storage { .. }) {
@@ -74,7 +79,7 @@ impl Bound {
                 *self.timed_out_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
                 Err(timed_out(what, self.timeout, info))
             }
-        }
+        })
     }
 
     /// Marks the connections idle from now back as worth a ping before their next call.
