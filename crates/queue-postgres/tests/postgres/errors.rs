@@ -91,10 +91,7 @@ async fn the_single_enqueue_connection_killed_behind_the_stores_back_costs_at_mo
         .await
         .unwrap();
     // The backend whose last statement was this store's single-row insert.
-    let pattern = format!(
-        "WITH ins AS%INSERT INTO \"{}\".tasks%$1::uuid%",
-        store.schema()
-    );
+    let pattern = format!("INSERT INTO \"{}\".tasks%VALUES ($1::uuid%", store.schema());
     let killed: i64 = sqlx::query_scalar(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
          WHERE query LIKE $1 AND pid <> pg_backend_pid()",
