@@ -341,7 +341,7 @@ pub(crate) async fn requeue_dead(
             };
             columns.push(NewTask::requeued(env)?, now);
         }
-        let inserted = insert(&mut tx, sql, Target::Transaction { channel }, columns, now).await?;
+        let inserted = insert(&mut tx, sql, Target::Transaction { channel }, &columns, now).await?;
         let back: Vec<Uuid> = inserted
             .outcomes
             .iter()

@@ -29,11 +29,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::PgConnection;
+use sqlx::postgres::PgArguments;
+use sqlx::{Arguments, PgConnection};
 use uuid::Uuid;
 
 use queue_core::storage::rows::NewTask;
-use queue_core::{EnqueueOutcome, Envelope, Result, TaskId};
+use queue_core::{EnqueueOutcome, Envelope, Error, Result, TaskId};
 
 use crate::error::{check_text, code, sqlstate, Context};
 use crate::sql::{q, Sql};
@@ -206,6 +207,36 @@ fn cannot_clash(rows: &Columns) -> bool {
         && rows.unique_keys.iter().all(Option::is_none)
 }
 
+/// The parameters of [`ENQUEUE_ONE_PLAIN`] (`channel: None`) or [`ENQUEUE_ONE`]
+/// (`Some(channel)`) for the first row of `rows`, in buffers sized once: binding them one by
+/// one grows them nine times per call.
+fn one_row(rows: &Columns, now: i64, channel: Option<Option<&str>>) -> Result<PgArguments> {
+    let mut args = PgArguments::default();
+    let text = rows.queues[0].len() + rows.tasks[0].len();
+    let key = rows.unique_keys[0].as_ref().map_or(0, String::len);
+    // Each value: a 4-byte length, then its bytes (at most 16 for the fixed-size ones).
+    args.reserve(12, 12 * 20 + text + key + rows.raws[0].len());
+    let mut add = || -> std::result::Result<(), sqlx::error::BoxDynError> {
+        args.add(rows.ids[0])?;
+        args.add(&rows.queues[0])?;
+        args.add(&rows.tasks[0])?;
+        args.add(rows.priorities[0])?;
+        args.add(rows.run_at[0])?;
+        args.add(rows.deliveries[0])?;
+        args.add(rows.attempts[0])?;
+        args.add(rows.limits[0])?;
+        args.add(&rows.unique_keys[0])?;
+        args.add(&rows.raws[0])?;
+        args.add(now)?;
+        if let Some(channel) = channel {
+            args.add(channel)?;
+        }
+        Ok(())
+    };
+    add().map_err(|e| Error::encode("task columns", e))?;
+    Ok(args)
+}
+
 /// Runs [`ENQUEUE_PLAIN`] or [`ENQUEUE_ONE_PLAIN`]: `Ok(true)` when every row was stored,
 /// `Ok(false)` when an id clashed (nothing was stored).
 async fn insert_plain(
@@ -215,18 +246,8 @@ async fn insert_plain(
     now: i64,
 ) -> Result<bool> {
     let done = if rows.len() == 1 {
-        sqlx::query(q(&sql.enqueue_one_plain))
-            .bind(rows.ids[0])
-            .bind(&rows.queues[0])
-            .bind(&rows.tasks[0])
-            .bind(rows.priorities[0])
-            .bind(rows.run_at[0])
-            .bind(rows.deliveries[0])
-            .bind(rows.attempts[0])
-            .bind(rows.limits[0])
-            .bind(&rows.unique_keys[0])
-            .bind(&rows.raws[0])
-            .bind(now)
+        let args = one_row(rows, now, None)?;
+        sqlx::query_with(q(&sql.enqueue_one_plain), args)
             .execute(&mut *conn)
             .await
     } else {
@@ -258,7 +279,7 @@ pub(crate) async fn insert(
     conn: &mut PgConnection,
     sql: &Sql,
     target: Target<'_>,
-    rows: Columns,
+    rows: &Columns,
     now: i64,
 ) -> Result<Inserted> {
     if rows.is_empty() {
@@ -268,8 +289,8 @@ pub(crate) async fn insert(
         });
     }
     if matches!(target, Target::Store)
-        && cannot_clash(&rows)
-        && insert_plain(conn, sql, &rows, now).await?
+        && cannot_clash(rows)
+        && insert_plain(conn, sql, rows, now).await?
     {
         let mut queues: Vec<String> = Vec::new();
         for queue in &rows.queues {
@@ -289,19 +310,8 @@ pub(crate) async fn insert(
         Target::Transaction { channel } => Some(channel),
     };
     let (ids, _): (Option<Vec<Uuid>>, Option<i64>) = if rows.len() == 1 {
-        sqlx::query_as(q(&sql.enqueue_one))
-            .bind(rows.ids[0])
-            .bind(&rows.queues[0])
-            .bind(&rows.tasks[0])
-            .bind(rows.priorities[0])
-            .bind(rows.run_at[0])
-            .bind(rows.deliveries[0])
-            .bind(rows.attempts[0])
-            .bind(rows.limits[0])
-            .bind(&rows.unique_keys[0])
-            .bind(&rows.raws[0])
-            .bind(now)
-            .bind(channel)
+        let args = one_row(rows, now, Some(channel))?;
+        sqlx::query_as_with(q(&sql.enqueue_one), args)
             .fetch_one(&mut *conn)
             .await
     } else {
@@ -322,7 +332,20 @@ pub(crate) async fn insert(
             .await
     }
     .ctx("insert tasks")?;
-    let mut inserted: HashSet<Uuid> = ids.unwrap_or_default().into_iter().collect();
+    // Boxed: the look-up of holders keeps many locals across its await, and would make the
+    // future of every insert (and so of every enqueue) that much larger.
+    Box::pin(outcomes(conn, sql, rows, ids.unwrap_or_default())).await
+}
+
+/// The outcome of each row of `rows` after the `ON CONFLICT` statement stored those in
+/// `inserted`; rows it skipped are looked up ([`HOLDERS`]) to report who holds their id or key.
+async fn outcomes(
+    conn: &mut PgConnection,
+    sql: &Sql,
+    rows: &Columns,
+    inserted: Vec<Uuid>,
+) -> Result<Inserted> {
+    let mut inserted: HashSet<Uuid> = inserted.into_iter().collect();
     let mut queues: Vec<String> = Vec::new();
     let mut outcomes: Vec<Option<EnqueueOutcome>> = Vec::with_capacity(rows.len());
     // Holders within the batch: the first inserted row of each id and key.

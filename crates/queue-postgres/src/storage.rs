@@ -56,12 +56,12 @@ impl Storage for PostgresStorage {
             let inserted = if let Some(mut taken) = single {
                 let conn = taken.conn(&self.single, &self.bound).await?;
                 let inserted =
-                    enqueue::insert(conn, &self.sql, enqueue::Target::Store, rows, now).await?;
+                    enqueue::insert(conn, &self.sql, enqueue::Target::Store, &rows, now).await?;
                 taken.put_back();
                 inserted
             } else {
                 let mut conn = self.conn("enqueue").await?;
-                enqueue::insert(&mut conn, &self.sql, enqueue::Target::Store, rows, now).await?
+                enqueue::insert(&mut conn, &self.sql, enqueue::Target::Store, &rows, now).await?
             };
             for queue in &inserted.queues {
                 self.waiters.work.wake(queue);

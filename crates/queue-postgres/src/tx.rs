@@ -156,7 +156,7 @@ async fn store_in(
         enqueue::Target::Transaction {
             channel: &store.channel,
         },
-        rows,
+        &rows,
         now,
     )
     .await
