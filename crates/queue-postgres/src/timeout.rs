@@ -17,10 +17,9 @@
 //!
 //! [`PostgresOptions::query_timeout`]: crate::PostgresOptions::query_timeout
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use std::future::Future;
 
 use futures::future::{BoxFuture, FutureExt};
 use sqlx::pool::PoolConnectionMetadata;

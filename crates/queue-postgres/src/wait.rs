@@ -105,12 +105,12 @@ pub(crate) struct Ctx<'a> {
 }
 
 /// Runs one statement of a wait (`what` names it in the error) within the query timeout.
-async fn bounded<T>(
-    ctx: &Ctx<'_>,
+fn bounded<'a, T: 'a>(
+    ctx: &'a Ctx<'_>,
     what: &'static str,
-    call: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    ctx.bound.run(what, ctx.info, call).await
+    call: impl std::future::Future<Output = Result<T>> + 'a,
+) -> impl std::future::Future<Output = Result<T>> + 'a {
+    ctx.bound.run(what, ctx.info, call)
 }
 
 pub(crate) async fn get_result(
