@@ -29,7 +29,9 @@
 //! catch-up round for every queue skipped before. A store that does not listen never skips.
 //!
 //! A failed round is tried once more on a new connection, then logged; those waits then find
-//! the work when their timeout makes them look again. The task ends with the store.
+//! the work when their timeout makes them look again. The task ends with the store, after a
+//! last round for what was handed to it before (if the runtime still runs: a process that
+//! exits at once may not send it, and those waits find the work at their next poll).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -221,12 +223,19 @@ impl Notifier {
 async fn run(config: Config, inbox: Arc<Inbox>, stop: CancellationToken) {
     let mut conn: Option<PgConnection> = None;
     loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = inbox.ready.notified() => {}
-        }
+        // What was handed over before the store was dropped is still sent (a producer that
+        // enqueues and drops its store at once, while the runtime goes on): the store's last
+        // writes are checked first, then the stop, after one last round.
+        let stopping = tokio::select! {
+            biased;
+            () = inbox.ready.notified() => false,
+            () = stop.cancelled() => true,
+        };
         let round = std::mem::take(&mut *inbox.pending.lock().unwrap_or_else(|e| e.into_inner()));
         if round.queues.is_empty() && round.results.is_empty() {
+            if stopping {
+                return;
+            }
             continue;
         }
         let queues: Vec<String> = round.queues.into_iter().collect();
@@ -245,6 +254,9 @@ async fn run(config: Config, inbox: Arc<Inbox>, stop: CancellationToken) {
         }
         if let Some(err) = last {
             tracing::warn!(error = %err, "could not notify waiting consumers after a write");
+        }
+        if stopping {
+            return;
         }
     }
 }
