@@ -71,12 +71,14 @@ pub(crate) struct HeldLock {
 impl HeldLock {
     /// Releases the lock now.
     pub(crate) async fn release(mut self) {
-        self.released = true;
         self.inflight.set_lock(&self.lease, None);
         if let Err(err) = self.storage.release_lock(&self.name, &self.owner).await {
             tracing::warn!(lock = %self.name, error = %err,
                 "could not release a task's lock; it lapses with its TTL (one lease)");
         }
+        // Only now: a release cut off on its way (the execution aborted at the end of a
+        // shutdown's grace period) is sent again from `drop`.
+        self.released = true;
     }
 }
 

@@ -35,6 +35,9 @@ pub(crate) struct Flaky {
     /// While set, every write fails and reads go on (a read-only replica after a failover, a
     /// store out of memory or disk).
     read_only: AtomicBool,
+    /// The next lock release never answers (a statement stuck on a lost connection); it is
+    /// taken back, so later releases answer at once.
+    pub(crate) stuck_release: AtomicBool,
 }
 
 impl Flaky {
@@ -144,6 +147,9 @@ impl Storage for Flaky {
         self.inner.acquire_lock(name, owner, ttl).await
     }
     async fn release_lock(&self, name: &str, owner: &str) -> Result<bool> {
+        if self.stuck_release.swap(false, Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         self.inner.release_lock(name, owner).await
     }
     async fn flush_locks(&self) -> Result<u64> {
@@ -552,4 +558,43 @@ async fn a_lease_is_renewed_as_soon_as_the_store_is_back() {
 
     assert_eq!(handle.get(WAIT).await.unwrap(), 1, "delivered once");
     running.shutdown(WAIT).await.unwrap();
+}
+
+task!(Nightly, "nightly", () -> (), TaskOptions::new().lock("nightly"), |ctx| { Ok(()) });
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lock_release_cut_off_by_shutdown_is_sent_again() {
+    let store = Arc::new(Flaky::default());
+    store.stuck_release.store(true, Ordering::SeqCst);
+    let q = Queue::new(store.clone());
+    // The lock's TTL is the lease: 10 minutes, far past this test.
+    let running = builder(&q)
+        .lease(Duration::from_secs(600))
+        .register_task::<Nightly>()
+        .build()
+        .unwrap()
+        .spawn();
+    Nightly::call(()).enqueue(&q).await.unwrap();
+    // The task ran and its lock's release is on its way, and stuck.
+    eventually("the lock's release under way", || async {
+        !store.stuck_release.load(Ordering::SeqCst)
+    })
+    .await;
+    running.shutdown(Duration::from_millis(200)).await.unwrap();
+    // The execution was aborted in its release at the end of the grace period; the lock is
+    // released all the same, not kept for its TTL.
+    let freed = tokio::time::timeout(Duration::from_secs(5), async {
+        while !store
+            .acquire_lock("nightly", "next-holder", Duration::from_secs(60))
+            .await
+            .unwrap()
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        freed.is_ok(),
+        "the lock stayed held after its release was cut off"
+    );
 }
