@@ -198,6 +198,11 @@ impl RunningConsumer {
 
     /// Stops the consumer at once without writing anything more, as a crash would. Its tasks
     /// are delivered again when their leases run out.
+    ///
+    /// Unlike a crash, a plain `fn` task already running on a blocking thread cannot be
+    /// stopped: it runs on to its end, its lease no longer renewed, so another consumer may
+    /// start the same task meanwhile. [`shutdown`](Self::shutdown) keeps such a task's lease
+    /// until it returns.
     pub fn abort(mut self) {
         if let Some(handle) = self.handle.take() {
             handle.abort();
