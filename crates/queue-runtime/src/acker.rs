@@ -7,9 +7,10 @@
 //!
 //! A batch the store does not take (it is down) is kept and retried with capped backoff, never
 //! dropped; the renewer keeps its leases alive meanwhile. A refused batch is split for the next
-//! try, so one completion the store cannot take holds back nothing else (see `Acker::flush`). Only at shutdown does the acker give
-//! up, when told to: the tasks whose outcomes were not written are then delivered again once
-//! their leases run out (at-least-once).
+//! try, so one completion the store cannot take holds back nothing else (see `Acker::flush`).
+//! The acker gives up on an outcome only at shutdown, when told to, or when the store refuses
+//! it alone, and its dead-lettering too, while it takes other writes: those tasks are delivered
+//! again once their leases run out (at-least-once).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -100,20 +101,23 @@ impl Acker {
     }
 
     /// Writes one batch, retrying while the store fails. Returns how many outcomes were not
-    /// written (only when told to give up).
+    /// written (when told to give up, and those given up on below).
     ///
     /// A batch the store refuses is split in halves for the next attempt, down to single
     /// completions, so one completion the store cannot take (say, a result over Redis's
     /// `proto-max-bulk-len`) does not hold back the others. A single completion refused
     /// [`REFUSALS_BEFORE_DEAD`] times while the store takes other writes (other completions
     /// of the batch, or else the renewal of its own lease) is replaced by a dead-lettering of
-    /// its task with the store's reason ([`refused_outcome`]).
+    /// its task with the store's reason ([`refused_outcome`]); if that is refused as many
+    /// times, the outcome is given up and its lease let go, so it holds back no later batch:
+    /// the task is delivered again when the lease runs out.
     async fn flush(&self, batch: Vec<Pending>) -> u64 {
         let leases: Vec<Lease> = batch.iter().map(|p| p.completion.lease).collect();
         self.inflight.set_acking(&leases, true);
         let mut groups = vec![batch];
         let mut refusals: HashMap<Lease, u32> = HashMap::new();
         let mut backoff = Backoff::store();
+        let mut given_up = 0;
         loop {
             let mut failed = Vec::new();
             let mut last_error = None;
@@ -132,7 +136,9 @@ impl Acker {
                     }
                 }
             }
-            let Some(err) = last_error else { return 0 };
+            let Some(err) = last_error else {
+                return given_up;
+            };
             let outcomes: usize = failed.iter().map(Vec::len).sum();
             if self.give_up.is_cancelled() {
                 tracing::error!(
@@ -147,7 +153,7 @@ impl Acker {
                     .map(|p| p.completion.lease)
                     .collect();
                 self.inflight.set_acking(&left, false);
-                return outcomes as u64;
+                return given_up + outcomes as u64;
             }
             // A completion refused on its own while the store takes writes is the
             // completion's fault, not the store's. Without another completion written, the
@@ -175,6 +181,21 @@ impl Acker {
                              dead-lettering the task with the reason"
                         );
                         group[0].completion = refused_outcome(&group[0].completion, &err);
+                    } else if *count == 2 * REFUSALS_BEFORE_DEAD {
+                        // Its dead-lettering is refused too: the task's row itself cannot be
+                        // written. Kept, it would hold every later outcome behind it; its
+                        // lease is let go instead, and the task is delivered again when the
+                        // lease runs out (its delivery limit ends it in the end).
+                        tracing::error!(
+                            id = %lease.id,
+                            error = %err,
+                            "the store refuses this task's outcome and its dead-lettering \
+                             while it takes others; giving up on it: the task will be \
+                             delivered again when its lease runs out"
+                        );
+                        self.inflight.remove(&lease);
+                        given_up += 1;
+                        continue;
                     }
                 }
                 groups.push(group);

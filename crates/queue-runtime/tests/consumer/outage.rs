@@ -38,6 +38,9 @@ pub(crate) struct Flaky {
     /// The next lock release never answers (a statement stuck on a lost connection); it is
     /// taken back, so later releases answer at once.
     pub(crate) stuck_release: AtomicBool,
+    /// Tasks whose every outcome (its dead-lettering included) the store refuses, refusing the
+    /// batch that holds one (as a store refuses a row it cannot write).
+    refuse_outcomes_of: Mutex<Vec<TaskId>>,
 }
 
 impl Flaky {
@@ -97,6 +100,11 @@ impl Storage for Flaky {
         if let Err(e) = refused.unwrap_or_else(|| self.check_write()) {
             self.failed_completes.fetch_add(1, Ordering::SeqCst);
             return Err(e);
+        }
+        let refused = self.refuse_outcomes_of.lock().unwrap().clone();
+        if batch.iter().any(|c| refused.contains(&c.lease.id)) {
+            self.failed_completes.fetch_add(1, Ordering::SeqCst);
+            return Err(Error::storage_msg("flaky", "this row cannot be written"));
         }
         let max = self.max_result_bytes.load(Ordering::SeqCst);
         let too_big = |c: &Completion| matches!(&c.outcome, Outcome::Success { result } if result.len() > max);
@@ -597,4 +605,42 @@ async fn a_lock_release_cut_off_by_shutdown_is_sent_again() {
         freed.is_ok(),
         "the lock stayed held after its release was cut off"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outcome_refused_even_as_a_dead_letter_holds_back_no_later_one() {
+    let store = Arc::new(Flaky::default());
+    let q = Queue::new(store.clone());
+    // A task whose outcome the store refuses whatever it is, while it takes every other write.
+    let cursed = Sized::call((1,)).enqueue(&q).await.unwrap();
+    store.refuse_outcomes_of.lock().unwrap().push(cursed.id());
+    let running = builder(&q)
+        .workers(4)
+        .register_task::<Sized>()
+        .build()
+        .unwrap()
+        .spawn();
+    eventually("its outcome refused", || async {
+        store.failed_completes.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    // Tasks enqueued after it finish while its outcome is being refused.
+    let later = q
+        .enqueue_many((0..20).map(|n| Sized::call((n,))))
+        .await
+        .unwrap();
+    for (n, h) in later.iter().enumerate() {
+        assert_eq!(
+            h.get(WAIT).await.unwrap().len(),
+            n,
+            "a later outcome is written"
+        );
+    }
+    // Left to come back when its lease runs out: still in the store, with no outcome.
+    assert!(cursed.try_get().await.unwrap().is_none());
+    assert!(q.storage().get_dead(cursed.id()).await.unwrap().is_none());
+    let counts = q.counts().await.unwrap();
+    assert_eq!(counts.ready + counts.leased, 1, "{counts:?}");
+    let report = running.shutdown(WAIT).await.unwrap();
+    assert_eq!(report.unacked, 1, "the outcome given up is counted");
 }
