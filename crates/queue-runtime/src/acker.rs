@@ -200,6 +200,10 @@ impl Acker {
                 }
                 groups.push(group);
             }
+            if groups.is_empty() {
+                // What was left has been given up on.
+                return given_up;
+            }
             if written_any {
                 // Progress: go on with the rest at once.
                 backoff.reset();
