@@ -101,7 +101,7 @@ impl Acker {
     }
 
     /// Writes one batch, retrying while the store fails. Returns how many outcomes were not
-    /// written (when told to give up, and those given up on below).
+    /// written when told to give up (at shutdown).
     ///
     /// A batch the store refuses is split in halves for the next attempt, down to single
     /// completions, so one completion the store cannot take (say, a result over Redis's
@@ -109,15 +109,14 @@ impl Acker {
     /// [`REFUSALS_BEFORE_DEAD`] times while the store takes other writes (other completions
     /// of the batch, or else the renewal of its own lease) is replaced by a dead-lettering of
     /// its task with the store's reason ([`refused_outcome`]); if that is refused as many
-    /// times, the outcome is given up and its lease let go, so it holds back no later batch:
-    /// the task is delivered again when the lease runs out.
+    /// times, the outcome is given up (logged as an error) and its lease let go, so it holds
+    /// back no later batch: the task is delivered again when the lease runs out.
     async fn flush(&self, batch: Vec<Pending>) -> u64 {
         let leases: Vec<Lease> = batch.iter().map(|p| p.completion.lease).collect();
         self.inflight.set_acking(&leases, true);
         let mut groups = vec![batch];
         let mut refusals: HashMap<Lease, u32> = HashMap::new();
         let mut backoff = Backoff::store();
-        let mut given_up = 0;
         loop {
             let mut failed = Vec::new();
             let mut last_error = None;
@@ -136,9 +135,7 @@ impl Acker {
                     }
                 }
             }
-            let Some(err) = last_error else {
-                return given_up;
-            };
+            let Some(err) = last_error else { return 0 };
             let outcomes: usize = failed.iter().map(Vec::len).sum();
             if self.give_up.is_cancelled() {
                 tracing::error!(
@@ -153,7 +150,7 @@ impl Acker {
                     .map(|p| p.completion.lease)
                     .collect();
                 self.inflight.set_acking(&left, false);
-                return given_up + outcomes as u64;
+                return outcomes as u64;
             }
             // A completion refused on its own while the store takes writes is the
             // completion's fault, not the store's. Without another completion written, the
@@ -194,7 +191,6 @@ impl Acker {
                              delivered again when its lease runs out"
                         );
                         self.inflight.remove(&lease);
-                        given_up += 1;
                         continue;
                     }
                 }
@@ -202,7 +198,7 @@ impl Acker {
             }
             if groups.is_empty() {
                 // What was left has been given up on.
-                return given_up;
+                return 0;
             }
             if written_any {
                 // Progress: go on with the rest at once.

@@ -641,6 +641,5 @@ async fn an_outcome_refused_even_as_a_dead_letter_holds_back_no_later_one() {
     assert!(q.storage().get_dead(cursed.id()).await.unwrap().is_none());
     let counts = q.counts().await.unwrap();
     assert_eq!(counts.ready + counts.leased, 1, "{counts:?}");
-    let report = running.shutdown(WAIT).await.unwrap();
-    assert_eq!(report.unacked, 1, "the outcome given up is counted");
+    running.shutdown(WAIT).await.unwrap();
 }
